@@ -1,6 +1,6 @@
 """Augmentation throughput (source records/s) and peak memory on 100k source records.
 
-    python bench/bench_augmentation.py [--records 100000] [--small 1000] [--repeats 1]
+    python bench/bench_augmentation.py [--records 100000] [--small 10000] [--repeats 1]
 
 Input: the bundled seed corpus (313 records, 54 prompts) replicated into a generic JSONL source in a temporary
 folder; replica k appends `` (case k)`` to every user turn, so each replica is a new set of prompts (new
@@ -11,7 +11,8 @@ Each run is a fresh subprocess running the whole pipeline (read + label-map the 
 examples and pairs, balance, write JSONL + ``datasets`` folders + manifest); phases are timed inside it (Python
 and library imports excluded), memory is its peak RSS. The ratio line is *scaling efficiency*: records/s at
 ``--records`` divided by records/s at ``--small`` (1.0 = throughput independent of size, i.e. linear time; below
-1 = something grows faster than linearly).
+1 = something grows faster than linearly; well above 1 = fixed start-up costs dominate the small run, so keep
+``--small`` at 10k or more).
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.set_defaults(repeats=1)
     parser.add_argument("--records", type=int, default=100_000)
-    parser.add_argument("--small", type=int, default=1000, help="size of the scaling reference run")
+    parser.add_argument("--small", type=int, default=10_000, help="size of the scaling reference run")
     parser.add_argument("--in-process", action="store_true",
                         help="no subprocesses (smoke tests): peak memory is then not per run")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

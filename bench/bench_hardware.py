@@ -12,7 +12,8 @@ linear layers, which it counts; it does not count CPU attention):
 
 ``executed`` counts the padded batches the scorer ran, ``useful`` only real tokens. Achieved FLOP/s = FLOPs /
 wall time of ``score_items`` (tokenization included). The methods alternate (peak fp32, scoring, peak bf16, ...)
-over ``--repeats`` rounds, medians reported; the ratio line is useful FLOP/s / fp32 matmul peak (target >= 50%).
+over ``--repeats`` rounds, medians reported; the ratio line is useful FLOP/s / the fp32 peak, the best of the two fp32
+matmul rates (on this machine the MiniLM-shaped GEMM beats the square one) (target >= 50%).
 """
 
 from __future__ import annotations
@@ -43,6 +44,21 @@ def matmul_rate(m: int, k: int, n: int, dtype, seconds: float) -> float:
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             return 2 * m * k * n * count / elapsed
+
+
+def square_peak(size: int, dtype, seconds: float) -> tuple[float, int]:
+    """(FLOP/s, size) of square matmuls of ``size``, halved while one call takes over ``seconds`` / 4 (bf16
+    without hardware support runs a slow fallback: a 2048^3 product would take minutes)."""
+    import torch
+
+    while size > 128:
+        a = torch.randn(size, size).to(dtype)
+        start = time.perf_counter()
+        torch.matmul(a, a)
+        if time.perf_counter() - start <= seconds / 4:
+            break
+        size //= 2
+    return matmul_rate(size, size, size, dtype, seconds), size
 
 
 def forward_flops(batches: list[list[int]], lengths: list[int], config) -> tuple[float, float]:
@@ -83,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=400)
     parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--batch-tokens", type=int, default=8192)
+    parser.add_argument("--batch-tokens", type=int, default=None, help="scorer max_tokens (default: the scorer's)")
     parser.add_argument("--matmul-size", type=int, default=2048, help="square matmul size of the peak")
     parser.add_argument("--peak-seconds", type=float, default=3.0, help="seconds per peak measurement")
     parser.add_argument("--bf16-scoring", action="store_true", help="also time the scorer with bf16 autocast")
@@ -106,10 +122,18 @@ def main(argv: list[str] | None = None) -> dict:
     executed, useful = forward_flops(batches, lengths, config)
     counted, analytic = check_linear_flops(model, lengths, config)
     size, secs = args.matmul_size, args.peak_seconds
+    sizes = {}
+
+    def peak(name: str, dtype):
+        def call() -> float:
+            rate, sizes[name] = square_peak(size, dtype, secs)
+            return rate
+        return call
+
     methods = {
-        "peak fp32 matmul": lambda: matmul_rate(size, size, size, torch.float32, secs),
+        "peak fp32 matmul": peak("peak fp32 matmul", torch.float32),
         "scoring (csrm, fp32)": lambda: scorer.score_items(items),
-        "peak bf16 matmul": lambda: matmul_rate(size, size, size, torch.bfloat16, secs),
+        "peak bf16 matmul": peak("peak bf16 matmul", torch.bfloat16),
         "MiniLM GEMM fp32": lambda: matmul_rate(8192, 384, 1536, torch.float32, secs),
     }
     bf16_scorer = None
@@ -131,7 +155,8 @@ def main(argv: list[str] | None = None) -> dict:
                 rates.setdefault(name + " executed", []).append(executed / elapsed)
             print(f"  [repeat {rep + 1}/{args.repeats}] {name}: {rates[name][-1] / 1e9:.1f} GFLOP/s", flush=True)
     med = {name: statistics.median(v) for name, v in rates.items()}
-    fp32, bf16 = med["peak fp32 matmul"], med["peak bf16 matmul"]
+    # the peak is the best fp32 matmul rate measured, whichever shape reached it
+    fp32, bf16 = max(med["peak fp32 matmul"], med["MiniLM GEMM fp32"]), med["peak bf16 matmul"]
     encode_start = time.perf_counter()
     scorer.encode(items)
     encode_seconds = time.perf_counter() - encode_start
@@ -148,11 +173,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"FLOPs: useful {useful / 1e12:.2f} TFLOP, executed {executed / 1e12:.2f} TFLOP (padding "
           f"{100 * (executed / useful - 1):.1f}%); linear-layer check: flop_counter {counted / 1e9:.2f} GFLOP vs "
           f"analytic {analytic / 1e9:.2f} GFLOP; tokenization {encode_seconds:.2f} s of {score_seconds:.2f} s")
-    payload = {"ratio": round(fraction, 3), "ratio_name": "scoring useful FLOP/s / fp32 matmul peak", "target": TARGET,
-               "target_met": fraction >= TARGET,
+    payload = {"ratio": round(fraction, 3), "ratio_name": "scoring useful FLOP/s / best fp32 matmul rate measured", "target": TARGET,
+               "target_met": fraction >= TARGET, "fp32_peak_gflops": round(fp32 / 1e9, 2),
                "fraction_of_bf16_peak": round(med["scoring (csrm, fp32)"] / bf16, 3),
                "fraction_of_minilm_gemm": round(med["scoring (csrm, fp32)"] / med["MiniLM GEMM fp32"], 3),
-               "gflops": {k: round(v / 1e9, 2) for k, v in med.items()},
+               "gflops": {k: round(v / 1e9, 2) for k, v in med.items()}, "peak_matmul_sizes": sizes,
                "useful_tflop": round(useful / 1e12, 4), "executed_tflop": round(executed / 1e12, 4),
                "tokenization_seconds": round(encode_seconds, 3), "scoring_seconds": round(score_seconds, 3),
                "flop_counter_check": {"counted": counted, "analytic": analytic}, "items": len(items),

@@ -126,14 +126,15 @@ def bounds(encoded, hidden: int, layers: int, ffn: int) -> dict[str, float]:
             "real_tokens_plain": plain_tokens, "real_tokens_reuse": reuse_tokens}
 
 
-def computed_rows(encoded, max_tokens: int, max_rows: int) -> dict[str, int]:
-    """Padded token rows each path really runs through the model (its batch plans)."""
+def computed_rows(encoded, max_tokens: int, prefix_max_tokens: int, max_rows: int) -> dict[str, int]:
+    """Padded token rows each path really runs through the model (its batch plans: ``max_tokens`` for plain
+    batches, ``prefix_max_tokens`` for shared-prefix ones, as the scorer does)."""
     from csrm.batching import padded_tokens, token_budget_batches
     from csrm.prefix_cache import CPU_CHUNK_OVERHEAD, plan_prefix_batches, suffix_chunks
 
     lengths = [len(e.input_ids) for e in encoded]
     plain = padded_tokens(lengths, token_budget_batches(lengths, max_tokens, max_rows))
-    batches, singles = plan_prefix_batches(encoded, max_tokens, max_rows)
+    batches, singles = plan_prefix_batches(encoded, prefix_max_tokens, max_rows)
     prefix_rows = sum(len(b.prefixes) * max(map(len, b.prefixes)) for b in batches)
     suffix_rows = 0
     for b in batches:
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--layers", type=int, default=6, help="decoder depth")
     parser.add_argument("--config-tokens", type=int, default=300)
     parser.add_argument("--response-tokens", type=int, nargs=2, default=(30, 60), metavar=("MIN", "MAX"))
-    parser.add_argument("--batch-tokens", type=int, default=8192, help="scorer max_tokens (both paths)")
+    parser.add_argument("--batch-tokens", type=int, default=None,
+                        help="scorer max_tokens, both paths (default: the scorer's defaults)")
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of one reuse pass")
     parser.add_argument("--chunk-overhead", type=int, default=None,
@@ -184,7 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
                "reuse": CSRMScorer(model, tok, device="cpu", prefix_cache=True, max_tokens=args.batch_tokens)}
     encoded = scorers["reuse"].encode(items)
     theory = bounds(encoded, args.hidden, args.layers, 4 * args.hidden)
-    work = computed_rows(encoded, args.batch_tokens, scorers["reuse"].max_rows)
+    work = computed_rows(encoded, scorers["no-reuse"].max_tokens, scorers["reuse"].prefix_max_tokens,
+                         scorers["reuse"].max_rows)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"prefix: {len(items)} items ({args.groups} prefixes x {args.responses}), Llama hidden {args.hidden}, "
           f"{args.layers} layers ({params:.0f}M parameters), prefix {theory['mean_prefix_tokens']:.0f} + suffix "
@@ -221,7 +224,8 @@ def main(argv: list[str] | None = None) -> dict:
                "target_met": ratio >= TARGET, "max_abs_diff": diff, "items": len(items), "groups": args.groups,
                "responses": args.responses, "chunk_overhead": csrm.prefix_cache.CPU_CHUNK_OVERHEAD,
                "hidden": args.hidden, "layers": args.layers,
-               "parameters_m": round(params, 1), "threads": threads, "batch_tokens": args.batch_tokens,
+               "parameters_m": round(params, 1), "threads": threads,
+               "batch_tokens": {"plain": scorers["no-reuse"].max_tokens, "prefix": scorers["reuse"].prefix_max_tokens},
                **theory, **work, "bound_padded_rows": round(padded_bound, 3),
                "fraction_of_flop_bound": round(ratio / theory["bound_flops"], 3), "rows": rows, "seconds": times}
     if args.profile:

@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--items", type=int, default=2000)
     parser.add_argument("--max-length", type=int, default=512, help="model max_length = the padded width")
     parser.add_argument("--batch-size", type=int, default=32, help="rows per batch of the padded baseline")
-    parser.add_argument("--batch-tokens", type=int, default=8192, help="csrm scorer's max_tokens")
+    parser.add_argument("--batch-tokens", type=int, default=None,
+                        help="csrm scorer's max_tokens (default: the scorer's, 2048 on CPU)")
     parser.add_argument("--slices", type=int, default=8, help="interleaving granularity (see module doc)")
     parser.add_argument("--long-fraction", type=float, default=0.3, help="share of long responses")
     parser.add_argument("--per-example-items", type=int, default=256,
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> dict:
                          "max": round(max(slice_ratios), 3)},
         "max_abs_diff": {k: v for k, v in diffs.items() if k != "csrm"},
         "items": len(items), "tokens": sum(lengths), "mean_tokens": round(statistics.mean(lengths), 1),
-        "max_length": args.max_length, "batch_tokens": args.batch_tokens, "threads": threads,
+        "max_length": args.max_length, "batch_tokens": scorer.max_tokens, "threads": threads,
         "rows": rows, "seconds_per_slice": seconds,
     }
     if "per-example" in rates:

@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 DEFAULT_MAX_TOKENS = 8192
+CPU_MAX_TOKENS = 2048  # on CPU, batches past ~2k tokens spill activations out of cache: 8192 ran ~25% slower
 DEFAULT_MAX_ROWS = 256
+
+
+def default_max_tokens(device_type: str) -> int:
+    """The token budget per forward batch for a device type (``"cpu"``, ``"cuda"``, ...)."""
+    return CPU_MAX_TOKENS if device_type == "cpu" else DEFAULT_MAX_TOKENS
 
 
 def token_budget_batches(lengths: Sequence[int], max_tokens: int = DEFAULT_MAX_TOKENS,

@@ -124,6 +124,9 @@ class Pipeline:
         result = work()
         self.timings[name] = round(time.perf_counter() - start, 1)
         self.log(f"[csrm run] {name}: {self.timings[name]:.1f} s")
+        timings_path = self.out / "timings.json"  # per stage, so a resumed run still reports earlier stages
+        previous = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+        write_json(timings_path, {**previous, name: self.timings[name]})
         return result
 
     # -- stages --------------------------------------------------------------------------------------
@@ -220,10 +223,7 @@ class Pipeline:
                 self.evaluate(str(self.model_dir(blind=True)), "config_blind", blind=True)
             else:
                 self.evaluate(baseline, baseline.replace(":", "_").replace("/", "_"))
-        self.timings["total"] = round(time.perf_counter() - start, 1)
-        timings_path = self.out / "timings.json"
-        previous = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-        write_json(timings_path, {**previous, **self.timings})
+        self.log(f"[csrm run] this invocation: {time.perf_counter() - start:.1f} s")
         return self.report()
 
 

@@ -34,8 +34,10 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
     calibration = _read(out / "calibration.json")
     timings = _read(out / "timings.json")
     evals = {p.name: _read(p / "report.json") for p in sorted((out / "eval").glob("*")) if p.is_dir()}
+    timings = {k: v for k, v in timings.items() if k != "total"}
     lines = [f"# csrm run: {cfg.name}", "", f"Output: `{out}`. Wall time: "
-             + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".", ""]
+             + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
+             + f"; all stages {sum(timings.values()):.0f} s.", ""]
     ex = manifest.get("examples", {})
     pairs = manifest.get("pairs", {})
     if ex:

@@ -21,7 +21,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from csrm.batching import DEFAULT_MAX_TOKENS
 from csrm.errors import InputError
 from csrm.io import iter_jsonl, require, write_jsonl
 from csrm.records import as_messages
@@ -142,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="trained CSRM folder or hub id")
     parser.add_argument("--input", required=True, help="JSONL of {id, config, prompt|messages, response?}")
     parser.add_argument("--output", required=True, help="JSONL of scores (written atomically at the end)")
-    parser.add_argument("--batch-tokens", type=int, default=DEFAULT_MAX_TOKENS,
-                        help="max padded tokens (rows x longest) per forward batch")
+    parser.add_argument("--batch-tokens", type=int, default=None,
+                        help="max padded tokens (rows x longest) per forward batch (default 8192 on GPU, 2048 on CPU)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
@@ -155,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.batch_tokens < 1:
+    if args.batch_tokens is not None and args.batch_tokens < 1:
         raise InputError("must be positive", field="--batch-tokens")
     if not Path(args.input).is_file():
         raise InputError("no such file", path=args.input)

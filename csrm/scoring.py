@@ -10,7 +10,8 @@ the config's threshold (on ``p_violation``, see :mod:`csrm.thresholds`)::
     scorer.score_items([ScoreItem(...), ...])                             # the Scorer protocol
 
 Speed: ``torch.inference_mode``; items are tokenized up front, sorted by length and packed into batches whose
-padded size (rows x longest) stays under ``max_tokens``; bf16 autocast on CUDA with bf16 support (on CPU only
+padded size (rows x longest) stays under ``max_tokens`` (default 8192 on GPU; 2048 on CPU, where bigger
+batches spill out of cache, except for shared-prefix batches); bf16 autocast on CUDA with bf16 support (on CPU only
 when ``bf16=True``); on CUDA, attention avoids the cuDNN kernel, which builds a graph for every new batch shape;
 ``num_threads`` sets torch's (process-wide) intra-op threads. Decoder backbones reuse the key/value cache of
 each shared config + conversation prefix across its responses (:mod:`csrm.prefix_cache`; measured 1.6x on
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from csrm.batching import DEFAULT_MAX_ROWS, DEFAULT_MAX_TOKENS, token_budget_batches
+from csrm.batching import DEFAULT_MAX_ROWS, DEFAULT_MAX_TOKENS, default_max_tokens, token_budget_batches
 from csrm.formatting import Encoded, pad_batch
 from csrm.modeling import CSRMModel, load_tokenizer
 from csrm.prefix_cache import plan_prefix_batches, run_prefix_batch, supports_prefix_cache
@@ -78,7 +79,7 @@ class CSRMScorer:
     """A CSRM model and tokenizer in eval mode, with batching and threshold lookup (module doc)."""
 
     def __init__(self, model: CSRMModel, tokenizer, *, device: str | torch.device | None = None,
-                 max_tokens: int = DEFAULT_MAX_TOKENS, max_rows: int = DEFAULT_MAX_ROWS, bf16: bool | None = None,
+                 max_tokens: int | None = None, max_rows: int = DEFAULT_MAX_ROWS, bf16: bool | None = None,
                  num_threads: int | None = None, prefix_cache: bool | None = None):
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -86,7 +87,11 @@ class CSRMScorer:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.formatter = model.make_formatter(tokenizer)
-        self.max_tokens, self.max_rows = max_tokens, max_rows
+        self.max_tokens = max_tokens or default_max_tokens(self.device.type)
+        # a prefix batch's rows x width overstates its work (each prefix runs once per group), so on CPU it keeps
+        # the larger default: at 2048 a group of 8 responses to a ~300-token prefix would run its prefix twice
+        self.prefix_max_tokens = max_tokens or DEFAULT_MAX_TOKENS
+        self.max_rows = max_rows
         self.bf16 = resolve_bf16(bf16, self.device)
         supported = supports_prefix_cache(model)
         if prefix_cache and not supported:
@@ -235,7 +240,7 @@ class CSRMScorer:
         plain = list(range(len(encoded)))
         prefix_batches = []
         if self.prefix_cache:
-            prefix_batches, plain = plan_prefix_batches(encoded, self.max_tokens, self.max_rows)
+            prefix_batches, plain = plan_prefix_batches(encoded, self.prefix_max_tokens, self.max_rows)
         lengths = [len(encoded[i].input_ids) for i in plain]
         plain_batches = [[plain[j] for j in b] for b in token_budget_batches(lengths, self.max_tokens, self.max_rows)]
         extra = {"use_cache": False} if self.model.config.pooling == "last" else {}

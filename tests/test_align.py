@@ -87,7 +87,8 @@ def item_files(tmp_path_factory) -> tuple[Path, Path]:
     return folder / "train.jsonl", folder / "eval.jsonl"
 
 
-def recipe(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extra: str) -> AlignConfig:
+def recipe_overrides(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extra: str) -> list[str]:
+    """The test recipe as ``key=value`` overrides."""
     overrides = {
         "out_dir": str(out), "rounds": "2", "device": "cpu", "policy.name_or_path": str(policy),
         "judge.csrm": str(csrm), "data.source": "files", "data.train_file": str(files[0]),
@@ -96,7 +97,11 @@ def recipe(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extr
         "dpo.epochs": "3", "dpo.batch_size": "4", "dpo.max_length": "160", "dpo.beta": "0.1",
         "dpo.margin_pairs": "0", "eval.max_new_tokens": "8", "logging_steps": "1", **extra,
     }
-    return AlignConfig.load(None, [f"{k}={v}" for k, v in overrides.items()])
+    return [f"{k}={v}" for k, v in overrides.items()]
+
+
+def recipe(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extra: str) -> AlignConfig:
+    return AlignConfig.load(None, recipe_overrides(out, policy, csrm, files, **extra))
 
 
 def test_two_rounds_end_to_end(tmp_path, tiny_policy, tiny_csrm, item_files):
@@ -198,6 +203,38 @@ def test_lora_and_sft_round(tmp_path, tiny_policy, tiny_csrm, item_files):
     top = "model.layers.1.self_attn.q_proj.weight"
     weights, before = dict(model.named_parameters()), dict(start.named_parameters())
     assert torch.equal(weights[bottom], before[bottom]) and not torch.equal(weights[top], before[top])
+
+
+@pytest.mark.slow
+def test_deepspeed_zero3_rounds(tmp_path, tiny_policy, tiny_csrm, item_files):
+    """The GPU recipe's code path on CPU: DPO under ZeRO-3 (one process), gathered save, and a second round
+    whose sampling policy loads normally after the first round's ZeRO-3 trainer. Runs ``csrm.align`` in a
+    subprocess: DeepSpeed leaves process-wide state behind that would leak into later tests' Trainers."""
+    pytest.importorskip("deepspeed")
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    zero3 = tmp_path / "zero3.json"
+    zero3.write_text(json.dumps({"zero_optimization": {"stage": 3, "stage3_gather_16bit_weights_on_model_save": True},
+                                 "train_batch_size": "auto", "train_micro_batch_size_per_gpu": "auto",
+                                 "gradient_accumulation_steps": "auto"}))
+    overrides = recipe_overrides(tmp_path / "run", tiny_policy, tiny_csrm, item_files,
+                                 **{"eval.enabled": "false", "dpo.epochs": "1", "deepspeed": str(zero3)})
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
+           "LOCAL_RANK": "0"}
+    done = subprocess.run([sys.executable, "-m", "csrm.align", *overrides], env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert [m["dpo_pairs"] > 0 for m in report["rounds"]] == [True, True]
+    policy = tmp_path / "run" / "round_2" / "policy"
+    assert (policy / "model.safetensors").is_file() and not (policy / "training_args.bin").exists()
+    model, _ = load_policy(str(policy), device="cpu")
+    assert model.get_input_embeddings().weight.dim() == 2  # a full, unpartitioned checkpoint
 
 
 def test_policy_sampling_and_logps(tiny_policy):

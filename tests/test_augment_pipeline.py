@@ -278,3 +278,15 @@ def test_synthesize_configs_and_render_are_deterministic():
     assert all(s.config.allow is not None and "Other Harms" not in s.config.allow for s in a)
     assert render({"Violence": 2}, seed=1) == render({"Violence": 2}, seed=1)
     assert "Violence" in render({"Violence": 2}, seed=1)
+
+
+def test_gc_paused_restores_the_collector_even_on_error():
+    import gc
+
+    from augmentation.pipeline import gc_paused
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), gc_paused():
+        assert not gc.isenabled()
+        raise RuntimeError
+    assert gc.isenabled()

@@ -65,22 +65,30 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path):
     assert len(skipped) == 7, logs  # augment, train, calibrate, eval, and the blind train/calibrate/eval
 
 
-def test_pipeline_resumes_at_the_first_unfinished_stage(tmp_path):
+def test_pipeline_resumes_at_the_first_unfinished_stage(tmp_path, monkeypatch):
     cfg = load_pipeline_config(tiny_recipe(tmp_path, calibrate=False))
-    Pipeline(cfg, log=lambda _: None).run()
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Pipeline, "evaluate", killed)  # the first run dies in its eval stage
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(cfg, log=lambda _: None).run()
+    monkeypatch.undo()
     out = tmp_path / "run"
+    assert not (out / "eval").exists()
+    assert set(json.loads((out / "timings.json").read_text())) == {"augment", "train"}
     manifest_mtime = (out / "data/manifest.json").stat().st_mtime_ns
     model_mtime = (out / "model/config.json").stat().st_mtime_ns
-    report = out / "eval/csrm"
-    for child in report.iterdir():
-        child.unlink()
-    report.rmdir()
     logs: list[str] = []
-    Pipeline(load_pipeline_config(tiny_recipe(tmp_path, calibrate=False)), log=logs.append).run()
+    text = Pipeline(load_pipeline_config(tiny_recipe(tmp_path, calibrate=False)), log=logs.append).run()
     assert (out / "eval/csrm/report.json").is_file()
     assert (out / "data/manifest.json").stat().st_mtime_ns == manifest_mtime
     assert (out / "model/config.json").stat().st_mtime_ns == model_mtime
     assert any(line.startswith("[csrm run] eval csrm ...") for line in logs)
+    timings = json.loads((out / "timings.json").read_text())
+    assert set(timings) == {"augment", "train", "eval csrm"}  # the first run's stages are still reported
+    assert f"all stages {sum(timings.values()):.0f} s" in text
 
 
 def test_bad_recipe_fails_before_any_work_naming_the_key(tmp_path):

@@ -18,7 +18,13 @@ from scoring_fixtures import (
     tiny_encoder,
 )
 
-from csrm.batching import padded_tokens, token_budget_batches
+from csrm.batching import (
+    CPU_MAX_TOKENS,
+    DEFAULT_MAX_TOKENS,
+    default_max_tokens,
+    padded_tokens,
+    token_budget_batches,
+)
 from csrm.ranking import rank_key
 from csrm.safety_config import SafetyConfig
 from csrm.score_types import ScoreItem
@@ -55,6 +61,15 @@ def test_token_budget_batches_respect_budget_and_cover_every_item_once():
     naive = [list(range(i, min(i + len(batches[0]), len(lengths)))) for i in range(0, len(lengths), len(batches[0]))]
     assert padded_tokens(lengths, batches) < 0.8 * padded_tokens(lengths, naive)
     assert padded_tokens(lengths, batches) < 1.15 * sum(lengths)
+
+
+def test_default_token_budget_is_smaller_on_cpu(encoder):
+    model, tok = encoder
+    cpu = CSRMScorer(model, tok, device="cpu")
+    assert cpu.max_tokens == CPU_MAX_TOKENS < DEFAULT_MAX_TOKENS == cpu.prefix_max_tokens
+    given = CSRMScorer(model, tok, device="cpu", max_tokens=300)
+    assert given.max_tokens == given.prefix_max_tokens == 300
+    assert default_max_tokens("cuda") == DEFAULT_MAX_TOKENS
 
 
 def test_token_budget_rejects_bad_budget():
