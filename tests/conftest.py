@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -33,3 +34,18 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def eval_fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tests/fixtures/eval`` laid out as a benchmark data folder: the CoSAlign-Test fixtures are stored as
+    ``cosalign_local/{seen,unseen}.jsonl`` (names that cannot be mistaken for the shared data) and placed here
+    under the names the loader reads, ``cosalign_test/cosalign_test_{seen,unseen}.jsonl``."""
+    root = tmp_path_factory.mktemp("eval_data") / "eval"
+    shutil.copytree(FIXTURES / "eval", root)
+    local = root / "cosalign_local"
+    (root / "cosalign_test").mkdir()
+    for name in ("seen", "unseen"):
+        (local / f"{name}.jsonl").rename(root / "cosalign_test" / f"cosalign_test_{name}.jsonl")
+    local.rmdir()
+    return root

@@ -17,11 +17,6 @@ from eval.items import DEV, HEADLINE, TEST, EvalItem, assign_dev_slice, blind_it
 
 
 @pytest.fixture
-def eval_fixtures(fixtures_dir: Path) -> Path:
-    return fixtures_dir / "eval"
-
-
-@pytest.fixture
 def fake_hub(eval_fixtures: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
     """Patch ``datasets.load_dataset`` to serve the fixture files as the hub datasets (offline)."""
     calls: list[tuple] = []

@@ -111,11 +111,6 @@ def test_views_select_items_and_labels() -> None:
 
 
 # -- reports and the CLI -------------------------------------------------------------------------------------
-@pytest.fixture
-def eval_fixtures(fixtures_dir: Path) -> Path:
-    return fixtures_dir / "eval"
-
-
 def _run(eval_fixtures: Path, scorer=None):
     from eval.harness import load_benchmarks
 
