@@ -31,7 +31,7 @@ from typing import Any
 from augmentation.mapping import SourceMapping, default_mapping_path
 from augmentation.recipe import Recipe, SourceSpec, resolve_path
 from csrm.errors import InputError
-from csrm.io import require
+from csrm.io import iter_jsonl, last_json_key, require
 from csrm.records import ROLES, SourceRecord, as_messages, stable_id
 from csrm.safety_config import SafetyConfig
 from csrm.taxonomy import RiskTaxonomy
@@ -132,30 +132,7 @@ def read_file_text(path: Path) -> str:
 def _field_at(data: bytes, offset: int) -> str | None:
     """Best-effort name of the JSON field whose value holds byte ``offset`` (for error messages)."""
     start = data.rfind(b"\n", 0, offset) + 1
-    return _last_key(data[start:offset].decode("utf-8", errors="replace"))
-
-
-def _last_key(before: str) -> str | None:
-    quote = before.rfind('":')
-    if quote == -1:
-        return None
-    opening = before.rfind('"', 0, quote)
-    return before[opening + 1: quote] if opening != -1 else None
-
-
-def iter_jsonl_located(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Like :func:`csrm.io.iter_jsonl`, but a malformed line also names the field it broke in."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"malformed JSON ({err.msg}, column {err.colno})", path=str(path), line=number,
-                             field=_last_key(line[: err.pos]) or "(line)") from None
-        if not isinstance(obj, dict):
-            raise InputError("each line must be a JSON object", path=str(path), line=number, field="(line)")
-        yield number, obj
+    return last_json_key(data[start:offset].decode("utf-8", errors="replace"))
 
 
 def _path(spec: SourceSpec, recipe: Recipe | None) -> Path:
@@ -165,7 +142,7 @@ def _path(spec: SourceSpec, recipe: Recipe | None) -> Path:
 def _read_generic_jsonl(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, recipe: Recipe | None,
                         rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
     path = SEED_CORPUS if spec.type == "seed" and not spec.path else _path(spec, recipe)
-    items = _numbered(rows) if rows is not None else iter_jsonl_located(path, read_file_text(path))
+    items = _numbered(rows) if rows is not None else iter_jsonl(path, read_file_text(path), name_fields=True)
     for line, obj in items:
         yield generic_record(obj, mapping, taxonomy, source=spec.source_name, path=str(path), line=line)
 
@@ -292,7 +269,7 @@ def _numbered(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[int, dict[str, A
 def _read_moderation(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, recipe: Recipe | None,
                      rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
     path = _path(spec, recipe)
-    items = _numbered(rows) if rows is not None else iter_jsonl_located(path, read_file_text(path))
+    items = _numbered(rows) if rows is not None else iter_jsonl(path, read_file_text(path), name_fields=True)
     for line, obj in items:
         yield from moderation_records(obj, mapping, taxonomy, source=spec.source_name, use_as=spec.use_as,
                                       path=str(path), line=line)
@@ -339,7 +316,7 @@ def moderation_records(obj: dict[str, Any], mapping: SourceMapping, taxonomy: Ri
 def _read_cosalign(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, recipe: Recipe | None,
                    rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
     path = _path(spec, recipe)
-    items = _numbered(rows) if rows is not None else iter_jsonl_located(path, read_file_text(path))
+    items = _numbered(rows) if rows is not None else iter_jsonl(path, read_file_text(path), name_fields=True)
     for line, obj in items:
         yield cosalign_record(obj, mapping, taxonomy, source=spec.source_name, path=str(path), line=line)
 

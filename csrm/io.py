@@ -26,8 +26,19 @@ def read_text(path: str | Path) -> str:
         raise InputError(f"not valid UTF-8 (byte {err.start})", path=str(path), line=line) from None
 
 
-def iter_jsonl(path: str | Path, text: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, object)`` for each non-blank line; every object must be a JSON object."""
+def last_json_key(before: str) -> str | None:
+    """The last ``"key":`` in a fragment of a JSON line (best effort, for naming the field at fault)."""
+    quote = before.rfind('":')
+    if quote == -1:
+        return None
+    opening = before.rfind('"', 0, quote)
+    return before[opening + 1: quote] if opening != -1 else None
+
+
+def iter_jsonl(path: str | Path, text: str | None = None, *, name_fields: bool = False
+               ) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, object)`` for each non-blank line; every object must be a JSON object.
+    ``name_fields``: errors also name the field a malformed line broke in (``(line)`` when none)."""
     text = read_text(path) if text is None else text
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -35,9 +46,12 @@ def iter_jsonl(path: str | Path, text: str | None = None) -> Iterator[tuple[int,
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            raise InputError(f"malformed JSON ({err.msg}, column {err.colno})", path=str(path), line=number) from None
+            field = (last_json_key(line[: err.pos]) or "(line)") if name_fields else None
+            raise InputError(f"malformed JSON ({err.msg}, column {err.colno})", path=str(path), line=number,
+                             field=field) from None
         if not isinstance(obj, dict):
-            raise InputError("each line must be a JSON object", path=str(path), line=number)
+            raise InputError("each line must be a JSON object", path=str(path), line=number,
+                             field="(line)" if name_fields else None)
         yield number, obj
 
 

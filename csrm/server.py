@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-wait-ms", type=float, default=BATCH_WAIT_MS,
                         help="how long the batcher waits for more requests")
     parser.add_argument("--batch-tokens", type=int, default=None,
-                        help="token budget per forward batch (default 8192 on GPU, 2048 on CPU)")
+                        help="token budget per gathered batch (default 8192) and per forward batch "
+                             "(default 8192 on GPU, 2048 on CPU)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
@@ -306,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
     scorer = load(args.model, device=args.device, max_tokens=args.batch_tokens, bf16=args.bf16,
                   num_threads=args.threads)
     app = create_app(scorer, max_items=args.max_items, max_body_bytes=args.max_body_bytes,
-                     batch_wait_ms=args.batch_wait_ms, model_name=str(args.model))
+                     batch_wait_ms=args.batch_wait_ms, batch_tokens=args.batch_tokens or DEFAULT_MAX_TOKENS,
+                     model_name=str(args.model))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
