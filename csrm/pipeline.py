@@ -99,7 +99,6 @@ class Pipeline:
     def __init__(self, cfg: PipelineConfig, log=print):
         self.cfg, self.log = cfg, log
         self.out = Path(cfg.out_dir)
-        self.timings: dict[str, float] = {}
 
     # -- paths ---------------------------------------------------------------------------------------
     @property
@@ -122,11 +121,11 @@ class Pipeline:
         self.log(f"[csrm run] {name} ...")
         start = time.perf_counter()
         result = work()
-        self.timings[name] = round(time.perf_counter() - start, 1)
-        self.log(f"[csrm run] {name}: {self.timings[name]:.1f} s")
+        seconds = round(time.perf_counter() - start, 1)
+        self.log(f"[csrm run] {name}: {seconds:.1f} s")
         timings_path = self.out / "timings.json"  # per stage, so a resumed run still reports earlier stages
         previous = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
-        write_json(timings_path, {**previous, name: self.timings[name]})
+        write_json(timings_path, {**previous, name: seconds})
         return result
 
     # -- stages --------------------------------------------------------------------------------------
