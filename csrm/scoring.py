@@ -68,7 +68,8 @@ def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
     return bool(bf16)
 
 
-def _taxonomy(data: dict | None) -> RiskTaxonomy | None:
+def taxonomy_from_dict(data: dict | None) -> RiskTaxonomy | None:
+    """The taxonomy stored in a model config (None when absent)."""
     if not data or not data.get("categories"):
         return None
     return RiskTaxonomy(str(data.get("name", "model")), tuple(
@@ -99,7 +100,7 @@ class CSRMScorer:
         self.prefix_cache = supported if prefix_cache is None else bool(prefix_cache)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad or 0)
-        self.taxonomy = _taxonomy(model.config.taxonomy)
+        self.taxonomy = taxonomy_from_dict(model.config.taxonomy)
         self._keys: dict[str, str] = {}
 
     @classmethod
@@ -259,5 +260,18 @@ class CSRMScorer:
 
 
 def load(path_or_hub_id: str | Path, **kwargs) -> CSRMScorer:
-    """Load a trained CSRM for scoring (``csrm.load``); ``kwargs`` as for :class:`CSRMScorer`."""
+    """Load a trained CSRM for scoring (``csrm.load``); ``kwargs`` as for :class:`CSRMScorer`.
+
+    The architecture is read from the folder's ``config.json``: a clause-reading CSRM
+    (``model_type: csrm_clause``) gets a :class:`csrm.clause_scoring.ClauseScorer`, a cross-encoder CSRM a
+    :class:`CSRMScorer`; both have the same scoring API."""
+    from transformers import AutoConfig
+
+    import csrm.clause_model  # noqa: F401  (registers model_type csrm_clause)
+
+    config = AutoConfig.from_pretrained(str(path_or_hub_id), trust_remote_code=kwargs.get("trust_remote_code", False))
+    if config.model_type == "csrm_clause":
+        from csrm.clause_scoring import ClauseScorer
+
+        return ClauseScorer.from_pretrained(path_or_hub_id, **kwargs)
     return CSRMScorer.from_pretrained(path_or_hub_id, **kwargs)

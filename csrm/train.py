@@ -151,6 +151,10 @@ def run_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | None = No
                  callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Train, evaluate and save the final model to ``cfg.output_dir``; returns a summary (metrics, throughput,
     peak memory). Raises :class:`~csrm.trainer.NonFiniteLossError` if the loss diverges."""
+    if cfg.architecture == "clause":
+        from csrm.clause_train import run_clause_training
+
+        return run_clause_training(cfg, raw_config=raw_config)
     set_seed(cfg.seed)
     resume = resolve_resume(cfg)
     if "wandb" in cfg.report_to:  # offline runs (WANDB_MODE=offline) land beside the checkpoints

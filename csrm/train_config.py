@@ -46,6 +46,19 @@ class CSRMTrainConfig(TrainingArguments):
     """
 
     # -- model ------------------------------------------------------------------------------------------
+    architecture: str = field(default="cross_encoder", metadata={
+        "help": "clause: the clause-reading CSRM (frozen encoder; config split into clauses, content into "
+                "windows; small heads trained on cached features; csrm/clause_model.py). cross_encoder: one "
+                "sequence (config, conversation, response) through a fine-tuned backbone (csrm/modeling.py).",
+        "choices": ["clause", "cross_encoder"]})
+    reader_dim: int = field(default=32, metadata={"help": "clause: width of the config reader's MLP."})
+    reader_steps: int = field(default=400, metadata={
+        "help": "clause: optimisation steps of the config reader on the structured allow maps (0 = none)."})
+    reader_learning_rate: float = field(default=1e-2, metadata={"help": "clause: the reader's learning rate."})
+    reader_batch_size: int = field(default=256, metadata={"help": "clause: configs per reader step."})
+    aux_weight: float = field(default=1.0, metadata={
+        "help": "clause: weight of the content-level targets (categories, severity, refusal) beside the "
+                "compliance BCE and the pair loss."})
     model_name_or_path: str = field(default="minilm", metadata={
         "help": "Backbone: a hub id or local path ('minilm' = the bundled all-MiniLM-L6-v2), or a saved CSRM "
                 "folder to continue training it."})

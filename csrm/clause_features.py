@@ -1,0 +1,145 @@
+"""Per-text features for the clause-reading CSRM, computed once per distinct text and cached.
+
+A config is split into clauses and the judged content into windows (:mod:`csrm.clauses`); each distinct
+clause or window is encoded by the frozen encoder exactly once per :class:`FeatureEncoder` (an LRU cache keyed
+by the text), so scoring one response under 8 configs encodes the response once, and 8 responses under one
+config encode the config once. Every window fits the encoder (``max_segment_chars`` is far below
+``max_length`` tokens), so nothing judged is truncated; :attr:`FeatureEncoder.stats` counts any window that
+still reached ``max_length`` tokens.
+
+**Which content is judged** (:func:`content_windows`):
+
+- request screening (no response): the last user turn, ungated ("would a full answer comply?");
+- a response: the response and every earlier assistant turn of the conversation (a rule can be broken in any
+  agent turn), each gated by the model's engagement head (a refusal does not violate).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+
+import torch
+
+from csrm.batching import token_budget_batches
+from csrm.clause_model import ClauseCSRMModel, ClauseFeatures, ContentFeatures
+from csrm.clauses import segments, split_clauses
+from csrm.records import Message, last_user_turn
+
+CACHE_SIZE = 50_000
+
+
+def content_windows(messages: Sequence[Message], response: str | None, max_chars: int) -> list[tuple[str, bool]]:
+    """``[(window text, gated)]`` for one item (module doc)."""
+    if response is None:
+        return [(w, False) for w in segments(last_user_turn(list(messages)), max_chars=max_chars)]
+    texts = [m["content"] for m in messages if m["role"] == "assistant"] + [response]
+    return [(w, True) for text in texts for w in segments(text, max_chars=max_chars)]
+
+
+class FeatureEncoder:
+    """Encodes clause and window texts with the model's frozen encoder, caching each text's features."""
+
+    def __init__(self, model: ClauseCSRMModel, tokenizer, *, max_tokens: int = 4096, max_rows: int = 128,
+                 cache_size: int = CACHE_SIZE):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_tokens, self.max_rows, self.cache_size = max_tokens, max_rows, cache_size
+        self._clauses: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._windows: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._split: OrderedDict[str, list[str]] = OrderedDict()
+        self.stats: Counter[str] = Counter()
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.anchors.device
+
+    # -- encoding ------------------------------------------------------------------------------------
+    def _encode(self, texts: list[str], *, tokens: bool):
+        """Yield ``(index, pooled, token states, token mask)`` per text, in length-sorted token-budget batches."""
+        if not texts:
+            return
+        ids = self.tokenizer(texts, add_special_tokens=True, truncation=True,
+                             max_length=self.model.config.max_length)["input_ids"]
+        self.stats["encoded"] += len(texts)
+        self.stats["at_max_length"] += sum(len(i) >= self.model.config.max_length for i in ids)
+        pad = self.tokenizer.pad_token_id or 0
+        for batch in token_budget_batches([len(i) for i in ids], self.max_tokens, self.max_rows):
+            longest = max(len(ids[i]) for i in batch)
+            input_ids = torch.full((len(batch), longest), pad, dtype=torch.long)
+            mask = torch.zeros((len(batch), longest), dtype=torch.long)
+            for row, i in enumerate(batch):
+                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                mask[row, : len(ids[i])] = 1
+            with torch.inference_mode():
+                pooled, states = self.model.encode(input_ids.to(self.device), mask.to(self.device))
+                if tokens:
+                    inner = mask.clone().bool().to(self.device)
+                    inner[:, 0] = False
+                    inner[torch.arange(len(batch)), mask.sum(1) - 1] = False
+                    ms, cos = self.model.clause_scalars(pooled, states, inner)
+                    for row, i in enumerate(batch):
+                        yield i, pooled[row].clone(), ms[row].clone(), cos[row].clone()
+                else:
+                    for row, i in enumerate(batch):
+                        yield i, pooled[row].clone(), None, None
+
+    def _remember(self, cache: OrderedDict, key: str, value) -> None:
+        cache[key] = value
+        if len(cache) > self.cache_size:
+            cache.popitem(last=False)
+
+    def clause_texts(self, config: str) -> list[str]:
+        texts = self._split.get(config)
+        if texts is None:
+            texts = [c.text for c in split_clauses(config, max_chars=self.model.config.max_clause_chars)]
+            self._remember(self._split, config, texts)
+        return texts
+
+    def _ensure_clauses(self, texts: list[str]) -> None:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._clauses]
+        for i, pooled, ms, cos in self._encode(todo, tokens=True):
+            self._remember(self._clauses, todo[i], (pooled, ms, cos))
+
+    def _ensure_windows(self, texts: list[str]) -> None:
+        todo = [t for t in dict.fromkeys(texts) if t not in self._windows]
+        for i, pooled, _, _ in self._encode(todo, tokens=False):
+            self._remember(self._windows, todo[i], pooled)
+
+    # -- batches -------------------------------------------------------------------------------------
+    def clause_features(self, configs: Sequence[str]) -> ClauseFeatures:
+        """Padded features of ``configs`` (one row each; pass distinct configs and index into them)."""
+        per_config = [self.clause_texts(c) for c in configs]
+        self._ensure_clauses([t for texts in per_config for t in texts])
+        k = max(1, max(len(t) for t in per_config))  # a blank config (the config-blind model) has no clause
+        dim, n_cat = self.model.anchors.shape[1], self.model.anchors.shape[0]
+        e = torch.zeros(len(configs), k, dim, device=self.device)
+        ms = torch.zeros(len(configs), k, n_cat, device=self.device)
+        cos = torch.zeros(len(configs), k, n_cat, device=self.device)
+        mask = torch.zeros(len(configs), k, dtype=torch.bool, device=self.device)
+        for row, texts in enumerate(per_config):
+            for col, text in enumerate(texts):
+                e[row, col], ms[row, col], cos[row, col] = self._clauses[text]
+                mask[row, col] = True
+        return ClauseFeatures(e, ms, cos, mask)
+
+    def content_features(self, windows: Sequence[list[tuple[str, bool]]]) -> ContentFeatures:
+        """Padded features of each item's ``content_windows``."""
+        self._ensure_windows([t for item in windows for t, _ in item])
+        s = max(len(w) for w in windows)
+        dim = self.model.anchors.shape[1]
+        x = torch.zeros(len(windows), s, dim, device=self.device)
+        mask = torch.zeros(len(windows), s, dtype=torch.bool, device=self.device)
+        gated = torch.zeros(len(windows), s, dtype=torch.bool, device=self.device)
+        for row, item in enumerate(windows):
+            for col, (text, gate) in enumerate(item):
+                x[row, col] = self._windows[text]
+                mask[row, col], gated[row, col] = True, gate
+        return ContentFeatures(x, mask, gated)
+
+    def features(self, configs: Sequence[str], windows: Sequence[list[tuple[str, bool]]]
+                 ) -> tuple[ClauseFeatures, ContentFeatures, torch.Tensor]:
+        """(features of the distinct configs, content features, each item's config row)."""
+        distinct = list(dict.fromkeys(configs))
+        row = {c: i for i, c in enumerate(distinct)}
+        index = torch.tensor([row[c] for c in configs], dtype=torch.long, device=self.device)
+        return self.clause_features(distinct), self.content_features(windows), index
