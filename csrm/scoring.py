@@ -36,7 +36,7 @@ from csrm.ranking import estimated_error, rank
 from csrm.records import Message, as_messages
 from csrm.safety_config import SafetyConfig
 from csrm.score_types import ScoreItem, ScoreResult
-from csrm.taxonomy import RiskCategory, RiskTaxonomy
+from csrm.text import cap_item, char_cap
 from csrm.thresholds import (
     ThresholdFit,
     config_key,
@@ -44,6 +44,13 @@ from csrm.thresholds import (
     lookup_keys,
     lookup_threshold,
     save_thresholds,
+)
+from csrm.validation import (
+    check_config,
+    check_model_dir,
+    check_score_item,
+    default_taxonomy,
+    taxonomy_from_dict,
 )
 
 ConfigLike = str | SafetyConfig
@@ -66,13 +73,6 @@ def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
     if bf16 is None:
         return device.type == "cuda" and torch.cuda.is_bf16_supported()
     return bool(bf16)
-
-
-def _taxonomy(data: dict | None) -> RiskTaxonomy | None:
-    if not data or not data.get("categories"):
-        return None
-    return RiskTaxonomy(str(data.get("name", "model")), tuple(
-        RiskCategory(c["name"], c["definition"], bool(c.get("allowable", True))) for c in data["categories"]))
 
 
 class CSRMScorer:
@@ -99,22 +99,29 @@ class CSRMScorer:
         self.prefix_cache = supported if prefix_cache is None else bool(prefix_cache)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad or 0)
-        self.taxonomy = _taxonomy(model.config.taxonomy)
+        self.taxonomy = taxonomy_from_dict(model.config.taxonomy)
+        self.char_cap = char_cap(model.config.max_length)  # csrm.text: bounded work per item before tokenizing
         self._keys: dict[str, str] = {}
+        self.source: str | None = None  # the folder or hub id it was loaded from (from_pretrained)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None,
                         **kwargs) -> CSRMScorer:
-        """Load a saved CSRM (folder or hub id) and its tokenizer; ``kwargs`` go to the constructor."""
+        """Load a saved CSRM (folder or hub id) and its tokenizer; ``kwargs`` go to the constructor. A local
+        folder that is not a saved CSRM is an :class:`~csrm.errors.InputError` naming it."""
+        check_model_dir(path)
         model = CSRMModel.from_pretrained(str(path), trust_remote_code=trust_remote_code, dtype=dtype)
         tokenizer = load_tokenizer(path, decoder=model.config.pooling == "last", trust_remote_code=trust_remote_code)
-        return cls(model, tokenizer, **kwargs)
+        scorer = cls(model, tokenizer, **kwargs)
+        scorer.source = str(path)  # what csrm score fingerprints (csrm.fingerprint)
+        return scorer
 
     # -- configs and thresholds ----------------------------------------------------------------------
     def render(self, config: ConfigLike) -> str:
-        """The config text the model reads."""
+        """The config text the model reads; a structured config is checked against the model's taxonomy
+        (:func:`csrm.validation.check_config`: known categories, never-allowed ones refused)."""
         if isinstance(config, SafetyConfig):
-            return config.render(self.taxonomy)
+            return check_config(config, self.taxonomy or default_taxonomy()).render(self.taxonomy)
         if not isinstance(config, str) or not config.strip():
             raise ValueError("config must be a non-empty string or a SafetyConfig")
         return config
@@ -214,9 +221,14 @@ class CSRMScorer:
                 for i, p, r in zip(indices, probs, rewards, strict=True)]
 
     def encode(self, items: Sequence[ScoreItem]) -> list[Encoded]:
-        """Token ids of ``items`` under the model's template and truncation rule."""
+        """Token ids of ``items`` under the model's template and truncation rule. Every item is checked first
+        (a lone surrogate is an :class:`~csrm.errors.InputError` naming ``items.<i>.<field>``) and capped to
+        :attr:`char_cap` characters per field (:mod:`csrm.text`), so the work per item is bounded."""
         if not items:
             return []
+        for index, item in enumerate(items):
+            check_score_item(item, index)
+        items = [cap_item(item, self.char_cap) for item in items]
         return self.formatter.encode_batch([i.config for i in items], [i.messages for i in items],
                                            [i.response for i in items])
 
