@@ -75,7 +75,7 @@ def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
 
 
 def check_fingerprint(path: Path, current: dict[str, Any], *, partial: Path, what: str,
-                      restart_hint: str) -> None:
+                      restart_hint: str, write: bool = True) -> None:
     """Compare ``current`` with the fingerprint stored at ``path`` for the partial output ``partial``.
 
     No partial output: ``current`` is recorded and the run starts fresh. A partial output without a readable

@@ -23,13 +23,14 @@ import shlex
 import subprocess
 import sys
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from csrm.errors import InputError
 from csrm.io import atomic_path, load_yaml, write_json
-from csrm.paths import PROJECT_ROOT, data_dir
+from csrm.paths import PROJECT_ROOT, data_dir, project_path
 
 
 @dataclass
@@ -68,29 +69,66 @@ class PipelineConfig:
 
 def resolve(path: str) -> Path:
     """A path as given if it exists, else relative to the project root (so recipes run from anywhere)."""
-    given = Path(path)
-    return given if given.exists() or given.is_absolute() else PROJECT_ROOT / given
+    return project_path(path)
 
 
 def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
-    """Read a recipe; unknown keys and wrong types fail naming the key, before any work."""
-    from csrm.train_config import parse_overrides
+    """Read a recipe; unknown keys and wrong types (every field, e.g. ``eval_limit=abc``) fail naming the key,
+    before any work. :func:`check_recipe` then checks what the fields point at."""
+    from csrm.train_config import parse_overrides, value_matches
 
+    given = path
     path = resolve(str(path))
+    if not path.is_file():
+        raise InputError(f"pipeline recipe not found (looked in the current folder and {PROJECT_ROOT})",
+                         path=str(given))
     data = load_yaml(path)
-    data.update(parse_overrides(list(overrides)))
+    command_line = parse_overrides(list(overrides))
+    data.update(command_line)
     known = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+    hints = typing.get_type_hints(PipelineConfig)
     for key, value in data.items():
+        source = "command line" if key in command_line else str(path)
         if key not in known:
-            raise InputError(f"unknown key; expected one of {', '.join(known)}", path=str(path), field=key)
-        expected = {"str": str, "bool": bool, "list[str]": list}.get(str(known[key].type))
-        if expected and value is not None and not isinstance(value, expected):
-            raise InputError(f"expected {known[key].type}, got {type(value).__name__}", path=str(path), field=key)
+            raise InputError(f"unknown key; expected one of {', '.join(known)}", path=source, field=key)
+        if not value_matches(value, hints[key]):
+            raise InputError(f"expected {_type_name(hints[key])}, got {type(value).__name__} {value!r}",
+                             path=source, field=key)
     missing = [f.name for f in known.values() if f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING and f.name not in data]
     if missing:
         raise InputError("missing", path=str(path), field=missing[0])
     return PipelineConfig(**data)
+
+
+def _type_name(annotation: Any) -> str:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list:
+        return f"a list of {getattr(args[0], '__name__', args[0])}" if args else "a list"
+    names = ["null" if a is type(None) else getattr(a, "__name__", str(a)) for a in (args or (annotation,))]
+    return " or ".join(names)
+
+
+def check_recipe(cfg: PipelineConfig) -> None:
+    """What the recipe's fields point at, checked before any stage runs: the augmentation recipe with its
+    overrides, the training config with its overrides (keys, types, a non-zero number of steps), the
+    benchmark names and the evaluation limit."""
+    import augmentation
+    from csrm.train_config import check_train_config
+    from eval.benchmarks import resolve_names
+
+    for name, value in (("augment", cfg.augment), ("train", cfg.train)):
+        if not resolve(value).is_file():
+            raise InputError(f"file not found (looked in the current folder and {PROJECT_ROOT})", field=name,
+                             path=value)
+    augmentation.load_recipe(resolve(cfg.augment), list(cfg.augment_overrides))
+    check_train_config(resolve(cfg.train), list(cfg.train_overrides), overrides_source="recipe train_overrides")
+    try:
+        resolve_names(cfg.bench)
+    except ValueError as err:
+        raise InputError(str(err), field="bench") from None
+    if cfg.eval_limit is not None and cfg.eval_limit < 1:
+        raise InputError(f"must be >= 1, got {cfg.eval_limit}", field="eval_limit")
 
 
 class Pipeline:
@@ -210,6 +248,7 @@ class Pipeline:
 
     def run(self) -> str:
         start = time.perf_counter()
+        check_recipe(self.cfg)  # every field and file it names, before any stage
         self.out.mkdir(parents=True, exist_ok=True)
         self.augment()
         self.train()
