@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,7 +58,7 @@ from csrm.errors import InputError
 from csrm.ranking import estimated_error, rank
 from csrm.safety_config import SafetyConfig
 from csrm.score_types import ScoreItem, ScoreResult
-from csrm.text import cap_item, check_strings
+from csrm.text import cap_item, check_strings, find_lone_surrogate, surrogate_message
 from csrm.validation import default_taxonomy, parse_item, positive_int
 
 logger = logging.getLogger(__name__)
@@ -142,6 +143,22 @@ def to_item(entry: Conversation, response: str | None, loc: list[str | int], tax
     except InputError as err:
         raise bad_field(400, [*loc, *field_loc(err.field)], err.reason) from None
     return parsed.item, parsed.config
+
+
+async def schema_error(_request, exc: RequestValidationError) -> JSONResponse:
+    """422 for schema errors, without echoing the input (FastAPI's default does: a 2 MB field would come back,
+    and a lone surrogate in it made the error response itself fail with 500). Text that is not valid Unicode
+    is 400 with the message the library and ``csrm score`` give (:mod:`csrm.text`)."""
+    detail, status = [], 422
+    for error in exc.errors():
+        entry = {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": error.get("type", "")}
+        value = error.get("input")
+        index = find_lone_surrogate(value) if isinstance(value, str) else None
+        if error.get("type") == "string_unicode" and index is not None:
+            entry.update(msg=surrogate_message(value, index), type="value_error")
+            status = 400
+        detail.append(entry)
+    return JSONResponse({"detail": detail}, status_code=status)
 
 
 def result_json(result: ScoreResult) -> dict[str, Any]:
@@ -405,6 +422,7 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
             batcher.executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(title="CSRM", lifespan=lifespan)
+    app.add_exception_handler(RequestValidationError, schema_error)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
     if auth_token is not None:
         app.add_middleware(BearerAuth, token=auth_token)  # added last = runs first: no body is read unauthenticated
