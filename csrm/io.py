@@ -109,6 +109,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def remove_stale_temps(final: str | Path) -> int:
+    """Remove what a killed :func:`atomic_path` writer left beside ``final`` (``.<name>.*.tmp``, files or
+    folders); returns how many. Call it where one writer owns ``final`` (a pipeline stage), before writing."""
+    final = Path(final)
+    removed = 0
+    if final.parent.is_dir():
+        for stale in final.parent.glob(f".{final.name}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; on success it is renamed over ``final``, on failure removed.

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from csrm.errors import InputError
-from csrm.io import atomic_path, load_yaml, write_json
+from csrm.io import atomic_path, load_yaml, remove_stale_temps, write_json
 from csrm.paths import PROJECT_ROOT, data_dir, project_path
 
 
@@ -152,10 +152,14 @@ class Pipeline:
     def _done(self, path: Path) -> bool:
         return path.exists() and not self.cfg.force
 
-    def _stage(self, name: str, output: Path, work) -> Any:
+    def _stage(self, name: str, output: Path, work, target: Path | None = None) -> Any:
+        """Run ``work`` unless ``output`` exists; ``target`` (the file or folder the stage writes atomically,
+        default ``output``) first loses the temporary copies a killed earlier attempt left beside it."""
         if self._done(output):
             self.log(f"[csrm run] {name}: done already ({output})")
             return None
+        if remove_stale_temps(target or output):
+            self.log(f"[csrm run] {name}: removed the temporary output of an interrupted attempt")
         self.log(f"[csrm run] {name} ...")
         start = time.perf_counter()
         result = work()
@@ -174,7 +178,7 @@ class Pipeline:
             recipe = augmentation.load_recipe(resolve(self.cfg.augment), list(self.cfg.augment_overrides))
             augmentation.run(recipe, out_dir=self.data)
 
-        self._stage("augment", self.data / "manifest.json", work)
+        self._stage("augment", self.data / "manifest.json", work, target=self.data)
 
     def train(self, *, blind: bool = False) -> None:
         target = self.model_dir(blind)
@@ -235,7 +239,7 @@ class Pipeline:
             with atomic_path(output, is_dir=True) as tmp:
                 write_report(run, tmp)
 
-        self._stage(f"eval {label}", output / "report.json", work)
+        self._stage(f"eval {label}", output / "report.json", work, target=output)
 
     def report(self) -> str:
         from csrm.run_report import build_run_report
