@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from csrm.batching import DEFAULT_MAX_ROWS, DEFAULT_MAX_TOKENS, default_max_tokens, token_budget_batches
+from csrm.errors import InputError
 from csrm.formatting import Encoded, pad_batch
 from csrm.modeling import CSRMModel, load_tokenizer
 from csrm.prefix_cache import plan_prefix_batches, run_prefix_batch, supports_prefix_cache
@@ -110,8 +111,13 @@ class CSRMScorer:
         """Load a saved CSRM (folder or hub id) and its tokenizer; ``kwargs`` go to the constructor. A local
         folder that is not a saved CSRM is an :class:`~csrm.errors.InputError` naming it."""
         check_model_dir(path)
-        model = CSRMModel.from_pretrained(str(path), trust_remote_code=trust_remote_code, dtype=dtype)
-        tokenizer = load_tokenizer(path, decoder=model.config.pooling == "last", trust_remote_code=trust_remote_code)
+        try:
+            model = CSRMModel.from_pretrained(str(path), trust_remote_code=trust_remote_code, dtype=dtype)
+            tokenizer = load_tokenizer(path, decoder=model.config.pooling == "last",
+                                       trust_remote_code=trust_remote_code)
+        except OSError as err:  # not a local folder and not on the hub (or offline): a located error, not a traceback
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"cannot load a CSRM from here: {first}", path=str(path)) from None
         scorer = cls(model, tokenizer, **kwargs)
         scorer.source = str(path)  # what csrm score fingerprints (csrm.fingerprint)
         return scorer
