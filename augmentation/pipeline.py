@@ -37,7 +37,7 @@ from augmentation.splits import SPLITS, TRAIN, SplitRule
 from augmentation.synthesis import Candidate, candidate_configs, record_label, select
 from augmentation.templates import render_config
 from csrm.errors import InputError
-from csrm.io import atomic_path
+from csrm.io import atomic_path, remove_stale_temps
 from csrm.records import Example, PreferencePair, stable_id
 from csrm.safety_config import SafetyConfig
 from csrm.taxonomy import RiskTaxonomy
@@ -372,6 +372,7 @@ def write_outputs(result: AugmentResult, manifest: dict[str, Any], out_dir: str 
     from datasets.utils import logging as ds_logging
 
     out_dir = Path(out_dir)
+    remove_stale_temps(out_dir)  # left by a run killed while writing (one writer owns out_dir)
     bars = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()  # our own bar covers the long part; saving is quick
     with contextlib.ExitStack() as stack:

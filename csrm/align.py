@@ -24,6 +24,10 @@ configs from the augmentation stage (:func:`augmentation.prompts_with_configs`, 
 **Resume**: every step writes its output atomically (:func:`csrm.io.atomic_path`) and then records itself in
 ``round_i/state.json`` (finished steps, seconds, output policy). Re-running the same command skips finished
 steps, so a killed run continues at the step it was in without regenerating or re-scoring what was kept.
+``out_dir/fingerprint.json`` (:meth:`AlignRun.fingerprint`, written before the first step) records what those
+steps depend on: the settings of data, sampling, judging, SFT and DPO, the judge's and starting policy's
+digests and the item files. A rerun with any of them changed stops with exit 2 naming what changed
+(``--restart`` discards the run's outputs and starts over); ``rounds`` and ``eval.*`` may change freely.
 
 **Distributed** (``accelerate launch -m csrm align ...`` with DeepSpeed): sampling, scoring and evaluation run
 on the main process while the others wait; SFT and DPO run on every process.
@@ -46,13 +50,30 @@ from tqdm.auto import tqdm
 
 from csrm.align_config import AlignConfig
 from csrm.errors import InputError
+from csrm.fingerprint import check_fingerprint
 from csrm.io import atomic_path, iter_jsonl, write_json, write_jsonl
+from csrm.paths import project_path
 from csrm.records import Message, as_messages, stable_id
 
 logger = logging.getLogger(__name__)
 
 STEPS = ("generate", "score", "pairs", "sft", "dpo", "eval")
 STATE_FILE = "state.json"
+FINGERPRINT_FILE = "fingerprint.json"
+# settings that change no finished step's output: later rounds and evaluation may be added on a resume
+FINGERPRINT_SKIP = ("out_dir", "rounds", "eval", "logging_steps", "report_to", "judge.csrm", "judge.max_rows",
+                    "judge.max_tokens")
+RESTART_HINT = ("rerun with --restart to discard its finished steps and start over, or use another out_dir")
+
+
+def discard_run(out: Path) -> None:
+    """Remove what ``csrm align`` wrote under ``out`` (and nothing else): ``--restart``."""
+    for name in ("data", "baseline", "report.json", "report.md", "align_config.json", FINGERPRINT_FILE):
+        path = out / name
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    for folder in out.glob("round_*"):
+        if folder.is_dir() and folder.name[len("round_"):].isdigit():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # -- distributed helpers -------------------------------------------------------------------------------
@@ -150,7 +171,7 @@ def items_from_augmentation(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
 
     out = []
     for split in ("train", "validation"):
-        pairs = prompts_with_configs(cfg.data.augment_recipe, split=split,
+        pairs = prompts_with_configs(project_path(cfg.data.augment_recipe), split=split,
                                      configs_per_prompt=cfg.data.configs_per_prompt,
                                      overrides=cfg.data.augment_overrides)
         out.append([_item_row(s.config.text, as_messages(r.messages), prompt_id=r.prompt_id, name=s.config.name,
@@ -159,26 +180,32 @@ def items_from_augmentation(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
     return out[0], out[1]
 
 
+ALIGN_ITEM_FIELDS = ("id", "config", "prompt", "messages", "prompt_id", "label", "categories")
+
+
 def items_from_file(path: str) -> list[dict]:
-    """Items from JSONL: ``config`` (text, or ``{name, text, allow}``) and ``prompt`` or ``messages``."""
+    """Items from JSONL: ``config`` (text, or ``{name, text, allow}``) and ``prompt`` or ``messages``, plus
+    optional ``id``, ``prompt_id``, ``label``, ``categories``; checked by :mod:`csrm.validation` (unknown
+    fields, categories and lone surrogates are errors naming file, line and field)."""
     from csrm.safety_config import SafetyConfig
+    from csrm.text import check_strings
+    from csrm.validation import check_fields, parse_config
 
     rows = []
     for line, obj in iter_jsonl(path):
-        raw = obj.get("config")
-        if isinstance(raw, dict):
-            config = SafetyConfig.from_dict(raw, path=path, line=line)
-        elif isinstance(raw, str) and raw.strip():
-            config = SafetyConfig(text=raw)
-        else:
+        check_fields(obj, ALIGN_ITEM_FIELDS, path=path, line=line)
+        if obj.get("config") is None:
             raise InputError("needs a config (text or {name, text, allow})", path=path, line=line, field="config")
+        parsed = parse_config(obj["config"], path=path, line=line)
+        config = parsed if isinstance(parsed, SafetyConfig) else SafetyConfig(text=parsed)
         prompt = obj.get("messages") if obj.get("messages") is not None else obj.get("prompt")
         if not prompt:
             raise InputError("needs a prompt or messages", path=path, line=line, field="prompt")
         try:
             messages = as_messages(prompt)
-        except ValueError as err:
+        except (ValueError, TypeError, AttributeError) as err:
             raise InputError(str(err), path=path, line=line, field="messages") from None
+        check_strings(messages, "messages", path=path, line=line)
         rows.append(_item_row(config.render(), messages, prompt_id=str(obj.get("prompt_id") or ""),
                               name=config.name, allow=config.allow, label=int(obj.get("label", -1)),
                               categories=list(obj.get("categories") or [])))
@@ -269,10 +296,11 @@ class ReplayScorer:
 class AlignRun:
     """One ``csrm align`` run over an output folder (see the module doc)."""
 
-    def __init__(self, cfg: AlignConfig, *, scorer: Any = None):
+    def __init__(self, cfg: AlignConfig, *, scorer: Any = None, restart: bool = False):
         self.cfg = cfg
         self.out = Path(cfg.out_dir)
         self._scorer = scorer
+        self.restart = restart
         self.timings: dict[str, dict[str, float]] = {}
 
     # -- shared resources ------------------------------------------------------------------------------
@@ -301,7 +329,12 @@ class AlignRun:
     # -- entry -----------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
+        if self.restart and _is_main():
+            discard_run(self.out)
+        _barrier()
         self.out.mkdir(parents=True, exist_ok=True)
+        check_fingerprint(self.out / FINGERPRINT_FILE, self.fingerprint(), partial=self.out / "data" / STATE_FILE,
+                          what=f"the run in {self.out}", restart_hint=RESTART_HINT, write=_is_main())
         self._record_config()
         data_state = StepState(self.out / "data")
         data_state.run("items", lambda: prepare_items(cfg, self.out / "data"), main_only=True)
@@ -322,6 +355,28 @@ class AlignRun:
             policy, round_eval = self.run_round(index, policy, last=index == cfg.rounds)
             last_eval = round_eval or last_eval
         return self._report(baseline, last_eval, policy)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the finished steps depend on (:mod:`csrm.fingerprint`): the settings of data, sampling,
+        judging, SFT and DPO (not ``rounds``, ``eval.*``, logging or batch sizes of the judge), the judge
+        model's and the starting policy's digests, and the item files (or augmentation recipe)."""
+        from csrm.fingerprint import file_digest, model_digest, tensors_digest
+
+        settings = self.cfg.to_dict()
+        for key in FINGERPRINT_SKIP:
+            section, _, name = key.rpartition(".")
+            (settings.get(section, {}) if section else settings).pop(name, None)
+        if self._scorer is not None:
+            model = getattr(self._scorer, "model", None)
+            judge = "tensors:" + tensors_digest(model) if model is not None else type(self._scorer).__name__
+        else:
+            judge = model_digest(default_csrm_path(self.cfg))
+        data = self.cfg.data
+        files = ([data.train_file, data.eval_file] if data.source == "files"
+                 else [str(project_path(data.augment_recipe))])
+        return {"version": 1, "settings": settings, "judge": judge,
+                "policy": model_digest(self.cfg.policy.name_or_path),
+                "data": [file_digest(f) if f and Path(f).is_file() else f for f in files]}
 
     def _record_config(self) -> None:
         path = self.out / "align_config.json"
@@ -743,9 +798,11 @@ def run_dpo(cfg: AlignConfig, pairs, start: str, dest: Path, *, seed: int) -> di
     return summary
 
 
-def run_align(cfg: AlignConfig, *, scorer: Any = None) -> dict[str, Any]:
-    """Run or resume the loop for ``cfg``; returns the report (also written to ``out_dir/report.json``)."""
-    return AlignRun(cfg, scorer=scorer).run()
+def run_align(cfg: AlignConfig, *, scorer: Any = None, restart: bool = False) -> dict[str, Any]:
+    """Run or resume the loop for ``cfg``; returns the report (also written to ``out_dir/report.json``).
+    A resume with settings, judge, policy or items other than the run's fingerprint raises
+    :class:`InputError`; ``restart`` discards the earlier run's outputs first."""
+    return AlignRun(cfg, scorer=scorer, restart=restart).run()
 
 
 # -- command line --------------------------------------------------------------------------------------
@@ -757,6 +814,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, dotted (dpo.beta=0.2 rounds=1)")
     parser.add_argument("--keys", action="store_true", help="list every recipe key with its default and help")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the finished steps of an earlier run in out_dir (needed when the judge, "
+                             "policy, items or settings changed since) and start over")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -774,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    report = run_align(cfg)
+    report = run_align(cfg, restart=args.restart)
     comparison = report.get("comparison", {}).get("overall", {})
     if comparison and _is_main():
         print(f"CoSA-Score {comparison['cosa_score']['before']:.3f} -> {comparison['cosa_score']['after']:.3f}; "

@@ -19,6 +19,7 @@ import yaml
 
 from csrm.errors import InputError
 from csrm.io import load_yaml
+from csrm.paths import PROJECT_ROOT, project_path
 
 
 def _f(default: Any, help_: str, **kw: Any) -> Any:
@@ -169,6 +170,12 @@ class AlignConfig:
             (self.device in {"cpu", "cuda", "auto"}, "device", "must be cpu, cuda or auto"),
             (self.data.source in {"augmentation", "files"}, "data.source", "must be 'augmentation' or 'files'"),
             (self.data.source != "files" or bool(self.data.train_file), "data.train_file", "needed when source=files"),
+            (self.data.source != "files" or not self.data.train_file or Path(self.data.train_file).is_file(),
+             "data.train_file", f"file not found: {self.data.train_file!r}"),
+            (self.data.source != "files" or not self.data.eval_file or Path(self.data.eval_file).is_file(),
+             "data.eval_file", f"file not found: {self.data.eval_file!r}"),
+            (self.data.source != "augmentation" or project_path(self.data.augment_recipe).is_file(),
+             "data.augment_recipe", f"file not found here or in {PROJECT_ROOT}: {self.data.augment_recipe!r}"),
             (self.sampling.k >= 2, "sampling.k", "must be >= 2 to make pairs"),
             (self.judge.strategy in {"all", "best_vs_rest", "best_vs_worst"}, "judge.strategy",
              "must be all, best_vs_rest or best_vs_worst"),
@@ -188,7 +195,14 @@ class AlignConfig:
     # -- loading ---------------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> AlignConfig:
-        """Recipe YAML (optional) + ``key=value`` overrides -> validated config."""
+        """Recipe YAML (optional; a relative path not found here is looked up in the project, like the bundled
+        ``configs/align/*.yaml``) + ``key=value`` overrides -> validated config."""
+        if path:
+            found = project_path(path)
+            if not found.is_file():
+                raise InputError(f"align recipe not found (looked in the current folder and {PROJECT_ROOT})",
+                                 path=str(path))
+            path = found
         data: dict[str, Any] = load_yaml(path) if path else {}
         config = _build(cls, data, "", str(path) if path else None)  # errors name the recipe file
         if overrides:

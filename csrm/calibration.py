@@ -24,6 +24,7 @@ from csrm.data import MixedCollator, load_augmented, tokenize_examples
 from csrm.errors import InputError
 from csrm.io import write_json
 from csrm.metrics import ECE_BINS, expected_calibration_error
+from csrm.validation import check_model_dir, positive_int
 
 T_RANGE = (0.01, 100.0)
 
@@ -89,8 +90,9 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     from csrm.modeling import CSRMModel, load_tokenizer
 
     model_dir = Path(model_dir)
-    if not (model_dir / "config.json").is_file():
-        raise InputError("not a saved CSRM folder (no config.json)", path=str(model_dir))
+    check_model_dir(model_dir)  # a missing folder, or one holding another kind of model, is named here
+    if not model_dir.is_dir():
+        raise InputError("model folder not found", path=str(model_dir))
     examples = load_augmented(dataset_dir, [split])["examples"][split]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = CSRMModel.from_pretrained(model_dir).to(device)
@@ -136,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model_dir", help="a saved CSRM (output_dir of 'csrm train')")
     parser.add_argument("--data", required=True, help="augmentation output folder (examples/ with the split)")
     parser.add_argument("--split", default="validation", help="split to fit on (default: validation)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-examples", type=int, default=None, help="fit on at most this many examples")
+    parser.add_argument("--batch-size", type=positive_int, default=64)
+    parser.add_argument("--max-examples", type=positive_int, default=None, help="fit on at most this many examples")
     parser.add_argument("--out", default=None, help="folder for report.json and reliability.png "
                                                     "(default: MODEL_DIR/calibration)")
     parser.add_argument("--dry-run", action="store_true", help="report only; leave config.json as it is")

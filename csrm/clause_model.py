@@ -164,7 +164,7 @@ class ClauseCSRMModel(PreTrainedModel):
 
     @property
     def taxonomy(self) -> RiskTaxonomy:
-        from csrm.scoring import taxonomy_from_dict
+        from csrm.validation import taxonomy_from_dict
 
         return taxonomy_from_dict(self.config.taxonomy) or RiskTaxonomy.default()
 

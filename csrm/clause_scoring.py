@@ -21,7 +21,8 @@ from csrm.clause_features import FeatureEncoder, content_windows
 from csrm.clause_model import ClauseCSRMModel
 from csrm.paths import resolve_model_name
 from csrm.score_types import ScoreItem
-from csrm.scoring import CSRMScorer, taxonomy_from_dict
+from csrm.scoring import CSRMScorer
+from csrm.validation import taxonomy_from_dict
 
 ITEMS_PER_CHUNK = 512
 

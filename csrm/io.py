@@ -1,4 +1,10 @@
-"""File helpers: strict JSONL/YAML reading with located errors, and atomic writes."""
+"""File helpers: strict JSONL/YAML reading with located errors, and atomic writes.
+
+JSONL lines are split on ``\n`` only (a trailing ``\r`` is dropped): U+2028, U+2029, U+0085 and the other
+characters ``str.splitlines`` treats as line breaks are legal inside JSON strings, and our own writer
+(``ensure_ascii=False``) emits them raw. Files written here get the permissions the process umask gives a new
+file (``0o666 & ~umask``), not the ``0o600`` of :func:`tempfile.mkstemp`.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +24,12 @@ from csrm.errors import InputError
 
 def read_text(path: str | Path) -> str:
     """Read a UTF-8 text file, raising :class:`InputError` (with the byte offset) if it is not UTF-8."""
-    data = Path(path).read_bytes()
+    path = Path(path)
+    if not path.exists():
+        raise InputError("no such file", path=str(path))
+    if path.is_dir():
+        raise InputError("is a folder, expected a file", path=str(path))
+    data = path.read_bytes()
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -35,12 +46,20 @@ def last_json_key(before: str) -> str | None:
     return before[opening + 1: quote] if opening != -1 else None
 
 
+def jsonl_lines(text: str) -> list[str]:
+    """The lines of a JSONL text: split on ``\n`` only (module doc), a trailing ``\r`` removed."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def iter_jsonl(path: str | Path, text: str | None = None, *, name_fields: bool = False
                ) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line; every object must be a JSON object.
     ``name_fields``: errors also name the field a malformed line broke in (``(line)`` when none)."""
     text = read_text(path) if text is None else text
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(jsonl_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -90,6 +109,18 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def remove_stale_temps(final: str | Path) -> int:
+    """Remove what a killed :func:`atomic_path` writer left beside ``final`` (``.<name>.*.tmp``, files or
+    folders); returns how many. Call it where one writer owns ``final`` (a pipeline stage), before writing."""
+    final = Path(final)
+    removed = 0
+    if final.parent.is_dir():
+        for stale in final.parent.glob(f".{final.name}.*.tmp"):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; on success it is renamed over ``final``, on failure removed.
@@ -104,6 +135,7 @@ def atomic_path(final: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
         os.close(fd)
         tmp = Path(name)
+    _umask_mode(tmp, is_dir=is_dir)
     try:
         yield tmp
         if is_dir and final.exists():
@@ -120,6 +152,24 @@ def atomic_path(final: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def process_umask() -> int:
+    """The process umask: from ``/proc/self/status`` where there is one (a read with no side effect), else by
+    setting and restoring it."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _umask_mode(path: Path, *, is_dir: bool) -> None:
+    """Give a temporary file/folder the mode a plain ``open``/``mkdir`` would (mkstemp/mkdtemp use 0600/0700)."""
+    with contextlib.suppress(OSError):
+        path.chmod((0o777 if is_dir else 0o666) & ~process_umask())
 
 
 def write_jsonl(path: str | Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:

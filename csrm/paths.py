@@ -26,3 +26,13 @@ def default_backbone() -> str:
 def resolve_model_name(name: str) -> str:
     """Map the alias ``minilm`` (or ``default``) to the bundled MiniLM path; anything else is returned as is."""
     return default_backbone() if name in {"minilm", "default", "all-MiniLM-L6-v2"} else name
+
+
+def project_path(path: str | Path) -> Path:
+    """A path as given if it exists (or is absolute), else relative to the project root, so bundled recipes
+    such as ``configs/augment/seed.yaml`` resolve from any working folder."""
+    given = Path(path)
+    if given.exists() or given.is_absolute():
+        return given
+    bundled = PROJECT_ROOT / given
+    return bundled if bundled.exists() else given

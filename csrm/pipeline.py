@@ -23,13 +23,14 @@ import shlex
 import subprocess
 import sys
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from csrm.errors import InputError
-from csrm.io import atomic_path, load_yaml, write_json
-from csrm.paths import PROJECT_ROOT, data_dir
+from csrm.io import atomic_path, load_yaml, remove_stale_temps, write_json
+from csrm.paths import PROJECT_ROOT, data_dir, project_path
 
 
 @dataclass
@@ -68,29 +69,66 @@ class PipelineConfig:
 
 def resolve(path: str) -> Path:
     """A path as given if it exists, else relative to the project root (so recipes run from anywhere)."""
-    given = Path(path)
-    return given if given.exists() or given.is_absolute() else PROJECT_ROOT / given
+    return project_path(path)
 
 
 def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
-    """Read a recipe; unknown keys and wrong types fail naming the key, before any work."""
-    from csrm.train_config import parse_overrides
+    """Read a recipe; unknown keys and wrong types (every field, e.g. ``eval_limit=abc``) fail naming the key,
+    before any work. :func:`check_recipe` then checks what the fields point at."""
+    from csrm.train_config import parse_overrides, value_matches
 
+    given = path
     path = resolve(str(path))
+    if not path.is_file():
+        raise InputError(f"pipeline recipe not found (looked in the current folder and {PROJECT_ROOT})",
+                         path=str(given))
     data = load_yaml(path)
-    data.update(parse_overrides(list(overrides)))
+    command_line = parse_overrides(list(overrides))
+    data.update(command_line)
     known = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+    hints = typing.get_type_hints(PipelineConfig)
     for key, value in data.items():
+        source = "command line" if key in command_line else str(path)
         if key not in known:
-            raise InputError(f"unknown key; expected one of {', '.join(known)}", path=str(path), field=key)
-        expected = {"str": str, "bool": bool, "list[str]": list}.get(str(known[key].type))
-        if expected and value is not None and not isinstance(value, expected):
-            raise InputError(f"expected {known[key].type}, got {type(value).__name__}", path=str(path), field=key)
+            raise InputError(f"unknown key; expected one of {', '.join(known)}", path=source, field=key)
+        if not value_matches(value, hints[key]):
+            raise InputError(f"expected {_type_name(hints[key])}, got {type(value).__name__} {value!r}",
+                             path=source, field=key)
     missing = [f.name for f in known.values() if f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING and f.name not in data]
     if missing:
         raise InputError("missing", path=str(path), field=missing[0])
     return PipelineConfig(**data)
+
+
+def _type_name(annotation: Any) -> str:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list:
+        return f"a list of {getattr(args[0], '__name__', args[0])}" if args else "a list"
+    names = ["null" if a is type(None) else getattr(a, "__name__", str(a)) for a in (args or (annotation,))]
+    return " or ".join(names)
+
+
+def check_recipe(cfg: PipelineConfig) -> None:
+    """What the recipe's fields point at, checked before any stage runs: the augmentation recipe with its
+    overrides, the training config with its overrides (keys, types, a non-zero number of steps), the
+    benchmark names and the evaluation limit."""
+    import augmentation
+    from csrm.train_config import check_train_config
+    from eval.benchmarks import resolve_names
+
+    for name, value in (("augment", cfg.augment), ("train", cfg.train)):
+        if not resolve(value).is_file():
+            raise InputError(f"file not found (looked in the current folder and {PROJECT_ROOT})", field=name,
+                             path=value)
+    augmentation.load_recipe(resolve(cfg.augment), list(cfg.augment_overrides))
+    check_train_config(resolve(cfg.train), list(cfg.train_overrides), overrides_source="recipe train_overrides")
+    try:
+        resolve_names(cfg.bench)
+    except ValueError as err:
+        raise InputError(str(err), field="bench") from None
+    if cfg.eval_limit is not None and cfg.eval_limit < 1:
+        raise InputError(f"must be >= 1, got {cfg.eval_limit}", field="eval_limit")
 
 
 class Pipeline:
@@ -114,10 +152,14 @@ class Pipeline:
     def _done(self, path: Path) -> bool:
         return path.exists() and not self.cfg.force
 
-    def _stage(self, name: str, output: Path, work) -> Any:
+    def _stage(self, name: str, output: Path, work, target: Path | None = None) -> Any:
+        """Run ``work`` unless ``output`` exists; ``target`` (the file or folder the stage writes atomically,
+        default ``output``) first loses the temporary copies a killed earlier attempt left beside it."""
         if self._done(output):
             self.log(f"[csrm run] {name}: done already ({output})")
             return None
+        if remove_stale_temps(target or output):
+            self.log(f"[csrm run] {name}: removed the temporary output of an interrupted attempt")
         self.log(f"[csrm run] {name} ...")
         start = time.perf_counter()
         result = work()
@@ -136,7 +178,7 @@ class Pipeline:
             recipe = augmentation.load_recipe(resolve(self.cfg.augment), list(self.cfg.augment_overrides))
             augmentation.run(recipe, out_dir=self.data)
 
-        self._stage("augment", self.data / "manifest.json", work)
+        self._stage("augment", self.data / "manifest.json", work, target=self.data)
 
     def train(self, *, blind: bool = False) -> None:
         target = self.model_dir(blind)
@@ -197,7 +239,7 @@ class Pipeline:
             with atomic_path(output, is_dir=True) as tmp:
                 write_report(run, tmp)
 
-        self._stage(f"eval {label}", output / "report.json", work)
+        self._stage(f"eval {label}", output / "report.json", work, target=output)
 
     def report(self) -> str:
         from csrm.run_report import build_run_report
@@ -210,6 +252,7 @@ class Pipeline:
 
     def run(self) -> str:
         start = time.perf_counter()
+        check_recipe(self.cfg)  # every field and file it names, before any stage
         self.out.mkdir(parents=True, exist_ok=True)
         self.augment()
         self.train()

@@ -2,14 +2,22 @@
 
 Input lines: ``{"id": ..., "config": str | {name, text, allow}, "prompt": str | "messages": [...],
 "response": str | null}`` (``response`` absent or null = screen the request). Every line is validated before
-the model loads; a bad line raises :class:`csrm.errors.InputError` naming file, line and field.
+the model loads, by the one path the library and server use (:mod:`csrm.validation`: unknown fields, unknown
+or never-allowed categories, lone surrogates); a bad line raises :class:`csrm.errors.InputError` naming file,
+line and field. An input without items is an error too.
 
 Output lines: ``{"id", "p_comply", "p_violation", "reward", "complies", "threshold", "config_id"}``, in input
 order (ids as strings; ``threshold`` is on p_violation, ``config_id`` the key of per-config thresholds).
 
-**Resuming.** Results are appended to ``OUTPUT.partial`` and flushed after every forward batch. A rerun
-reads the ids already there (a torn last line from a kill is cut off), skips them, scores the rest, then
-writes ``OUTPUT`` atomically in input order and removes the partial file. No id is ever written twice.
+**Resuming.** Results are appended to ``OUTPUT.partial`` and flushed after every forward batch. Before the
+first result, ``OUTPUT.partial.fingerprint.json`` records what produced them (:mod:`csrm.fingerprint`): the
+model folder's digest, the input file's sha256 and the settings that change scores (bf16, the text cap
+rule). A rerun compares it first: a different model, input or setting stops with exit 2 naming what changed
+(``--restart`` discards the partial results and starts over), so one output never mixes two runs. With a
+matching fingerprint the rerun reads the ids already there (a torn last line from a kill is cut off; any
+other unreadable line, or one that is not a complete result of this input, is dropped with a warning and its
+item re-scored), skips them, scores the rest, then writes ``OUTPUT`` atomically in input order and removes
+the partial files. No id is ever written twice.
 """
 
 from __future__ import annotations
@@ -17,77 +25,114 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from csrm.errors import InputError
-from csrm.io import iter_jsonl, require, write_jsonl
-from csrm.records import as_messages
+from csrm.fingerprint import check_fingerprint, file_digest, model_digest, tensors_digest
+from csrm.io import atomic_path, iter_jsonl, jsonl_lines, write_jsonl
 from csrm.safety_config import SafetyConfig
 from csrm.score_types import ScoreItem, ScoreResult
+from csrm.taxonomy import RiskTaxonomy
+from csrm.text import CHARS_PER_TOKEN
 from csrm.thresholds import config_key
+from csrm.validation import check_model_dir, model_taxonomy, parse_item, positive_int
 
 logger = logging.getLogger(__name__)
 CHUNK_ITEMS = 4096  # items tokenized and length-sorted together; results still flush per forward batch
+FINGERPRINT_VERSION = 1
+RESTART_HINT = ("rerun with --restart to discard the partial results and start over, or rerun with the "
+                "original model, input and settings")
 
 
-def parse_line(obj: dict[str, Any], *, path: str, line: int) -> tuple[str, ScoreItem, str | SafetyConfig]:
-    """Validate one input object -> (id, item, config as given)."""
-    where = {"path": path, "line": line}
-    raw_id = require(obj, "id", (str, int), **where)
-    config_raw = require(obj, "config", (str, dict), **where)
-    if isinstance(config_raw, dict):
-        try:
-            config: str | SafetyConfig = SafetyConfig.from_dict(config_raw, path=path, line=line)
-        except InputError as err:
-            raise InputError(err.reason, path=path, line=line, field=f"config.{err.field or 'text'}") from None
-    else:
-        config = config_raw
-    if ("prompt" in obj) == ("messages" in obj):
-        raise InputError("give exactly one of 'prompt' or 'messages'", field="prompt", **where)
-    if "prompt" in obj:
-        messages = as_messages(require(obj, "prompt", str, **where))
-    else:
-        try:
-            messages = as_messages(require(obj, "messages", list, **where))
-        except ValueError as err:
-            raise InputError(str(err), field="messages", **where) from None
-    response = obj.get("response")
-    if response is not None and not isinstance(response, str):
-        raise InputError(f"expected str or null, got {type(response).__name__}", field="response", **where)
-    text = config.render() if isinstance(config, SafetyConfig) else config
-    return str(raw_id), ScoreItem(text, messages, response, item_id=str(raw_id)), config
+def parse_line(obj: dict[str, Any], *, path: str, line: int, taxonomy: RiskTaxonomy | None = None
+               ) -> tuple[str, ScoreItem, str | SafetyConfig]:
+    """Validate one input object -> (id, item, config as given) (:func:`csrm.validation.parse_item`)."""
+    parsed = parse_item(obj, taxonomy, path=path, line=line)
+    return parsed.id or "", parsed.item, parsed.config
 
 
-def read_items(path: str | Path) -> list[tuple[str, ScoreItem, str | SafetyConfig]]:
-    """All input items, validated; duplicate ids are an error."""
+def read_items(path: str | Path, taxonomy: RiskTaxonomy | None = None
+               ) -> list[tuple[str, ScoreItem, str | SafetyConfig]]:
+    """All input items, validated; duplicate ids and an input without items are errors."""
     items, seen = [], {}
     for line, obj in iter_jsonl(path):
-        item_id, item, config = parse_line(obj, path=str(path), line=line)
+        item_id, item, config = parse_line(obj, path=str(path), line=line, taxonomy=taxonomy)
         if item_id in seen:
             raise InputError(f"duplicate id {item_id!r} (first on line {seen[item_id]})", path=str(path), line=line,
                              field="id")
         seen[item_id] = line
         items.append((item_id, item, config))
+    if not items:
+        raise InputError("no items: the input has no JSON lines", path=str(path))
     return items
 
 
-def read_done(partial: Path) -> dict[str, dict[str, Any]]:
-    """Rows already in a partial output, cutting off a torn last line left by a kill."""
+ROW_TYPES = {"id": str, "p_comply": float, "p_violation": float, "reward": float, "complies": bool,
+             "threshold": float, "config_id": str}
+
+
+def _valid_row(row: Any) -> bool:
+    if not isinstance(row, dict):
+        return False
+    for key, kind in ROW_TYPES.items():
+        value = row.get(key)
+        if kind is float:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return False
+        elif not isinstance(value, kind):
+            return False
+    return 0.0 <= row["p_comply"] <= 1.0
+
+
+def read_done(partial: Path, wanted: set[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Rows already in a partial output. A torn last line left by a kill is cut off; any other line that is
+    not a complete result row (bad JSON or UTF-8, missing or mistyped fields, an id not in ``wanted``, a
+    repeated id) is dropped with a warning, the file rewritten without it, and its item scored again."""
     if not partial.exists():
         return {}
     data = partial.read_bytes()
     end = data.rfind(b"\n") + 1
-    if end < len(data):
+    done: dict[str, dict[str, Any]] = {}
+    good: list[str] = []
+    dropped = 0
+    for line in jsonl_lines(data[:end].decode("utf-8", errors="replace")):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not _valid_row(row) or row["id"] in done or (wanted is not None and row["id"] not in wanted):
+            dropped += 1
+            continue
+        done[row["id"]] = row
+        good.append(line)
+    if dropped:
+        logger.warning("%s: dropped %d unreadable or stale line(s); their items are scored again", partial, dropped)
+        with atomic_path(partial) as tmp:
+            tmp.write_text("".join(line + "\n" for line in good), encoding="utf-8")
+    elif end < len(data):
         with open(partial, "r+b") as handle:
             handle.truncate(end)
-    done: dict[str, dict[str, Any]] = {}
-    for line in data[:end].decode("utf-8").splitlines():
-        if line.strip():
-            row = json.loads(line)
-            done[str(row["id"])] = row
     return done
+
+
+def fingerprint_path(partial: Path) -> Path:
+    return partial.with_name(partial.name + ".fingerprint.json")
+
+
+def run_fingerprint(model: str | Path | None, input_path: str | Path, *, bf16: bool, scorer: Any = None
+                    ) -> dict[str, Any]:
+    """What makes this run's scores (module doc): model digest, input sha256 and score-changing settings."""
+    if model is None:
+        model_part = "tensors:" + tensors_digest(scorer.model) if scorer is not None else "unknown"
+    else:
+        model_part = model_digest(model)
+    return {"version": FINGERPRINT_VERSION, "model": model_part, "input": file_digest(input_path),
+            "settings": {"bf16": bool(bf16), "chars_per_token_cap": CHARS_PER_TOKEN}}
 
 
 def result_row(item_id: str, result: ScoreResult, config_id: str) -> dict[str, Any]:
@@ -96,24 +141,32 @@ def result_row(item_id: str, result: ScoreResult, config_id: str) -> dict[str, A
 
 
 def score_file(scorer, input_path: str | Path, output_path: str | Path, *, progress: bool = True,
-               chunk_items: int = CHUNK_ITEMS, entries: list | None = None) -> dict[str, int]:
+               chunk_items: int = CHUNK_ITEMS, entries: list | None = None, fingerprint: dict | None = None,
+               restart: bool = False) -> dict[str, int]:
     """Score ``input_path`` into ``output_path`` resumably (module doc); returns counts.
 
     ``entries``: the already validated :func:`read_items` of ``input_path`` (read here when omitted).
+    ``fingerprint``: :func:`run_fingerprint` of this run (computed from ``scorer`` when omitted); a partial
+    output with another fingerprint raises :class:`InputError` unless ``restart``.
     """
     from tqdm.auto import tqdm
 
-    entries = read_items(input_path) if entries is None else entries
+    entries = read_items(input_path, getattr(scorer, "taxonomy", None)) if entries is None else entries
     output = Path(output_path)
     partial = output.with_name(output.name + ".partial")
-    done = read_done(partial)
+    if fingerprint is None:
+        fingerprint = run_fingerprint(getattr(scorer, "source", None), input_path,
+                                      bf16=bool(getattr(scorer, "bf16", False)), scorer=scorer)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if restart:
+        partial.unlink(missing_ok=True)
+        fingerprint_path(partial).unlink(missing_ok=True)
+    check_fingerprint(fingerprint_path(partial), fingerprint, partial=partial, what="the partial output",
+                      restart_hint=RESTART_HINT)
     wanted = {item_id for item_id, _, _ in entries}
-    stale = set(done) - wanted
-    if stale:
-        logger.warning("%d ids in %s are not in the input; dropped", len(stale), partial)
+    done = read_done(partial, wanted)
     todo = [e for e in entries if e[0] not in done]
     resumed = len(entries) - len(todo)
-    output.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, "a", encoding="utf-8") as handle, \
             tqdm(total=len(entries), initial=resumed, unit="item", disable=not progress, desc="scoring") as bar:
         for start in range(0, len(todo), chunk_items):
@@ -133,6 +186,7 @@ def score_file(scorer, input_path: str | Path, output_path: str | Path, *, progr
                 bar.update(len(indices))
     write_jsonl(output, (done[item_id] for item_id, _, _ in entries))
     partial.unlink(missing_ok=True)
+    fingerprint_path(partial).unlink(missing_ok=True)
     return {"items": len(entries), "resumed": resumed, "scored": len(todo)}
 
 
@@ -141,10 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="trained CSRM folder or hub id")
     parser.add_argument("--input", required=True, help="JSONL of {id, config, prompt|messages, response?}")
     parser.add_argument("--output", required=True, help="JSONL of scores (written atomically at the end)")
-    parser.add_argument("--batch-tokens", type=int, default=None,
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the partial results of an earlier run (needed when the model, input or "
+                             "settings changed since) and start over")
+    parser.add_argument("--batch-tokens", type=positive_int, default=None,
                         help="max padded tokens (rows x longest) per forward batch (default 8192 on GPU, 2048 on CPU)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bf16 autocast (default: on for CUDA with bf16, off on CPU)")
     parser.add_argument("--no-prefix-cache", action="store_true", help="disable shared-prefix reuse (decoders)")
@@ -154,15 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.batch_tokens is not None and args.batch_tokens < 1:
-        raise InputError("must be positive", field="--batch-tokens")
     if not Path(args.input).is_file():
         raise InputError("no such file", path=args.input)
-    entries = read_items(args.input)  # fail on bad lines before loading the model
-    from csrm.scoring import load
+    entries = read_items(args.input, model_taxonomy(args.model))  # fail on bad lines before loading the model
+    check_model_dir(args.model)
+    import torch
 
+    from csrm.scoring import load, resolve_bf16
+
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    fingerprint = run_fingerprint(args.model, args.input, bf16=resolve_bf16(args.bf16, device))
+    partial = Path(args.output).with_name(Path(args.output).name + ".partial")
+    if not args.restart:  # a mismatch stops here, before the model loads
+        check_fingerprint(fingerprint_path(partial), fingerprint, partial=partial, what="the partial output",
+                          restart_hint=RESTART_HINT)
     scorer = load(args.model, device=args.device, max_tokens=args.batch_tokens, bf16=args.bf16,
                   num_threads=args.threads, prefix_cache=False if args.no_prefix_cache else None)
-    counts = score_file(scorer, args.input, args.output, progress=not args.no_progress, entries=entries)
+    counts = score_file(scorer, args.input, args.output, progress=not args.no_progress, entries=entries,
+                        fingerprint=fingerprint, restart=args.restart)
     print(json.dumps({"output": os.fspath(args.output), **counts}))
     return 0

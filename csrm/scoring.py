@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from csrm.batching import DEFAULT_MAX_ROWS, DEFAULT_MAX_TOKENS, default_max_tokens, token_budget_batches
+from csrm.errors import InputError
 from csrm.formatting import Encoded, pad_batch
 from csrm.modeling import CSRMModel, load_tokenizer
 from csrm.prefix_cache import plan_prefix_batches, run_prefix_batch, supports_prefix_cache
@@ -36,7 +37,7 @@ from csrm.ranking import estimated_error, rank
 from csrm.records import Message, as_messages
 from csrm.safety_config import SafetyConfig
 from csrm.score_types import ScoreItem, ScoreResult
-from csrm.taxonomy import RiskCategory, RiskTaxonomy
+from csrm.text import cap_item, char_cap
 from csrm.thresholds import (
     ThresholdFit,
     config_key,
@@ -44,6 +45,13 @@ from csrm.thresholds import (
     lookup_keys,
     lookup_threshold,
     save_thresholds,
+)
+from csrm.validation import (
+    check_config,
+    check_model_dir,
+    check_score_item,
+    default_taxonomy,
+    taxonomy_from_dict,
 )
 
 ConfigLike = str | SafetyConfig
@@ -66,14 +74,6 @@ def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
     if bf16 is None:
         return device.type == "cuda" and torch.cuda.is_bf16_supported()
     return bool(bf16)
-
-
-def taxonomy_from_dict(data: dict | None) -> RiskTaxonomy | None:
-    """The taxonomy stored in a model config (None when absent)."""
-    if not data or not data.get("categories"):
-        return None
-    return RiskTaxonomy(str(data.get("name", "model")), tuple(
-        RiskCategory(c["name"], c["definition"], bool(c.get("allowable", True))) for c in data["categories"]))
 
 
 class CSRMScorer:
@@ -101,21 +101,33 @@ class CSRMScorer:
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.pad_id = int(pad or 0)
         self.taxonomy = taxonomy_from_dict(model.config.taxonomy)
+        self.char_cap = char_cap(model.config.max_length)  # csrm.text: bounded work per item before tokenizing
         self._keys: dict[str, str] = {}
+        self.source: str | None = None  # the folder or hub id it was loaded from (from_pretrained)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None,
                         **kwargs) -> CSRMScorer:
-        """Load a saved CSRM (folder or hub id) and its tokenizer; ``kwargs`` go to the constructor."""
-        model = CSRMModel.from_pretrained(str(path), trust_remote_code=trust_remote_code, dtype=dtype)
-        tokenizer = load_tokenizer(path, decoder=model.config.pooling == "last", trust_remote_code=trust_remote_code)
-        return cls(model, tokenizer, **kwargs)
+        """Load a saved CSRM (folder or hub id) and its tokenizer; ``kwargs`` go to the constructor. A local
+        folder that is not a saved CSRM is an :class:`~csrm.errors.InputError` naming it."""
+        check_model_dir(path)
+        try:
+            model = CSRMModel.from_pretrained(str(path), trust_remote_code=trust_remote_code, dtype=dtype)
+            tokenizer = load_tokenizer(path, decoder=model.config.pooling == "last",
+                                       trust_remote_code=trust_remote_code)
+        except OSError as err:  # not a local folder and not on the hub (or offline): a located error, not a traceback
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"cannot load a CSRM from here: {first}", path=str(path)) from None
+        scorer = cls(model, tokenizer, **kwargs)
+        scorer.source = str(path)  # what csrm score fingerprints (csrm.fingerprint)
+        return scorer
 
     # -- configs and thresholds ----------------------------------------------------------------------
     def render(self, config: ConfigLike) -> str:
-        """The config text the model reads."""
+        """The config text the model reads; a structured config is checked against the model's taxonomy
+        (:func:`csrm.validation.check_config`: known categories, never-allowed ones refused)."""
         if isinstance(config, SafetyConfig):
-            return config.render(self.taxonomy)
+            return check_config(config, self.taxonomy or default_taxonomy()).render(self.taxonomy)
         if not isinstance(config, str) or not config.strip():
             raise ValueError("config must be a non-empty string or a SafetyConfig")
         return config
@@ -215,9 +227,14 @@ class CSRMScorer:
                 for i, p, r in zip(indices, probs, rewards, strict=True)]
 
     def encode(self, items: Sequence[ScoreItem]) -> list[Encoded]:
-        """Token ids of ``items`` under the model's template and truncation rule."""
+        """Token ids of ``items`` under the model's template and truncation rule. Every item is checked first
+        (a lone surrogate is an :class:`~csrm.errors.InputError` naming ``items.<i>.<field>``) and capped to
+        :attr:`char_cap` characters per field (:mod:`csrm.text`), so the work per item is bounded."""
         if not items:
             return []
+        for index, item in enumerate(items):
+            check_score_item(item, index)
+        items = [cap_item(item, self.char_cap) for item in items]
         return self.formatter.encode_batch([i.config for i in items], [i.messages for i in items],
                                            [i.response for i in items])
 

@@ -160,6 +160,7 @@ class CSRMTrainConfig(TrainingArguments):
             # while DeepSpeed runs several (every rank would then see the same batches)
             logger.warning("no GPU: DeepSpeed runs on CPU, use_cpu set to true")
             self.use_cpu = True
+        check_steps(self.max_steps, self.num_train_epochs)
         if self.compliance_weight < 0 or self.reward_weight < 0:
             raise InputError("loss weights must be >= 0", field="compliance_weight" if self.compliance_weight < 0
                              else "reward_weight")
@@ -206,6 +207,31 @@ def _init_deepspeed_comm(args: TrainingArguments) -> None:
 
 
 # -- loading and checking -----------------------------------------------------------------------------------
+def check_steps(max_steps: Any, num_train_epochs: Any, *, source: str | None = None) -> None:
+    """Refuse a run that would train zero steps (it would save an untrained model and exit 0):
+    ``max_steps`` must be positive, or -1 (the default: train ``num_train_epochs``, which must be > 0)."""
+    if isinstance(max_steps, int) and not isinstance(max_steps, bool) and (max_steps == 0 or max_steps < -1):
+        raise InputError(f"must be > 0, or -1 to train num_train_epochs; got {max_steps}", path=source,
+                         field="max_steps")
+    if max_steps == -1 and isinstance(num_train_epochs, (int, float)) and num_train_epochs <= 0:
+        raise InputError(f"must be > 0 when max_steps is -1 (no training steps otherwise); got {num_train_epochs}",
+                         path=source, field="num_train_epochs")
+
+
+def check_train_config(path: str | Path, overrides: list[str] | None = None, *,
+                       overrides_source: str = "command line") -> dict[str, Any]:
+    """Everything :func:`load_train_config` checks that needs no ``TrainingArguments`` instance (keys, types,
+    choices, training steps), for checking a run's config before any stage; returns the merged values."""
+    raw = dict(check_config_dict(load_yaml(path), source=str(path)))
+    extra = check_config_dict(parse_overrides(overrides or []), source=overrides_source)
+    raw.update(extra)
+    defaults = {f.name: f.default for f in dataclasses.fields(CSRMTrainConfig)}
+    source = overrides_source if {"max_steps", "num_train_epochs"} & set(extra) else str(path)
+    check_steps(raw.get("max_steps", defaults["max_steps"]), raw.get("num_train_epochs",
+                defaults["num_train_epochs"]), source=source)
+    return raw
+
+
 def config_fields() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(CSRMTrainConfig) if f.init}
 
@@ -287,6 +313,11 @@ def _coerce(value: Any, annotation: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and float in members and int not in members:
         return float(value)
     return value
+
+
+def value_matches(value: Any, annotation: Any) -> bool:
+    """Does ``value`` (as read from YAML) fit the type ``annotation``? (also used for pipeline recipes)"""
+    return _matches(value, annotation)
 
 
 def _matches(value: Any, annotation: Any) -> bool:

@@ -13,10 +13,12 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from csrm.errors import InputError
 from csrm.paths import PROJECT_ROOT, data_dir
+from csrm.validation import check_model_dir, open_fraction, positive_int
 from eval.benchmarks import BENCHMARKS, COSALIGN_DEV_CHOICES, resolve_names
 from eval.harness import evaluate, load_benchmarks, stderr_progress
-from eval.models import is_config_blind, load_scorer
+from eval.models import ZERO_SHOT_PREFIX, is_config_blind, load_scorer
 from eval.report import slug, write_report
 
 
@@ -55,12 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--bench", default=EvalConfig.bench, help=_help("bench"))
     parser.add_argument("--data-dir", default=None, help=_help("data_dir"))
     parser.add_argument("--out", default=None, help=_help("out"))
-    parser.add_argument("--limit", type=int, default=None, help=_help("limit"))
+    parser.add_argument("--limit", type=positive_int, default=None, help=_help("limit"))
     parser.add_argument("--no-hub", action="store_true", help=_help("no_hub"))
     parser.add_argument("--blind", action="store_true", help=_help("blind"))
-    parser.add_argument("--batch-size", type=int, default=None, help=_help("batch_size"))
+    parser.add_argument("--batch-size", type=positive_int, default=None, help=_help("batch_size"))
     parser.add_argument("--device", default=None, help=_help("device"))
-    parser.add_argument("--dev-fraction", type=float, default=EvalConfig.dev_fraction, help=_help("dev_fraction"))
+    parser.add_argument("--dev-fraction", type=open_fraction, default=EvalConfig.dev_fraction,
+                        help=_help("dev_fraction"))
     parser.add_argument("--cosalign-dev", choices=COSALIGN_DEV_CHOICES, default=EvalConfig.cosalign_dev,
                         help=_help("cosalign_dev"))
     parser.add_argument("--quiet", action="store_true", help=_help("quiet"))
@@ -83,9 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"csrm eval: error: {err}", file=sys.stderr)
         return 2
-    if cfg.limit is not None and cfg.limit < 1:
-        print("csrm eval: error: --limit must be >= 1", file=sys.stderr)
-        return 2
+    if not cfg.model.startswith(ZERO_SHOT_PREFIX):
+        try:  # before the benchmarks load: a folder that is not a saved CSRM is named at once
+            check_model_dir(cfg.model)
+        except InputError as err:
+            print(f"csrm eval: error: {err}", file=sys.stderr)
+            return 2
     root = Path(cfg.data_dir) if cfg.data_dir else data_dir()
     loaded, skipped = load_benchmarks(names, root, use_hub=not cfg.no_hub, dev_fraction=cfg.dev_fraction,
                                       cosalign_dev=cfg.cosalign_dev, limit=cfg.limit)

@@ -139,11 +139,25 @@ def test_resumes_after_a_crash_without_duplicates(tmp_path, model_dir, monkeypat
     assert not partial.exists()
 
 
+def full_row(item_id: str) -> str:
+    return json.dumps({"id": item_id, "p_comply": 0.25, "p_violation": 0.75, "reward": -1.0, "complies": False,
+                       "threshold": 0.5, "config_id": "k"})
+
+
 def test_read_done_cuts_a_torn_line(tmp_path):
     partial = tmp_path / "x.partial"
-    partial.write_text('{"id": "a"}\n{"id": "b"}\n{"id": "c", "p')
+    partial.write_text(f'{full_row("a")}\n{full_row("b")}\n{{"id": "c", "p')
     assert list(read_done(partial)) == ["a", "b"]
-    assert partial.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+    assert partial.read_text() == f"{full_row('a')}\n{full_row('b')}\n"
+
+
+def test_read_done_drops_corrupt_lines_and_rewrites_the_file(tmp_path):
+    partial = tmp_path / "x.partial"
+    lines = [full_row("a"), "{not json", full_row("b").replace('"reward": -1.0', '"reward": "x"'),
+             '{"id": "c"}', full_row("d"), full_row("d"), full_row("stale"), "\udcff", full_row("e")]
+    partial.write_text("\n".join(lines) + "\n", encoding="utf-8", errors="surrogateescape")
+    assert list(read_done(partial, wanted={"a", "b", "c", "d", "e"})) == ["a", "d", "e"]
+    assert partial.read_text() == "".join(full_row(i) + "\n" for i in "ade")
 
 
 def test_real_kill_and_rerun(tmp_path, model_dir):
