@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from csrm.paths import PROJECT_ROOT, data_dir
+from csrm.paths import data_dir
 from eval.benchmarks import BENCHMARKS, COSALIGN_DEV_CHOICES, resolve_names
 from eval.harness import evaluate, load_benchmarks, stderr_progress
 from eval.models import is_config_blind, load_scorer
@@ -72,7 +72,8 @@ def parse_config(argv: list[str] | None) -> EvalConfig:
 
 
 def default_out(model: str, blind: bool) -> Path:
-    return PROJECT_ROOT / "runs" / "eval" / (slug(model) + ("-blind" if blind else ""))
+    """``runs/eval/<model>`` under the working directory (never inside an installed package)."""
+    return Path("runs") / "eval" / (slug(model) + ("-blind" if blind else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
