@@ -159,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(args.input).is_file():
         raise InputError("no such file", path=args.input)
     entries = read_items(args.input)  # fail on bad lines before loading the model
+    from csrm.distributed_score import launched_world_size, score_distributed
+
+    if launched_world_size() > 1:  # torchrun / accelerate launch: one shard per process
+        return score_distributed(args, entries)
     from csrm.scoring import load
 
     scorer = load(args.model, device=args.device, max_tokens=args.batch_tokens, bf16=args.bf16,
