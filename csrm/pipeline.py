@@ -41,8 +41,8 @@ from csrm.run_state import RunState, StageSpec
 # local folders each public benchmark reads under bench_data_dir (their files are fingerprinted)
 BENCH_FOLDERS = {"cosapien": ("cosapien", "cosapien_configs"), "dynabench": ("dynabench",),
                  "cosalign-test": ("cosalign_test",)}
-# training keys that only say where this run writes (the data is covered by the augment fingerprint)
-RUN_PATH_KEYS = {"dataset_path", "output_dir", "checkpoint_dir", "resume_from_checkpoint"}
+# training keys that only say where this run writes or logs (the data is covered by the augment fingerprint)
+RUN_PATH_KEYS = {"dataset_path", "output_dir", "checkpoint_dir", "resume_from_checkpoint", "report_to"}
 
 
 @dataclass
@@ -69,6 +69,9 @@ class PipelineConfig:
     baselines: list[str] = field(default_factory=list, metadata={
         "help": "config_blind (train the same model without configs) and/or zero-shot:<model> (e.g. "
                 "zero-shot:smollm2), evaluated on the same items"})
+    report_to: str = field(default="", metadata={
+        "help": "'wandb' logs training, calibration and evaluation to Weights & Biases; empty = the training "
+                "config's report_to (logging never changes a stage's fingerprint)"})
     force: bool = field(default=False, metadata={
         "help": "rerun every stage, even those whose output matches the current settings"})
 
@@ -116,6 +119,7 @@ class Pipeline:
         self.state = RunState(self.out)
         self.fingerprints: dict[str, str] = {}  # stage -> fingerprint computed in this invocation
         self.eval_labels: list[str] = []
+        self.report_to: str | list[str] = cfg.report_to  # else the training config's, once read
 
     # -- paths ---------------------------------------------------------------------------------------
     @property
@@ -168,9 +172,12 @@ class Pipeline:
                      f"checkpoint_dir={checkpoints}", "resume_from_checkpoint=auto"]
         if blind:
             overrides.append("blind_config=true")
+        if self.cfg.report_to:
+            overrides.append(f"report_to={self.cfg.report_to}")
         config_path = resolve(self.cfg.train)
         raw = dict(check_config_dict(load_yaml(config_path), source=str(config_path)))
         raw.update(check_config_dict(parse_overrides(list(overrides)), source="command line"))
+        self.report_to = self.cfg.report_to or raw.get("report_to") or "none"
         settings = {"config": {k: v for k, v in raw.items() if k not in RUN_PATH_KEYS},
                     "launcher": self.cfg.train_launcher}
         spec = StageSpec("train (config-blind)" if blind else "train", settings,
@@ -222,7 +229,7 @@ class Pipeline:
             "augment": self.fingerprints["augment"], "train": self.fingerprints[train_name]})
 
         def work() -> None:
-            report = calibrate(self.model_dir(blind), self.data, split="validation")
+            report = calibrate(self.model_dir(blind), self.data, split="validation", report_to=self.report_to)
             write_json(output, report)
 
         self._stage(spec, output, work)
@@ -230,9 +237,9 @@ class Pipeline:
     def evaluate(self, spec: str, label: str, *, blind: bool = False) -> None:
         from eval.benchmarks import load_benchmark
         from eval.benchmarks._source import BenchmarkUnavailable
-        from eval.harness import evaluate
+        from eval.harness import evaluate, stderr_progress
         from eval.models import load_scorer
-        from eval.report import write_report
+        from eval.report import log_report, write_report
 
         output = self.eval_dir(label)
         self.eval_labels.append(label)
@@ -260,10 +267,12 @@ class Pipeline:
                     skipped[name] = str(err)
                     self.log(f"[csrm run] skipping {name}: {err}")
             scorer = load_scorer(spec)
-            run = evaluate(scorer, loaded, model=label, blind=blind, skipped=skipped,
+            run = evaluate(scorer, loaded, model=label, blind=blind, skipped=skipped, progress=stderr_progress,
                            settings={"bench": self.cfg.bench, "limit": self.cfg.eval_limit})
             with atomic_path(output, is_dir=True) as tmp:
-                write_report(run, tmp)
+                paths = write_report(run, tmp)
+            log_report(json.loads((output / "report.json").read_text(encoding="utf-8")),
+                       {key: output / Path(path).name for key, path in paths.items()}, self.report_to)
 
         self._stage(stage, output / "report.json", work)
 
