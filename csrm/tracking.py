@@ -6,7 +6,8 @@ config, and ``csrm run`` with a training config that has ``report_to: wandb`` (o
 ``report_to``). :func:`log_results` logs one stage's numbers (nested dicts flattened to ``job/a/b`` keys, both
 as a history step and in the run summary), its PNG plots as ``wandb.Image`` and optional tables. It appends to
 the active run when there is one (e.g. inside training), else opens a short run of its own (project
-``$WANDB_PROJECT``, default ``csrm``; ``job_type`` = the stage) and finishes it. ``WANDB_MODE=offline`` keeps
+``$WANDB_PROJECT``, default ``csrm``; ``job_type`` = the stage) and finishes it, tearing wandb's process-wide
+state down so that later runs read ``WANDB_DIR``/``WANDB_MODE`` afresh. ``WANDB_MODE=offline`` keeps
 everything in ``<dir>/wandb/offline-run-*`` for a later ``wandb sync``.
 """
 
@@ -73,4 +74,5 @@ def log_results(report_to: str | Iterable[str] | None, *, job_type: str, metrics
     folder = str(Path(run.dir).parent)
     if own:
         run.finish()
+        wandb.teardown()  # so a later run in this process (e.g. training) reads the environment afresh
     return folder

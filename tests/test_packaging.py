@@ -28,7 +28,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("csrm", "augmentation", "eval")
-# imported only behind a try/except ImportError on a GPU-only path (csrm/policy.py: vLLM sampling)
+# used only when installed (csrm/policy.py checks find_spec("vllm") before its GPU-only vLLM sampling path)
 UNDECLARED_OK = {"vllm"}
 EXTRAS_ONLY = ("deepspeed", "fastapi", "uvicorn", "trl", "peft", "gguf", "wandb")
 

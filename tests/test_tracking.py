@@ -20,13 +20,19 @@ from csrm.tracking import flatten, wants_wandb
 
 @pytest.fixture
 def offline_wandb(tmp_path, monkeypatch) -> Path:
+    """An offline wandb writing under a fresh folder; wandb's process-wide state (which caches the settings of
+    the first run in a process) is torn down before and after, so other tests' runs cannot leak in or out."""
+    import wandb
+
+    wandb.teardown()
     root = tmp_path / "wandb_root"
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(root))
     monkeypatch.setenv("WANDB_PROJECT", "csrm-tests")
     root.mkdir()
-    return root
+    yield root
+    wandb.teardown()
 
 
 def only_run(root: Path) -> Path:
