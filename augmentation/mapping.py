@@ -1,6 +1,6 @@
 """Declared label mappings: a source's own harm labels -> project categories and severities.
 
-A mapping is data, not code (``configs/mappings/*.yaml``)::
+A mapping is data, not code (``configs/mappings/*.yaml``, package data in ``csrm/resources/mappings``)::
 
     name: openai_moderation
     default_severity: 2        # used when neither the label nor the row gives a severity
@@ -25,10 +25,8 @@ from pathlib import Path
 
 from augmentation.yamlfile import fail, load_yaml_with_lines
 from csrm.errors import InputError
-from csrm.paths import CONFIGS_DIR
+from csrm.paths import MAPPINGS_DIR
 from csrm.taxonomy import RiskTaxonomy
-
-MAPPINGS_DIR = CONFIGS_DIR / "mappings"
 
 
 @dataclass(frozen=True)
@@ -112,5 +110,5 @@ class SourceMapping:
 
 
 def default_mapping_path(source_type: str) -> Path:
-    """``configs/mappings/<source_type>.yaml``."""
+    """``<source_type>.yaml`` of the bundled mappings (``csrm/resources/mappings``, linked as ``configs/mappings``)."""
     return MAPPINGS_DIR / f"{source_type}.yaml"

@@ -542,7 +542,28 @@ class AlignRun:
         result["policy"] = policy_path
         write_json(folder / "eval.json", result)
         overall = result["metrics"]["overall"]
+        self._log_cosa(folder, result["metrics"])
         return {"cosa_score": overall.get("cosa_score"), "violation_rate": overall.get("violation_rate")}
+
+    def _log_cosa(self, folder: Path, metrics: dict[str, Any]) -> None:
+        """CoSA-Score of this policy to wandb when ``report_to`` includes it: the overall rates, a per-config
+        table and a per-config bar chart (``cosa_by_config.png``, also kept beside ``eval.json``)."""
+        from csrm.tracking import log_results, wants_wandb
+
+        if not wants_wandb(self.cfg.report_to):
+            return
+        from csrm.cosa_score import METRICS
+        from csrm.plots import plot_bars
+
+        names = {i["config_id"]: f"{i.get('config_name') or 'config'} {i['config_id'][:6]}" for i in self.eval_items}
+        per_config = metrics["per_config"]
+        plot = plot_bars(folder / "cosa_by_config.png",
+                         {_short(names.get(c, c)): m["cosa_score"] for c, m in per_config.items()},
+                         ylabel="CoSA-Score", title=f"{folder.name}: CoSA-Score per config", xlim=(-1, 1))
+        rows = [[names.get(c, c), m.get("n"), *(m.get(k) for k in METRICS)] for c, m in per_config.items()]
+        log_results(self.cfg.report_to, job_type="cosa_score", name=f"{self.out.name} {folder.name}",
+                    metrics={folder.name: metrics["overall"]}, images={"by_config": plot},
+                    tables={"per_config": (["config", "n", *METRICS], rows)}, config=self.cfg.to_dict())
 
     # -- reports ---------------------------------------------------------------------------------------
     def _write_round_metrics(self, folder: Path, state: StepState, round_eval: dict | None) -> None:

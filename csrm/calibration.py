@@ -23,7 +23,7 @@ from scipy.optimize import minimize_scalar
 from csrm.data import MixedCollator, load_augmented, tokenize_examples
 from csrm.errors import InputError
 from csrm.io import write_json
-from csrm.metrics import ECE_BINS, expected_calibration_error
+from csrm.metrics import ECE_BINS, expected_calibration_error, reliability_curve
 from csrm.validation import check_model_dir, positive_int
 
 T_RANGE = (0.01, 100.0)
@@ -63,14 +63,17 @@ def calibration_metrics(logits: np.ndarray, labels_comply: np.ndarray, temperatu
 
 @torch.no_grad()
 def compliance_logits(model: Any, input_ids: list[list[int]], *, batch_size: int = 64,
-                      pad_token_id: int = 0, padding_side: str = "right") -> np.ndarray:
+                      pad_token_id: int = 0, padding_side: str = "right", progress: bool = False) -> np.ndarray:
     """Raw compliance logits (before temperature) for tokenized inputs, in input order."""
+    from tqdm.auto import tqdm
+
     model.eval()
     device = next(model.parameters()).device
     collator = MixedCollator(pad_token_id, padding_side)
     order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
     out = np.zeros(len(input_ids), dtype=np.float64)
-    for start in range(0, len(order), batch_size):
+    for start in tqdm(range(0, len(order), batch_size), desc="calibration logits", unit="batch",
+                      disable=not progress, leave=False):
         idx = order[start:start + batch_size]
         batch = collator.examples([input_ids[i] for i in idx])
         logits = model(input_ids=batch["input_ids"].to(device),
@@ -81,11 +84,15 @@ def compliance_logits(model: Any, input_ids: list[list[int]], *, batch_size: int
 
 def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "validation", batch_size: int = 64,
               max_examples: int | None = None, out_dir: str | Path | None = None, write: bool = True,
-              device: str | None = None) -> dict[str, Any]:
+              device: str | None = None, progress: bool = True, report_to: str | list[str] | None = None
+              ) -> dict[str, Any]:
     """Fit the temperature on ``split`` of an augmentation folder and store it in ``model_dir/config.json``.
 
-    Writes ``report.json`` and ``reliability.png`` to ``out_dir`` (default ``model_dir/calibration``) and returns
-    the report: ``temperature``, ``before``/``after`` metrics, ``n`` and ``positives`` (violations).
+    Writes ``report.json`` and ``reliability.png`` (with per-bin counts) to ``out_dir`` (default
+    ``model_dir/calibration``) and returns the report: ``temperature``, ``before``/``after`` metrics, ``n``,
+    ``positives`` (violations) and ``bins`` (the after-calibration reliability table: mean predicted
+    P(violation), observed rate and item count per non-empty bin). ``report_to`` including ``wandb`` also logs
+    the metrics, the bin table and the diagram (:mod:`csrm.tracking`).
     """
     from csrm.modeling import CSRMModel, load_tokenizer
 
@@ -102,7 +109,8 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     if not len(feats):
         raise InputError(f"split {split!r} has no examples", path=str(dataset_dir))
     logits = compliance_logits(model, feats.input_ids, batch_size=batch_size,
-                               pad_token_id=tokenizer.pad_token_id or 0, padding_side=tokenizer.padding_side)
+                               pad_token_id=tokenizer.pad_token_id or 0, padding_side=tokenizer.padding_side,
+                               progress=progress)
     labels = np.asarray(feats.labels, dtype=np.float64)
     old_t = float(model.config.temperature)
     new_t = fit_temperature(logits, labels)
@@ -119,6 +127,19 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
         f"after (T={new_t:.2f})": (y_violation, 1.0 / (1.0 + np.exp(logits / new_t)))},
         title=f"Compliance head, {split} split (positive = violation)")
     report["plot"] = str(out / "reliability.png")
+    conf, freq, count = reliability_curve(y_violation, 1.0 / (1.0 + np.exp(logits / new_t)))
+    report["bins"] = [{"p_violation": float(c), "violation_rate": float(f), "count": int(n)}
+                      for c, f, n in zip(conf, freq, count, strict=True)]
+    from csrm.tracking import log_results
+
+    wandb_dir = log_results(report_to, job_type="calibration", name=f"calibrate {model_dir.name}",
+                            metrics={k: report[k] for k in ("temperature", "before", "after", "n", "positives")},
+                            images={"reliability": out / "reliability.png"},
+                            tables={"bins": (["p_violation", "violation_rate", "count"],
+                                             [list(b.values()) for b in report["bins"]])},
+                            config={"model_dir": str(model_dir), "dataset": str(dataset_dir), "split": split})
+    if wandb_dir is not None:
+        report["wandb_run_dir"] = wandb_dir
     write_json(out / "report.json", report)
     if write:
         set_temperature(model_dir, new_t)
@@ -144,11 +165,14 @@ def main(argv: list[str] | None = None) -> int:
                                                     "(default: MODEL_DIR/calibration)")
     parser.add_argument("--dry-run", action="store_true", help="report only; leave config.json as it is")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--report-to", default="none", help="'wandb' logs the metrics, bin table and diagram "
+                                                            "to Weights & Biases (WANDB_MODE=offline: locally)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
         report = calibrate(args.model_dir, args.data, split=args.split, batch_size=args.batch_size,
                            max_examples=args.max_examples, out_dir=args.out, write=not args.dry_run,
-                           device=args.device)
+                           device=args.device, progress=not args.no_progress, report_to=args.report_to)
     except InputError as err:
         print(f"csrm calibrate: error: {err}", file=sys.stderr)
         return 2

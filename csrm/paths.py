@@ -1,13 +1,31 @@
-"""Where things live: the project's bundled configs, the shared data folder, and the default backbone."""
+"""Where things live: the package's own data, the project's configs, the shared data folder, the backbone.
+
+**Package data** (read at run time, so it ships inside the wheel): the risk taxonomy and the source label
+mappings live in ``csrm/resources/{taxonomy,mappings}/`` and are found through :mod:`importlib.resources`, so
+an installed ``csrm`` (not ``-e``) finds them. That folder is their one home; ``configs/taxonomy`` and
+``configs/mappings`` in a checkout are symbolic links to it, so the documented ``configs/...`` paths keep
+working and the two can never drift. The other ``configs/`` folders (recipes, training configs) are inputs a
+user names on the command line and are not needed by the installed package.
+"""
 
 from __future__ import annotations
 
 import os
+from importlib.resources import files
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS_DIR = PROJECT_ROOT / "configs"
-DEFAULT_TAXONOMY = CONFIGS_DIR / "taxonomy" / "cosa8.yaml"
+
+
+def resource_path(*parts: str) -> Path:
+    """A file or folder under ``csrm/resources`` as a real path (pip installs packages unzipped)."""
+    return Path(str(files("csrm").joinpath("resources", *parts)))
+
+
+RESOURCES_DIR = resource_path()
+DEFAULT_TAXONOMY = resource_path("taxonomy", "cosa8.yaml")
+MAPPINGS_DIR = resource_path("mappings")
 
 
 def data_dir() -> Path:

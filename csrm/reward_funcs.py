@@ -49,6 +49,18 @@ def completion_text(completion: str | Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(p for p in parts if p)
 
 
+def reward_value(result: ScoreResult, output: str = "reward") -> float:
+    """The number an RL trainer gets for one scored response: ``reward`` (the reward head), ``p_comply``, or
+    ``neg_error`` (``-estimated_error``: compliant responses always above violating ones)."""
+    if output == "p_comply":
+        return float(result.p_comply)
+    if output == "neg_error":
+        return -estimated_error(result)
+    if output == "reward":
+        return float(result.reward)
+    raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+
+
 class CSRMReward:
     """A callable with TRL's ``reward_funcs`` signature backed by a CSRM scorer (module doc)."""
 
@@ -87,11 +99,7 @@ class CSRMReward:
         return config, messages
 
     def _value(self, result: ScoreResult) -> float:
-        if self.output == "p_comply":
-            return float(result.p_comply)
-        if self.output == "neg_error":
-            return -estimated_error(result)
-        return float(result.reward)
+        return reward_value(result, self.output)
 
     def __call__(self, prompts: Sequence[str | list[Message]], completions: Sequence[str | list[Message]],
                  **kwargs: Any) -> list[float]:

@@ -33,8 +33,12 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
     training = _read(out / "model" / "train_results.json")
     calibration = _read(out / "calibration.json")
     timings = _read(out / "timings.json")
-    evals = {p.name: _read(p / "report.json") for p in sorted((out / "eval").glob("*")) if p.is_dir()}
-    timings = {k: v for k, v in timings.items() if k != "total"}
+    labels = getattr(pipeline, "eval_labels", None)  # only this recipe's models, not stale folders
+    evals = {p.name: _read(p / "report.json") for p in sorted((out / "eval").glob("*"))
+             if p.is_dir() and (labels is None or p.name in labels)}
+    status = dict(getattr(getattr(pipeline, "state", None), "status", {}) or {})
+    records = dict(getattr(getattr(pipeline, "state", None), "records", {}) or {})
+    timings = {k: v for k, v in timings.items() if k != "total" and (not status or k in status)}
     lines = [f"# csrm run: {cfg.name}", "", f"Output: `{out}`. Wall time: "
              + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
              + f"; all stages {sum(timings.values()):.0f} s.", ""]
@@ -90,9 +94,20 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
             who = pub["model"] + (" (secondary)" if pub.get("secondary") else "")
             lines.append(_row([f"published: {who}", "", *cells, ""]))
         lines += ["", f"Details: `{out / 'eval'}/<model>/report.md`.", ""]
+    if status:
+        lines += ["## Stages", "", "Reused = output kept from an earlier invocation because its fingerprint (settings, "
+                  "inputs, upstream stages) is unchanged; ran = computed by this invocation.", "",
+                  _row(["stage", "this invocation", "fingerprint", "seconds"]), _row(["---"] * 4)]
+        for name, state in status.items():
+            record = records.get(name, {})
+            lines.append(_row([name, state, (record.get("fingerprint") or "")[:12] or "–",
+                               f"{record['seconds']:.1f}" if "seconds" in record and state != "off" else "–"]))
+        lines.append("")
     lines.insert(2, "Positive class = violation; F1/P/R/Acc at each model's stored threshold, "
                     "\"F1 dev-tuned\" at a threshold chosen on the dev split only. Percentages except ECE/Brier.")
     data = {"name": cfg.name, "out_dir": str(out), "timings": timings, "training": training,
             "calibration": {k: calibration.get(k) for k in ("temperature", "before", "after", "n")},
-            "benchmarks": table}
+            "benchmarks": table,
+            "stages": {name: {"status": state, "fingerprint": records.get(name, {}).get("fingerprint")}
+                       for name, state in status.items()}}
     return "\n".join(lines) + "\n", data

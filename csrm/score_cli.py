@@ -215,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         raise InputError("no such file", path=args.input)
     entries = read_items(args.input, model_taxonomy(args.model))  # fail on bad lines before loading the model
     check_model_dir(args.model)
+    from csrm.distributed_score import launched_world_size, score_distributed
+
+    if launched_world_size() > 1:  # torchrun / accelerate launch: one shard per process
+        return score_distributed(args, entries)
     import torch
 
     from csrm.scoring import load, resolve_bf16

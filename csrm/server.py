@@ -6,6 +6,9 @@ Endpoints:
   ``{"results": [{"id", "p_comply", "p_violation", "reward", "complies", "threshold"}, ...]}``;
 - ``POST /rank`` ``{"config", "prompt" | "messages", "responses": [...]}`` -> ``{"ranking": [...]}`` best
   first (:mod:`csrm.ranking`);
+- ``POST /get_reward`` ``{"query": [str, ...], "prompts"?: [...]}`` -> ``{"rewards": [float, ...]}``: OpenRLHF's
+  remote reward protocol; the safety config comes from each query's system message, else ``--default-config``
+  (:mod:`csrm.openrlhf`);
 - ``GET /health`` -> status, model name (never a filesystem path), device and batching counters.
 
 ``config`` is a string or ``{"name", "text", "allow", "deny"}``.
@@ -56,6 +59,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from csrm.batching import DEFAULT_MAX_TOKENS
 from csrm.errors import InputError
 from csrm.ranking import estimated_error, rank
+from csrm.reward_funcs import OUTPUTS
 from csrm.safety_config import SafetyConfig
 from csrm.score_types import ScoreItem, ScoreResult
 from csrm.text import cap_item, check_strings, find_lone_surrogate, surrogate_message
@@ -106,6 +110,14 @@ class ScoreRequest(BaseModel):
 
 class RankRequest(Conversation):
     responses: list[str] = Field(min_length=1)
+
+
+class GetRewardRequest(BaseModel):
+    """OpenRLHF's body; other keys its versions and forks send (``labels``, ``metadata``, ...) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+    query: list[str] = Field(min_length=1)
+    prompts: list[str] | None = None
 
 
 def bad_field(status: int, loc: list[str | int], msg: str) -> HTTPException:
@@ -404,9 +416,11 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
                batch_wait_ms: float = BATCH_WAIT_MS, batch_tokens: int = DEFAULT_MAX_TOKENS,
                model_name: str = "", auth_token: str | None = None,
                request_timeout_s: float | None = REQUEST_TIMEOUT_S, body_timeout_s: float = BODY_TIMEOUT_S,
-               max_pending: int = MAX_PENDING) -> FastAPI:
+               max_pending: int = MAX_PENDING, default_config: str | SafetyConfig | None = None,
+               reward_output: str = "reward") -> FastAPI:
     """The FastAPI app serving ``scorer`` (a :class:`csrm.scoring.CSRMScorer`); options as in the module doc.
-    ``model_name`` is shown by ``/health``: give a name, not a path."""
+    ``model_name`` is shown by ``/health``: give a name, not a path. ``default_config`` and ``reward_output``
+    serve ``/get_reward`` (:mod:`csrm.openrlhf`)."""
     batcher = Batcher(scorer, wait_s=batch_wait_ms / 1000, max_tokens=batch_tokens, max_pending=max_pending)
     taxonomy = getattr(scorer, "taxonomy", None) or default_taxonomy()
 
@@ -476,6 +490,22 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
         return {"ranking": [{"rank": position, "index": i, **result_json(results[i]),
                              "error": estimated_error(results[i])} for position, i in enumerate(rank(results))]}
 
+    @app.post("/get_reward")
+    async def get_reward(request: GetRewardRequest) -> dict[str, Any]:
+        from csrm.openrlhf import QueryError, get_reward_body
+        from csrm.reward_funcs import reward_value
+
+        check_count(len(request.query), "query")
+        try:
+            parsed = get_reward_body(request.query, request.prompts, default_config)
+        except QueryError as err:
+            raise bad_field(400, list(err.loc), err.reason) from None
+        items = [ScoreItem(scorer.render(c), m, r) for c, m, r in parsed]
+        results = await batcher.submit(items, [scorer.threshold_for(c) for c, _, _ in parsed])
+        rewards = [reward_value(r, reward_output) for r in results]
+        return {"rewards": rewards, "scores": rewards,
+                "extra_logs": {"p_comply": [r.p_comply for r in results], "complies": [r.complies for r in results]}}
+
     return app
 
 
@@ -535,8 +565,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None)
     parser.add_argument("--threads", type=positive_int, default=None)
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--default-config", default=None,
+                        help="/get_reward: safety config for queries without a system message: a file "
+                             "(.yaml/.json/.txt, csrm.SafetyConfig) or the policy text itself")
+    parser.add_argument("--reward-output", choices=OUTPUTS, default="reward",
+                        help="/get_reward: the number returned: reward head, p_comply, or neg_error "
+                             "(compliant responses always above violating ones)")
     parser.add_argument("--log-level", default="info")
     return parser
+
+
+def default_config_arg(value: str | None) -> str | SafetyConfig | None:
+    """``--default-config``: a config file if one exists at that path, else the policy text as given."""
+    if value is None or not value.strip():
+        return None
+    from pathlib import Path
+
+    path = Path(value)
+    return SafetyConfig.from_file(path) if len(value) < 4096 and path.is_file() else value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -546,12 +592,14 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     token = read_token(args.token_file, args.token_env)  # before the model loads: a bad token source fails fast
+    default_config = default_config_arg(args.default_config)  # a bad file fails before the model loads
     scorer = load(args.model, device=args.device, max_tokens=args.batch_tokens, bf16=args.bf16,
                   num_threads=args.threads)
     app = create_app(scorer, max_items=args.max_items, max_body_bytes=args.max_body_bytes,
                      batch_wait_ms=args.batch_wait_ms, batch_tokens=args.batch_tokens or DEFAULT_MAX_TOKENS,
                      model_name=display_name(args.model), auth_token=token,
                      request_timeout_s=args.request_timeout or None, body_timeout_s=args.body_timeout,
-                     max_pending=args.max_pending)
+                     max_pending=args.max_pending, default_config=default_config,
+                     reward_output=args.reward_output)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

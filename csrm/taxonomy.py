@@ -68,7 +68,7 @@ class RiskTaxonomy:
 
     @classmethod
     def default(cls) -> RiskTaxonomy:
-        """The 8-category CoSA taxonomy shipped in ``configs/taxonomy/cosa8.yaml``."""
+        """The 8-category CoSA taxonomy shipped as package data (``csrm/resources/taxonomy/cosa8.yaml``)."""
         return cls.from_yaml(default_taxonomy_path())
 
     @property

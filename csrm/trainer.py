@@ -250,7 +250,10 @@ class CSRMTrainer(Trainer):
         rounds = math.ceil(len(batches) / world) if batches else 0
         mine += [mine[-1] if mine else batches[0]] * (rounds - len(mine))  # equal forwards on every rank
         rows: list[tuple[int, int, float, float]] = []  # (kind, index, value_a, value_b)
-        for batch_ids in mine:
+        from tqdm.auto import tqdm
+
+        for batch_ids in tqdm(mine, desc="evaluating", unit="batch", leave=False,
+                              disable=self.args.disable_tqdm or not self.is_world_process_zero()):
             batch = self._prepare_inputs(self.data_collator([dataset[i] for i in batch_ids]))
             b, p = batch["num_examples"], batch["num_pairs"]
             with self.accelerator.autocast():

@@ -9,6 +9,7 @@ under ``--out``; the headline table is printed.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -19,7 +20,7 @@ from csrm.validation import check_model_dir, open_fraction, positive_int
 from eval.benchmarks import BENCHMARKS, COSALIGN_DEV_CHOICES, resolve_names
 from eval.harness import evaluate, load_benchmarks, stderr_progress
 from eval.models import ZERO_SHOT_PREFIX, is_config_blind, load_scorer
-from eval.report import slug, write_report
+from eval.report import log_report, slug, write_report
 
 
 @dataclass
@@ -44,7 +45,10 @@ class EvalConfig:
         "help": "share of each (config, label kind) stratum held out as dev for threshold tuning"})
     cosalign_dev: str = field(default="seen", metadata={
         "help": "CoSAlign-Test dev split: 'seen' (seen configs = dev, unseen = test) or 'slice'"})
-    quiet: bool = field(default=False, metadata={"help": "no progress on stderr"})
+    quiet: bool = field(default=False, metadata={"help": "no progress bars on stderr"})
+    report_to: str = field(default="none", metadata={
+        "help": "'wandb' logs every benchmark's metrics, the per-config table and the plots to Weights & Biases "
+                "(WANDB_MODE=offline: locally)"})
 
 
 def _help(name: str) -> str:
@@ -67,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--cosalign-dev", choices=COSALIGN_DEV_CHOICES, default=EvalConfig.cosalign_dev,
                         help=_help("cosalign_dev"))
     parser.add_argument("--quiet", action="store_true", help=_help("quiet"))
+    parser.add_argument("--report-to", default="none", help=_help("report_to"))
     return parser
 
 
@@ -75,7 +80,8 @@ def parse_config(argv: list[str] | None) -> EvalConfig:
 
 
 def default_out(model: str, blind: bool) -> Path:
-    return PROJECT_ROOT / "runs" / "eval" / (slug(model) + ("-blind" if blind else ""))
+    """``runs/eval/<model>`` under the working directory (never inside an installed package)."""
+    return Path("runs") / "eval" / (slug(model) + ("-blind" if blind else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                    progress=None if cfg.quiet else stderr_progress)
     out = Path(cfg.out) if cfg.out else default_out(cfg.model, blind)
     paths = write_report(run, out)
+    log_report(json.loads(paths["json"].read_text(encoding="utf-8")), paths, cfg.report_to)
     text = paths["markdown"].read_text(encoding="utf-8")
     print(text.split("\n## ", 1)[0].rstrip())
     print(f"\nreport: {paths['markdown']} (JSON {paths['json'].name}, plots and predictions in {out})")

@@ -3,7 +3,6 @@ compute the metrics of every view."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -95,7 +94,17 @@ def evaluate(scorer: Scorer, benchmarks: dict[str, LoadedBenchmark], *, model: s
     return run
 
 
+_BARS: dict[str, Any] = {}
+
+
 def stderr_progress(label: str, done: int, total: int) -> None:
-    """A one-line progress counter on stderr."""
-    end = "\n" if done >= total else ""
-    print(f"\r  scoring {label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+    """A tqdm progress bar per benchmark (on stderr), closed when its last chunk is scored."""
+    from tqdm.auto import tqdm
+
+    bar = _BARS.get(label)
+    if bar is None:
+        bar = _BARS[label] = tqdm(total=total, desc=f"scoring {label}", unit="item")
+    bar.update(done - bar.n)
+    if done >= total:
+        bar.close()
+        del _BARS[label]

@@ -171,3 +171,26 @@ def write_report(run: EvalRun, out_dir: str | Path, *, published: dict[str, list
         paths["reliability"] = plot_reliability(out / "reliability.png", curves,
                                                 title=f"Reliability, test, {run.model}")
     return paths
+
+
+def log_report(report: dict[str, Any], paths: dict[str, Path], report_to: str | list[str] | None, *,
+               out_dir: str | Path | None = None) -> str | None:
+    """Log an evaluation to wandb if ``report_to`` asks for it: every view's overall metrics (stored and
+    dev-tuned threshold) per benchmark, a per-config table, and the PNG plots (:mod:`csrm.tracking`)."""
+    from csrm.tracking import log_results
+
+    metrics: dict[str, Any] = {}
+    rows: list[list[Any]] = []
+    for name, bench in report["benchmarks"].items():
+        if bench.get("status") != "ok":
+            continue
+        metrics[name] = {view: {"n_test": block.get("n_test"), **(block.get("overall") or {})}
+                         for view, block in bench["views"].items()}
+        for group, block in (bench["views"].get(HEADLINE, {}).get("groups") or {}).items():
+            stored = (block or {}).get("stored") or {}
+            rows.append([name, group, stored.get("n"), stored.get("f1"), stored.get("auroc"), stored.get("ece")])
+    images = {key: path for key, path in paths.items() if str(path).endswith(".png")}
+    return log_results(report_to, job_type="eval", name=f"eval {report['model']}", metrics=metrics, images=images,
+                       tables={"per_config": (["benchmark", "config", "n", "f1", "auroc", "ece"], rows)},
+                       config={"model": report["model"], "blind": report["blind"], **report["settings"]},
+                       dir=out_dir)
