@@ -102,17 +102,21 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
         raise InputError("model folder not found", path=str(model_dir))
     examples = load_augmented(dataset_dir, [split])["examples"][split]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = CSRMModel.from_pretrained(model_dir).to(device)
-    tokenizer = load_tokenizer(model_dir, decoder=model.config.is_decoder_backbone)
-    blind = bool(getattr(model.config, "blind_config", False))
-    feats = tokenize_examples(examples, model.make_formatter(tokenizer), blind_config=blind, limit=max_examples)
-    if not len(feats):
-        raise InputError(f"split {split!r} has no examples", path=str(dataset_dir))
-    logits = compliance_logits(model, feats.input_ids, batch_size=batch_size,
-                               pad_token_id=tokenizer.pad_token_id or 0, padding_side=tokenizer.padding_side,
-                               progress=progress)
-    labels = np.asarray(feats.labels, dtype=np.float64)
-    old_t = float(model.config.temperature)
+    if json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type") == "csrm_clause":
+        logits, labels, old_t = _clause_logits(model_dir, examples, max_examples, device)
+    else:
+        model = CSRMModel.from_pretrained(model_dir).to(device)
+        tokenizer = load_tokenizer(model_dir, decoder=model.config.is_decoder_backbone)
+        blind = bool(getattr(model.config, "blind_config", False))
+        feats = tokenize_examples(examples, model.make_formatter(tokenizer), blind_config=blind,
+                                  limit=max_examples)
+        if not len(feats):
+            raise InputError(f"split {split!r} has no examples", path=str(dataset_dir))
+        logits = compliance_logits(model, feats.input_ids, batch_size=batch_size,
+                                   pad_token_id=tokenizer.pad_token_id or 0, padding_side=tokenizer.padding_side,
+                                   progress=progress)
+        labels = np.asarray(feats.labels, dtype=np.float64)
+        old_t = float(model.config.temperature)
     new_t = fit_temperature(logits, labels)
     report = {"model_dir": str(model_dir), "dataset": str(dataset_dir), "split": split, "n": int(len(labels)),
               "positives": int((1 - labels).sum()), "temperature": new_t,
@@ -144,6 +148,21 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     if write:
         set_temperature(model_dir, new_t)
     return report
+
+
+def _clause_logits(model_dir: Path, examples, max_examples: int | None, device: str
+                   ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(raw logits, labels, current temperature) of a clause-reading CSRM on example rows."""
+    from csrm.clause_scoring import ClauseScorer
+    from csrm.score_types import ScoreItem
+
+    scorer = ClauseScorer.from_pretrained(model_dir, device=device)
+    rows = examples.select(range(min(max_examples, len(examples)))) if max_examples else examples
+    if not len(rows):
+        raise InputError("the split has no examples", path=str(model_dir))
+    items = [ScoreItem(r["config_text"], r["messages"], r["response"]) for r in rows]
+    logits, _ = scorer.raw_outputs(items)
+    return logits, np.asarray(rows["label"], dtype=np.float64), float(scorer.model.config.temperature)
 
 
 def set_temperature(model_dir: str | Path, temperature: float) -> None:

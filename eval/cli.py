@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from csrm.errors import InputError
-from csrm.paths import PROJECT_ROOT, data_dir
+from csrm.paths import data_dir
 from csrm.validation import check_model_dir, open_fraction, positive_int
 from eval.benchmarks import BENCHMARKS, COSALIGN_DEV_CHOICES, resolve_names
 from eval.harness import evaluate, load_benchmarks, stderr_progress

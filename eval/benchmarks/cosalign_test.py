@@ -38,6 +38,8 @@ VIEWS = {
     HEADLINE: "situation 3 (no prompt category allowed) = violation vs situation 1 (all allowed); situation 2 left out",
     "sit2_as_violation": "all situations; situation 2 (partial overlap) counted as violation",
     "sit2_as_compliant": "all situations; situation 2 (partial overlap) counted as compliant",
+    "headline_clean": "the headline without the unseen rows whose prompt also occurs in the seen file (249 of "
+                      "1,200 in the shared copy): training recipes that use the seen file saw those prompts",
 }
 DEV_RULE = "deterministic hash slice of each (config, situation) stratum"
 SEEN_DEV_RULE = "the seen split (5 configs) is dev; the unseen split (3 configs) is test"
@@ -74,11 +76,14 @@ def parse_situation(value: Any) -> int:
     return int(match.group(1))
 
 
-def _views(situation: int) -> dict[str, int]:
+def _views(situation: int, contaminated: bool = False) -> dict[str, int]:
     if situation == 2:
         return {"sit2_as_violation": 1, "sit2_as_compliant": 0}
     label = int(situation == 3)
-    return {HEADLINE: label, "sit2_as_violation": label, "sit2_as_compliant": label}
+    views = {HEADLINE: label, "sit2_as_violation": label, "sit2_as_compliant": label}
+    if not contaminated:
+        views["headline_clean"] = label
+    return views
 
 
 def build_items(rows: dict[tuple[str, str], list[dict[str, Any]]], source: str,
@@ -89,6 +94,8 @@ def build_items(rows: dict[tuple[str, str], list[dict[str, Any]]], source: str,
     known = split_categories()
     configs: dict[tuple[str, ...], str] = {}
     items = []
+    seen_prompts = {row.get("prompt") for (set_name, _), split_rows in rows.items() if set_name == "seen"
+                    for row in split_rows}
     for (set_name, split), split_rows in rows.items():
         for line, row in enumerate(split_rows, start=1):
             where = {"path": f"{source}[{set_name}/{split}]", "line": line}
@@ -118,7 +125,8 @@ def build_items(rows: dict[tuple[str, str], list[dict[str, Any]]], source: str,
             items.append(EvalItem(
                 item=ScoreItem(config=configs[key], messages=[{"role": "user", "content": prompt}], response=None),
                 label_violation=label, group=f"{set_name}:{split}", benchmark=NAME,
-                kind=f"situation {situation}", views=_views(situation),
+                kind=f"situation {situation}",
+                views=_views(situation, contaminated=set_name == "unseen" and prompt in seen_prompts),
                 extra={"set": set_name, "mode": row.get("mode"), "allowed": list(categories),
                        "prompt_categories": row.get("prompt_categories")}))
     return items
