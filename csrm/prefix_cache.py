@@ -61,8 +61,24 @@ def supports_prefix_cache(model: torch.nn.Module) -> bool:
         return False
     if getattr(backbone, "sliding_window", None) and getattr(backbone, "use_sliding_window", True):
         return False
-    params = inspect.signature(model.backbone.forward).parameters
-    return {"past_key_values", "position_ids", "use_cache"} <= set(params)
+    return cache_argument(model.backbone) is not None
+
+
+def cache_argument(backbone: torch.nn.Module) -> str | None:
+    """Name of the KV-cache argument of ``backbone.forward`` (``cache`` since transformers 5.24, before that
+    ``past_key_values``), or ``None`` when it takes no cache with ``position_ids`` and ``use_cache``. Read off the
+    signature (``inspect.signature`` follows the deprecation wrappers' ``__wrapped__``), not the version."""
+    params = set(inspect.signature(backbone.forward).parameters)
+    if not {"position_ids", "use_cache"} <= params:
+        return None
+    return next((name for name in ("cache", "past_key_values") if name in params), None)
+
+
+def output_cache(output) -> object | None:
+    """The cache a backbone returned: the ``cache`` field (5.24+, where ``past_key_values`` is a deprecated alias
+    that warns) or, in earlier releases, ``past_key_values``."""
+    name = "cache" if "cache" in getattr(output, "__dataclass_fields__", {}) else "past_key_values"
+    return getattr(output, name, None)
 
 
 def split_point(encoded: Encoded) -> int:
@@ -142,8 +158,11 @@ def run_prefix_batch(model: torch.nn.Module, batch: PrefixBatch, pad_id: int, de
     extra forward of a small batch costs launches, not padding, so splitting rarely pays)."""
     if chunk_overhead == "auto":
         chunk_overhead = CPU_CHUNK_OVERHEAD if torch.device(device).type == "cpu" else None
+    cache_arg = cache_argument(model.backbone)
+    if cache_arg is None:
+        raise RuntimeError("shared-prefix scoring needs a backbone whose forward takes a KV cache")
     prefix = {k: v.to(device) for k, v in pad_batch(batch.prefixes, pad_id).items()}
-    cache = model.backbone(**prefix, use_cache=True).past_key_values
+    cache = output_cache(model.backbone(**prefix, use_cache=True))
     if cache is None or not all(type(layer) is DynamicLayer for layer in cache.layers):
         raise RuntimeError("shared-prefix scoring needs a full-attention DynamicCache; use prefix_cache=False")
     prefix_states = [(layer.keys, layer.values) for layer in cache.layers]
@@ -158,7 +177,7 @@ def run_prefix_batch(model: torch.nn.Module, batch: PrefixBatch, pad_id: int, de
         positions = prefix_mask.sum(1, keepdim=True) + torch.arange(width, device=device).unsqueeze(0)
         out = model.backbone(input_ids=suffix["input_ids"],
                              attention_mask=torch.cat([prefix_mask, suffix["attention_mask"]], dim=1),
-                             position_ids=positions, past_key_values=cache, use_cache=True)
+                             position_ids=positions, use_cache=True, **{cache_arg: cache})
         last = suffix["attention_mask"].sum(1) - 1
         states = out.last_hidden_state[torch.arange(len(rows), device=device), last]
         if pooled is None:
