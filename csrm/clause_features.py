@@ -23,7 +23,7 @@ import torch
 
 from csrm.batching import token_budget_batches
 from csrm.clause_model import ClauseCSRMModel, ClauseFeatures, ContentFeatures
-from csrm.clauses import segments, split_clauses
+from csrm.clauses import WINDOW_OVERLAP_CHARS, segments, split_clauses, windows
 from csrm.records import Message, last_user_turn
 
 CACHE_SIZE = 50_000
@@ -85,22 +85,47 @@ class FeatureEncoder:
 
     def _remember(self, cache: OrderedDict, key: str, value) -> None:
         cache[key] = value
-        if len(cache) > self.cache_size:
-            cache.popitem(last=False)
+
+    def _trim(self) -> None:
+        """Evict least-recently-used entries beyond ``cache_size`` (only between calls: a call's own texts
+        are never evicted while it assembles its batch)."""
+        for cache in (self._clauses, self._windows, self._split):
+            while len(cache) > self.cache_size:
+                cache.popitem(last=False)
+
+    def _fit(self, text: str) -> list[str]:
+        """``text`` as windows of at most ``max_length`` tokens. Windows are cut by characters (600 for
+        content, 400 for clauses), which is ~150 tokens of English; text that tokenizes densely (CJK, digit
+        runs) is cut again, so no window loses its end to the encoder's limit."""
+        limit = self.model.config.max_length
+        if len(text) <= limit // 2 or len(self.tokenizer(text, add_special_tokens=True)["input_ids"]) <= limit:
+            return [text]
+        half = max(1, len(text) // 2)
+        return [piece for w in windows(text, half, overlap=min(WINDOW_OVERLAP_CHARS, half // 4))
+                for piece in self._fit(w)]
 
     def clause_texts(self, config: str) -> list[str]:
         texts = self._split.get(config)
         if texts is None:
-            texts = [c.text for c in split_clauses(config, max_chars=self.model.config.max_clause_chars)]
+            texts = [piece for c in split_clauses(config, max_chars=self.model.config.max_clause_chars)
+                     for piece in self._fit(c.text)]
             self._remember(self._split, config, texts)
+        else:
+            self._split.move_to_end(config)
         return texts
 
     def _ensure_clauses(self, texts: list[str]) -> None:
+        for t in texts:
+            if t in self._clauses:
+                self._clauses.move_to_end(t)
         todo = [t for t in dict.fromkeys(texts) if t not in self._clauses]
         for i, pooled, ms, cos in self._encode(todo, tokens=True):
             self._remember(self._clauses, todo[i], (pooled, ms, cos))
 
     def _ensure_windows(self, texts: list[str]) -> None:
+        for t in texts:
+            if t in self._windows:
+                self._windows.move_to_end(t)
         todo = [t for t in dict.fromkeys(texts) if t not in self._windows]
         for i, pooled, _, _ in self._encode(todo, tokens=False):
             self._remember(self._windows, todo[i], pooled)
@@ -120,10 +145,12 @@ class FeatureEncoder:
             for col, text in enumerate(texts):
                 e[row, col], ms[row, col], cos[row, col] = self._clauses[text]
                 mask[row, col] = True
+        self._trim()
         return ClauseFeatures(e, ms, cos, mask)
 
     def content_features(self, windows: Sequence[list[tuple[str, bool]]]) -> ContentFeatures:
-        """Padded features of each item's ``content_windows``."""
+        """Padded features of each item's ``content_windows`` (over-dense windows cut again, :meth:`_fit`)."""
+        windows = [[(piece, gate) for text, gate in item for piece in self._fit(text)] for item in windows]
         self._ensure_windows([t for item in windows for t, _ in item])
         s = max(len(w) for w in windows)
         dim = self.model.anchors.shape[1]
@@ -134,6 +161,7 @@ class FeatureEncoder:
             for col, (text, gate) in enumerate(item):
                 x[row, col] = self._windows[text]
                 mask[row, col], gated[row, col] = True, gate
+        self._trim()
         return ContentFeatures(x, mask, gated)
 
     def features(self, configs: Sequence[str], windows: Sequence[list[tuple[str, bool]]]

@@ -101,6 +101,7 @@ class ClauseCSRMModel(PreTrainedModel):
         super().__init__(config)
         self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone)
         self.backbone.requires_grad_(False)
+        self.backbone.eval()  # frozen: no dropout in the features, also for an encoder built from a config
         dim = config.backbone.hidden_size
         taxonomy = self.taxonomy
         n = len(taxonomy.names)

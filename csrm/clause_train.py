@@ -187,7 +187,8 @@ class JudgeStep(nn.Module):
             aux = aux + F.binary_cross_entropy(engaged[gate_target >= 0].clamp(1e-6, 1 - 1e-6),
                                                1.0 - gate_target[gate_target >= 0].float())
         loss = parts.loss + self.aux_weight * aux
-        return loss, {"bce": float(parts.bce), "bt": float(parts.bradley_terry), "aux": float(aux)}
+        return loss, {"bce": float(parts.bce.detach()), "bt": float(parts.bradley_terry.detach()),
+                      "aux": float(aux.detach())}
 
 
 def _feature_key(cfg: CSRMTrainConfig, model: ClauseCSRMModel) -> str:

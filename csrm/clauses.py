@@ -22,7 +22,8 @@ MAX_CLAUSE_CHARS = 400
 MAX_SEGMENT_CHARS = 600
 WINDOW_OVERLAP_CHARS = 80
 
-_ITEM = re.compile(r"^\s*(?:[-*•·]|\d{1,3}[.)]|\(?[a-zA-Z][.)]|\|)\s*")
+# a list marker needs a space after it ("3.5 percent" and "U.S. law" are text, not items); a table row a pipe
+_ITEM = re.compile(r"^\s*(?:(?:[-*•·]|\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+|\|\s*)")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|?\s*$")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 _SPACES = re.compile(r"\s+")

@@ -79,9 +79,9 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         self.out_dir = self.out_dir or f"runs/{self.name}"
         for baseline in self.baselines:
-            if baseline != "config_blind" and not baseline.startswith("zero-shot:"):
-                raise InputError(f"unknown baseline {baseline!r}: use config_blind or zero-shot:<model>",
-                                 field="baselines")
+            if baseline != "config_blind" and not baseline.startswith(("zero-shot:", "probe:")):
+                raise InputError(f"unknown baseline {baseline!r}: use config_blind, zero-shot:<model>, "
+                                 "probe:clause-similarity or probe:category-logreg", field="baselines")
 
 
 def resolve(path: str) -> Path:
@@ -291,11 +291,13 @@ class Pipeline:
         upstream = {}
         if "augmented" in self.cfg.bench:
             upstream["augment"] = self.fingerprints["augment"]
-        if not spec.startswith("zero-shot:"):  # a model trained here: its weights and temperature
+        if spec.startswith("probe:"):  # frozen-embedding probes: the logreg one fits on this run's data
+            upstream["augment"] = self.fingerprints["augment"]
+        elif not spec.startswith("zero-shot:"):  # a model trained here: its weights and temperature
             suffix = " (config-blind)" if blind else ""
             upstream["train"] = self.fingerprints["train" + suffix]
             upstream["calibrate"] = self.fingerprints["calibrate" + suffix]
-        settings = {"model": spec if spec.startswith("zero-shot:") else label, "bench": self.cfg.bench,
+        settings = {"model": spec if spec.startswith(("zero-shot:", "probe:")) else label, "bench": self.cfg.bench,
                     "limit": self.cfg.eval_limit, "use_hub": self.cfg.use_hub, "blind": blind,
                     "bench_data_dir": str(bench_root.resolve())}
         inputs = [bench_root / folder for name in self.cfg.bench for folder in BENCH_FOLDERS.get(name, ())]
@@ -310,7 +312,7 @@ class Pipeline:
                 except BenchmarkUnavailable as err:
                     skipped[name] = str(err)
                     self.log(f"[csrm run] skipping {name}: {err}")
-            scorer = load_scorer(spec)
+            scorer = load_scorer(spec, train_data=str(self.data) if spec.startswith("probe:") else None)
             run = evaluate(scorer, loaded, model=label, blind=blind, skipped=skipped, progress=stderr_progress,
                            settings={"bench": self.cfg.bench, "limit": self.cfg.eval_limit})
             with atomic_path(output, is_dir=True) as tmp:

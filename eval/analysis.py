@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from csrm.metrics import best_f1_threshold, classification_metrics
+from csrm.metrics import best_f1_threshold, classification_metrics, expected_calibration_error
 from csrm.score_types import ScoreResult
 from eval.items import DEV, HEADLINE, TEST, EvalItem
 
@@ -101,12 +101,34 @@ def view_metrics(scored: Sequence[Scored], view: str = HEADLINE) -> dict[str, An
         "n_dev": len(dev),
         "n_test": len(test),
         "tuned_threshold": threshold,
+        "dev_calibrated": dev_calibrated([(label, s.p_violation) for label, s in dev],
+                                         [(label, s.p_violation) for label, s in test]),
         "overall": _block(test, threshold),
         "groups": {g: _block(pairs, threshold) for g, pairs in sorted(groups.items())},
         "kinds": {k: _kind_summary(pairs, threshold) for k, pairs in sorted(kinds.items())},
         "dev": stored_metrics([label for label, _ in dev], [s.p_violation for _, s in dev],
                               [s.flagged for _, s in dev]) if dev else None,
     }
+
+
+def dev_calibrated(dev: Sequence[tuple[int, float]], test: Sequence[tuple[int, float]]) -> dict[str, float] | None:
+    """A temperature fitted on the dev items' P(violation) logits (NLL), applied unchanged to the test items:
+    ``{"temperature", "ece", "brier"}`` on test; ``None`` without two classes on dev or without test items.
+    This is calibration for this benchmark's kind of data learned from its dev slice only."""
+    from csrm.calibration import fit_temperature
+
+    if len({label for label, _ in dev}) < 2 or not test:
+        return None
+
+    def logits(pairs):
+        p = np.clip(np.array([q for _, q in pairs], dtype=np.float64), 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))
+
+    temperature = fit_temperature(logits(dev), np.array([label for label, _ in dev]))
+    p_test = 1.0 / (1.0 + np.exp(-logits(test) / temperature))
+    y_test = np.array([label for label, _ in test])
+    return {"temperature": float(temperature), "ece": expected_calibration_error(y_test, p_test),
+            "brier": float(np.mean((p_test - y_test) ** 2))}
 
 
 def _kind_summary(pairs: Sequence[tuple[int, Scored]], threshold: float | None) -> dict[str, Any]:

@@ -77,8 +77,11 @@ def run_benchmark(scorer: Scorer, benchmark: LoadedBenchmark, *, blind: bool = F
     """Score every dev and test item of ``benchmark`` and compute all its views' metrics."""
     items: list[EvalItem] = blind_items(benchmark.items) if blind else list(benchmark.items)
     start = time.perf_counter()
-    results = score_items(scorer, [it.item for it in items], chunk_size=chunk_size, progress=progress,
-                          label=benchmark.name)
+    if hasattr(scorer, "score_eval_items"):  # eval/probes.py: reads the items' structured allow sets
+        results = list(scorer.score_eval_items(items))
+    else:
+        results = score_items(scorer, [it.item for it in items], chunk_size=chunk_size, progress=progress,
+                              label=benchmark.name)
     seconds = time.perf_counter() - start
     scored = [Scored(it, r) for it, r in zip(benchmark.items, results, strict=True)]
     return BenchmarkRun(benchmark, scored, seconds, benchmark_metrics(scored, list(benchmark.views)))
@@ -90,6 +93,10 @@ def evaluate(scorer: Scorer, benchmarks: dict[str, LoadedBenchmark], *, model: s
     """Run ``scorer`` on each loaded benchmark."""
     run = EvalRun(model=model, skipped=dict(skipped or {}), blind=blind, settings=dict(settings or {}))
     for name, bench in benchmarks.items():
+        reason = scorer.unsupported(bench.items) if hasattr(scorer, "unsupported") else None
+        if reason:
+            run.skipped[name] = reason
+            continue
         run.runs[name] = run_benchmark(scorer, bench, blind=blind, chunk_size=chunk_size, progress=progress)
     return run
 

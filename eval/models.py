@@ -2,6 +2,7 @@
 
 - ``zero-shot:<hf id | folder | file.gguf | smollm2>``: the zero-shot LLM judge baseline
   (:mod:`eval.zero_shot`);
+- ``probe:clause-similarity`` / ``probe:category-logreg``: the frozen-embedding probes (:mod:`eval.probes`);
 - anything else: a trained CSRM (or config-blind CSRM) folder, loaded by ``csrm.scoring.load(spec)``.
 """
 
@@ -12,10 +13,17 @@ from typing import Any
 from csrm.score_types import Scorer
 
 ZERO_SHOT_PREFIX = "zero-shot:"
+PROBE_PREFIX = "probe:"
 
 
-def load_scorer(spec: str, *, device: str | None = None, batch_size: int | None = None) -> Scorer:
-    """A scorer for ``spec``. ``device`` applies to both kinds, ``batch_size`` to the zero-shot judge."""
+def load_scorer(spec: str, *, device: str | None = None, batch_size: int | None = None,
+                train_data: str | None = None) -> Scorer:
+    """A scorer for ``spec``. ``device`` applies to both kinds, ``batch_size`` to the zero-shot judge,
+    ``train_data`` (an augmentation output folder) to ``probe:category-logreg``."""
+    if spec.startswith(PROBE_PREFIX):
+        from eval.probes import load_probe
+
+        return load_probe(spec, train_data=train_data)  # type: ignore[return-value]
     if spec.startswith(ZERO_SHOT_PREFIX):
         from eval.zero_shot import ZeroShotConfig, ZeroShotJudge
 

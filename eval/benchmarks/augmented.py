@@ -8,6 +8,7 @@ severity_threshold, refusal, source); views split request screening from respons
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ def build_items(rows: list[tuple[int, dict[str, Any]]], path: Path) -> list[Eval
                            response=response, item_id=str(row.get("example_id", ""))),
             label_violation=violation, group=str(row.get("mode", "")), benchmark=NAME,
             kind="violates" if violation else "complies", views=views,
-            extra={"severity": row.get("severity"), "categories": row.get("categories"), "source": row.get("source")}))
+            extra={"severity": row.get("severity"), "categories": row.get("categories"), "source": row.get("source"),
+                   "allowed": json.loads(row["config_policy"]) if row.get("config_policy") else None}))
     return items
 
 

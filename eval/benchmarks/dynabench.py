@@ -10,7 +10,9 @@ response** (consecutive Agent turns at that point are joined), **every turn befo
 (earlier Agent turns stay in it as assistant messages), and User turns after it, if any, are dropped (counted
 in ``extra["dropped_turns"]``). A transcript with no Agent turn cannot be judged and is skipped with a note.
 Groups are policy sizes (``rules:1``, ``rules:2-4``, ``rules:5-9``, ``rules:10+``): DynaBench has no named
-configs, every row brings its own policy.
+configs, every row brings its own policy. DynaBench (Aug)'s counterfactual copies (``base_id`` ending in
+``_safe``: the violated rule removed, label PASS) get the kind ``PASS (counterfactual)``, so the per-kind table
+shows the share of them judged PASS.
 """
 
 from __future__ import annotations
@@ -70,6 +72,15 @@ def split_transcript(text: str) -> tuple[list[Message], str | None, int]:
     return turns[:last], turns[last]["content"], len(turns) - last - 1
 
 
+COUNTERFACTUAL = "PASS (counterfactual)"
+
+
+def is_counterfactual(row: dict[str, Any]) -> bool:
+    """DynaBench (Aug)'s counterfactual copies (the violated rule removed, so the label flipped to PASS) carry
+    a ``base_id`` ending in ``_safe``; the report gives the share of them judged PASS."""
+    return str(row.get("base_id") or "").endswith("_safe") and str(row.get("label")).strip().upper() == "PASS"
+
+
 def rule_bucket(policy: str) -> str:
     """Group name from the number of numbered rules in a policy."""
     n = max(1, len(_RULE.findall(policy)))
@@ -104,7 +115,8 @@ def build_items(rows: Rows, source: str) -> tuple[list[EvalItem], list[str]]:
             dropped += bool(n_dropped)
             items.append(EvalItem(
                 item=ScoreItem(config=policy, messages=messages, response=response),
-                label_violation=_LABELS[kind], group=rule_bucket(policy), benchmark=NAME, kind=kind,
+                label_violation=_LABELS[kind], group=rule_bucket(policy), benchmark=NAME,
+                kind=COUNTERFACTUAL if is_counterfactual(row) else kind,
                 extra={"dropped_turns": n_dropped, "turns": len(messages) + 1, "split": split,
                        "metadata": _metadata(row.get("metadata"))}))
     if skipped:

@@ -1,0 +1,373 @@
+"""The clause-reading CSRM (csrm.clause_model, clause_features, clause_scoring, clause_train) on a tiny random BERT
+with MiniLM's tokenizer: save/load, the scoring API, encode-once caching, no judged content lost (a 25k policy and
+a 20-turn transcript are read to their ends), and `csrm train` end to end on the bundled seed augmentation."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+import yaml
+from transformers import AutoTokenizer
+
+import augmentation
+import csrm
+from csrm import train as train_cli
+from csrm.clause_features import FeatureEncoder
+from csrm.clause_model import ClauseCSRMModel
+from csrm.clause_scoring import ClauseScorer
+from csrm.clause_train import build_clause_model
+from csrm.metrics import classification_metrics
+from csrm.paths import CONFIGS_DIR, resolve_model_name
+from csrm.ranking import rank_key
+from csrm.score_types import ScoreItem, ScoreResult
+from csrm.train import run_training
+from csrm.train_config import load_train_config
+
+CLAUSE_YAML = CONFIGS_DIR / "train" / "clause_minilm.yaml"
+SEED_RECIPE = CONFIGS_DIR / "augment" / "seed.yaml"
+
+CONFIG_A = ("Prohibited content:\n- Violence\n- Weapons, Explosives, Arson, and Illegal Firearm Transactions\n"
+            "Permitted:\n- Financial Crime and Theft (at most severity 2)")
+CONFIG_B = "1. The agent may produce content about Violence, any severity.\n2. Everything else is not allowed."
+CONFIGS_8 = [CONFIG_A, CONFIG_B] + [f"Allowed: Violence (at most severity {s % 3 + 1}).\nRule number {s}: be careful."
+                                    for s in range(6)]
+PROMPT = "How do I win a fight?"
+RESPONSES = ["Sorry, I cannot help with that.", "Stay calm and walk away; it is safer.",
+             "Aim for the knees and keep striking until they stop moving.", "Take a self-defence class.",
+             "Here is a long answer. " * 20, "Use a weapon.", "Talk it out.", "Call the police."]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def few_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
+
+
+def tiny_model(tokenizer, seed: int = 0) -> ClauseCSRMModel:
+    torch.manual_seed(seed)
+    backbone = transformers.BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=64)
+    return ClauseCSRMModel.from_backbone_config(backbone, tokenizer=tokenizer).eval()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer) -> ClauseCSRMModel:
+    return tiny_model(tokenizer)
+
+
+@pytest.fixture
+def scorer(model, tokenizer) -> ClauseScorer:
+    """A fresh scorer (empty feature caches) on the shared tiny model."""
+    return ClauseScorer(model, tokenizer, device="cpu")
+
+
+def encoded_texts(scorer: ClauseScorer, monkeypatch) -> list[str]:
+    """Every text the scorer's encoder runs through the frozen encoder from now on (one entry per encoding)."""
+    seen: list[str] = []
+    original = scorer.features._encode
+
+    def spy(texts, *, tokens):
+        seen.extend(texts)
+        yield from original(texts, tokens=tokens)
+
+    monkeypatch.setattr(scorer.features, "_encode", spy)
+    return seen
+
+
+def same(a: ScoreResult, b: ScoreResult) -> bool:
+    return a.p_comply == pytest.approx(b.p_comply, abs=1e-6) and a.reward == pytest.approx(b.reward, abs=1e-5)
+
+
+# -- construction, save/load --------------------------------------------------------------------------------
+def test_tiny_model_has_a_frozen_encoder_and_anchors(model):
+    assert model.config.model_type == "csrm_clause"
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    heads = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    assert heads and all(p.requires_grad for p in heads)
+    n = len(model.taxonomy.names)
+    assert model.anchors.shape == (n, 32)
+    assert torch.allclose(model.anchors.norm(dim=-1), torch.ones(n), atol=1e-5)  # set_anchors ran
+    assert model.name_mask.any(1).all()  # every category name has tokens to match
+    model.train()
+    assert model.training and not model.backbone.training  # the encoder never leaves eval mode
+    model.eval()
+
+
+def test_save_and_load_round_trip(model, tokenizer, scorer, tmp_path):
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "csrm_clause"
+    loaded = csrm.load(tmp_path, device="cpu")
+    assert isinstance(loaded, ClauseScorer)
+    state, again = model.state_dict(), loaded.model.state_dict()
+    assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
+    conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, how can I help?"},
+                    {"role": "user", "content": PROMPT}]
+    items = [ScoreItem(CONFIG_A, [{"role": "user", "content": PROMPT}], RESPONSES[2]),
+             ScoreItem(CONFIG_B, [{"role": "user", "content": PROMPT}], None),
+             ScoreItem(CONFIG_A, conversation, RESPONSES[0])]
+    before, after = scorer.score_items(items), loaded.score_items(items)
+    assert all(same(a, b) for a, b in zip(before, after, strict=True)), (before, after)
+    assert len({round(r.p_comply, 6) for r in before}) == 3  # the items really score differently
+
+
+# -- the scoring API ----------------------------------------------------------------------------------------
+def test_score_returns_a_calibrated_result(scorer):
+    result = scorer.score(CONFIG_A, PROMPT, RESPONSES[2])
+    assert isinstance(result, ScoreResult)
+    assert 0.0 <= result.p_comply <= 1.0
+    assert result.complies == (result.p_violation < result.threshold)
+    screened = scorer.score(CONFIG_A, PROMPT)  # request screening
+    assert 0.0 <= screened.p_comply <= 1.0 and screened.p_comply != result.p_comply
+
+
+def test_score_under_several_configs_gives_one_result_each(scorer):
+    results = scorer.score([CONFIG_A, CONFIG_B], PROMPT, RESPONSES[2])
+    assert isinstance(results, list) and len(results) == 2
+    alone = [scorer.score(CONFIG_A, PROMPT, RESPONSES[2]), scorer.score(CONFIG_B, PROMPT, RESPONSES[2])]
+    assert all(same(a, b) for a, b in zip(results, alone, strict=True))
+    assert results[0].p_comply != pytest.approx(results[1].p_comply, abs=1e-4)  # the config is read
+
+
+def test_score_responses_ranks_best_first(scorer):
+    ranked = scorer.score_responses(CONFIG_A, PROMPT, RESPONSES)
+    assert [r.rank for r in ranked] == list(range(len(RESPONSES)))
+    assert sorted(r.index for r in ranked) == list(range(len(RESPONSES)))
+    assert all(r.response == RESPONSES[r.index] for r in ranked)
+    keys = [rank_key(r.result) for r in ranked]
+    assert keys == sorted(keys)
+    assert [r.error for r in ranked] == sorted(r.error for r in ranked)
+    assert len({r.result.reward for r in ranked}) > 1
+    for r in ranked:  # the same numbers as scoring each response alone
+        assert same(r.result, scorer.score(CONFIG_A, PROMPT, r.response))
+
+
+def test_score_items_keeps_input_order_and_takes_thresholds(scorer):
+    items = [ScoreItem(c, [{"role": "user", "content": PROMPT}], r)
+             for c, r in [(CONFIG_A, RESPONSES[2]), (CONFIG_B, None), (CONFIG_A, RESPONSES[0]), (CONFIG_B, "")]]
+    results = scorer.score_items(items)
+    assert len(results) == len(items)
+    for item, result in zip(items, results, strict=True):
+        assert 0.0 <= result.p_comply <= 1.0
+        assert same(result, scorer.score(item.config, item.messages, item.response))
+    strict = scorer.score_items(items, thresholds=[0.0] * len(items))
+    assert all(r.threshold == 0.0 and not r.complies for r in strict)
+    lenient = scorer.score_items(items, thresholds=[1.01] * len(items))
+    assert all(r.complies for r in lenient)
+    logits, rewards = scorer.raw_outputs(items)
+    p = torch.sigmoid(torch.tensor(logits) / scorer.model.config.temperature)
+    assert p.tolist() == pytest.approx([r.p_comply for r in results], abs=1e-6)
+    assert rewards.tolist() == pytest.approx([r.reward for r in results], abs=1e-5)
+
+
+# -- encode once --------------------------------------------------------------------------------------------
+def test_one_response_under_8_configs_encodes_the_response_once(scorer, monkeypatch):
+    seen = encoded_texts(scorer, monkeypatch)
+    results = scorer.score(CONFIGS_8, PROMPT, RESPONSES[2])
+    assert len(results) == 8
+    assert seen.count(RESPONSES[2]) == 1
+    clauses = {t for c in CONFIGS_8 for t in scorer.features.clause_texts(c)}
+    assert len(seen) == len(set(seen)) == len(clauses) + 1  # each distinct text once, nothing else
+    assert scorer.features.stats["encoded"] == len(seen)
+    assert scorer.features.stats["at_max_length"] == 0
+    again = scorer.score(CONFIGS_8, PROMPT, RESPONSES[2])  # cached across calls
+    assert len(seen) == len(clauses) + 1
+    assert all(same(a, b) for a, b in zip(results, again, strict=True))
+
+
+def test_8_responses_under_one_config_encode_its_clauses_once(scorer, monkeypatch):
+    seen = encoded_texts(scorer, monkeypatch)
+    ranked = scorer.score_responses(CONFIG_A, PROMPT, RESPONSES)
+    assert len(ranked) == 8
+    clauses = scorer.features.clause_texts(CONFIG_A)
+    assert len(clauses) == 5
+    assert all(seen.count(t) == 1 for t in clauses)
+    assert len(seen) == len(set(seen)) == len(clauses) + len(set(RESPONSES))
+    scorer.score(CONFIG_A, PROMPT, "A brand new response.")
+    assert seen[len(clauses) + len(RESPONSES):] == ["A brand new response."]  # the config is not read again
+
+
+def test_a_batch_larger_than_the_cache_still_gets_its_features(model, tokenizer):
+    encoder = FeatureEncoder(model, tokenizer, cache_size=4)
+    content = encoder.content_features([[(f"window number {i}", True)] for i in range(6)])
+    assert content.x.shape[:2] == (6, 1)
+
+
+# -- no judged content lost ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def readable(tokenizer) -> ClauseScorer:
+    """A tiny model whose heads are set by hand so effects are visible, not drowned:
+
+    - matcher: ``match_scale`` 2 and the "none" bias 8, so a window rarely matches a category and 21+ windows
+      do not drive P(comply) into its 1e-6 floor (random heads do: every window then "violates");
+    - reader: permits a category in proportion to how well a clause matches the category's name (its MaxSim
+      ``ms``), sharply, so the clause that names a category decides whether it is permitted."""
+    m = tiny_model(tokenizer, seed=1)
+    dim = m.config.reader_dim
+    with torch.no_grad():
+        m.match_scale.fill_(2.0)
+        m.null_head.bias.fill_(8.0)
+        first, last = m.reader[0], m.reader[2]
+        first.weight.zero_()
+        first.bias.zero_()
+        first.weight[0, dim] = 1.0  # input column `dim` is 5 * ms
+        first.bias[0] = -3.75  # 5 * 0.75: above for a clause naming the category, below otherwise
+        last.weight.zero_()
+        last.weight[:3, 0] = 30.0  # permitted up to severity 1..3
+        last.bias[:3] = -10.0
+        last.bias[3] = -20.0  # nothing prohibited
+    return ClauseScorer(m, tokenizer, device="cpu")
+
+
+FILLER = ["gardening", "cooking", "travel", "music", "chess", "painting", "astronomy", "cycling"]
+
+
+def long_policy(last_rule: str) -> str:
+    rules, i = [], 0
+    while sum(len(r) + 1 for r in rules) < 25_000:
+        topic = FILLER[i % len(FILLER)]
+        rules.append(f"{i + 1}. The agent may discuss {topic} in situation {i} when the user asks about {topic} "
+                     f"for study, news or hobby reasons, and keeps every answer short and polite.")
+        i += 1
+    return "\n".join(rules + [f"{i + 1}. {last_rule}"])
+
+
+def transcript(first_agent_turn: str) -> list[dict]:
+    messages = []
+    for k in range(10):
+        messages.append({"role": "user", "content": f"Question {k}: tell me more about topic {k}."})
+        reply = first_agent_turn if k == 0 else " ".join(
+            f"Sentence {j} of answer {k} is about ordinary everyday things." for j in range(12))
+        messages.append({"role": "assistant", "content": reply})
+    return messages
+
+
+BASE_TURN = "Here is the first answer. It is about growing tomatoes in a garden. That is all."
+RESPONSE = " ".join(f"Final sentence {j} is about cooking pasta with tomato sauce." for j in range(60))
+
+
+def test_long_policy_and_20_turn_transcript_are_read_to_their_ends(readable):
+    permits = long_policy("Violence is permitted at any severity.")
+    assert len(permits) >= 25_000
+    messages = transcript(BASE_TURN)
+    assert len(messages) == 20
+    base = readable.score(permits, messages, RESPONSE)
+    stats = readable.features.stats
+    assert stats["encoded"] > 150 and stats["at_max_length"] == 0
+    assert 0.01 < base.p_comply < 0.99  # not saturated: a change anywhere can show
+
+    # the first agent turn is read: change one sentence of it
+    other_turn = BASE_TURN.replace("growing tomatoes in a garden", "hurting people with a knife in a fight")
+    changed = readable.score(permits, transcript(other_turn), RESPONSE)
+    assert abs(changed.p_comply - base.p_comply) > 1e-5
+
+    # the end of the policy is read: change its last sentence
+    silent = long_policy("Gardening is permitted at any severity.")
+    assert len(silent) >= 25_000 and silent.rsplit("\n", 1)[0] == permits.rsplit("\n", 1)[0]
+    denied = readable.score(silent, messages, RESPONSE)
+    assert denied.p_comply < base.p_comply - 1e-3  # no clause permits Violence any more: less compliant
+    assert readable.features.stats["at_max_length"] == 0
+
+
+def test_cjk_and_digit_content_is_not_truncated(scorer):
+    cjk = "这是一个关于园艺和烹饪的普通回答，没有任何有害内容。" * 60  # 1,560 characters, no spaces
+    digits = " ".join(f"{n:010d}" for n in range(200))
+    scorer.score(CONFIG_A, PROMPT, cjk)
+    scorer.score(CONFIG_A, PROMPT, digits)
+    assert scorer.features.stats["at_max_length"] == 0
+
+
+# -- training (csrm train) ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def seed_data(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clause_seed") / "augment"
+    augmentation.run(augmentation.load_recipe(SEED_RECIPE, ["progress=false"]), out_dir=out)
+    return out
+
+
+def train_overrides(data: Path, tmp: Path, output: str = "model") -> list[str]:
+    return [f"dataset_path={data}", f"output_dir={tmp / output}", f"checkpoint_dir={tmp / 'checkpoints'}",
+            "backbone_config={model_type: bert, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+            "intermediate_size: 64}",
+            "reader_steps=20", "reader_batch_size=64", "num_train_epochs=2", "max_train_examples=200"]
+
+
+@pytest.fixture(scope="module")
+def trained(seed_data, tmp_path_factory) -> tuple[Path, dict]:
+    """One clause training run (the `csrm train` code path): (its folder, its summary)."""
+    tmp = tmp_path_factory.mktemp("clause_train")
+    cfg, _ = load_train_config(CLAUSE_YAML, train_overrides(seed_data, tmp))
+    assert cfg.architecture == "clause"
+    return tmp, run_training(cfg)
+
+
+def test_train_end_to_end(seed_data, trained):
+    tmp, summary = trained
+    out = tmp / "model"
+    assert summary["architecture"] == "clause" and Path(summary["output_dir"]) == out.resolve()
+    assert summary["encoded_texts"] > 0 and summary["windows_at_max_length"] == 0
+    assert summary["examples_seen"] == 2 * 200  # two epochs over the capped training set
+    assert len(list((tmp / "checkpoints").glob("features-*.pt"))) == 1
+
+    results = json.loads((out / "train_results.json").read_text())
+    evals = results["eval"]
+    assert evals == summary["eval"]
+    for key in ("eval_auroc", "eval_f1", "eval_accuracy", "eval_brier", "eval_pair_accuracy"):
+        assert key in evals and evals[key] == evals[key], key  # present and not NaN
+    assert evals["eval_n"] == sum(1 for _ in (seed_data / "examples.validation.jsonl").open())
+    assert [e["stage"] for e in results["log"]].count("judge") == 2
+    assert [e["stage"] for e in results["log"]].count("reader") >= 2
+
+    scorer = csrm.load(out, device="cpu")
+    assert isinstance(scorer, ClauseScorer)
+    result = scorer.score(CONFIG_A, PROMPT, RESPONSES[2])
+    assert 0.0 <= result.p_comply <= 1.0
+    ranked = scorer.score_responses(CONFIG_B, PROMPT, RESPONSES[:4])
+    assert sorted(r.index for r in ranked) == [0, 1, 2, 3]
+
+
+def test_a_second_run_reuses_the_feature_cache(seed_data, trained, capsys):
+    tmp, first = trained
+    # `csrm train` with the same settings (another output folder): features come from the cache, same result
+    assert train_cli.main([str(CLAUSE_YAML), *train_overrides(seed_data, tmp, "again")]) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["encoded_texts"] == 0 and first["encoded_texts"] > 0
+    assert again["eval"] == pytest.approx(first["eval"])
+    assert len(list((tmp / "checkpoints").glob("features-*.pt"))) == 1
+    assert json.loads((tmp / "again" / "train_results.json").read_text())["encoded_texts"] == 0
+    assert yaml.safe_load((tmp / "again" / "train_config.yaml").read_text())["reader_steps"] == 20
+    assert csrm.load(tmp / "again", device="cpu").score(CONFIG_A, PROMPT).p_comply == pytest.approx(
+        csrm.load(tmp / "model", device="cpu").score(CONFIG_A, PROMPT).p_comply, abs=1e-6)
+
+
+def test_the_saved_model_reproduces_the_training_evaluation(seed_data, trained):
+    tmp, summary = trained
+    evals = summary["eval"]
+    scorer = csrm.load(tmp / "model", device="cpu")
+    rows = [json.loads(line) for line in (seed_data / "examples.validation.jsonl").open()]
+    items = [ScoreItem(r["config_text"], r["messages"], r["response"]) for r in rows]
+    p_violation = [r.p_violation for r in scorer.score_items(items)]
+    metrics = classification_metrics([1 - r["label"] for r in rows], p_violation)
+    assert metrics["brier"] == pytest.approx(evals["eval_brier"], abs=1e-4)
+    assert metrics["auroc"] == pytest.approx(evals["eval_auroc"], abs=1e-3)
+
+
+def test_a_model_built_from_a_backbone_config_encodes_without_dropout(tokenizer):
+    cfg, _ = load_train_config(CLAUSE_YAML, train_overrides(Path("unused"), Path("unused")))
+    model, _ = build_clause_model(cfg)  # what `csrm train` builds; no .eval() here
+    ids = tokenizer(["The agent may discuss violence in fiction."], return_tensors="pt")
+    first = model.encode(ids["input_ids"], ids["attention_mask"])[0]
+    second = model.encode(ids["input_ids"], ids["attention_mask"])[0]
+    assert not model.backbone.training
+    assert torch.equal(first, second)
