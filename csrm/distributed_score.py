@@ -60,6 +60,18 @@ def merge_shards(entries: list, output: str | Path, world: int) -> int:
     return count
 
 
+def shard_fingerprint(args, device: str, rank: int, world: int) -> dict:
+    """The resume fingerprint of one shard: the run's (model, input, settings) plus which shard of how many,
+    so a shard's partial output is only resumed by the same shard of a run with the same process count."""
+    import torch
+
+    from csrm.score_cli import run_fingerprint
+    from csrm.scoring import resolve_bf16
+
+    fingerprint = run_fingerprint(args.model, args.input, bf16=resolve_bf16(args.bf16, torch.device(device)))
+    return {**fingerprint, "shard": f"{rank}/{world}"}
+
+
 def score_distributed(args, entries: list) -> int:
     """Body of ``csrm score`` under a multi-process launcher (module doc); returns the exit status."""
     import torch
@@ -81,7 +93,8 @@ def score_distributed(args, entries: list) -> int:
         scorer = load(args.model, device=device, max_tokens=args.batch_tokens, bf16=args.bf16,
                       num_threads=args.threads, prefix_cache=False if args.no_prefix_cache else None)
         counts = score_file(scorer, args.input, shard, progress=not args.no_progress and state.is_main_process,
-                            entries=mine)
+                            entries=mine, fingerprint=shard_fingerprint(args, device, rank, world),
+                            restart=bool(getattr(args, "restart", False)))
     all_counts = gather_object([counts])
     state.wait_for_everyone()
     if state.is_main_process:
