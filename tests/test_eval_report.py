@@ -125,7 +125,7 @@ def test_report_files(eval_fixtures: Path, tmp_path: Path) -> None:
     assert set(report["benchmarks"]) == {"cosapien", "dynabench", "cosalign-test", "other"}
     assert report["benchmarks"]["other"] == {"status": "skipped", "reason": "no data (test)", "published": []}
     cosa = report["benchmarks"]["cosalign-test"]
-    assert set(cosa["views"]) == {HEADLINE, "sit2_as_violation", "sit2_as_compliant"}
+    assert set(cosa["views"]) == {HEADLINE, "sit2_as_violation", "sit2_as_compliant", "headline_clean"}
     assert cosa["views"][HEADLINE]["n_test"] == 4 and cosa["views"]["sit2_as_violation"]["n_test"] == 5
     assert "situation 2" in cosa["views"]["sit2_as_violation"]["kinds"]
     assert set(report["benchmarks"]["cosapien"]["views"][HEADLINE]["overall"]["stored"]) >= {

@@ -116,7 +116,7 @@ def test_csrm_run_killed_in_augment_and_in_train_resumes_to_the_uninterrupted_re
 
     logs: list[str] = []
     Pipeline(load_pipeline_config(recipe), log=logs.append).run()
-    assert any("augment: done already" in line for line in logs)
+    assert any("augment: reused" in line for line in logs)
     for name in ("examples.train.jsonl", "examples.validation.jsonl", "pairs.train.jsonl",
                  "pairs.validation.jsonl"):
         assert (out / "data" / name).read_bytes() == (clean / "data" / name).read_bytes(), name
