@@ -75,6 +75,9 @@ class PipelineConfig:
                 "config's report_to (logging never changes a stage's fingerprint)"})
     force: bool = field(default=False, metadata={
         "help": "rerun every stage, even those whose output matches the current settings"})
+    about: str = field(default="", metadata={
+        "help": "plain words on what this recipe's model is good for (and which recipe gives a usable judge), "
+                "printed at the top of the report"})
 
     def __post_init__(self) -> None:
         self.out_dir = self.out_dir or f"runs/{self.name}"

@@ -42,6 +42,8 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
     lines = [f"# csrm run: {cfg.name}", "", f"Output: `{out}`. Wall time: "
              + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
              + f"; all stages {sum(timings.values()):.0f} s.", ""]
+    if getattr(cfg, "about", ""):
+        lines += [f"**What this model is for.** {cfg.about.strip()}", ""]
     ex = manifest.get("examples", {})
     pairs = manifest.get("pairs", {})
     if ex:
