@@ -543,7 +543,7 @@ def report(args, payload: dict[str, Any], argv: list[str] | None) -> dict:
              f"s to {t['target_auroc']:g}": fmt(t["clause_seconds_to_target"]),
              f"s to {t['common_level']:.3f}": fmt(t["clause_seconds_to_common"]),
              "train s": t["clause_train_seconds"], "evaluations": 1,
-             "peak RSS MiB": payload["clause_runs"]["no-cache"]["peak_rss_mib"]},
+             "peak RSS MiB": payload["clause_runs"]["no-cache"]["peak_rss_mib"] or "n/a"},
             {"run": "trl.RewardTrainer", "best AUROC": t["trl_best_auroc"],
              f"s to {t['target_auroc']:g}": fmt(t["trl_seconds_to_target"]),
              f"s to {t['common_level']:.3f}": fmt(t["trl_seconds_to_common"]),

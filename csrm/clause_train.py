@@ -228,7 +228,13 @@ def _batches(n: int, size: int, generator: torch.Generator, rank: int, world: in
     """This rank's share of a seeded shuffle of ``range(n)``, in batches of ``size`` (same count on every rank)."""
     order = torch.randperm(n, generator=generator)
     steps = max(1, math.ceil(n / (size * world)))
-    return [order[(step * world + rank) * size:(step * world + rank + 1) * size] for step in range(steps)]
+    out = []
+    for step in range(steps):  # each step's global batch is dealt round-robin, so no rank gets an empty share
+        chunk = order[step * size * world:(step + 1) * size * world]
+        if len(chunk) < world:
+            chunk = torch.cat([chunk, order[: world - len(chunk)]])
+        out.append(chunk[rank::world])
+    return out
 
 
 def _evaluate(model: ClauseCSRMModel, table: Table) -> dict[str, float]:
@@ -285,8 +291,12 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
     structured = torch.nonzero(train.structured).squeeze(-1)
     if len(structured) and cfg.reader_steps > 0 and not cfg.blind_config:
         t0 = time.perf_counter()
+        model.requires_grad_(False)  # only the reader trains here (DDP needs every trainable weight to get a grad)
+        model.reader_proj.requires_grad_(True)
+        model.reader.requires_grad_(True)
         step_module = ReaderStep(model)
-        optimizer = torch.optim.AdamW(step_module.parameters(), lr=cfg.reader_learning_rate, weight_decay=0.0)
+        optimizer = torch.optim.AdamW([p for p in step_module.parameters() if p.requires_grad],
+                                      lr=cfg.reader_learning_rate, weight_decay=0.0)
         step_module, optimizer = accelerator.prepare(step_module, optimizer)
         for step in range(cfg.reader_steps):
             picks = structured[torch.randint(len(structured), (cfg.reader_batch_size,), generator=generator)]
@@ -298,8 +308,11 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
             if step % max(1, cfg.reader_steps // 5) == 0 or step == cfg.reader_steps - 1:
                 log.append({"stage": "reader", "step": step, "loss": float(loss.detach())})
         reader_seconds = time.perf_counter() - t0
-    model.reader_proj.requires_grad_(False)
-    model.reader.requires_grad_(False)
+    model.requires_grad_(False)
+    for part in (model.null_head, model.severity_head, model.engage_head):
+        part.requires_grad_(True)
+    model.match_scale.requires_grad_(True)
+    model.bias.requires_grad_(True)
 
     # stage 3: matcher, severity, engagement, bias (reader frozen)
     t0 = time.perf_counter()

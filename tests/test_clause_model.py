@@ -371,3 +371,30 @@ def test_a_model_built_from_a_backbone_config_encodes_without_dropout(tokenizer)
     second = model.encode(ids["input_ids"], ids["attention_mask"])[0]
     assert not model.backbone.training
     assert torch.equal(first, second)
+
+
+@pytest.mark.slow
+def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
+    """`torchrun --nproc_per_node 2 -m csrm.train` (gloo on CPU): rank 0 encodes and caches the features, rank 1
+    reads them, both train data-parallel through accelerate, and the saved model loads and scores."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+               "--master_port", str(port), "-m", "csrm.train", str(CLAUSE_YAML),
+               *train_overrides(seed_data, tmp_path)]
+    proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["architecture"] == "clause"
+    assert summary["examples_seen"] == 2 * 200  # two epochs over 200 examples, split between the two ranks
+    assert len(list((tmp_path / "checkpoints").glob("features-*.pt"))) == 1  # encoded once, by rank 0
+    scorer = csrm.load(tmp_path / "model", device="cpu")
+    assert 0.0 <= scorer.score(CONFIG_A, PROMPT, RESPONSES[2]).p_comply <= 1.0
