@@ -25,6 +25,9 @@ CASES = {
     "bench_hardware": ["--items", "8", "--max-length", "64", "--matmul-size", "128", "--peak-seconds", "0.05",
                        "--repeats", "1"],
     "bench_augmentation": ["--records", "400", "--small", "100", "--in-process"],
+    "bench_clause": ["--tiny", "--in-process", "--groups", "1", "--group-size", "3", "--configs", "4", "--repeats",
+                     "1", "--warmup", "0", "--trl-seconds", "1", "--eval-every", "50", "--pairs", "2",
+                     "--max-length", "64", "--clause-set", "reader_steps=5", "num_train_epochs=1"],
 }
 
 
