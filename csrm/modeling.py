@@ -61,9 +61,23 @@ class CSRMConfig(PretrainedConfig):
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """As saved in ``config.json``: without the training machine's local paths (``_name_or_path`` of the
+        CSRM or its backbone that is a filesystem path; a hub id is kept as provenance)."""
+        out = super().to_dict()
+        for block in (out, out.get("backbone")):
+            if isinstance(block, dict) and _is_local_path(block.get("_name_or_path")):
+                block["_name_or_path"] = ""
+        return out
+
     @property
     def is_decoder_backbone(self) -> bool:
         return self.backbone is not None and self.pooling == "last"
+
+
+def _is_local_path(name: Any) -> bool:
+    text = str(name or "")
+    return bool(text) and (text.startswith((".", "/", "~", "\\")) or ":" in text[:3] or Path(text).exists())
 
 
 @dataclass
