@@ -78,11 +78,14 @@ def build_model(cfg: CSRMTrainConfig) -> tuple[CSRMModel, Any]:
             backbone_config.vocab_size = len(tokenizer)
         if tokenizer.pad_token_id is not None and hasattr(backbone_config, "pad_token_id"):
             backbone_config.pad_token_id = tokenizer.pad_token_id
-        if cfg.attn_implementation:
-            backbone_config._attn_implementation = cfg.attn_implementation
         with _without_zero3_init():
             model = CSRMModel.from_backbone_config(backbone_config, **head,
                                                    **({"pooling": cfg.pooling} if cfg.pooling else {}))
+        if cfg.attn_implementation:
+            try:
+                model.backbone.set_attn_implementation(cfg.attn_implementation)
+            except (ValueError, ImportError) as err:
+                raise InputError(str(err).splitlines()[0], field="attn_implementation") from None
     elif _is_csrm_dir(name):
         model = CSRMModel.from_pretrained(name, dtype=DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code,
                                           **_load_kwargs(cfg))
