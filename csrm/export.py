@@ -337,7 +337,6 @@ def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", rep
 
 
 def _export_transformers(model_dir: Path, out: Path, *, report: str | Path | None, verify: bool) -> None:
-    import torch
     from safetensors.torch import save_file
 
     from csrm.model_card import write_card
@@ -345,8 +344,8 @@ def _export_transformers(model_dir: Path, out: Path, *, report: str | Path | Non
 
     scorer = CSRMScorer.from_pretrained(model_dir, device="cpu")
     model, tokenizer = scorer.model, scorer.tokenizer
-    if model.config.pooling == "mean" or model.config.pooling == "cls":
-        model.float()
+    if model.config.pooling in ("mean", "cls"):
+        model.float()  # the BERT export is float32 (its averaging layer's constants overflow fp16)
     seq, info, template = build_standard_model(model, tokenizer)
     seq.eval()
     tokenizer.chat_template = template
@@ -368,7 +367,6 @@ def _export_transformers(model_dir: Path, out: Path, *, report: str | Path | Non
             shutil.copy2(model_dir / name, out / name)
     write_card(out, model_dir, kind="transformers", report=report, architecture=type(seq).__name__,
                max_diff=max_diff, reward_bias=info["reward_bias"])
-    del torch
 
 
 # -- hub ---------------------------------------------------------------------------------------------------
