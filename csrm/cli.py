@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("csrm.server", "serve a CSRM over HTTP (score, rank, health)"),
     "eval": ("eval.cli", "evaluate a CSRM on CoSApien, DynaBench and CoSAlign-Test"),
     "run": ("csrm.pipeline", "run augment -> train -> calibrate -> eval -> report from one recipe"),
+    "export": ("csrm.export", "write a CSRM as a standard transformers reward model (+ model card, --push-to-hub)"),
     "align": ("csrm.align", "CoSAlign loop: sample, judge with the CSRM, train a policy with DPO"),
 }
 

@@ -61,9 +61,23 @@ class CSRMConfig(PretrainedConfig):
         if self.pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
 
+    def to_dict(self) -> dict[str, Any]:
+        """As saved in ``config.json``: without the training machine's local paths (``_name_or_path`` of the
+        CSRM or its backbone that is a filesystem path; a hub id is kept as provenance)."""
+        out = super().to_dict()
+        for block in (out, out.get("backbone")):
+            if isinstance(block, dict) and _is_local_path(block.get("_name_or_path")):
+                block["_name_or_path"] = ""
+        return out
+
     @property
     def is_decoder_backbone(self) -> bool:
         return self.backbone is not None and self.pooling == "last"
+
+
+def _is_local_path(name: Any) -> bool:
+    text = str(name or "")
+    return bool(text) and (text.startswith((".", "/", "~", "\\")) or ":" in text[:3] or Path(text).exists())
 
 
 @dataclass
@@ -113,10 +127,13 @@ class CSRMModel(PreTrainedModel):
     @classmethod
     def from_backbone(cls, name_or_path: str, *, pooling: str | None = None, template: str | None = None,
                       max_length: int = 512, taxonomy: dict | None = None, dtype: torch.dtype | None = None,
-                      trust_remote_code: bool = False, **config_kwargs: Any) -> CSRMModel:
-        """New CSRM on a pretrained backbone (hub id or local path; ``minilm`` = the bundled MiniLM)."""
+                      trust_remote_code: bool = False, load_kwargs: dict[str, Any] | None = None,
+                      **config_kwargs: Any) -> CSRMModel:
+        """New CSRM on a pretrained backbone (hub id or local path; ``minilm`` = the bundled MiniLM);
+        ``load_kwargs`` go to the backbone's ``from_pretrained`` (``attn_implementation``, quantization)."""
         path = resolve_model_name(name_or_path)
-        backbone = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code)
+        backbone = AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code,
+                                             **(load_kwargs or {}))
         decoder = is_decoder_config(backbone.config)
         config = CSRMConfig(backbone=backbone.config.to_dict(), pooling=pooling or ("last" if decoder else "mean"),
                             template=template or "plain", max_length=max_length, taxonomy=taxonomy,

@@ -24,7 +24,7 @@ import torch
 import yaml
 from transformers import AutoConfig, TrainerCallback, set_seed
 
-from csrm.data import TokenizedSplit, load_augmented, tokenize_examples, tokenize_pairs
+from csrm.data import TokenizedSplit, load_augmented
 from csrm.errors import InputError
 from csrm.modeling import CSRMModel, is_decoder_config, load_tokenizer
 from csrm.paths import resolve_model_name
@@ -81,14 +81,21 @@ def build_model(cfg: CSRMTrainConfig) -> tuple[CSRMModel, Any]:
         with _without_zero3_init():
             model = CSRMModel.from_backbone_config(backbone_config, **head,
                                                    **({"pooling": cfg.pooling} if cfg.pooling else {}))
+        if cfg.attn_implementation:
+            try:
+                model.backbone.set_attn_implementation(cfg.attn_implementation)
+            except (ValueError, ImportError) as err:
+                raise InputError(str(err).splitlines()[0], field="attn_implementation") from None
     elif _is_csrm_dir(name):
-        model = CSRMModel.from_pretrained(name, dtype=DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code)
+        model = CSRMModel.from_pretrained(name, dtype=DTYPES[cfg.dtype], trust_remote_code=cfg.trust_remote_code,
+                                          **_load_kwargs(cfg))
         model.config.max_length, model.config.template = cfg.max_length, cfg.template
         tokenizer = load_tokenizer(cfg.tokenizer_name_or_path or name, decoder=model.config.is_decoder_backbone,
                                    trust_remote_code=cfg.trust_remote_code)
     else:
         model = CSRMModel.from_backbone(name, pooling=cfg.pooling, dtype=DTYPES[cfg.dtype],
-                                        trust_remote_code=cfg.trust_remote_code, **head)
+                                        trust_remote_code=cfg.trust_remote_code, load_kwargs=_load_kwargs(cfg),
+                                        **head)
         tokenizer = load_tokenizer(cfg.tokenizer_name_or_path or name, decoder=model.config.is_decoder_backbone,
                                    trust_remote_code=cfg.trust_remote_code)
     if cfg.uses_deepspeed:
@@ -101,30 +108,52 @@ def build_model(cfg: CSRMTrainConfig) -> tuple[CSRMModel, Any]:
         model.backbone.config.use_cache = False  # no KV cache while training (and with checkpointing)
     if cfg.blind_config:
         model.config.blind_config = True
+    if cfg.peft_config:
+        from csrm.lora import apply_lora
+
+        apply_lora(model, cfg.peft_config, gradient_checkpointing=cfg.gradient_checkpointing)
     return model, tokenizer
+
+
+def _load_kwargs(cfg: CSRMTrainConfig) -> dict[str, Any]:
+    """Backbone ``from_pretrained`` arguments: the attention kernel and QLoRA's 4-bit quantization."""
+    from csrm.lora import quantization_kwargs
+
+    out = quantization_kwargs(cfg.peft_config)
+    if cfg.attn_implementation:
+        out["attn_implementation"] = cfg.attn_implementation
+    return out
 
 
 def build_data(cfg: CSRMTrainConfig, formatter) -> tuple[TokenizedSplit, TokenizedSplit | None]:
     """Tokenized train and eval splits; logs the formatter's truncation counters."""
+    from collections import Counter
+
+    from csrm.token_cache import tokenize_split
+
     splits = [cfg.train_split] + ([cfg.eval_split] if cfg.eval_split else [])
     data = load_augmented(cfg.dataset_path, splits)
-    train = TokenizedSplit(
-        tokenize_examples(data["examples"][cfg.train_split] if cfg.compliance_weight > 0 else None, formatter,
-                          blind_config=cfg.blind_config, limit=cfg.max_train_examples),
-        tokenize_pairs(data["pairs"][cfg.train_split] if cfg.reward_weight > 0 else None, formatter,
-                       blind_config=cfg.blind_config, limit=cfg.max_train_pairs))
+    cache_dir = str(Path(cfg.checkpoint_dir).expanduser() / "tokenized") if cfg.tokenize_cache else None
+    counters: Counter = Counter()
+
+    def tokenize(kind: str, split: str, use: bool, limit: int | None):
+        return tokenize_split(data[kind][split] if use else None, kind, formatter, cache_dir=cache_dir,
+                              blind_config=cfg.blind_config, limit=limit, stats=counters)
+
+    # datasets.map, cached: the main process of each node tokenizes and writes the cache, the others load it
+    with cfg.main_process_first(desc="csrm tokenization"):
+        train = TokenizedSplit(tokenize("examples", cfg.train_split, cfg.compliance_weight > 0,
+                                        cfg.max_train_examples),
+                               tokenize("pairs", cfg.train_split, cfg.reward_weight > 0, cfg.max_train_pairs))
+        evaluation = None
+        if cfg.eval_split:
+            evaluation = TokenizedSplit(tokenize("examples", cfg.eval_split, True, cfg.max_eval_examples),
+                                        tokenize("pairs", cfg.eval_split, True, cfg.max_eval_pairs))
     if not len(train.examples) and not len(train.pairs):
         raise InputError(f"no training examples or pairs in split {cfg.train_split!r}", field="dataset_path")
-    evaluation = None
-    if cfg.eval_split:
-        evaluation = TokenizedSplit(
-            tokenize_examples(data["examples"][cfg.eval_split], formatter, blind_config=cfg.blind_config,
-                              limit=cfg.max_eval_examples),
-            tokenize_pairs(data["pairs"][cfg.eval_split], formatter, blind_config=cfg.blind_config,
-                           limit=cfg.max_eval_pairs))
-        if not len(evaluation.examples) and not len(evaluation.pairs):
-            evaluation = None
-    stats = dict(formatter.stats)
+    if evaluation is not None and not len(evaluation.examples) and not len(evaluation.pairs):
+        evaluation = None
+    stats = dict(counters)
     logger.info("tokenized: %d train examples, %d train pairs; truncation counters %s",
                 len(train.examples), len(train.pairs), stats)
     if stats.get("config_truncated"):
@@ -203,6 +232,10 @@ def run_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | None = No
     wandb_run = _wandb_run() if "wandb" in cfg.report_to else None
     if wandb_run is not None:
         summary["wandb_run_dir"] = str(Path(wandb_run.dir).parent)
+    if cfg.peft_config:
+        from csrm.lora import merge_lora
+
+        merge_lora(model)  # the final folder is a plain CSRM (csrm.load, csrm export need no peft)
     trainer.save_final_model(cfg.output_dir, extra_files=extra)
     if wandb_run is not None:
         wandb_run.finish()

@@ -83,6 +83,16 @@ class CSRMTrainConfig(TrainingArguments):
         "choices": ["float32", "bfloat16", "float16", "auto"]})
     trust_remote_code: bool = field(default=False, metadata={
         "help": "Allow backbones/tokenizers that ship their own Python code."})
+    attn_implementation: str | None = field(default=None, metadata={
+        "help": "Attention kernel passed to the backbone's from_pretrained/from_config: eager, sdpa, "
+                "flash_attention_2, ... (default: transformers' choice)."})
+    peft_config: dict | None = field(default=None, metadata={
+        "help": "cross_encoder: train LoRA adapters instead of the whole backbone (heads stay fully trainable; "
+                "the final model is merged): {r, lora_alpha (alpha), lora_dropout (dropout), target_modules "
+                "(list or 'all-linear'), load_in_4bit (QLoRA, needs bitsandbytes)}. See csrm/lora.py."})
+    tokenize_cache: bool = field(default=True, metadata={
+        "help": "Cache the tokenized splits (datasets.map) under <checkpoint_dir>/tokenized, reused by reruns and "
+                "resumes with the same data, tokenizer and length settings."})
 
     # -- data -------------------------------------------------------------------------------------------
     dataset_path: str | None = field(default=None, metadata={
@@ -161,6 +171,10 @@ class CSRMTrainConfig(TrainingArguments):
             logger.warning("no GPU: DeepSpeed runs on CPU, use_cpu set to true")
             self.use_cpu = True
         check_steps(self.max_steps, self.num_train_epochs)
+        if self.peft_config is not None:
+            from csrm.lora import check_peft_config
+
+            self.peft_config = check_peft_config(self.peft_config)
         if self.compliance_weight < 0 or self.reward_weight < 0:
             raise InputError("loss weights must be >= 0", field="compliance_weight" if self.compliance_weight < 0
                              else "reward_weight")
