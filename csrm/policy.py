@@ -39,6 +39,7 @@ from transformers import (
 
 from csrm.errors import InputError
 from csrm.io import atomic_path
+from csrm.prefix_cache import output_cache
 from csrm.records import Message
 
 logger = logging.getLogger(__name__)
@@ -260,7 +261,7 @@ def _generate_shared_prefix(model: PreTrainedModel, batch: dict[str, torch.Tenso
     positions = (mask.long().cumsum(-1) - 1).clamp(min=0)  # generate's rule for left padding
     prefill = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
                     use_cache=True)
-    cache = prefill.past_key_values
+    cache = output_cache(prefill)  # the output's cache under either name (transformers 5.24 renamed it)
     cache.batch_repeat_interleave(n)
     return model.generate(input_ids=ids.repeat_interleave(n, dim=0), attention_mask=mask.repeat_interleave(n, dim=0),
                           past_key_values=cache, **kwargs)
