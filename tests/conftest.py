@@ -49,3 +49,16 @@ def eval_fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (local / f"{name}.jsonl").rename(root / "cosalign_test" / f"cosalign_test_{name}.jsonl")
     local.rmdir()
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def single_thread():
+    """One torch thread for the whole suite: the tests run tiny models, whose matmuls only lose from threading
+    (more so on a shared 2-core machine). The previous setting is restored at the end. Tests that need more
+    threads run their work in a subprocess."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import torch
 from transformers import BertConfig, LlamaConfig
 
@@ -30,16 +29,6 @@ RESPONSES = [
     "Overdose slows breathing; call emergency services.",
     None,
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """One torch thread while these tests run: tiny matmuls only lose from threading (more so on a busy
-    machine). Import this fixture into a test module to apply it there; the old setting is restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def tokenizer(decoder: bool):

@@ -19,14 +19,6 @@ from csrm.train import run_training
 from csrm.train_config import load_train_config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_fit_recovers_a_known_temperature():
     rng = np.random.default_rng(0)
     z = rng.normal(0, 4, 20_000)

@@ -15,14 +15,6 @@ from csrm.paths import default_backbone
 SEQS = [[101, 2023, 2003, 1037, 3231, 102], [101, 7592, 102], [101, 2000, 2001, 2002, 102]]
 
 
-@pytest.fixture(autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(kind: str, pooling: str | None = None) -> CSRMModel:
     torch.manual_seed(0)
     if kind == "bert":

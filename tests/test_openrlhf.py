@@ -14,7 +14,7 @@ import time
 import pytest
 import requests
 import uvicorn
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, single_thread, tiny_decoder, tokenizer  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, tiny_decoder, tokenizer  # noqa: F401
 
 from csrm.openrlhf import QueryError, parse_query
 from csrm.scoring import CSRMScorer

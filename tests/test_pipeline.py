@@ -13,17 +13,6 @@ from csrm.errors import InputError
 from csrm.paths import CONFIGS_DIR
 from csrm.pipeline import Pipeline, load_pipeline_config
 
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 TINY_TRAIN = ["max_steps=6", "eval_strategy=no", "save_strategy=no", "logging_steps=3"]
 
 

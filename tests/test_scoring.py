@@ -13,7 +13,7 @@ from scoring_fixtures import (
     RESPONSES,
     grid_items,
     save,
-    single_thread,  # noqa: F401
+     # noqa: F401
     tiny_decoder,
     tiny_encoder,
 )

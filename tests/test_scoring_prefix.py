@@ -9,7 +9,7 @@ from scoring_fixtures import (
     CONFIGS,
     RESPONSES,
     grid_items,
-    single_thread,  # noqa: F401
+     # noqa: F401
     tiny_decoder,
 )
 

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 import uvicorn
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, single_thread, tiny_decoder  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, tiny_decoder  # noqa: F401
 
 from csrm.scoring import CSRMScorer
 from csrm.server import create_app

@@ -39,14 +39,6 @@ from csrm.trainer import CSRMTrainer, NonFiniteLossError
 TINY = CONFIGS_DIR / "train" / "tiny_test.yaml"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     return write_dataset(tmp_path_factory.mktemp("synthetic"))
