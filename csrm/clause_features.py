@@ -148,6 +148,16 @@ class FeatureEncoder:
         self._trim()
         return ClauseFeatures(e, ms, cos, mask)
 
+    def clause_pool(self, texts: Sequence[str]) -> ClauseFeatures:
+        """Features of clause texts taken as they are (not split again), as one row: [1, len(texts), ...]."""
+        texts = list(dict.fromkeys(texts))
+        self._ensure_clauses(texts)
+        rows = [self._clauses[t] for t in texts]
+        pool = ClauseFeatures(*(torch.stack([r[i] for r in rows])[None] for i in range(3)),
+                              torch.ones(1, len(rows), dtype=torch.bool, device=self.device))
+        self._trim()
+        return pool
+
     def content_features(self, windows: Sequence[list[tuple[str, bool]]]) -> ContentFeatures:
         """Padded features of each item's ``content_windows`` (over-dense windows cut again, :meth:`_fit`)."""
         windows = [[(piece, gate) for text, gate in item for piece in self._fit(text)] for item in windows]

@@ -56,6 +56,12 @@ class CSRMTrainConfig(TrainingArguments):
         "help": "clause: optimisation steps of the config reader on the structured allow maps (0 = none)."})
     reader_learning_rate: float = field(default=1e-2, metadata={"help": "clause: the reader's learning rate."})
     reader_batch_size: int = field(default=256, metadata={"help": "clause: configs per reader step."})
+    distractor_rules: str | None = field(default=None, metadata={
+        "help": "clause: JSONL of rule lists ('rules' or 'text' per line; '{data_dir}' = the shared data folder) "
+                "whose clauses are appended at random to configs while the reader trains, so that long "
+                "policies full of unrelated rules do not read as permissions. null = none."})
+    max_distractors: int = field(default=64, metadata={"help": "clause: at most this many distractor clauses "
+                                                               "appended per reader batch."})
     aux_weight: float = field(default=1.0, metadata={
         "help": "clause: weight of the content-level targets (categories, severity, refusal) beside the "
                 "compliance BCE and the pair loss."})
