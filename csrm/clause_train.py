@@ -345,8 +345,9 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
             picks = structured[torch.randint(len(structured), (cfg.reader_batch_size,), generator=generator)]
             share = picks[rank::world]
             clauses = _select(train.clauses, share)
-            if "distractors" in tables:
-                clauses = with_distractors(clauses, tables["distractors"], cfg.max_distractors, generator)
+            if "distractors" in tables:  # a curriculum: none at first, up to max_distractors by half-way
+                most = min(cfg.max_distractors, cfg.max_distractors * 2 * step // max(1, cfg.reader_steps))
+                clauses = with_distractors(clauses, tables["distractors"], most, generator)
             loss = step_module(clauses, train.allow[share])
             accelerator.backward(loss)
             optimizer.step()
