@@ -41,14 +41,6 @@ RESPONSES = ["Sorry, I cannot help with that.", "Stay calm and walk away; it is 
              "Here is a long answer. " * 20, "Use a weapon.", "Talk it out.", "Call the police."]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def few_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     return AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
@@ -398,3 +390,25 @@ def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
     assert len(list((tmp_path / "checkpoints").glob("features-*.pt"))) == 1  # encoded once, by rank 0
     scorer = csrm.load(tmp_path / "model", device="cpu")
     assert 0.0 <= scorer.score(CONFIG_A, PROMPT, RESPONSES[2]).p_comply <= 1.0
+
+
+def test_distractor_pool_and_curriculum(model, tokenizer, tmp_path):
+    from csrm.clause_train import distractor_pool, with_distractors
+    from csrm.errors import InputError
+
+    rules = tmp_path / "rules.jsonl"
+    rules.write_text(json.dumps({"rules": "1. Always answer in French.\n2. Never use the letter z."}) + "\n"
+                     + json.dumps({"rules": "1. Always answer in French.\n3. End with a question."}) + "\n")
+    encoder = FeatureEncoder(model, tokenizer)
+    pool = distractor_pool(encoder, str(rules))
+    assert pool.e.shape[:2] == (1, 3) and pool.mask.all()  # distinct clauses, one row
+    assert distractor_pool(encoder, "{data_dir}/no/such/rules.jsonl") is None  # shared data absent: skipped
+    with pytest.raises(InputError, match="distractor_rules"):
+        distractor_pool(encoder, str(tmp_path / "missing.jsonl"))
+    clauses = encoder.clause_features(["Allowed: Violence.", "Nothing is allowed. Be careful."])
+    generator = torch.Generator().manual_seed(0)
+    assert with_distractors(clauses, pool, 0, generator) is clauses
+    grown = with_distractors(clauses, pool, 5, torch.Generator().manual_seed(3))
+    k = grown.e.shape[1] - clauses.e.shape[1]
+    assert 1 <= k <= 5 and grown.mask[:, -k:].all()
+    assert torch.equal(grown.e[:, :clauses.e.shape[1]], clauses.e) and torch.equal(grown.e[0, -k:], grown.e[1, -k:])
