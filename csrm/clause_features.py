@@ -160,7 +160,8 @@ class FeatureEncoder:
 
     def content_features(self, windows: Sequence[list[tuple[str, bool]]]) -> ContentFeatures:
         """Padded features of each item's ``content_windows`` (over-dense windows cut again, :meth:`_fit`)."""
-        windows = [[(piece, gate) for text, gate in item for piece in self._fit(text)] for item in windows]
+        windows = [[(piece, gate) for text, gate in item  # a cached text was fitted when it was first seen
+                    for piece in ([text] if text in self._windows else self._fit(text))] for item in windows]
         self._ensure_windows([t for item in windows for t, _ in item])
         s = max(len(w) for w in windows)
         dim = self.model.anchors.shape[1]

@@ -16,7 +16,7 @@
 Both steps run under :class:`accelerate.Accelerator`, so ``torchrun``/``accelerate launch`` data-parallel
 training uses this same code (each rank takes its share of every epoch; gradients are averaged by DDP). The
 trainable heads have about 20k parameters: ZeRO sharding has nothing to shard, so a DeepSpeed config is not
-used by this architecture (the frozen encoder only runs inference). Optimisation is full-batch-free AdamW on
+used by this architecture (the frozen encoder only runs inference). Optimisation is mini-batch AdamW on
 in-memory tensors; an epoch over 6k examples takes about a second on 2 CPU cores.
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import torch
@@ -73,3 +74,10 @@ def save(model: CSRMModel, tok, path: Path) -> Path:
 def grid_items() -> list[ScoreItem]:
     """configs x prompts x responses: several responses share each (config, prompt) prefix."""
     return [ScoreItem(c, [{"role": "user", "content": p}], r) for c in CONFIGS for p in PROMPTS for r in RESPONSES]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface (for servers and torch.distributed in tests)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from scoring_fixtures import save, tiny_encoder  # noqa: F401
+from scoring_fixtures import save, tiny_encoder
 
 import csrm.scoring
 from csrm.cli import main as csrm_main

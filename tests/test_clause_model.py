@@ -370,13 +370,12 @@ def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
     """`torchrun --nproc_per_node 2 -m csrm.train` (gloo on CPU): rank 0 encodes and caches the features, rank 1
     reads them, both train data-parallel through accelerate, and the saved model loads and scores."""
     import os
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    from scoring_fixtures import free_port
+
+    port = free_port()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fixtures.train.synthetic import write_dataset
+from scoring_fixtures import free_port
 
 from csrm.calibration import compliance_logits
 from csrm.data import load_augmented, tokenize_examples
@@ -21,12 +21,6 @@ from csrm.modeling import CSRMModel, load_tokenizer
 from csrm.paths import CONFIGS_DIR, PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def saved_backbone(path: Path) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from scoring_fixtures import save, tiny_encoder  # noqa: F401
+from scoring_fixtures import save, tiny_encoder
 from test_score_cli import read_rows, write_input
 
 from csrm.distributed_score import merge_shards, shard_fingerprint, shard_path

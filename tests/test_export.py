@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from scoring_fixtures import CONFIGS, PROMPTS, save, tiny_decoder, tiny_encoder  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, save, tiny_decoder, tiny_encoder
 
 import csrm
 from csrm import cli

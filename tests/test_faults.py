@@ -22,7 +22,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder
 from test_align import item_files, recipe_overrides, threads, tiny_csrm, tiny_policy  # noqa: F401 - fixtures
 
 from csrm.cli import main as csrm_main

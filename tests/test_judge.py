@@ -7,7 +7,7 @@ import random
 
 import pytest
 import torch
-from scoring_fixtures import CONFIGS, PROMPTS, tiny_decoder  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, tiny_decoder
 
 from csrm.judge import COLUMNS, JudgeInput, build_preference_dataset, preference_pairs
 from csrm.ranking import estimated_error, rank, rank_key

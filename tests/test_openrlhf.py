@@ -7,14 +7,13 @@ and EOS tokens surround the text. The request is sent the way OpenRLHF's ``reque
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
 import pytest
 import requests
 import uvicorn
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, tiny_decoder, tokenizer  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port, tiny_decoder, tokenizer
 
 from csrm.openrlhf import QueryError, parse_query
 from csrm.scoring import CSRMScorer
@@ -85,12 +84,6 @@ def test_parse_plain_llama2_and_the_prompts_hint():
 def test_unreadable_queries_are_rejected(query, match):
     with pytest.raises(QueryError, match=match):
         parse_query(query)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

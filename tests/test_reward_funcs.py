@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from datasets import Dataset
-from scoring_fixtures import CONFIGS, PROMPTS, tiny_decoder  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, tiny_decoder
 
 from csrm.ranking import estimated_error
 from csrm.reward_funcs import CSRMReward, completion_text

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder
 
 import csrm.scoring
 from csrm.cli import main as csrm_main

@@ -11,7 +11,7 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from scoring_fixtures import tiny_encoder  # noqa: F401
+from scoring_fixtures import tiny_encoder
 
 from csrm.errors import InputError
 from csrm.score_types import ScoreItem, ScoreResult

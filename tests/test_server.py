@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 
 import httpx
 import pytest
 import uvicorn
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, tiny_decoder  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port, tiny_decoder
 
 from csrm.scoring import CSRMScorer
 from csrm.server import create_app
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

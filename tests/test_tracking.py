@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from fixtures.train.synthetic import write_dataset
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder  # noqa: F401
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder
 from wandb_offline import read_offline_run
 
 from csrm.calibration import calibrate
