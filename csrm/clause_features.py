@@ -83,9 +83,6 @@ class FeatureEncoder:
                     for row, i in enumerate(batch):
                         yield i, pooled[row].clone(), None, None
 
-    def _remember(self, cache: OrderedDict, key: str, value) -> None:
-        cache[key] = value
-
     def _trim(self) -> None:
         """Evict least-recently-used entries beyond ``cache_size`` (only between calls: a call's own texts
         are never evicted while it assembles its batch)."""
@@ -109,32 +106,27 @@ class FeatureEncoder:
         if texts is None:
             texts = [piece for c in split_clauses(config, max_chars=self.model.config.max_clause_chars)
                      for piece in self._fit(c.text)]
-            self._remember(self._split, config, texts)
+            self._split[config] = texts
         else:
             self._split.move_to_end(config)
         return texts
 
-    def _ensure_clauses(self, texts: list[str]) -> None:
+    def _ensure(self, texts: list[str], *, clauses: bool) -> None:
+        """Encode the texts not cached yet (clauses with their per-category scalars, windows pooled only) and
+        mark the cached ones as recently used."""
+        cache = self._clauses if clauses else self._windows
         for t in texts:
-            if t in self._clauses:
-                self._clauses.move_to_end(t)
-        todo = [t for t in dict.fromkeys(texts) if t not in self._clauses]
-        for i, pooled, ms, cos in self._encode(todo, tokens=True):
-            self._remember(self._clauses, todo[i], (pooled, ms, cos))
-
-    def _ensure_windows(self, texts: list[str]) -> None:
-        for t in texts:
-            if t in self._windows:
-                self._windows.move_to_end(t)
-        todo = [t for t in dict.fromkeys(texts) if t not in self._windows]
-        for i, pooled, _, _ in self._encode(todo, tokens=False):
-            self._remember(self._windows, todo[i], pooled)
+            if t in cache:
+                cache.move_to_end(t)
+        todo = [t for t in dict.fromkeys(texts) if t not in cache]
+        for i, pooled, ms, cos in self._encode(todo, tokens=clauses):
+            cache[todo[i]] = (pooled, ms, cos) if clauses else pooled
 
     # -- batches -------------------------------------------------------------------------------------
     def clause_features(self, configs: Sequence[str]) -> ClauseFeatures:
         """Padded features of ``configs`` (one row each; pass distinct configs and index into them)."""
         per_config = [self.clause_texts(c) for c in configs]
-        self._ensure_clauses([t for texts in per_config for t in texts])
+        self._ensure([t for texts in per_config for t in texts], clauses=True)
         k = max(1, max(len(t) for t in per_config))  # a blank config (the config-blind model) has no clause
         dim, n_cat = self.model.anchors.shape[1], self.model.anchors.shape[0]
         e = torch.zeros(len(configs), k, dim, device=self.device)
@@ -151,7 +143,7 @@ class FeatureEncoder:
     def clause_pool(self, texts: Sequence[str]) -> ClauseFeatures:
         """Features of clause texts taken as they are (not split again), as one row: [1, len(texts), ...]."""
         texts = list(dict.fromkeys(texts))
-        self._ensure_clauses(texts)
+        self._ensure(texts, clauses=True)
         rows = [self._clauses[t] for t in texts]
         pool = ClauseFeatures(*(torch.stack([r[i] for r in rows])[None] for i in range(3)),
                               torch.ones(1, len(rows), dtype=torch.bool, device=self.device))
@@ -162,7 +154,7 @@ class FeatureEncoder:
         """Padded features of each item's ``content_windows`` (over-dense windows cut again, :meth:`_fit`)."""
         windows = [[(piece, gate) for text, gate in item  # a cached text was fitted when it was first seen
                     for piece in ([text] if text in self._windows else self._fit(text))] for item in windows]
-        self._ensure_windows([t for item in windows for t, _ in item])
+        self._ensure([t for item in windows for t, _ in item], clauses=False)
         s = max(len(w) for w in windows)
         dim = self.model.anchors.shape[1]
         x = torch.zeros(len(windows), s, dim, device=self.device)
