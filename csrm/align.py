@@ -437,12 +437,12 @@ class AlignRun:
                 "mean_response_chars": sum(map(len, flat)) / max(1, len(flat))}
 
     def _sample(self, policy_path: str, conversations: list[list[Message]], params, *, desc: str) -> list[list[str]]:
-        from csrm.policy import generate, generate_vllm, load_tokenizer, vllm_available
+        from csrm.policy import generate, generate_vllm, load_policy_tokenizer, vllm_available
 
         backend = self.cfg.sampling.backend
         if backend == "vllm" or (backend == "auto" and vllm_available() and self.cfg.device != "cpu"):
             p = self.cfg.policy
-            tokenizer = load_tokenizer(policy_path, chat_template=p.chat_template,
+            tokenizer = load_policy_tokenizer(policy_path, chat_template=p.chat_template,
                                        trust_remote_code=p.trust_remote_code)
             return generate_vllm(policy_path, tokenizer, conversations, params, dtype=p.dtype)
         model, tokenizer = self.load_policy(policy_path)
@@ -525,7 +525,7 @@ class AlignRun:
                 **{k: v for k, v in result.items() if k != "log_history"}}
 
     def step_eval(self, folder: Path, policy_path: str) -> dict[str, Any]:
-        from csrm.cosa_score import CoSASettings, EvalItem, evaluate_answers
+        from csrm.cosa_score import CoSASettings, HeldOutItem, evaluate_answers
         from csrm.policy import SamplingParams
 
         e = self.cfg.eval
@@ -535,7 +535,7 @@ class AlignRun:
         conversations = [prompt_messages(item) for item in self.eval_items]
         answers = [group[0] for group in self._sample(policy_path, conversations, params,
                                                       desc=f"{folder.name} eval")]
-        items = [EvalItem(i["config"], i["messages"], i["config_id"], i["prompt_id"], i["item_id"])
+        items = [HeldOutItem(i["config"], i["messages"], i["config_id"], i["prompt_id"], i["item_id"])
                  for i in self.eval_items]
         settings = CoSASettings(e.helpfulness_config, e.reward_scale, e.helpful_threshold, e.refusal_anchor)
         result = evaluate_answers(self.scorer, items, answers, settings)
@@ -683,11 +683,12 @@ def _linear_names(model) -> set[str]:
 def _load_for_training(cfg: AlignConfig, path: str):
     from transformers import AutoModelForCausalLM
 
-    from csrm.policy import DTYPES, load_tokenizer
+    from csrm.modeling import DTYPES
+    from csrm.policy import load_policy_tokenizer
 
     p = cfg.policy
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[p.dtype], trust_remote_code=p.trust_remote_code)
-    tokenizer = load_tokenizer(path, chat_template=p.chat_template, trust_remote_code=p.trust_remote_code)
+    tokenizer = load_policy_tokenizer(path, chat_template=p.chat_template, trust_remote_code=p.trust_remote_code)
     return model, tokenizer
 
 

@@ -11,52 +11,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 
 from csrm.data import MixedCollator, load_augmented, tokenize_examples
 from csrm.errors import InputError
 from csrm.io import write_json
-from csrm.metrics import ECE_BINS, expected_calibration_error, reliability_curve
+from csrm.metrics import ECE_BINS, expected_calibration_error, fit_temperature, logit_nll, reliability_curve
 from csrm.validation import check_model_dir, positive_int
-
-T_RANGE = (0.01, 100.0)
-
-
-def _nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    z = logits / temperature
-    # mean BCE with logits, numerically stable: log(1 + e^z) - y z
-    return float(np.mean(np.logaddexp(0.0, z) - labels * z))
-
-
-def fit_temperature(logits: Any, labels: Any) -> float:
-    """Temperature minimising the NLL of ``sigmoid(logits / T)`` for ``labels`` (1 = the logit's positive class).
-
-    ``T`` is searched in [0.01, 100]; with a single class (or no data) it returns 1.0.
-    """
-    z = np.asarray(logits, dtype=np.float64).reshape(-1)
-    y = np.asarray(labels, dtype=np.float64).reshape(-1)
-    if len(z) != len(y):
-        raise ValueError(f"{len(z)} logits but {len(y)} labels")
-    if len(z) == 0 or len(np.unique(y)) < 2:
-        return 1.0
-    result = minimize_scalar(lambda log_t: _nll(z, y, math.exp(log_t)), method="bounded",
-                             bounds=(math.log(T_RANGE[0]), math.log(T_RANGE[1])), options={"xatol": 1e-6})
-    best = math.exp(float(result.x))
-    return best if _nll(z, y, best) <= _nll(z, y, 1.0) else 1.0
 
 
 def calibration_metrics(logits: np.ndarray, labels_comply: np.ndarray, temperature: float) -> dict[str, float]:
     """NLL, ECE (15 bins) and Brier with violation as the positive class, at ``temperature``."""
     p_violation = 1.0 / (1.0 + np.exp(logits / temperature))
     y_violation = 1 - labels_comply
-    return {"temperature": float(temperature), "nll": _nll(logits, labels_comply, temperature),
+    return {"temperature": float(temperature), "nll": logit_nll(logits, labels_comply, temperature),
             "ece": expected_calibration_error(y_violation, p_violation, n_bins=ECE_BINS),
             "brier": float(np.mean((p_violation - y_violation) ** 2))}
 

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from csrm.errors import InputError
+from csrm.io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -316,21 +317,13 @@ def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", rep
                          path=str(model_dir))
     if out.exists() and any(out.iterdir()):
         raise InputError("output folder exists and is not empty", path=str(out))
-    partial = out.parent / f".{out.name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with atomic_path(out, is_dir=True) as partial:
         if model_type == "csrm_clause" or fmt == "csrm":
-            shutil.copytree(model_dir, partial)
+            shutil.copytree(model_dir, partial, dirs_exist_ok=True)
             write_card(partial, model_dir, kind="csrm_clause" if model_type == "csrm_clause" else "csrm",
                        report=report)
         else:
             _export_transformers(model_dir, partial, report=report, verify=verify)
-        if out.exists():
-            out.rmdir()
-        partial.rename(out)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
     if push_to_hub is not None:
         push(out, push_to_hub, private=private)
     return out

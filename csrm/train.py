@@ -26,15 +26,12 @@ from transformers import AutoConfig, TrainerCallback, set_seed
 
 from csrm.data import TokenizedSplit, load_augmented
 from csrm.errors import InputError
-from csrm.modeling import CSRMModel, is_decoder_config, load_tokenizer
+from csrm.modeling import DTYPES, CSRMModel, is_decoder_config, load_tokenizer
 from csrm.paths import resolve_model_name
 from csrm.train_config import CSRMTrainConfig, load_train_config
 from csrm.trainer import CSRMTrainer, NonFiniteLossError, last_checkpoint
 
 logger = logging.getLogger(__name__)
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
-
 
 def _is_csrm_dir(path: str) -> bool:
     config = Path(path) / "config.json"

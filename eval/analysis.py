@@ -21,7 +21,12 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from csrm.metrics import best_f1_threshold, classification_metrics, expected_calibration_error
+from csrm.metrics import (
+    best_f1_threshold,
+    classification_metrics,
+    expected_calibration_error,
+    fit_temperature,
+)
 from csrm.score_types import ScoreResult
 from eval.items import DEV, HEADLINE, TEST, EvalItem
 
@@ -115,8 +120,6 @@ def dev_calibrated(dev: Sequence[tuple[int, float]], test: Sequence[tuple[int, f
     """A temperature fitted on the dev items' P(violation) logits (NLL), applied unchanged to the test items:
     ``{"temperature", "ece", "brier"}`` on test; ``None`` without two classes on dev or without test items.
     This is calibration for this benchmark's kind of data learned from its dev slice only."""
-    from csrm.calibration import fit_temperature
-
     if len({label for label, _ in dev}) < 2 or not test:
         return None
 

@@ -11,8 +11,9 @@ import torch
 from fixtures.train.synthetic import write_dataset
 
 from csrm import cli
-from csrm.calibration import calibrate, compliance_logits, fit_temperature
+from csrm.calibration import calibrate, compliance_logits
 from csrm.data import load_augmented, tokenize_examples
+from csrm.metrics import fit_temperature
 from csrm.modeling import CSRMModel, load_tokenizer
 from csrm.paths import CONFIGS_DIR
 from csrm.train import run_training

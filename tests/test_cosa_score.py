@@ -10,7 +10,7 @@ from scoring_fixtures import tiny_encoder
 
 from csrm.cosa_score import (
     CoSASettings,
-    EvalItem,
+    HeldOutItem,
     compare,
     cosa_metrics,
     evaluate_answers,
@@ -50,8 +50,8 @@ class SpelledScorer:
         return out
 
 
-def items(config_id: str, n: int) -> list[EvalItem]:
-    return [EvalItem(f"config {config_id}", [{"role": "user", "content": f"q{i}"}], config_id, f"p{i}", f"{config_id}{i}")
+def items(config_id: str, n: int) -> list[HeldOutItem]:
+    return [HeldOutItem(f"config {config_id}", [{"role": "user", "content": f"q{i}"}], config_id, f"p{i}", f"{config_id}{i}")
             for i in range(n)]
 
 

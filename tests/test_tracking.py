@@ -108,10 +108,10 @@ def test_csrm_eval_logs_to_wandb_with_progress_bars(tmp_path, model_dir, eval_fi
 
 def test_cosa_score_logs_to_wandb(tmp_path, model_dir, offline_wandb):
     from csrm.align import AlignRun
-    from csrm.cosa_score import EvalItem, evaluate_answers
+    from csrm.cosa_score import HeldOutItem, evaluate_answers
     from csrm.scoring import load
 
-    items = [EvalItem(CONFIGS[i % 2], [{"role": "user", "content": PROMPTS[i % 3]}], f"c{i % 2}", f"p{i}", f"i{i}")
+    items = [HeldOutItem(CONFIGS[i % 2], [{"role": "user", "content": PROMPTS[i % 3]}], f"c{i % 2}", f"p{i}", f"i{i}")
              for i in range(6)]
     result = evaluate_answers(load(model_dir), items, [RESPONSES[i % 4] for i in range(6)])
     fake = SimpleNamespace(cfg=SimpleNamespace(report_to="wandb", to_dict=dict), out=tmp_path / "align",
