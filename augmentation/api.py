@@ -19,9 +19,9 @@ from augmentation.sources import LabelledRecord, load_records
 from augmentation.splits import SplitRule
 from augmentation.synthesis import SynthesizedConfig, candidate_configs, record_label, select
 from augmentation.templates import render_config
-from csrm.records import SourceRecord, stable_id
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.records import SourceRecord, stable_id
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy
 
 
 def _recipe(recipe: Recipe | str | Path, overrides: Sequence[str] = ()) -> Recipe:

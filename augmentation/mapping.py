@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from augmentation.yamlfile import fail, load_yaml_with_lines
-from csrm.errors import InputError
-from csrm.paths import MAPPINGS_DIR
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.errors import InputError
+from csrm.base.paths import MAPPINGS_DIR
+from csrm.base.taxonomy import RiskTaxonomy
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Preference pairs: two responses to one conversation under one config, ordered by the error score.
 
-Each response gets ``csrm.compliance.error_score`` (CoSAlign's rule extended with severity: 1 if unhelpful,
+Each response gets ``csrm.base.compliance.error_score`` (CoSAlign's rule extended with severity: 1 if unhelpful,
 +0.1 per allowed category used, +(2 + severity) per violated category). Any two responses with different
 errors form a pair, the lower error chosen and ``margin`` = the gap; a pair whose chosen error is
 >= ``VIOLATION_THRESHOLD`` (3) is dropped, so the chosen side never violates the config. A response of
@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from itertools import combinations
 
 from augmentation.synthesis import record_label
-from csrm.compliance import VIOLATION_THRESHOLD, error_score
-from csrm.records import PreferencePair, SourceRecord
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.compliance import VIOLATION_THRESHOLD, error_score
+from csrm.base.records import PreferencePair, SourceRecord
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy
 
 
 def record_error(config: SafetyConfig, record: SourceRecord) -> float:

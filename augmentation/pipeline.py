@@ -36,11 +36,11 @@ from augmentation.sources import LabelledRecord, load_records
 from augmentation.splits import SPLITS, TRAIN, SplitRule
 from augmentation.synthesis import Candidate, candidate_configs, record_label, select
 from augmentation.templates import render_config
-from csrm.errors import InputError
-from csrm.io import atomic_path, remove_stale_temps
-from csrm.records import Example, PreferencePair, stable_id
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.errors import InputError
+from csrm.base.io import atomic_path, remove_stale_temps
+from csrm.base.records import Example, PreferencePair, stable_id
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy
 
 
 @dataclass

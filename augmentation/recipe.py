@@ -3,7 +3,7 @@
 Every field carries its help text (``field(metadata={"help": ...})``); ``csrm augment --help`` prints them.
 Unknown keys are rejected naming the key (file, line, field). Relative paths in a recipe are resolved
 against the current folder, then the recipe's folder, then the project root; ``{data_dir}`` expands to
-:func:`csrm.paths.data_dir` (``$CSRM_DATA_DIR`` or ``../shared/data``).
+:func:`csrm.base.paths.data_dir` (``$CSRM_DATA_DIR`` or ``../shared/data``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 
 from augmentation.yamlfile import KeyPath, fail, load_yaml_with_lines
-from csrm.errors import InputError
-from csrm.paths import PROJECT_ROOT, data_dir
+from csrm.base.errors import InputError
+from csrm.base.paths import PROJECT_ROOT, data_dir
 
 SOURCE_TYPES = ("seed", "jsonl", "csv", "openai_moderation", "cosalign_test", "pku_saferlhf", "beavertails",
                 "wildguardmix")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from augmentation.sources import LabelledRecord
-from csrm.records import SourceRecord
+from csrm.base.records import SourceRecord
 
 REFUSALS = (
     "I'm sorry, but I can't help with that.",

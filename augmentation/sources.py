@@ -30,11 +30,11 @@ from typing import Any
 
 from augmentation.mapping import SourceMapping, default_mapping_path
 from augmentation.recipe import Recipe, SourceSpec, resolve_path
-from csrm.errors import InputError
-from csrm.io import iter_jsonl, last_json_key, require
-from csrm.records import ROLES, SourceRecord, as_messages, stable_id
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.errors import InputError
+from csrm.base.io import iter_jsonl, last_json_key, require
+from csrm.base.records import ROLES, SourceRecord, as_messages, stable_id
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy
 
 SEED_CORPUS = Path(__file__).parent / "seed" / "seed_corpus.jsonl"
 

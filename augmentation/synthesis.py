@@ -11,7 +11,7 @@ For a record with (allowable) categories C and severity s, candidate policies ar
   severity the source graded (``severity_known``).
 
 "Other Harms" (non-allowable categories) is never put in a policy. Labels come from
-:func:`csrm.compliance.complies` only. A record with ``uncertain`` categories (unknown source flags) gets a
+:func:`csrm.base.compliance.complies` only. A record with ``uncertain`` categories (unknown source flags) gets a
 label only where the known and the worst case agree; otherwise the (record, config) is dropped.
 """
 
@@ -24,10 +24,10 @@ from functools import cached_property
 from typing import Any
 
 from augmentation.recipe import MODES
-from csrm.compliance import complies
-from csrm.records import SourceRecord
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.compliance import complies
+from csrm.base.records import SourceRecord
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy
 
 
 @dataclass(frozen=True)

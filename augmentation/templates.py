@@ -14,7 +14,7 @@ import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.taxonomy import RiskTaxonomy
 
 # Severity vocabularies: level -> how "allowed up to this level" is said.
 SEVERITY_STYLES: tuple[dict[int, str], ...] = (

@@ -7,14 +7,14 @@ from typing import Any
 
 import yaml
 
-from csrm.errors import InputError
-from csrm.io import load_yaml, read_text
+from csrm.base.errors import InputError
+from csrm.base.io import load_yaml, read_text
 
 KeyPath = tuple[str | int, ...]
 
 
 def load_yaml_with_lines(path: str | Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
-    """Load a YAML mapping (``csrm.io.load_yaml`` rules) plus ``{key path: 1-based line}`` for every key/item."""
+    """Load a YAML mapping (``csrm.base.io.load_yaml`` rules) plus ``{key path: 1-based line}`` for every key/item."""
     data = load_yaml(path)
     lines: dict[KeyPath, int] = {}
     try:

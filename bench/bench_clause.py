@@ -115,8 +115,8 @@ def clause_train(args, data: Path, out_dir: Path, checkpoint_dir: Path, log_path
                  *(tiny_overrides() if args.tiny else []), *args.clause_set]
     cached = any(checkpoint_dir.glob("features-*.pt"))
     if args.in_process:  # smoke tests: what `csrm train` runs, in this process (RSS is not per run)
-        from csrm.train import run_training
-        from csrm.train_config import load_train_config
+        from csrm.training.config import load_train_config
+        from csrm.training.train import run_training
 
         start = time.perf_counter()
         cfg, raw = load_train_config(CLAUSE_RECIPE, overrides)
@@ -136,8 +136,8 @@ def clause_train(args, data: Path, out_dir: Path, checkpoint_dir: Path, log_path
 # -- 2. scoring groups that share text ----------------------------------------------------------------------
 def make_configs(n: int, rng: random.Random) -> list[str]:
     """``n`` rendered configs: the strict one (nothing allowed) and ``n - 1`` distinct random allow maps."""
-    from csrm.safety_config import SafetyConfig
-    from csrm.taxonomy import RiskTaxonomy
+    from csrm.base.safety_config import SafetyConfig
+    from csrm.base.taxonomy import RiskTaxonomy
 
     taxonomy = RiskTaxonomy.default()
     names = [c.name for c in taxonomy.categories if c.allowable]
@@ -150,8 +150,8 @@ def make_configs(n: int, rng: random.Random) -> list[str]:
 
 
 def make_groups(args, data: Path) -> dict[str, list[list]]:
-    from csrm.data import load_augmented
-    from csrm.score_types import ScoreItem
+    from csrm.base.score_types import ScoreItem
+    from csrm.training.data import load_augmented
 
     examples = load_augmented(data, ["train"])["examples"]["train"]
     responses = sorted({r for r in examples["response"] if r})
@@ -190,7 +190,7 @@ class Scoring:
 
     def cold(self) -> None:
         """Empty the feature cache (a fresh :class:`FeatureEncoder`, same batching settings)."""
-        from csrm.clause_features import FeatureEncoder
+        from csrm.model.clause_features import FeatureEncoder
 
         s = self.scorer
         s.features = FeatureEncoder(s.model, s.tokenizer, max_tokens=s.max_tokens, max_rows=s.max_rows)
@@ -263,8 +263,8 @@ def validation_auroc(scorer, data: Path, split: str) -> dict[str, float]:
     """The trained clause model's AUROC of violation on ``split``, re-scored through ``csrm.load``."""
     from sklearn.metrics import roc_auc_score
 
-    from csrm.data import load_augmented
-    from csrm.score_types import ScoreItem
+    from csrm.base.score_types import ScoreItem
+    from csrm.training.data import load_augmented
 
     rows = load_augmented(data, ["train", split])["examples"][split]
     items = [ScoreItem(c, m, r) for c, m, r in zip(rows["config_text"], rows["messages"], rows["response"],
@@ -284,9 +284,9 @@ def load_scorer(args, model_dir: Path | None):
     import bench_training
     from transformers import AutoConfig, AutoTokenizer
 
-    from csrm.clause_model import ClauseCSRMModel
-    from csrm.clause_scoring import ClauseScorer
-    from csrm.paths import resolve_model_name
+    from csrm.base.paths import resolve_model_name
+    from csrm.model.clause_model import ClauseCSRMModel
+    from csrm.scoring.clause_scoring import ClauseScorer
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
     if args.tiny:
@@ -307,10 +307,10 @@ def trl_child(args) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
     from transformers import TrainerCallback
 
-    from csrm.data import load_augmented
-    from csrm.formatting import InputFormatter, pad_batch
-    from csrm.modeling import load_tokenizer
-    from csrm.paths import resolve_model_name
+    from csrm.base.paths import resolve_model_name
+    from csrm.model.formatting import InputFormatter, pad_batch
+    from csrm.model.modeling import load_tokenizer
+    from csrm.training.data import load_augmented
 
     threads = common.set_threads(args.threads)
     process_start = time.perf_counter()

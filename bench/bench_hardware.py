@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from bench_scoring import build_model
 
-    from csrm.batching import token_budget_batches
-    from csrm.scoring import CSRMScorer
+    from csrm.model.batching import token_budget_batches
+    from csrm.scoring.scorer import CSRMScorer
 
     items = common.scoring_items(args.items)
     model, tok = build_model(args.max_length, random_init=False)

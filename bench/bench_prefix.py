@@ -28,7 +28,7 @@ TARGET = 3.0
 
 
 def tokenizer():
-    from csrm.modeling import load_tokenizer
+    from csrm.model.modeling import load_tokenizer
 
     tok = load_tokenizer("minilm", decoder=True)
     tok.eos_token = "[SEP]"  # the formatter appends EOS and the decoder pools it
@@ -39,7 +39,7 @@ def build_model(tok, hidden: int, layers: int, seed: int = 0):
     import torch
     from transformers import LlamaConfig
 
-    from csrm.modeling import CSRMModel
+    from csrm.model.modeling import CSRMModel
 
     torch.manual_seed(seed)
     heads = max(1, hidden // 64)
@@ -70,7 +70,7 @@ def prefix_items(groups: int, responses: int, config_tokens: int, response_token
                  seed: int = 0) -> list:
     """``groups`` x ``responses`` items; configs are seed configs joined and cut to ``config_tokens`` tokens,
     responses seed responses joined and cut to a length drawn from ``response_tokens``."""
-    from csrm.score_types import ScoreItem
+    from csrm.base.score_types import ScoreItem
 
     result = common.seed_augmentation()
     rows = [e for split in result.examples.values() for e in split]
@@ -94,7 +94,7 @@ def prefix_items(groups: int, responses: int, config_tokens: int, response_token
 
 def bounds(encoded, hidden: int, layers: int, ffn: int) -> dict[str, float]:
     """Theoretical speed-ups of prefix reuse from the item lengths (no padding, causal attention)."""
-    from csrm.prefix_cache import split_point
+    from csrm.model.prefix_cache import split_point
 
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, e in enumerate(encoded):
@@ -129,8 +129,8 @@ def bounds(encoded, hidden: int, layers: int, ffn: int) -> dict[str, float]:
 def computed_rows(encoded, max_tokens: int, prefix_max_tokens: int, max_rows: int) -> dict[str, int]:
     """Padded token rows each path really runs through the model (its batch plans: ``max_tokens`` for plain
     batches, ``prefix_max_tokens`` for shared-prefix ones, as the scorer does)."""
-    from csrm.batching import padded_tokens, token_budget_batches
-    from csrm.prefix_cache import CPU_CHUNK_OVERHEAD, plan_prefix_batches, suffix_chunks
+    from csrm.model.batching import padded_tokens, token_budget_batches
+    from csrm.model.prefix_cache import CPU_CHUNK_OVERHEAD, plan_prefix_batches, suffix_chunks
 
     lengths = [len(e.input_ids) for e in encoded]
     plain = padded_tokens(lengths, token_budget_batches(lengths, max_tokens, max_rows))
@@ -169,15 +169,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--profile", action="store_true", help="print a torch.profiler table of one reuse pass")
     parser.add_argument("--chunk-overhead", type=int, default=None,
-                        help="override csrm.prefix_cache.CPU_CHUNK_OVERHEAD (-1 = no suffix chunks)")
+                        help="override csrm.model.prefix_cache.CPU_CHUNK_OVERHEAD (-1 = no suffix chunks)")
     args = parser.parse_args(argv)
     threads = common.set_threads(args.threads)
-    import csrm.prefix_cache
+    import csrm.model.prefix_cache
 
     if args.chunk_overhead is not None:
-        csrm.prefix_cache.CPU_CHUNK_OVERHEAD = None if args.chunk_overhead < 0 else args.chunk_overhead
+        csrm.model.prefix_cache.CPU_CHUNK_OVERHEAD = None if args.chunk_overhead < 0 else args.chunk_overhead
 
-    from csrm.scoring import CSRMScorer
+    from csrm.scoring.scorer import CSRMScorer
 
     tok = tokenizer()
     items = prefix_items(args.groups, args.responses, args.config_tokens, tuple(args.response_tokens), tok)
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> dict:
           f"= {100 * ratio / theory['bound_flops']:.0f}% of the FLOP bound")
     payload = {"ratio": round(ratio, 3), "ratio_name": "reuse speed-up over no reuse", "target": TARGET,
                "target_met": ratio >= TARGET, "max_abs_diff": diff, "items": len(items), "groups": args.groups,
-               "responses": args.responses, "chunk_overhead": csrm.prefix_cache.CPU_CHUNK_OVERHEAD,
+               "responses": args.responses, "chunk_overhead": csrm.model.prefix_cache.CPU_CHUNK_OVERHEAD,
                "hidden": args.hidden, "layers": args.layers,
                "parameters_m": round(params, 1), "threads": threads,
                "batch_tokens": {"plain": scorers["no-reuse"].max_tokens, "prefix": scorers["reuse"].prefix_max_tokens},

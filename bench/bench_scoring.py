@@ -36,8 +36,8 @@ TARGET = 3.0
 def build_model(max_length: int, random_init: bool, seed: int = 0):
     import torch
 
-    from csrm.modeling import CSRMModel, load_tokenizer
-    from csrm.paths import resolve_model_name
+    from csrm.base.paths import resolve_model_name
+    from csrm.model.modeling import CSRMModel, load_tokenizer
 
     if random_init:  # MiniLM's architecture without its weights (same speed)
         from transformers import AutoConfig
@@ -57,7 +57,7 @@ def padded_loop(scorer, items, batch_size: int, max_length: int) -> tuple[list[f
     """The naive batch loop: input order, fixed batch size, every batch padded to ``max_length``."""
     import torch
 
-    from csrm.formatting import pad_batch
+    from csrm.model.formatting import pad_batch
 
     model, formatter = scorer.model, scorer.formatter
     probs: list[float] = []
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     threads = common.set_threads(args.threads)
 
-    from csrm.scoring import CSRMScorer
+    from csrm.scoring.scorer import CSRMScorer
 
     items = common.scoring_items(args.items, long_fraction=args.long_fraction)
     model, tokenizer = build_model(args.max_length, args.random_init)

@@ -2,13 +2,13 @@
 
     python bench/bench_serve_load.py [--clients 8] [--requests 50] [--threads 1] [--tiny]
 
-A real uvicorn server (:func:`csrm.server.create_app`, bearer auth on) serves a MiniLM CSRM (random heads, as
+A real uvicorn server (:func:`csrm.scoring.server.create_app`, bearer auth on) serves a MiniLM CSRM (random heads, as
 in the other benchmarks; ``--tiny``: a 2-layer random BERT, for smoke runs). Each client sends ``--requests``
 requests one after another, drawn deterministically per client:
 
 - ``valid`` (60%): 1-4 items from the seed corpus (:func:`common.scoring_items`);
 - ``large`` (10%): one valid item whose response is ~1.5 MB (under the body limit: it is capped to
-  ``max_length * 32`` characters at each end before tokenizing, :mod:`csrm.text`);
+  ``max_length * 32`` characters at each end before tokenizing, :mod:`csrm.base.text`);
 - ``invalid`` (25%): a lone surrogate, a never-allowed category, an unknown category beside text, a
   misspelled field, or a missing token;
 - ``oversized`` (5%): a body over ``--max-body-bytes``.
@@ -52,8 +52,8 @@ def build_scorer(tiny: bool, max_length: int):
     import torch
     from transformers import BertConfig
 
-    from csrm.modeling import CSRMModel, load_tokenizer
-    from csrm.scoring import CSRMScorer
+    from csrm.model.modeling import CSRMModel, load_tokenizer
+    from csrm.scoring.scorer import CSRMScorer
 
     tokenizer = load_tokenizer("minilm", decoder=False)
     if tiny:
@@ -111,7 +111,7 @@ def plan(clients: int, requests: int, pool: list, max_body: int) -> list[list[di
 def start_server(scorer, max_body: int, batch_tokens: int):
     import uvicorn
 
-    from csrm.server import create_app
+    from csrm.scoring.server import create_app
 
     app = create_app(scorer, max_body_bytes=max_body, batch_tokens=batch_tokens, auth_token=TOKEN,
                      model_name="bench")

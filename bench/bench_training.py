@@ -14,7 +14,7 @@ Equal work (the fairest set-up we found; RewardTrainer cannot train a second hea
   ``bf16=False`` (TRL's default True autocasts; this CPU has no bf16 units), ``disable_dropout=False`` (csrm
   trains with the backbone's dropout); same optimizer (AdamW), lr, schedule, warm-up, weight decay, clipping,
   margin (TRL's ``margin`` column = csrm's ``margin_scale x margin``), seed and no evaluation or checkpoints.
-- ``csrm``: ``csrm.train.run_training`` (what ``csrm train`` runs) with the shipped batch layout, B = pairs
+- ``csrm``: ``csrm.training.train.run_training`` (what ``csrm train`` runs) with the shipped batch layout, B = pairs
   examples + pairs/2 pairs, i.e. the *same number of sequences per step*, training the compliance head (BCE) and
   the reward head (Bradley-Terry) together.
 - ``csrm-pairs``: csrm with pairs only (B = 0, ``compliance_weight=0``, ``--pairs`` pairs per step): exactly the
@@ -113,9 +113,9 @@ def common_training_args(args, out: Path) -> dict[str, Any]:
 
 
 def run_csrm(args, out: Path, recorder: StepRecorder, *, pairs_only: bool) -> None:
-    from csrm.train import run_training
-    from csrm.train_config import load_train_config
-    from csrm.trainer import CSRMTrainer
+    from csrm.training.config import load_train_config
+    from csrm.training.train import run_training
+    from csrm.training.trainer import CSRMTrainer
 
     undo = recorder.wrap(CSRMTrainer)
     values = {**common_training_args(args, out / "model"), "model_name_or_path": args.backbone,
@@ -143,9 +143,9 @@ def run_trl(args, out: Path, recorder: StepRecorder) -> None:
     from transformers import AutoConfig, AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    from csrm.data import load_augmented
-    from csrm.modeling import load_tokenizer
-    from csrm.paths import resolve_model_name
+    from csrm.base.paths import resolve_model_name
+    from csrm.model.modeling import load_tokenizer
+    from csrm.training.data import load_augmented
 
     undo = recorder.wrap(RewardTrainer)
     path = resolve_model_name(args.backbone)
@@ -158,7 +158,7 @@ def run_trl(args, out: Path, recorder: StepRecorder) -> None:
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
     model.config.pad_token_id = tok.pad_token_id
     # the same ids csrm trains on: the CSRM formatter (template, truncation) over the same pair rows
-    from csrm.formatting import InputFormatter
+    from csrm.model.formatting import InputFormatter
 
     formatter = InputFormatter(tok, max_length=args.max_length, template="plain")
     pairs = load_augmented(args.dataset, ["train"])["pairs"]["train"]

@@ -173,7 +173,7 @@ def scoring_items(n: int, seed: int = 0, long_fraction: float = 0.3, screen_frac
     responses that are either one seed response (short, 2-60 tokens), ``long_fraction`` of them 3-8 seed
     responses joined into one (long, ~100-400 tokens), or ``screen_fraction`` of them None (request screening).
     Configs repeat across items, as they do in practice (a deployment has few configs)."""
-    from csrm.score_types import ScoreItem
+    from csrm.base.score_types import ScoreItem
 
     result = seed_augmentation()
     rows = [e for split in result.examples.values() for e in split]

@@ -1,10 +1,10 @@
 """csrm: Configurable Safety Reward Models."""
 
-from csrm.compliance import complies, error_score
-from csrm.errors import InputError
-from csrm.records import Example, PreferencePair, SourceRecord
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy, Severity
+from csrm.base.compliance import complies, error_score
+from csrm.base.errors import InputError
+from csrm.base.records import Example, PreferencePair, SourceRecord
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy, Severity
 
 __version__ = "0.1.0"
 
@@ -23,9 +23,9 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    """Lazy ``csrm.load`` (= :func:`csrm.scoring.load`), so ``import csrm`` does not pull in torch."""
+    """Lazy ``csrm.load`` (= :func:`csrm.scoring.scorer.load`), so ``import csrm`` does not pull in torch."""
     if name == "load":
-        from csrm.scoring import load
+        from csrm.scoring.scorer import load
 
         return load
     raise AttributeError(f"module 'csrm' has no attribute {name!r}")

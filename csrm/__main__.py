@@ -1,5 +1,5 @@
 import sys
 
-from csrm.cli import main
+from csrm.app.cli import main
 
 sys.exit(main())

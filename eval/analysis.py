@@ -1,13 +1,13 @@
 """Metrics over scored items: per view, overall and per config group, at the scorer's stored threshold and at
 a threshold tuned on dev items only.
 
-Positive class = violation, ``p_violation = 1 - p_comply`` (as in :mod:`csrm.metrics`).
+Positive class = violation, ``p_violation = 1 - p_comply`` (as in :mod:`csrm.base.metrics`).
 
 - *stored*: the scorer's own verdicts (``ScoreResult.complies``, i.e. its stored, possibly per-config,
   threshold on ``p_violation``) give F1/precision/recall/accuracy; AUROC, AUPRC, ECE and Brier do not
   depend on a threshold.
 - *tuned*: one threshold on ``p_violation`` chosen for best F1 on the view's **dev** items
-  (:func:`csrm.metrics.best_f1_threshold`), then applied unchanged to the test items.
+  (:func:`csrm.base.metrics.best_f1_threshold`), then applied unchanged to the test items.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from csrm.metrics import (
+from csrm.base.metrics import (
     best_f1_threshold,
     classification_metrics,
     expected_calibration_error,
     fit_temperature,
 )
-from csrm.score_types import ScoreResult
+from csrm.base.score_types import ScoreResult
 from eval.items import DEV, HEADLINE, TEST, EvalItem
 
 THRESHOLD_KEYS = ("f1", "precision", "recall", "accuracy")
@@ -52,7 +52,7 @@ class Scored:
 
 def stored_metrics(labels: Sequence[int], p_violation: Sequence[float], flagged: Sequence[int],
                    thresholds: Sequence[float] = ()) -> dict[str, float]:
-    """:func:`csrm.metrics.classification_metrics` with the threshold-dependent numbers taken from the
+    """:func:`csrm.base.metrics.classification_metrics` with the threshold-dependent numbers taken from the
     scorer's verdicts. ``threshold`` is the stored threshold (a cut on ``p_violation``, as
     ``ScoreResult.threshold`` holds it) when all results share one, else NaN (per-config thresholds)."""
     y, pred = np.asarray(labels, dtype=int), np.asarray(flagged, dtype=int)

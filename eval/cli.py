@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from csrm.errors import InputError
-from csrm.paths import data_dir
-from csrm.validation import check_model_dir, open_fraction, positive_int
+from csrm.base.errors import InputError
+from csrm.base.paths import data_dir
+from csrm.base.validation import check_model_dir, open_fraction, positive_int
 from eval.benchmarks import BENCHMARKS, COSALIGN_DEV_CHOICES, resolve_names
 from eval.harness import evaluate, load_benchmarks, stderr_progress
 from eval.models import ZERO_SHOT_PREFIX, is_config_blind, load_scorer
@@ -27,7 +27,7 @@ from eval.report import log_report, slug, write_report
 class EvalConfig:
     """Options of ``csrm eval``."""
 
-    model: str = field(metadata={"help": "CSRM folder (csrm.scoring.load), or zero-shot:<hf id|folder|.gguf|smollm2>"})
+    model: str = field(metadata={"help": "CSRM folder (csrm.scoring.scorer.load), or zero-shot:<hf id|folder|.gguf|smollm2>"})
     bench: str = field(default=",".join(BENCHMARKS), metadata={
         "help": f"comma list of benchmarks: {', '.join(BENCHMARKS)} or all"})
     data_dir: str | None = field(default=None, metadata={

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csrm.score_types import ScoreItem, Scorer, ScoreResult
+from csrm.base.score_types import ScoreItem, Scorer, ScoreResult
 from eval.analysis import Scored, benchmark_metrics
 from eval.benchmarks import BenchmarkUnavailable, LoadedBenchmark, load_benchmark
 from eval.items import EvalItem, blind_items

@@ -1,6 +1,6 @@
 """Labelled evaluation items: what every benchmark loader returns and every report reads.
 
-An :class:`EvalItem` wraps a :class:`~csrm.score_types.ScoreItem` with its gold label (``1 = violation``, the
+An :class:`EvalItem` wraps a :class:`~csrm.base.score_types.ScoreItem` with its gold label (``1 = violation``, the
 positive class everywhere in this package), the config group it belongs to, and the *views* it takes part
 in. A view is one framing of a benchmark (e.g. CoSApien with partially-allowed prompts counted as violations,
 the headline, or as compliant): ``views`` maps view name -> the item's label in that view; an item absent
@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from csrm.records import stable_id
-from csrm.score_types import ScoreItem
+from csrm.base.records import stable_id
+from csrm.base.score_types import ScoreItem
 
 HEADLINE = "headline"
 DEV, TEST = "dev", "test"

@@ -3,14 +3,14 @@
 - ``zero-shot:<hf id | folder | file.gguf | smollm2>``: the zero-shot LLM judge baseline
   (:mod:`eval.zero_shot`);
 - ``probe:clause-similarity`` / ``probe:category-logreg``: the frozen-embedding probes (:mod:`eval.probes`);
-- anything else: a trained CSRM (or config-blind CSRM) folder, loaded by ``csrm.scoring.load(spec)``.
+- anything else: a trained CSRM (or config-blind CSRM) folder, loaded by ``csrm.scoring.scorer.load(spec)``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from csrm.score_types import Scorer
+from csrm.base.score_types import Scorer
 
 ZERO_SHOT_PREFIX = "zero-shot:"
 PROBE_PREFIX = "probe:"
@@ -33,7 +33,7 @@ def load_scorer(spec: str, *, device: str | None = None, batch_size: int | None 
         if batch_size:
             options["batch_size"] = batch_size
         return ZeroShotJudge.from_pretrained(ZeroShotConfig(**options))
-    from csrm.scoring import load  # the trained CSRM (csrm/scoring.py)
+    from csrm.scoring.scorer import load  # the trained CSRM (csrm/scoring/scorer.py)
 
     return load(spec, device=device) if device else load(spec)
 

@@ -25,10 +25,10 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from transformers import AutoTokenizer
 
-from csrm.clause_features import FeatureEncoder, content_windows
-from csrm.clause_model import ClauseCSRMModel
-from csrm.paths import resolve_model_name
-from csrm.score_types import ScoreResult
+from csrm.base.paths import resolve_model_name
+from csrm.base.score_types import ScoreResult
+from csrm.model.clause_features import FeatureEncoder, content_windows
+from csrm.model.clause_model import ClauseCSRMModel
 from eval.items import EvalItem
 
 PROBES = ("clause-similarity", "category-logreg")

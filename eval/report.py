@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from csrm.io import load_yaml, write_json, write_jsonl
-from csrm.plots import plot_bars, plot_reliability
+from csrm.base.io import load_yaml, write_json, write_jsonl
+from csrm.base.plots import plot_bars, plot_reliability
 from eval.analysis import clean_nan
 from eval.harness import EvalRun
 from eval.items import HEADLINE, TEST
@@ -176,8 +176,8 @@ def write_report(run: EvalRun, out_dir: str | Path, *, published: dict[str, list
 def log_report(report: dict[str, Any], paths: dict[str, Path], report_to: str | list[str] | None, *,
                out_dir: str | Path | None = None) -> str | None:
     """Log an evaluation to wandb if ``report_to`` asks for it: every view's overall metrics (stored and
-    dev-tuned threshold) per benchmark, a per-config table, and the PNG plots (:mod:`csrm.tracking`)."""
-    from csrm.tracking import log_results
+    dev-tuned threshold) per benchmark, a per-config table, and the PNG plots (:mod:`csrm.base.tracking`)."""
+    from csrm.base.tracking import log_results
 
     metrics: dict[str, Any] = {}
     rows: list[list[Any]] = []

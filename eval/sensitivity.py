@@ -13,9 +13,9 @@ import argparse
 import json
 from pathlib import Path
 
-from csrm.paths import data_dir
-from csrm.safety_config import SafetyConfig
-from csrm.score_types import ScoreItem
+from csrm.base.paths import data_dir
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.score_types import ScoreItem
 from eval.benchmarks import load_benchmark
 from eval.models import load_scorer
 
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)
     bench = load_benchmark("cosalign-test", Path(args.data_dir) if args.data_dir else data_dir(), use_hub=False)
-    from csrm.taxonomy import RiskTaxonomy
+    from csrm.base.taxonomy import RiskTaxonomy
     from eval.benchmarks.cosalign_test import normalize_categories
 
     names = RiskTaxonomy.default().names

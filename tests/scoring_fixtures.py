@@ -8,9 +8,9 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, LlamaConfig
 
-from csrm.modeling import CSRMModel, load_tokenizer
-from csrm.paths import default_backbone
-from csrm.score_types import ScoreItem
+from csrm.base.paths import default_backbone
+from csrm.base.score_types import ScoreItem
+from csrm.model.modeling import CSRMModel, load_tokenizer
 
 CONFIGS = [
     "Strict: no violence, weapons or crime of any kind.",

@@ -12,11 +12,11 @@ import torch
 from scoring_fixtures import save, tiny_encoder
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from csrm import align
-from csrm.align import StepState, prepare_items, run_align
-from csrm.align_config import AlignConfig
-from csrm.errors import InputError
-from csrm.policy import SamplingParams, completion_logps, generate, load_policy, prepare_tokenizer
+from csrm.alignment import align
+from csrm.alignment.align import StepState, prepare_items, run_align
+from csrm.alignment.config import AlignConfig
+from csrm.alignment.policy import SamplingParams, completion_logps, generate, load_policy, prepare_tokenizer
+from csrm.base.errors import InputError
 
 CONFIGS = [
     "Strict: no violence, weapons or crime of any kind.",
@@ -208,7 +208,7 @@ def test_lora_and_sft_round(tmp_path, tiny_policy, tiny_csrm, item_files):
 @pytest.mark.slow
 def test_deepspeed_zero3_rounds(tmp_path, tiny_policy, tiny_csrm, item_files):
     """The GPU recipe's code path on CPU: DPO under ZeRO-3 (one process), gathered save, and a second round
-    whose sampling policy loads normally after the first round's ZeRO-3 trainer. Runs ``csrm.align`` in a
+    whose sampling policy loads normally after the first round's ZeRO-3 trainer. Runs ``csrm.alignment.align`` in a
     subprocess: DeepSpeed leaves process-wide state behind that would leak into later tests' Trainers."""
     pytest.importorskip("deepspeed")
     import socket
@@ -226,7 +226,7 @@ def test_deepspeed_zero3_rounds(tmp_path, tiny_policy, tiny_csrm, item_files):
                                  **{"eval.enabled": "false", "dpo.epochs": "1", "deepspeed": str(zero3)})
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
            "LOCAL_RANK": "0"}
-    done = subprocess.run([sys.executable, "-m", "csrm.align", *overrides], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "csrm.alignment.align", *overrides], env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())

@@ -9,10 +9,10 @@ import pytest
 from augmentation.pairs import make_pairs, record_error
 from augmentation.refusals import synthesize_refusal
 from augmentation.sources import LabelledRecord
-from csrm.compliance import VIOLATION_THRESHOLD
-from csrm.records import as_messages
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.compliance import VIOLATION_THRESHOLD
+from csrm.base.records import as_messages
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy
 
 V, P = "Violence", "Privacy Violations"
 TAX = RiskTaxonomy.default()

@@ -24,12 +24,12 @@ from augmentation.seed.make_seed import SEED_REFUSALS
 from augmentation.sources import load_records
 from augmentation.synthesis import record_label
 from augmentation.templates import TEMPLATES
-from csrm import cli
-from csrm.compliance import VIOLATION_THRESHOLD, complies, error_score
-from csrm.errors import InputError
-from csrm.paths import CONFIGS_DIR
-from csrm.records import Example, PreferencePair
-from csrm.safety_config import SafetyConfig
+from csrm.app import cli
+from csrm.base.compliance import VIOLATION_THRESHOLD, complies, error_score
+from csrm.base.errors import InputError
+from csrm.base.paths import CONFIGS_DIR
+from csrm.base.records import Example, PreferencePair
+from csrm.base.safety_config import SafetyConfig
 
 SEED_RECIPE = CONFIGS_DIR / "augment" / "seed.yaml"
 SPLITS = ("train", "validation")

@@ -11,9 +11,9 @@ import pytest
 from augmentation.mapping import MAPPINGS_DIR, SourceMapping
 from augmentation.sources import cosalign_record
 from augmentation.synthesis import record_label
-from csrm import cli
-from csrm.paths import CONFIGS_DIR
-from csrm.taxonomy import RiskTaxonomy
+from csrm.app import cli
+from csrm.base.paths import CONFIGS_DIR
+from csrm.base.taxonomy import RiskTaxonomy
 
 pytestmark = pytest.mark.shared_data
 SPLITS = ("train", "validation")

@@ -11,9 +11,9 @@ from augmentation.mapping import MAPPINGS_DIR, SourceMapping
 from augmentation.recipe import SourceSpec
 from augmentation.sources import SEED_CORPUS, load_source
 from augmentation.synthesis import record_label
-from csrm.errors import InputError
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.errors import InputError
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy
 
 TAX = RiskTaxonomy.default()
 V, P, F, S = "Violence", "Privacy Violations", "Financial Crime and Theft", "Sexual Misconduct, Exploitation, and Infidelity"

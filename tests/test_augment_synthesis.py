@@ -12,10 +12,10 @@ from augmentation.refusals import REFUSALS, synthesize_refusal
 from augmentation.sources import LabelledRecord
 from augmentation.synthesis import Candidate, candidate_configs, record_label, select
 from augmentation.templates import SEVERITY_STYLES, TEMPLATES, render_config
-from csrm.compliance import complies, error_score
-from csrm.records import as_messages
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.compliance import complies, error_score
+from csrm.base.records import as_messages
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy
 
 V, P, F, S = "Violence", "Privacy Violations", "Financial Crime and Theft", "Sexual Misconduct, Exploitation, and Infidelity"
 OTHER = "Other Harms"

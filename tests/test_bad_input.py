@@ -14,13 +14,13 @@ import pytest
 from fastapi.testclient import TestClient
 from scoring_fixtures import save, tiny_encoder
 
-import csrm.scoring
-from csrm.cli import main as csrm_main
-from csrm.errors import InputError
-from csrm.safety_config import SafetyConfig
-from csrm.server import create_app, display_name
-from csrm.text import ELISION, cap_text, char_cap
-from csrm.validation import parse_item
+import csrm.scoring.scorer
+from csrm.app.cli import main as csrm_main
+from csrm.base.errors import InputError
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.text import ELISION, cap_text, char_cap
+from csrm.base.validation import parse_item
+from csrm.scoring.server import create_app, display_name
 
 VALID = {"id": "ok", "config": "No violence.", "prompt": "Write a story.", "response": "Once upon a time."}
 
@@ -56,7 +56,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def scorer(model_dir):
-    return csrm.scoring.load(model_dir)
+    return csrm.scoring.scorer.load(model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_a_20mb_response_is_capped_before_tokenizing(scorer, client):
 
 def test_the_cap_never_changes_what_the_model_reads(scorer):
     """Over-long config, turns and response: the capped item encodes to the same ids as the uncapped one."""
-    from csrm.score_types import ScoreItem
+    from csrm.base.score_types import ScoreItem
 
     long = "word " * 40_000
     items = [ScoreItem("Policy: " + long, [{"role": "user", "content": "old " + long},
@@ -229,8 +229,8 @@ def test_bad_option_values_exit_2_naming_the_option(argv, words, capsys):
 
 
 def test_align_default_recipe_resolves_from_any_folder(tmp_path, monkeypatch):
-    from csrm.align import items_from_augmentation
-    from csrm.align_config import AlignConfig
+    from csrm.alignment.align import items_from_augmentation
+    from csrm.alignment.config import AlignConfig
 
     monkeypatch.chdir(tmp_path)
     cfg = AlignConfig.load("configs/align/smollm2_cpu.yaml", ["data.train_items=2"])
@@ -239,7 +239,7 @@ def test_align_default_recipe_resolves_from_any_folder(tmp_path, monkeypatch):
 
 
 def test_files_get_the_umask_mode(tmp_path, scorer):
-    from csrm.io import atomic_path, write_json, write_jsonl
+    from csrm.base.io import atomic_path, write_json, write_jsonl
 
     old = os.umask(0o027)
     try:

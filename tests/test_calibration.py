@@ -10,14 +10,14 @@ import pytest
 import torch
 from fixtures.train.synthetic import write_dataset
 
-from csrm import cli
-from csrm.calibration import calibrate, compliance_logits
-from csrm.data import load_augmented, tokenize_examples
-from csrm.metrics import fit_temperature
-from csrm.modeling import CSRMModel, load_tokenizer
-from csrm.paths import CONFIGS_DIR
-from csrm.train import run_training
-from csrm.train_config import load_train_config
+from csrm.app import cli
+from csrm.base.metrics import fit_temperature
+from csrm.base.paths import CONFIGS_DIR
+from csrm.model.modeling import CSRMModel, load_tokenizer
+from csrm.training.calibration import calibrate, compliance_logits
+from csrm.training.config import load_train_config
+from csrm.training.data import load_augmented, tokenize_examples
+from csrm.training.train import run_training
 
 
 def test_fit_recovers_a_known_temperature():
@@ -80,7 +80,7 @@ def test_calibrate_lowers_ece_of_an_overconfident_model(overconfident, capsys):
     logits = torch.tensor(compliance_logits(model, feats.input_ids, pad_token_id=tok.pad_token_id))
     p_comply = model.calibrated_probability(logits).numpy()
     y_violation = 1 - np.array(feats.labels)
-    from csrm.metrics import expected_calibration_error
+    from csrm.base.metrics import expected_calibration_error
 
     assert expected_calibration_error(y_violation, 1 - p_comply) == pytest.approx(report["after"]["ece"], abs=1e-6)
 

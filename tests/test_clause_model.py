@@ -1,4 +1,4 @@
-"""The clause-reading CSRM (csrm.clause_model, clause_features, clause_scoring, clause_train) on a tiny random BERT
+"""The clause-reading CSRM (csrm.model.clause_model, clause_features, clause_scoring, clause_train) on a tiny random BERT
 with MiniLM's tokenizer: save/load, the scoring API, encode-once caching, no judged content lost (a 25k policy and
 a 20-turn transcript are read to their ends), and `csrm train` end to end on the bundled seed augmentation."""
 
@@ -15,17 +15,17 @@ from transformers import AutoTokenizer
 
 import augmentation
 import csrm
-from csrm import train as train_cli
-from csrm.clause_features import FeatureEncoder
-from csrm.clause_model import ClauseCSRMModel
-from csrm.clause_scoring import ClauseScorer
-from csrm.clause_train import build_clause_model
-from csrm.metrics import classification_metrics
-from csrm.paths import CONFIGS_DIR, resolve_model_name
-from csrm.ranking import rank_key
-from csrm.score_types import ScoreItem, ScoreResult
-from csrm.train import run_training
-from csrm.train_config import load_train_config
+from csrm.base.metrics import classification_metrics
+from csrm.base.paths import CONFIGS_DIR, resolve_model_name
+from csrm.base.score_types import ScoreItem, ScoreResult
+from csrm.model.clause_features import FeatureEncoder
+from csrm.model.clause_model import ClauseCSRMModel
+from csrm.scoring.clause_scoring import ClauseScorer
+from csrm.scoring.ranking import rank_key
+from csrm.training import train as train_cli
+from csrm.training.clause_train import build_clause_model
+from csrm.training.config import load_train_config
+from csrm.training.train import run_training
 
 CLAUSE_YAML = CONFIGS_DIR / "train" / "clause_minilm.yaml"
 SEED_RECIPE = CONFIGS_DIR / "augment" / "seed.yaml"
@@ -367,7 +367,7 @@ def test_a_model_built_from_a_backbone_config_encodes_without_dropout(tokenizer)
 
 @pytest.mark.slow
 def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
-    """`torchrun --nproc_per_node 2 -m csrm.train` (gloo on CPU): rank 0 encodes and caches the features, rank 1
+    """`torchrun --nproc_per_node 2 -m csrm.training.train` (gloo on CPU): rank 0 encodes and caches the features, rank 1
     reads them, both train data-parallel through accelerate, and the saved model loads and scores."""
     import os
     import subprocess
@@ -379,7 +379,7 @@ def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), "-m", "csrm.train", str(CLAUSE_YAML),
+               "--master_port", str(port), "-m", "csrm.training.train", str(CLAUSE_YAML),
                *train_overrides(seed_data, tmp_path)]
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -392,8 +392,8 @@ def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
 
 
 def test_distractor_pool_and_curriculum(model, tokenizer, tmp_path):
-    from csrm.clause_train import distractor_pool, with_distractors
-    from csrm.errors import InputError
+    from csrm.base.errors import InputError
+    from csrm.training.clause_train import distractor_pool, with_distractors
 
     rules = tmp_path / "rules.jsonl"
     rules.write_text(json.dumps({"rules": "1. Always answer in French.\n2. Never use the letter z."}) + "\n"

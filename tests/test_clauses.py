@@ -1,4 +1,4 @@
-"""Splitting configs into clauses and judged content into windows (csrm.clauses, clause_features.content_windows):
+"""Splitting configs into clauses and judged content into windows (csrm.model.clauses, clause_features.content_windows):
 structure is kept (numbered rules, bullets under their lead-in, table rows, key: value blocks, sentences) and
 nothing is lost (every word of a 25k-character policy and every character of every agent turn is in a window)."""
 
@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from csrm.clause_features import content_windows
-from csrm.clauses import (
+from csrm.model.clause_features import content_windows
+from csrm.model.clauses import (
     MAX_CLAUSE_CHARS,
     MAX_SEGMENT_CHARS,
     WINDOW_OVERLAP_CHARS,

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scoring_fixtures import tiny_encoder
 
-from csrm.cosa_score import (
+from csrm.alignment.cosa_score import (
     CoSASettings,
     HeldOutItem,
     compare,
@@ -19,8 +19,8 @@ from csrm.cosa_score import (
     judge_answers,
     render_markdown,
 )
-from csrm.score_types import ScoreItem, ScoreResult
-from csrm.scoring import CSRMScorer
+from csrm.base.score_types import ScoreItem, ScoreResult
+from csrm.scoring.scorer import CSRMScorer
 
 REFUSAL = CoSASettings().refusal_anchor
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from csrm.compliance import VIOLATION_THRESHOLD, complies, error_score, violating_categories
-from csrm.errors import InputError
-from csrm.io import atomic_path, iter_jsonl, load_yaml, read_text, require, write_json, write_jsonl
-from csrm.paths import CONFIGS_DIR
-from csrm.records import Example, PreferencePair, SourceRecord, as_messages, last_user_turn, stable_id
-from csrm.safety_config import SafetyConfig
-from csrm.taxonomy import RiskTaxonomy, Severity
+from csrm.base.compliance import VIOLATION_THRESHOLD, complies, error_score, violating_categories
+from csrm.base.errors import InputError
+from csrm.base.io import atomic_path, iter_jsonl, load_yaml, read_text, require, write_json, write_jsonl
+from csrm.base.paths import CONFIGS_DIR
+from csrm.base.records import Example, PreferencePair, SourceRecord, as_messages, last_user_turn, stable_id
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.taxonomy import RiskTaxonomy, Severity
 
 V, P, F = "Violence", "Privacy Violations", "Financial Crime and Theft"
 

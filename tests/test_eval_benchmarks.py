@@ -8,9 +8,9 @@ from pathlib import Path
 import datasets
 import pytest
 
-from csrm.errors import InputError
-from csrm.safety_config import SafetyConfig
-from csrm.score_types import ScoreItem
+from csrm.base.errors import InputError
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.score_types import ScoreItem
 from eval.benchmarks import BenchmarkUnavailable, cosapien, dynabench, load_benchmark, resolve_names
 from eval.benchmarks import cosalign_test as cosalign
 from eval.items import DEV, HEADLINE, TEST, EvalItem, assign_dev_slice, blind_items, limit_items

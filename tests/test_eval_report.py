@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from csrm.metrics import best_f1_threshold, expected_calibration_error
-from csrm.records import stable_id
-from csrm.score_types import ScoreItem, ScoreResult
+from csrm.base.metrics import best_f1_threshold, expected_calibration_error
+from csrm.base.records import stable_id
+from csrm.base.score_types import ScoreItem, ScoreResult
 from eval import cli, models
 from eval.analysis import Scored, stored_metrics, tune_threshold, view_metrics
 from eval.harness import evaluate
@@ -205,7 +205,7 @@ def test_cli_unknown_benchmark(capsys) -> None:
 
 
 def test_csrm_dispatches_eval(monkeypatch: pytest.MonkeyPatch) -> None:
-    from csrm.cli import main as csrm_main
+    from csrm.app.cli import main as csrm_main
 
     seen = []
     monkeypatch.setattr(cli, "main", lambda argv: seen.append(argv) or 0)
@@ -221,8 +221,8 @@ def test_load_scorer_dispatch(monkeypatch: pytest.MonkeyPatch) -> None:
     models.load_scorer("zero-shot:smollm2", device="cpu", batch_size=4)
     assert calls[0].model == "smollm2" and calls[0].device == "cpu" and calls[0].batch_size == 4
 
-    fake = types.ModuleType("csrm.scoring")
+    fake = types.ModuleType("csrm.scoring.scorer")
     fake.load = lambda spec, **kw: ("csrm", spec, kw)
-    monkeypatch.setitem(sys.modules, "csrm.scoring", fake)
+    monkeypatch.setitem(sys.modules, "csrm.scoring.scorer", fake)
     assert models.load_scorer("runs/model") == ("csrm", "runs/model", {})
     assert models.load_scorer("runs/model", device="cpu") == ("csrm", "runs/model", {"device": "cpu"})

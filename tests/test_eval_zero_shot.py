@@ -11,7 +11,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from csrm.score_types import ScoreItem
+from csrm.base.score_types import ScoreItem
 from eval.zero_shot import (
     QUESTIONS,
     ZeroShotConfig,

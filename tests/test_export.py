@@ -15,8 +15,8 @@ import torch
 from scoring_fixtures import CONFIGS, PROMPTS, save, tiny_decoder, tiny_encoder
 
 import csrm
-from csrm import cli
-from csrm.export import COMPLIANCE_FILE
+from csrm.app import cli
+from csrm.scoring.export import COMPLIANCE_FILE
 
 ROWS = [  # (config, messages, response)
     (CONFIGS[0], [{"role": "user", "content": PROMPTS[0]}], "I can't help with that."),
@@ -174,8 +174,8 @@ def test_clause_csrm_export_is_the_folder_plus_a_card(tmp_path, capsys):
     import transformers
     from transformers import AutoTokenizer
 
-    from csrm.clause_model import ClauseCSRMModel
-    from csrm.paths import resolve_model_name
+    from csrm.base.paths import resolve_model_name
+    from csrm.model.clause_model import ClauseCSRMModel
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
     torch.manual_seed(0)

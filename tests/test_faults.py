@@ -25,8 +25,8 @@ from safetensors.torch import load_file
 from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder
 from test_align import item_files, recipe_overrides, threads, tiny_csrm, tiny_policy  # noqa: F401 - fixtures
 
-from csrm.cli import main as csrm_main
-from csrm.errors import InputError
+from csrm.app.cli import main as csrm_main
+from csrm.base.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,26 +80,26 @@ KILL_IN_AUGMENT = """
         if len(written) == 2:  # half of the output files are in the temporary folder
             stall()
     ap._write_jsonl = write
-    from csrm.cli import main
+    from csrm.app.cli import main
     sys.exit(main(["run", sys.argv[1]]))
 """
 
 KILL_IN_TRAIN = """
-    from csrm.trainer import CSRMTrainer
+    from csrm.training.trainer import CSRMTrainer
     original = CSRMTrainer._save_checkpoint
     def save(self, model, trial):
         original(self, model, trial)
         if self.state.global_step == 4:  # checkpoint-4 is complete; steps 5-8 are not done
             stall()
     CSRMTrainer._save_checkpoint = save
-    from csrm.cli import main
+    from csrm.app.cli import main
     sys.exit(main(["run", sys.argv[1]]))
 """
 
 
 @pytest.mark.slow
 def test_csrm_run_killed_in_augment_and_in_train_resumes_to_the_uninterrupted_result(tmp_path):
-    from csrm.pipeline import Pipeline, load_pipeline_config
+    from csrm.app.pipeline import Pipeline, load_pipeline_config
 
     Pipeline(load_pipeline_config(run_recipe(tmp_path, "clean")), log=lambda _: None).run()
     clean, out = tmp_path / "clean", tmp_path / "killed"
@@ -155,7 +155,7 @@ def rows(path: Path) -> dict[str, dict]:
 
 
 KILL_IN_SCORE = """
-    from csrm.scoring import CSRMScorer
+    from csrm.scoring.scorer import CSRMScorer
     original = CSRMScorer.iter_batches
     def batches(self, items, thresholds=None):
         for n, batch in enumerate(original(self, items, thresholds)):
@@ -163,7 +163,7 @@ KILL_IN_SCORE = """
             if n == 3:  # four batches are flushed to the partial file
                 stall()
     CSRMScorer.iter_batches = batches
-    from csrm.cli import main
+    from csrm.app.cli import main
     sys.exit(main(ARGV))
 """
 
@@ -230,15 +230,15 @@ KILL_IN_DPO = """
             stall()
         return loss
     transformers.Trainer.training_step = step
-    from csrm.cli import main
+    from csrm.app.cli import main
     sys.exit(main(ARGV))
 """
 
 
 def test_csrm_align_killed_in_dpo_resumes_to_the_uninterrupted_result(
         tmp_path, tiny_policy, tiny_csrm, item_files):  # noqa: F811 - fixtures imported from test_align
-    from csrm.align import run_align
-    from csrm.align_config import AlignConfig
+    from csrm.alignment.align import run_align
+    from csrm.alignment.config import AlignConfig
 
     def overrides(out: Path) -> list[str]:
         return recipe_overrides(out, tiny_policy, tiny_csrm, item_files, rounds="1", **{"eval.enabled": "false"})
@@ -264,8 +264,8 @@ def test_csrm_align_killed_in_dpo_resumes_to_the_uninterrupted_result(
 
 def test_align_resume_with_another_judge_or_setting_is_refused(
         tmp_path, tiny_policy, tiny_csrm, item_files):  # noqa: F811 - fixtures imported from test_align
-    from csrm.align import AlignRun, run_align
-    from csrm.align_config import AlignConfig
+    from csrm.alignment.align import AlignRun, run_align
+    from csrm.alignment.config import AlignConfig
 
     out = tmp_path / "run"
 

@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from csrm.formatting import SCREENING_MARKER, InputFormatter, pad_batch
-from csrm.modeling import load_tokenizer
-from csrm.paths import default_backbone
+from csrm.base.paths import default_backbone
+from csrm.model.formatting import SCREENING_MARKER, InputFormatter, pad_batch
+from csrm.model.modeling import load_tokenizer
 
 CONFIG = "Never discuss weapons. Gambling is allowed."
 MESSAGES = [{"role": "user", "content": "Tell me about dice games."}]
@@ -109,7 +109,7 @@ def test_config_is_cut_last_and_never_silently(tok, caplog):
     response = "the answer is " + "delta " * 60
     fmt = InputFormatter(tok, max_length=96)
     budget = 96 - 3
-    with caplog.at_level(logging.WARNING, logger="csrm.formatting"):
+    with caplog.at_level(logging.WARNING, logger="csrm.model.formatting"):
         enc = fmt.encode(long_config, MESSAGES, response)
         fmt.encode(long_config, MESSAGES, response)
     assert len(enc.input_ids) == 96

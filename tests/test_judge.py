@@ -9,11 +9,11 @@ import pytest
 import torch
 from scoring_fixtures import CONFIGS, PROMPTS, tiny_decoder
 
-from csrm.judge import COLUMNS, JudgeInput, build_preference_dataset, preference_pairs
-from csrm.ranking import estimated_error, rank, rank_key
-from csrm.safety_config import SafetyConfig
-from csrm.score_types import ScoreItem, ScoreResult
-from csrm.scoring import CSRMScorer
+from csrm.alignment.judge import COLUMNS, JudgeInput, build_preference_dataset, preference_pairs
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.score_types import ScoreItem, ScoreResult
+from csrm.scoring.ranking import estimated_error, rank, rank_key
+from csrm.scoring.scorer import CSRMScorer
 
 
 def result(complies: bool, reward: float) -> ScoreResult:

@@ -14,13 +14,13 @@ from fixtures.train.synthetic import write_dataset
 from transformers import TrainerCallback, set_seed
 
 import csrm
-from csrm.errors import InputError
-from csrm.lora import has_lora
-from csrm.paths import CONFIGS_DIR
-from csrm.score_types import ScoreItem
-from csrm.scoring import CSRMScorer
-from csrm.train import build_data, build_model, run_training
-from csrm.train_config import load_train_config
+from csrm.base.errors import InputError
+from csrm.base.paths import CONFIGS_DIR
+from csrm.base.score_types import ScoreItem
+from csrm.scoring.scorer import CSRMScorer
+from csrm.training.config import load_train_config
+from csrm.training.lora import has_lora
+from csrm.training.train import build_data, build_model, run_training
 
 TINY = CONFIGS_DIR / "train" / "tiny_test.yaml"
 LORA = "{r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: [query, value]}"
@@ -107,7 +107,7 @@ def test_peft_and_attention_settings_are_checked(tmp_path, dataset):
 
 
 def test_tokenization_is_cached_and_reused(tmp_path, dataset, monkeypatch):
-    from csrm.formatting import InputFormatter
+    from csrm.model.formatting import InputFormatter
 
     cfg, _ = config(tmp_path, dataset)
     model, tok = build_model(cfg)

@@ -15,9 +15,9 @@ import requests
 import uvicorn
 from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port, tiny_decoder, tokenizer
 
-from csrm.openrlhf import QueryError, parse_query
-from csrm.scoring import CSRMScorer
-from csrm.server import create_app
+from csrm.scoring.openrlhf import QueryError, parse_query
+from csrm.scoring.scorer import CSRMScorer
+from csrm.scoring.server import create_app
 
 # ChatML as shipped by Qwen2/SmolLM2 (no default system turn), and Llama 3.1's layout (its template's
 # date preamble in the system turn)
@@ -161,19 +161,19 @@ def test_serve_flags_default_config_file_and_reward_output(tmp_path, monkeypatch
     from fastapi.testclient import TestClient
     from scoring_fixtures import save, tiny_encoder
 
-    import csrm.server
-    from csrm.scoring import load
+    import csrm.scoring.server
+    from csrm.scoring.scorer import load
 
     path = save(*tiny_encoder(), tmp_path / "model")
     config_file = tmp_path / "policy.yaml"
     config_file.write_text("name: violence-ok\nallow: {Violence: 2}\n")
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
-    assert csrm.server.main([str(path), "--default-config", str(config_file), "--reward-output", "p_comply"]) == 0
+    assert csrm.scoring.server.main([str(path), "--default-config", str(config_file), "--reward-output", "p_comply"]) == 0
     query = "User: " + PROMPTS[1] + "\nAssistant: " + RESPONSES[2]
     with TestClient(seen["app"]) as client:
         got = client.post("/get_reward", json={"query": [query]}).json()
-    from csrm.safety_config import SafetyConfig
+    from csrm.base.safety_config import SafetyConfig
 
     expected = load(path).score(SafetyConfig.from_file(config_file), PROMPTS[1], RESPONSES[2])
     assert got["rewards"][0] == pytest.approx(expected.p_comply, abs=1e-5)

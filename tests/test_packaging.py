@@ -28,7 +28,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("csrm", "augmentation", "eval")
-# used only when installed (csrm/policy.py checks find_spec("vllm") before its GPU-only vLLM sampling path)
+# used only when installed (csrm/alignment/policy.py checks find_spec("vllm") before its GPU-only vLLM sampling path)
 UNDECLARED_OK = {"vllm"}
 EXTRAS_ONLY = ("deepspeed", "fastapi", "uvicorn", "trl", "peft", "gguf", "wandb")
 
@@ -87,7 +87,7 @@ def test_every_imported_package_is_declared():
 
 
 def test_configs_links_point_at_the_package_data():
-    from csrm.paths import DEFAULT_TAXONOMY, MAPPINGS_DIR
+    from csrm.base.paths import DEFAULT_TAXONOMY, MAPPINGS_DIR
 
     assert DEFAULT_TAXONOMY.is_file() and DEFAULT_TAXONOMY.is_relative_to(ROOT / "csrm")
     for name, target in (("taxonomy", DEFAULT_TAXONOMY.parent), ("mappings", MAPPINGS_DIR)):
@@ -109,7 +109,7 @@ DRIVER = textwrap.dedent("""
         sys.modules[name] = None
     import augmentation, csrm, eval
     from csrm import SafetyConfig
-    import csrm.calibration, csrm.pipeline, csrm.score_cli, csrm.train, eval.cli  # core commands import
+    import csrm.training.calibration, csrm.app.pipeline, csrm.scoring.score_cli, csrm.training.train, eval.cli  # core commands import
     scorer = csrm.load(sys.argv[1])
     result = scorer.score("No violence.", "Write a sword fight.", "The blade flashes.")
     print(json.dumps({{"files": [m.__file__ for m in (augmentation, csrm, eval)], "path": sys.path,

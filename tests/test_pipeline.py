@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from csrm.errors import InputError
-from csrm.paths import CONFIGS_DIR
-from csrm.pipeline import Pipeline, load_pipeline_config
+from csrm.app.pipeline import Pipeline, load_pipeline_config
+from csrm.base.errors import InputError
+from csrm.base.paths import CONFIGS_DIR
 
 TINY_TRAIN = ["max_steps=6", "eval_strategy=no", "save_strategy=no", "logging_steps=3"]
 
@@ -133,7 +133,7 @@ def test_changed_settings_rerun_that_stage_and_every_later_one(tmp_path):
 
 
 def test_fingerprint_covers_input_files_and_upstream(tmp_path):
-    from csrm.run_state import RunState, StageSpec
+    from csrm.app.run_state import RunState, StageSpec
 
     data = tmp_path / "corpus.jsonl"
     data.write_text('{"prompt": "a"}\n')

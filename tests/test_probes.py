@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from csrm.score_types import ScoreItem
+from csrm.base.score_types import ScoreItem
 from eval.items import EvalItem
 from eval.probes import Probe
 

@@ -7,10 +7,10 @@ import torch
 from datasets import Dataset
 from scoring_fixtures import CONFIGS, PROMPTS, tiny_decoder
 
-from csrm.ranking import estimated_error
-from csrm.reward_funcs import CSRMReward, completion_text
-from csrm.safety_config import SafetyConfig
-from csrm.scoring import CSRMScorer
+from csrm.base.safety_config import SafetyConfig
+from csrm.scoring.ranking import estimated_error
+from csrm.scoring.reward_funcs import CSRMReward, completion_text
+from csrm.scoring.scorer import CSRMScorer
 
 
 @pytest.fixture(scope="module")

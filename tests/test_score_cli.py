@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder
 
-import csrm.scoring
-from csrm.cli import main as csrm_main
-from csrm.errors import InputError
-from csrm.safety_config import SafetyConfig
-from csrm.score_cli import main, read_done, read_items
-from csrm.scoring import CSRMScorer
+import csrm.scoring.scorer
+from csrm.app.cli import main as csrm_main
+from csrm.base.errors import InputError
+from csrm.base.safety_config import SafetyConfig
+from csrm.scoring.score_cli import main, read_done, read_items
+from csrm.scoring.scorer import CSRMScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,7 +92,7 @@ def test_scores_every_item_in_input_order_like_the_library(tmp_path, model_dir):
     got = read_rows(out)
     assert [r["id"] for r in got] == [r["id"] for r in rows]
     assert not out.with_name("out.jsonl.partial").exists()
-    scorer = csrm.scoring.load(model_dir)
+    scorer = csrm.scoring.scorer.load(model_dir)
     for row, result in zip(rows[:8], got[:8], strict=True):
         prompt = row.get("messages") or row["prompt"]
         config = row["config"] if isinstance(row["config"], str) else SafetyConfig.from_dict(row["config"])
@@ -167,14 +167,14 @@ def test_real_kill_and_rerun(tmp_path, model_dir):
     partial = out.with_name("out.jsonl.partial")
     script = textwrap.dedent(f"""
         import sys, time
-        from csrm.scoring import CSRMScorer
+        from csrm.scoring.scorer import CSRMScorer
         original = CSRMScorer.iter_batches
         def slow(self, items, thresholds=None):
             for batch in original(self, items, thresholds):
                 time.sleep(0.3)
                 yield batch
         CSRMScorer.iter_batches = slow
-        from csrm.cli import main
+        from csrm.app.cli import main
         sys.exit(main(["score", {str(model_dir)!r}, "--input", {str(inp)!r}, "--output", {str(out)!r},
                        "--batch-tokens", "128", "--no-progress", "--threads", "1"]))
     """)

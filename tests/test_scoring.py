@@ -13,23 +13,23 @@ from scoring_fixtures import (
     RESPONSES,
     grid_items,
     save,
-     # noqa: F401
+    # noqa: F401
     tiny_decoder,
     tiny_encoder,
 )
 
-from csrm.batching import (
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.score_types import ScoreItem
+from csrm.model.batching import (
     CPU_MAX_TOKENS,
     DEFAULT_MAX_TOKENS,
     default_max_tokens,
     padded_tokens,
     token_budget_batches,
 )
-from csrm.ranking import rank_key
-from csrm.safety_config import SafetyConfig
-from csrm.score_types import ScoreItem
-from csrm.scoring import CSRMScorer, load, resolve_bf16
-from csrm.thresholds import config_key, fit_threshold, fit_thresholds, save_thresholds
+from csrm.scoring.ranking import rank_key
+from csrm.scoring.scorer import CSRMScorer, load, resolve_bf16
+from csrm.scoring.thresholds import config_key, fit_threshold, fit_thresholds, save_thresholds
 
 
 @pytest.fixture(scope="module")

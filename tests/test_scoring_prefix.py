@@ -9,15 +9,15 @@ from scoring_fixtures import (
     CONFIGS,
     RESPONSES,
     grid_items,
-     # noqa: F401
+    # noqa: F401
     tiny_decoder,
 )
 
-import csrm.scoring
-from csrm.formatting import Encoded
-from csrm.prefix_cache import plan_prefix_batches, split_point, supports_prefix_cache
-from csrm.score_types import ScoreItem
-from csrm.scoring import CSRMScorer
+import csrm.scoring.scorer
+from csrm.base.score_types import ScoreItem
+from csrm.model.formatting import Encoded
+from csrm.model.prefix_cache import plan_prefix_batches, split_point, supports_prefix_cache
+from csrm.scoring.scorer import CSRMScorer
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +29,13 @@ def decoder():
 def prefix_calls(monkeypatch):
     """Record every shared-prefix batch the scorer runs."""
     calls = []
-    original = csrm.scoring.run_prefix_batch
+    original = csrm.scoring.scorer.run_prefix_batch
 
     def spy(model, batch, pad_id, device):
         calls.append(batch)
         return original(model, batch, pad_id, device)
 
-    monkeypatch.setattr(csrm.scoring, "run_prefix_batch", spy)
+    monkeypatch.setattr(csrm.scoring.scorer, "run_prefix_batch", spy)
     return calls
 
 

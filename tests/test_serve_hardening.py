@@ -13,10 +13,10 @@ import pytest
 from fastapi.testclient import TestClient
 from scoring_fixtures import tiny_encoder
 
-from csrm.errors import InputError
-from csrm.score_types import ScoreItem, ScoreResult
-from csrm.scoring import CSRMScorer
-from csrm.server import Batcher, Busy, create_app, read_token
+from csrm.base.errors import InputError
+from csrm.base.score_types import ScoreItem, ScoreResult
+from csrm.scoring.scorer import CSRMScorer
+from csrm.scoring.server import Batcher, Busy, create_app, read_token
 
 
 class FakeScorer:

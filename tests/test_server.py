@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port, tiny_decoder
 
-from csrm.scoring import CSRMScorer
-from csrm.server import create_app
+from csrm.scoring.scorer import CSRMScorer
+from csrm.scoring.server import create_app
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_rank_orders_like_the_library(server, scorer):
 def test_structured_config_and_health(server, scorer):
     config = {"name": "violence", "allow": {"Violence": 2}}
     got = httpx.post(f"{server}/score", json={"items": [{"config": config, "prompt": PROMPTS[1]}]}).json()
-    from csrm.safety_config import SafetyConfig
+    from csrm.base.safety_config import SafetyConfig
 
     expected = scorer.score(SafetyConfig.from_dict(config), PROMPTS[1])
     assert got["results"][0]["p_comply"] == pytest.approx(expected.p_comply, abs=1e-5)
@@ -127,12 +127,12 @@ def test_serve_command_loads_the_model_and_runs_uvicorn(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
     from scoring_fixtures import save, tiny_encoder
 
-    import csrm.server
+    import csrm.scoring.server
 
     path = save(*tiny_encoder(), tmp_path / "model")
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
-    assert csrm.server.main([str(path), "--host", "127.0.0.1", "--port", "8123", "--max-items", "3"]) == 0
+    assert csrm.scoring.server.main([str(path), "--host", "127.0.0.1", "--port", "8123", "--max-items", "3"]) == 0
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
     with TestClient(seen["app"]) as client:
         assert client.get("/health").json()["max_items"] == 3

@@ -13,9 +13,9 @@ from fixtures.train.synthetic import write_dataset
 from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder
 from wandb_offline import read_offline_run
 
-from csrm.calibration import calibrate
-from csrm.plots import reliability_figure
-from csrm.tracking import flatten, wants_wandb
+from csrm.base.plots import reliability_figure
+from csrm.base.tracking import flatten, wants_wandb
+from csrm.training.calibration import calibrate
 
 
 @pytest.fixture
@@ -107,9 +107,9 @@ def test_csrm_eval_logs_to_wandb_with_progress_bars(tmp_path, model_dir, eval_fi
 
 
 def test_cosa_score_logs_to_wandb(tmp_path, model_dir, offline_wandb):
-    from csrm.align import AlignRun
-    from csrm.cosa_score import HeldOutItem, evaluate_answers
-    from csrm.scoring import load
+    from csrm.alignment.align import AlignRun
+    from csrm.alignment.cosa_score import HeldOutItem, evaluate_answers
+    from csrm.scoring.scorer import load
 
     items = [HeldOutItem(CONFIGS[i % 2], [{"role": "user", "content": PROMPTS[i % 3]}], f"c{i % 2}", f"p{i}", f"i{i}")
              for i in range(6)]
@@ -129,9 +129,9 @@ def test_cosa_score_logs_to_wandb(tmp_path, model_dir, offline_wandb):
 
 
 def test_evaluation_during_training_shows_a_progress_bar(tmp_path, capfd):
-    from csrm.paths import CONFIGS_DIR
-    from csrm.train import run_training
-    from csrm.train_config import load_train_config
+    from csrm.base.paths import CONFIGS_DIR
+    from csrm.training.config import load_train_config
+    from csrm.training.train import run_training
 
     data = write_dataset(tmp_path / "data", n_train=40, n_validation=40)
     config, _ = load_train_config(CONFIGS_DIR / "train" / "tiny_test.yaml", [], dataset_path=str(data),
@@ -145,7 +145,7 @@ def test_evaluation_during_training_shows_a_progress_bar(tmp_path, capfd):
 def test_csrm_run_logs_every_stage_to_wandb(tmp_path, offline_wandb):
     import yaml
 
-    from csrm.pipeline import Pipeline, load_pipeline_config
+    from csrm.app.pipeline import Pipeline, load_pipeline_config
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({

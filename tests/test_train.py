@@ -15,9 +15,16 @@ from fixtures.train.synthetic import write_dataset
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from csrm import cli
-from csrm.calibration import compliance_logits
-from csrm.data import (
+from csrm.app import cli
+from csrm.base.errors import InputError
+from csrm.base.metrics import classification_metrics
+from csrm.base.paths import CONFIGS_DIR, default_backbone
+from csrm.model.formatting import InputFormatter
+from csrm.model.modeling import CSRMModel, load_tokenizer
+from csrm.model.objective import csrm_loss
+from csrm.training.calibration import compliance_logits
+from csrm.training.config import CSRMTrainConfig, check_config_dict, load_train_config
+from csrm.training.data import (
     MixedBatchSampler,
     MixedCollator,
     MixedDataset,
@@ -26,15 +33,8 @@ from csrm.data import (
     tokenize_examples,
     tokenize_pairs,
 )
-from csrm.errors import InputError
-from csrm.formatting import InputFormatter
-from csrm.metrics import classification_metrics
-from csrm.modeling import CSRMModel, load_tokenizer
-from csrm.objective import csrm_loss
-from csrm.paths import CONFIGS_DIR, default_backbone
-from csrm.train import run_training
-from csrm.train_config import CSRMTrainConfig, check_config_dict, load_train_config
-from csrm.trainer import CSRMTrainer, NonFiniteLossError
+from csrm.training.train import run_training
+from csrm.training.trainer import CSRMTrainer, NonFiniteLossError
 
 TINY = CONFIGS_DIR / "train" / "tiny_test.yaml"
 
@@ -243,7 +243,7 @@ def test_yaml_values_are_read_leniently_where_yaml_is_odd(tmp_path):
 
 def test_shipped_configs_are_valid():
     for path in sorted((CONFIGS_DIR / "train").glob("*.yaml")):
-        from csrm.io import load_yaml
+        from csrm.base.io import load_yaml
 
         data = check_config_dict(load_yaml(path), source=str(path))
         assert "dataset_path" in data and "output_dir" in data, path
@@ -293,7 +293,7 @@ def test_saved_model_loads_and_scores_like_the_trainer(trained, dataset):
     for key in ("accuracy", "f1", "auroc", "ece", "brier"):
         assert metrics[key] == pytest.approx(summary["eval"][f"eval_{key}"], abs=1e-6)
     checkpoints = sorted(p.name for p in Path(config.checkpoint_dir).iterdir())
-    # save_total_limit 2, no staging left; tokenized/ is the tokenization cache (csrm.token_cache)
+    # save_total_limit 2, no staging left; tokenized/ is the tokenization cache (csrm.training.token_cache)
     assert checkpoints == ["checkpoint-150", "checkpoint-300", "tokenized"]
 
 
@@ -383,7 +383,7 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
 
 
 def test_cli_exit_code_for_a_diverged_run(tmp_path, monkeypatch, capsys, dataset):
-    import csrm.train as train_module
+    import csrm.training.train as train_module
 
     def diverge(*args, **kwargs):
         raise NonFiniteLossError("training stopped: the loss became nan at step 4")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from csrm.paths import data_dir as default_data_dir
+from csrm.base.paths import data_dir as default_data_dir
 from eval.benchmarks import augmented, cosalign_test, cosapien, dynabench
 from eval.benchmarks._source import BenchmarkUnavailable
 from eval.items import DEV, TEST, EvalItem, assign_dev_slice, limit_items, split_items

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from csrm.io import iter_jsonl
+from csrm.base.io import iter_jsonl
 
 Rows = dict[str, list[dict[str, Any]]]
 R = TypeVar("R")

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from csrm.io import iter_jsonl, require
-from csrm.score_types import ScoreItem
+from csrm.base.io import iter_jsonl, require
+from csrm.base.score_types import ScoreItem
 from eval.benchmarks._source import BenchmarkUnavailable
 from eval.items import HEADLINE, EvalItem
 

@@ -20,11 +20,11 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from csrm.errors import InputError
-from csrm.io import iter_jsonl, load_yaml, require
-from csrm.safety_config import SafetyConfig
-from csrm.score_types import ScoreItem
-from csrm.taxonomy import RiskTaxonomy
+from csrm.base.errors import InputError
+from csrm.base.io import iter_jsonl, load_yaml, require
+from csrm.base.safety_config import SafetyConfig
+from csrm.base.score_types import ScoreItem
+from csrm.base.taxonomy import RiskTaxonomy
 from eval.benchmarks._source import fetch_rows, hub_rows
 from eval.items import HEADLINE, EvalItem
 

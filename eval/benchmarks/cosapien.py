@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from csrm.errors import InputError
-from csrm.io import require
-from csrm.score_types import ScoreItem
+from csrm.base.errors import InputError
+from csrm.base.io import require
+from csrm.base.score_types import ScoreItem
 from eval.benchmarks._source import Rows, fetch_rows, hub_rows, read_jsonl_dir
 from eval.items import HEADLINE, EvalItem
 

@@ -22,10 +22,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from csrm.errors import InputError
-from csrm.io import require
-from csrm.records import Message
-from csrm.score_types import ScoreItem
+from csrm.base.errors import InputError
+from csrm.base.io import require
+from csrm.base.records import Message
+from csrm.base.score_types import ScoreItem
 from eval.benchmarks._source import Rows, fetch_rows, hub_rows, read_jsonl_dir
 from eval.items import HEADLINE, EvalItem
 

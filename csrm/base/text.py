@@ -1,0 +1,100 @@
+"""Text hygiene before tokenization: one rule for lone surrogates and one character cap, used by the library,
+``csrm score`` and ``csrm serve`` alike.
+
+**Lone surrogates are rejected, never repaired.** JSON can spell ``"\\ud800"`` and Python strings can hold it,
+but it is not a Unicode character: tokenizers raise on it and UTF-8 writers cannot write it. Replacing it
+with U+FFFD would score a text the client did not send, so every surface stops with an error naming the
+field (:func:`find_lone_surrogate`, :func:`check_strings`).
+
+**The character cap** bounds the work and memory per item *before* tokenization. A 20 MB response used to be
+tokenized whole (4M tokens, seconds and gigabytes) only for the formatter to keep its first few hundred
+tokens. :func:`cap_text` keeps the first and last ``cap`` characters of a longer field, joined by
+:data:`ELISION`; :func:`char_cap` derives ``cap`` from the model's ``max_length`` as ``max_length *
+CHARS_PER_TOKEN``. The formatter keeps only a prefix of the response and the config and only the newest tail
+of the conversation (:mod:`csrm.model.formatting`), so as long as the kept characters hold at least ``max_length``
+tokens (true unless the text averages more than 32 characters per token, e.g. runs of 100-character unknown
+"words") a capped item encodes to exactly the ids of the uncapped one. :func:`cap_messages` also drops the
+oldest turns beyond ``2 * cap`` characters in all, so a conversation of a million short turns is bounded too.
+The model rewrite (long content in chunks) can call :func:`cap_text` / :func:`cap_item` with its own cap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from csrm.base.errors import InputError
+
+CHARS_PER_TOKEN = 32  # far above real averages (~4 for English): the cap never bites on text the model keeps
+ELISION = " \u2026 "
+
+
+def char_cap(max_length: int) -> int:
+    """Characters kept at each end of an over-long field for a model reading ``max_length`` tokens."""
+    return max(int(max_length), 1) * CHARS_PER_TOKEN
+
+
+def cap_text(text: str, cap: int) -> str:
+    """``text`` if it has at most ``2 * cap`` characters, else its first and last ``cap`` joined by
+    :data:`ELISION` (deterministic, so a capped config still shares its prefix across responses)."""
+    if cap < 1 or len(text) <= 2 * cap:
+        return text
+    return text[:cap] + ELISION + text[-cap:]
+
+
+def cap_messages(messages: list[dict[str, str]], cap: int) -> list[dict[str, str]]:
+    """Each turn capped by :func:`cap_text`, and only the newest turns that fit in ``2 * cap`` characters in
+    all (at least the last one): the formatter drops the oldest tokens first anyway."""
+    kept: list[dict[str, str]] = []
+    total = 0
+    for message in reversed(messages):
+        content = cap_text(message["content"], cap)
+        if kept and total + len(content) > 2 * cap:
+            break
+        total += len(content)
+        kept.append(message if content is message["content"] else {**message, "content": content})
+    kept.reverse()
+    return kept
+
+
+def cap_item(item: Any, cap: int) -> Any:
+    """A :class:`csrm.base.score_types.ScoreItem` with config, turns and response capped (the same object when
+    nothing is over the cap)."""
+    config = cap_text(item.config, cap)
+    messages = cap_messages(item.messages, cap)
+    response = None if item.response is None else cap_text(item.response, cap)
+    if config is item.config and response is item.response and len(messages) == len(item.messages) and all(
+            a is b for a, b in zip(messages, item.messages, strict=True)):
+        return item
+    return dataclasses.replace(item, config=config, messages=messages, response=response)
+
+
+def find_lone_surrogate(text: str) -> int | None:
+    """Index of the first lone surrogate (U+D800-U+DFFF) in ``text``, or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return err.start
+    return None
+
+
+def surrogate_message(text: str, index: int) -> str:
+    return (f"lone surrogate U+{ord(text[index]):04X} at character {index}: not valid Unicode text "
+            "(encode the real character, or drop it)")
+
+
+def check_strings(value: Any, field: str, *, path: str | None = None, line: int | None = None) -> None:
+    """Raise :class:`InputError` naming ``field`` (dotted, e.g. ``messages.1.content``) if any string inside
+    ``value`` (dict keys included) holds a lone surrogate."""
+    if isinstance(value, str):
+        index = find_lone_surrogate(value)
+        if index is not None:
+            raise InputError(surrogate_message(value, index), path=path, line=line, field=field)
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            name = f"{field}.{key}" if field else str(key)
+            check_strings(key, name, path=path, line=line)
+            check_strings(inner, name, path=path, line=line)
+    elif isinstance(value, (list, tuple)):
+        for i, inner in enumerate(value):
+            check_strings(inner, f"{field}.{i}" if field else str(i), path=path, line=line)

@@ -1,0 +1,272 @@
+"""The clause-reading CSRM: a frozen text encoder, a config reader and a content matcher, combined by the
+compliance rule.
+
+Why this shape. End-to-end cross-encoders trained on CPU learned content priors, not the config (AUROC 0.55 on
+CoSAlign-Test's unseen configs), and they truncated long policies. Matching content to a category's *words* with
+a frozen sentence encoder transfers to categories without labels (0.98 zero-shot); training that overwrites
+the encoder loses it. So the encoder stays frozen, every input is short (a clause, a content window), and the
+trained parts are small heads that mirror :mod:`csrm.base.compliance`:
+
+1. **Config reader** (``A``): each clause ``k`` of the config (:mod:`csrm.model.clauses`) is compared with each
+   taxonomy category ``m`` by two scalars that carry no category identity, ``ms_km`` (late interaction: the
+   category name's tokens matched to the clause's tokens, MaxSim) and ``cos_km`` (pooled clause vs "name:
+   definition"), plus a low-dimensional projection of the clause's own embedding (its stance: permits,
+   prohibits, limits severity). A small MLP gives logits ``permit_km^s`` (allowed up to severity ``s`` = 1..3)
+   and ``prohibit_km``, pooled over clauses by a soft maximum (logsumexp);
+   ``A_m^s = σ(LSE_k permit_km^s) · (1 − σ(LSE_k prohibit_km))``. A category no clause permits is
+   denied, as the compliance rule says.
+2. **Content matcher** (``q``): each content window ``x`` (a request, a response, every earlier agent turn)
+   gets ``q = softmax([τ·cos(x, t_1..M), null(x)])``: which category it falls under, by similarity to the
+   category's text, or none. No per-category weights, so an unlabelled category is judged by its words.
+   A severity distribution ``p(s|x)`` and an engagement gate ``g(x)`` (1 − P(refusal)) are linear heads.
+3. **Rule**: window ``j`` violates with ``v_j = g_j Σ_m q_jm Σ_s p_j(s) (1 − A_m^s)``; the item complies iff no
+   window violates: ``P(comply) = Π_j (1 − v_j)``, returned as a logit (+ a learned bias) that temperature
+   scaling calibrates.
+4. **Reward** = −E[error score] under the same quantities (:mod:`csrm.base.compliance`): ``1 − g`` for not helping,
+   ``0.1`` per allowed category used, ``2 + E[s]`` per violated one. It ranks helpful-compliant first and, among
+   violations, the more severe lower; the Bradley–Terry pair loss tunes it.
+
+Everything is computed from per-text features (:mod:`csrm.model.clause_features`): a config's clauses are encoded
+once for any number of responses, a response once for any number of configs, and nothing is truncated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+from transformers.configuration_utils import SubConfigSpec
+
+from csrm.base.compliance import ALLOWED_CATEGORY_COST, UNHELPFUL_COST, VIOLATION_BASE
+from csrm.base.paths import resolve_model_name
+from csrm.base.taxonomy import RiskTaxonomy
+from csrm.model.modeling import CSRMOutput
+
+SEVERITY_LEVELS = 3
+EPS = 1e-6
+
+
+class ClauseCSRMConfig(PretrainedConfig):
+    """Configuration of a clause-reading CSRM: the encoder's config plus head sizes and calibration."""
+
+    model_type = "csrm_clause"
+    sub_configs_defaults = {"backbone": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    backbone: PretrainedConfig | dict | None = None
+    reader_dim: int = 32
+    max_length: int = 256
+    max_clause_chars: int = 400
+    max_segment_chars: int = 600
+    temperature: float = 1.0
+    threshold: float = 0.5
+    config_thresholds: dict | None = None
+    taxonomy: dict | None = None
+    blind_config: bool = False
+
+
+@dataclass
+class ClauseFeatures:
+    """Features of one batch of configs: clause embeddings ``e`` [C, K, D], name MaxSim ``ms`` and anchor
+    cosine ``cos`` [C, K, M], and the clause mask [C, K]."""
+
+    e: torch.Tensor
+    ms: torch.Tensor
+    cos: torch.Tensor
+    mask: torch.Tensor
+
+
+@dataclass
+class ContentFeatures:
+    """Features of one batch of contents: window embeddings ``x`` [N, S, D], mask [N, S], and ``engage``
+    [N, S] (False for windows judged without the gate, i.e. request screening)."""
+
+    x: torch.Tensor
+    mask: torch.Tensor
+    gated: torch.Tensor
+
+
+class ClauseCSRMModel(PreTrainedModel):
+    """Frozen encoder + config reader + content matcher (module doc)."""
+
+    config_class = ClauseCSRMConfig
+    base_model_prefix = "backbone"
+    _no_split_modules: list[str] = []
+
+    def __init__(self, config: ClauseCSRMConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.backbone = backbone if backbone is not None else AutoModel.from_config(config.backbone)
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()  # frozen: no dropout in the features, also for an encoder built from a config
+        dim = config.backbone.hidden_size
+        taxonomy = self.taxonomy
+        n = len(taxonomy.names)
+        self.reader_proj = nn.Linear(dim, config.reader_dim)
+        self.reader = nn.Sequential(nn.Linear(config.reader_dim + 2, config.reader_dim), nn.GELU(),
+                                    nn.Linear(config.reader_dim, SEVERITY_LEVELS + 1))
+        self.match_scale = nn.Parameter(torch.tensor(20.0))
+        self.null_head = nn.Linear(dim, 1)
+        self.severity_head = nn.Linear(dim, SEVERITY_LEVELS)
+        self.engage_head = nn.Linear(dim, 1)
+        self.bias = nn.Parameter(torch.zeros(()))
+        # category anchors: pooled "name: definition" and the name's token states (recomputed by set_anchors)
+        self.register_buffer("anchors", torch.zeros(n, dim))
+        self.register_buffer("name_tokens", torch.zeros(n, 16, dim))
+        self.register_buffer("name_mask", torch.zeros(n, 16, dtype=torch.bool))
+        self.post_init()
+        with torch.no_grad():
+            nn.init.zeros_(self.null_head.weight)
+            self.null_head.bias.fill_(4.0)
+            nn.init.zeros_(self.engage_head.weight)
+            self.engage_head.bias.fill_(3.0)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear) and not any(module is m for m in self.backbone.modules()):
+            module.reset_parameters()  # PyTorch's default (Kaiming-uniform): the small MLP learns fastest from it
+
+    # -- construction --------------------------------------------------------------------------------
+    @classmethod
+    def from_backbone(cls, name_or_path: str, *, taxonomy: RiskTaxonomy | None = None, tokenizer=None,
+                      **config_kwargs: Any) -> ClauseCSRMModel:
+        """New model on a pretrained encoder (``minilm`` = the bundled all-MiniLM-L6-v2); anchors computed."""
+        backbone = AutoModel.from_pretrained(resolve_model_name(name_or_path))
+        return cls._new(backbone.config, backbone, taxonomy, tokenizer, config_kwargs)
+
+    @classmethod
+    def from_backbone_config(cls, backbone_config: PretrainedConfig, *, taxonomy: RiskTaxonomy | None = None,
+                             tokenizer=None, **config_kwargs: Any) -> ClauseCSRMModel:
+        """New model on a randomly initialised encoder (tests)."""
+        return cls._new(backbone_config, None, taxonomy, tokenizer, config_kwargs)
+
+    @classmethod
+    def _new(cls, backbone_config, backbone, taxonomy, tokenizer, config_kwargs) -> ClauseCSRMModel:
+        taxonomy = taxonomy or RiskTaxonomy.default()
+        config = ClauseCSRMConfig(backbone=backbone_config.to_dict(), taxonomy=taxonomy.to_dict(), **config_kwargs)
+        config.backbone = backbone_config
+        model = cls(config, backbone=backbone)
+        if tokenizer is not None:
+            model.set_anchors(tokenizer)
+        return model
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *args: Any, trust_remote_code: bool = False, **kwargs: Any):
+        kwargs.setdefault("use_safetensors", True)
+        return super().from_pretrained(path, *args, trust_remote_code=trust_remote_code, **kwargs)
+
+    def train(self, mode: bool = True) -> ClauseCSRMModel:
+        """Heads follow ``mode``; the frozen encoder always stays in eval mode (no dropout in the features)."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    @property
+    def taxonomy(self) -> RiskTaxonomy:
+        from csrm.base.validation import taxonomy_from_dict
+
+        return taxonomy_from_dict(self.config.taxonomy) or RiskTaxonomy.default()
+
+    # -- the encoder ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(pooled [B, D], token states [B, L, D]), both L2-normalised; masked mean pooling (how
+        sentence-transformers trained MiniLM)."""
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
+        mask = attention_mask.unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return F.normalize(pooled, dim=-1), F.normalize(hidden, dim=-1)
+
+    @torch.no_grad()
+    def set_anchors(self, tokenizer) -> None:
+        """Encode the taxonomy's categories ("name: definition", and the name's tokens) into the buffers."""
+        cats = self.taxonomy.categories
+        device = self.anchors.device
+        full = tokenizer([f"{c.name}: {c.definition}" for c in cats], padding=True, truncation=True,
+                         max_length=self.config.max_length, return_tensors="pt").to(device)
+        self.anchors.copy_(self.encode(full["input_ids"], full["attention_mask"])[0])
+        names = tokenizer([c.name for c in cats], padding="max_length", truncation=True, max_length=18,
+                          return_tensors="pt").to(device)
+        _, tokens = self.encode(names["input_ids"], names["attention_mask"])
+        inner = names["attention_mask"].clone().bool()
+        inner[:, 0] = False  # drop [CLS] and [SEP]: match words, not markers
+        lengths = names["attention_mask"].sum(1)
+        inner[torch.arange(len(cats)), lengths - 1] = False
+        self.name_tokens.copy_(tokens[:, 1:17])
+        self.name_mask.copy_(inner[:, 1:17])
+
+    def clause_scalars(self, pooled: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per clause and category: MaxSim of the name's tokens over the clause's tokens, and pooled cosine."""
+        sims = torch.einsum("mnd,bld->bmnl", self.name_tokens, tokens)  # [B, M, name tokens, clause tokens]
+        sims = sims.masked_fill(~token_mask[:, None, None, :].bool(), -1.0).max(-1).values
+        name_mask = self.name_mask.float()
+        ms = (sims * name_mask).sum(-1) / name_mask.sum(-1).clamp(min=1.0)
+        return ms, pooled @ self.anchors.T
+
+    # -- heads ---------------------------------------------------------------------------------------
+    def read_config(self, f: ClauseFeatures) -> tuple[torch.Tensor, torch.Tensor]:
+        """``A`` [C, M, 3] (category allowed up to severity s) and per-clause prohibition [C, K, M]."""
+        h = self.reader_proj(f.e)[:, :, None, :].expand(-1, -1, f.ms.shape[-1], -1)
+        z = self.reader(torch.cat([h, 5 * f.ms[..., None], 5 * f.cos[..., None]], -1))  # [C, K, M, 4]
+        z = z.masked_fill(~f.mask[:, :, None, None], -1e4)
+        # a soft maximum over clauses, in logit space: a hard max trained into dead units from some seeds
+        # (validation exact-config accuracy 0.09 on one of three seeds, 0.72-0.77 on the others; logsumexp
+        # 0.72-0.76 on all three)
+        p = torch.sigmoid(torch.logsumexp(z, dim=1))  # [C, M, 4]
+        allowed = p[..., :SEVERITY_LEVELS] * (1 - p[..., SEVERITY_LEVELS:])
+        return allowed, torch.sigmoid(z[..., SEVERITY_LEVELS])
+
+    def match_content(self, f: ContentFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(q [N, S, M+1] category distribution with "none" last, severity [N, S, 3], engagement [N, S])."""
+        logits = torch.cat([self.match_scale * (f.x @ self.anchors.T), self.null_head(f.x)], -1)
+        q = torch.softmax(logits, -1)
+        severity = torch.softmax(self.severity_head(f.x), -1)
+        engage = torch.sigmoid(self.engage_head(f.x)).squeeze(-1)
+        engage = torch.where(f.gated, engage, torch.ones_like(engage))
+        return q, severity, engage
+
+    def forward(self, clauses: ClauseFeatures | None, content: ContentFeatures,
+                config_index: torch.Tensor | None = None, allowed: torch.Tensor | None = None,
+                **_: Any) -> CSRMOutput:
+        """Compliance logits and rewards for N items; ``config_index`` [N] picks each item's config row in
+        ``clauses`` (configs are read once per batch however many items share them). ``allowed`` [C, M, 3]
+        replaces reading ``clauses`` when the reader's output is already known (training with a frozen reader)."""
+        if allowed is None:
+            allowed, _ = self.read_config(clauses)
+        if config_index is not None:
+            allowed = allowed[config_index]
+        q, severity, engage = self.match_content(content)
+        n_cat = allowed.shape[1]
+        # v[n, s, m]: window s of item n falls under category m at a severity the config does not allow
+        denied = (severity[:, :, None, :] * (1 - allowed[:, None])).sum(-1)  # [N, S, M]
+        per_category = engage[..., None] * q[..., :n_cat] * denied
+        window = per_category.sum(-1).masked_fill(~content.mask, 0.0)
+        log_comply = torch.log1p(-window.clamp(max=1 - EPS)).sum(-1)
+        p = log_comply.exp().clamp(EPS, 1 - EPS)
+        logits = torch.log(p) - torch.log1p(-p) + self.bias
+        rewards = -self.expected_error(q, severity, engage, allowed, content.mask, per_category)
+        return CSRMOutput(compliance_logits=logits, rewards=rewards, pooled=None)
+
+    @staticmethod
+    def expected_error(q, severity, engage, allowed, mask, per_category) -> torch.Tensor:
+        """E[error score] of :mod:`csrm.base.compliance` under the model's distributions (max over windows)."""
+        n_cat = allowed.shape[1]
+        levels = torch.arange(1, SEVERITY_LEVELS + 1, dtype=severity.dtype, device=severity.device)
+        expected_severity = (severity * levels).sum(-1, keepdim=True)  # [N, S, 1]
+        used_allowed = (engage[..., None] * q[..., :n_cat] * allowed[:, None, :, SEVERITY_LEVELS - 1]).sum(-1)
+        violation_cost = (per_category * (VIOLATION_BASE + expected_severity)).sum(-1)
+        unhelpful = UNHELPFUL_COST * (1 - engage)
+        err = unhelpful + ALLOWED_CATEGORY_COST * used_allowed + violation_cost
+        err = err.masked_fill(~mask, float("-inf")).max(-1).values
+        return err
+
+    def calibrated_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """P(complies) = sigmoid(logit / temperature)."""
+        return torch.sigmoid(logits / self.config.temperature)
+
+
+AutoConfig.register("csrm_clause", ClauseCSRMConfig)
+AutoModel.register(ClauseCSRMConfig, ClauseCSRMModel)

@@ -1,0 +1,381 @@
+"""CSRMTrainer: a ``transformers.Trainer`` for the joint compliance + reward objective.
+
+Why not ``trl.RewardTrainer``: it is Bradley–Terry only (``num_labels == 1``) and drops rows longer than
+``max_length``; the CSRM needs a pointwise BCE term next to the pairs, and truncates by its formatter's rule.
+
+What this subclass changes:
+
+- **batches**: :class:`~csrm.training.data.MixedBatchSampler` (B examples + P pairs, length-grouped, seeded by
+  ``(seed, epoch)``), so after ``resume_from_checkpoint`` the Trainer's skip of the batches already seen lands
+  on the same data order;
+- **loss**: :func:`~csrm.model.objective.csrm_loss` on one forward over the ``B + 2P`` padded sequences;
+- **evaluation**: F1 (threshold 0.5, violation positive), AUROC, ECE, Brier and pair accuracy via
+  :mod:`csrm.base.metrics`, sharded over processes (every rank runs the same number of forwards, as ZeRO-3 needs);
+- **faults**: a non-finite loss or gradient norm raises :class:`NonFiniteLossError` before that step is
+  saved, so every checkpoint on disk is good; checkpoints are written to a staging folder and renamed into
+  place, so a run killed mid-save never leaves a half-written ``checkpoint-N`` for resume to pick up;
+- **final model**: :meth:`CSRMTrainer.save_final_model` writes ``save_pretrained`` + tokenizer to a temporary
+  folder and renames it over the target;
+- **time budget**: ``max_train_minutes`` (:class:`TimeBudgetCallback`) ends the loop on every rank at the same
+  step and saves a checkpoint to continue from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import shutil
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from transformers import Trainer, TrainerCallback
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints, seed_worker
+
+from csrm.base.metrics import classification_metrics, pair_accuracy
+from csrm.model.objective import csrm_loss
+from csrm.training.config import CSRMTrainConfig
+from csrm.training.data import MixedBatchSampler, MixedCollator, MixedDataset, TokenizedSplit, eval_batches
+
+logger = logging.getLogger(__name__)
+
+STAGING_DIR = ".staging"
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss (or gradient norm) stopped being a finite number."""
+
+
+@dataclass
+class SplitPredictions:
+    """Model outputs over one split, in the split's order."""
+
+    compliance_logits: np.ndarray  # [n_examples]
+    labels: np.ndarray  # [n_examples], 1 = complies
+    chosen_rewards: np.ndarray  # [n_pairs]
+    rejected_rewards: np.ndarray  # [n_pairs]
+    margins: np.ndarray  # [n_pairs]
+
+
+def last_checkpoint(run_dir: str | Path) -> str | None:
+    """Newest complete ``checkpoint-N`` in ``run_dir`` (complete = has its trainer state), else None."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        return None
+    found = []
+    for path in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        if step.isdigit() and (path / TRAINER_STATE_NAME).is_file():
+            found.append((int(step), path))
+    return str(max(found)[1]) if found else None
+
+
+class TimeBudgetCallback(TrainerCallback):
+    """Ends training once ``minutes`` of the training loop have passed (rank 0's clock decides, so every
+    rank stops after the same step)."""
+
+    def __init__(self, minutes: float):
+        self.seconds, self.start = minutes * 60.0, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        over = torch.tensor([float(time.monotonic() - self.start > self.seconds)], device=args.device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.broadcast(over, src=0)
+        if over.item() > 0:
+            logger.warning("time budget of %.3g min reached at step %d: stopping", self.seconds / 60,
+                           state.global_step)
+            control.should_training_stop = True
+            control.should_save = args.save_strategy != "no"  # a checkpoint to continue from later
+        return control
+
+
+class CSRMTrainer(Trainer):
+    """Trainer over :class:`~csrm.training.data.TokenizedSplit` data for a :class:`~csrm.model.modeling.CSRMModel`."""
+
+    loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; the Trainer divides by accumulation
+
+    def __init__(self, model: nn.Module, args: CSRMTrainConfig, train_data: TokenizedSplit | None = None,
+                 eval_data: TokenizedSplit | None = None, processing_class: Any = None, **kwargs: Any):
+        pad_id = getattr(processing_class, "pad_token_id", None)
+        collator = MixedCollator(pad_id if pad_id is not None else 0,
+                                 getattr(processing_class, "padding_side", "right"), args.pad_to_multiple_of)
+        has_eval = eval_data is not None and (len(eval_data.examples) + len(eval_data.pairs)) > 0
+        super().__init__(model=model, args=args, data_collator=collator,
+                         train_dataset=MixedDataset(train_data) if train_data is not None else None,
+                         eval_dataset=MixedDataset(eval_data) if has_eval else None,
+                         processing_class=processing_class, **kwargs)
+        if self.is_deepspeed_enabled:
+            self._fill_deepspeed_auto(model)
+        if args.max_train_minutes:
+            self.add_callback(TimeBudgetCallback(args.max_train_minutes))
+        self._batch_sampler: MixedBatchSampler | None = None
+        self._stats: dict[str, Any] = defaultdict(float)
+        self.items_seen: dict[str, int] = defaultdict(int)  # this process: examples, pairs, tokens
+        self._staging = False
+        self.eval_seconds = 0.0  # time spent in evaluate(), to tell training throughput apart
+
+    def _fill_deepspeed_auto(self, model: nn.Module) -> None:
+        """Fill the DeepSpeed ``auto`` bucket sizes from the *backbone's* hidden size (the CSRM config has
+        none, so transformers could not)."""
+        hf_ds = getattr(self.accelerator.state.deepspeed_plugin, "hf_ds_config", None)
+        hidden = getattr(getattr(getattr(model, "config", None), "backbone", None), "hidden_size", None)
+        if hf_ds is None or not hidden:
+            return
+        hf_ds.fill_only("zero_optimization.reduce_bucket_size", hidden * hidden)
+        if hf_ds.is_zero3():
+            hf_ds.fill_only("zero_optimization.stage3_prefetch_bucket_size", int(0.9 * hidden * hidden))
+            hf_ds.fill_only("zero_optimization.stage3_param_persistence_threshold", 10 * hidden)
+
+    # -- data ------------------------------------------------------------------------------------------
+    def get_train_dataloader(self) -> DataLoader:
+        if self.train_dataset is None:
+            raise ValueError("CSRMTrainer: training needs train_data")
+        ds: MixedDataset = self.train_dataset
+        args: CSRMTrainConfig = self.args
+        self._batch_sampler = MixedBatchSampler(
+            ds.examples.lengths, ds.pairs.lengths, args.examples_per_batch, args.effective_pairs_per_batch,
+            seed=args.data_seed if args.data_seed is not None else args.seed, group_by_length=args.group_by_length)
+        loader = DataLoader(ds, batch_sampler=self._batch_sampler, collate_fn=self.data_collator,
+                            num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
+                            persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
+                            prefetch_factor=args.dataloader_prefetch_factor,
+                            worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers,
+                                                   rank=args.process_index))
+        return self.accelerator.prepare(loader)
+
+    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
+        # The sampler's order is a function of the epoch: set it here, whatever wrappers (accelerate's shard,
+        # the resume skip) sit between the Trainer and the sampler.
+        epoch = kwargs.get("epoch", args[1] if len(args) > 1 else None)
+        if self._batch_sampler is not None and epoch is not None:
+            self._batch_sampler.set_epoch(epoch)
+        return super()._run_epoch(*args, **kwargs)
+
+    # -- loss ------------------------------------------------------------------------------------------
+    def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        b, p = int(inputs["num_examples"]), int(inputs["num_pairs"])
+        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        rewards = out.rewards
+        args: CSRMTrainConfig = self.args
+        parts = csrm_loss(out.compliance_logits[:b], inputs["compliance_labels"], rewards[b:b + p],
+                          rewards[b + p:b + 2 * p], inputs["margins"], compliance_weight=args.compliance_weight,
+                          reward_weight=args.reward_weight, margin_scale=args.margin_scale,
+                          center_rewards_coefficient=args.center_rewards_coefficient)
+        if model.training:
+            self._check_finite(parts.loss, "loss")
+            stats = self._stats
+            stats["micro_batches"] += 1
+            stats["bce"] += parts.bce.detach()
+            if p:
+                stats["pair_batches"] += 1
+                stats["bradley_terry"] += parts.bradley_terry.detach()
+                stats["pair_accuracy"] += parts.pair_accuracy
+            self.items_seen["examples"] += b
+            self.items_seen["pairs"] += p
+            self.items_seen["tokens"] += int(inputs["attention_mask"].sum())
+        return (parts.loss, out) if return_outputs else parts.loss
+
+    def _check_finite(self, value: torch.Tensor | float | None, what: str) -> None:
+        if value is None:
+            return
+        tensor = torch.as_tensor(value, dtype=torch.float32, device=self.args.device).detach()
+        bad = (~torch.isfinite(tensor)).float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(bad, op=torch.distributed.ReduceOp.MAX)  # every rank stops together
+        if bad.item() > 0:
+            step = self.state.global_step + 1
+            checkpoint = last_checkpoint(self.args.output_dir)
+            where = (f"the last good checkpoint is {checkpoint}" if checkpoint
+                     else "no checkpoint had been saved yet")
+            raise NonFiniteLossError(
+                f"training stopped: the {what} became {tensor.item()} at step {step} "
+                f"(epoch {self.state.epoch or 0:.2f}); nothing from this step was saved and {where}. "
+                "Lower learning_rate (or check the data), then resume with resume_from_checkpoint=<that folder>.")
+
+    def _get_grad_norm(self, model: nn.Module, grad_norm: Any = None) -> Any:
+        norm = super()._get_grad_norm(model, grad_norm=grad_norm)
+        self._check_finite(norm, "gradient norm")
+        return norm
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        stats = self._stats
+        if "loss" in logs and stats["micro_batches"]:
+            logs["bce"] = round(float(stats["bce"] / stats["micro_batches"]), 4)
+            if stats["pair_batches"]:
+                logs["bradley_terry"] = round(float(stats["bradley_terry"] / stats["pair_batches"]), 4)
+                logs["pair_accuracy"] = round(float(stats["pair_accuracy"] / stats["pair_batches"]), 4)
+            self._stats = defaultdict(float)
+        super().log(logs, start_time)
+
+    # -- evaluation ------------------------------------------------------------------------------------
+    def _eval_model(self) -> nn.Module:
+        """The model ready for inference, also when ``evaluate`` runs before ``train`` (mirrors the Trainer)."""
+        if self.is_deepspeed_enabled and self.deepspeed is None:
+            from transformers.integrations.deepspeed import deepspeed_init
+
+            deepspeed_init(self, num_training_steps=0, inference=True)
+        model = self._wrap_model(self.model, training=False)
+        if len(self.accelerator._models) == 0 and model is self.model:
+            model = (self.accelerator.prepare(model) if self.is_deepspeed_enabled
+                     else self.accelerator.prepare_model(model, evaluation_mode=True))
+            if model is not self.model:
+                self.model_wrapped = model
+            if self.is_deepspeed_enabled:
+                self.deepspeed = self.model_wrapped
+        return model
+
+    @torch.no_grad()
+    def predict_split(self, dataset: MixedDataset) -> SplitPredictions:
+        """Compliance logits and rewards for every example and pair of ``dataset`` (all processes take part)."""
+        model = self._eval_model()
+        was_training = model.training
+        model.eval()
+        batches = eval_batches(dataset, self.args.per_device_eval_batch_size)
+        world, rank = max(1, self.args.world_size), self.args.process_index
+        mine = batches[rank::world]
+        rounds = math.ceil(len(batches) / world) if batches else 0
+        mine += [mine[-1] if mine else batches[0]] * (rounds - len(mine))  # equal forwards on every rank
+        rows: list[tuple[int, int, float, float]] = []  # (kind, index, value_a, value_b)
+        from tqdm.auto import tqdm
+
+        for batch_ids in tqdm(mine, desc="evaluating", unit="batch", leave=False,
+                              disable=self.args.disable_tqdm or not self.is_world_process_zero()):
+            batch = self._prepare_inputs(self.data_collator([dataset[i] for i in batch_ids]))
+            b, p = batch["num_examples"], batch["num_pairs"]
+            with self.accelerator.autocast():
+                out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            logits, rewards = out.compliance_logits.float().cpu(), out.rewards.float().cpu()
+            rows += [(0, int(i), float(z), 0.0)
+                     for i, z in zip(batch["example_index"].tolist(), logits[:b].tolist(), strict=True)]
+            rows += [(1, int(j), float(c), float(r)) for j, c, r in
+                     zip(batch["pair_index"].tolist(), rewards[b:b + p].tolist(), rewards[b + p:b + 2 * p].tolist(),
+                         strict=True)]
+        if world > 1:
+            from accelerate.utils import gather_object
+
+            rows = gather_object(rows)
+        if was_training:
+            model.train()
+        examples = {i: z for kind, i, z, _ in rows if kind == 0}
+        pairs = {j: (c, r) for kind, j, c, r in rows if kind == 1}
+        order_e, order_p = sorted(examples), sorted(pairs)
+        return SplitPredictions(
+            compliance_logits=np.array([examples[i] for i in order_e], dtype=np.float64),
+            labels=np.array([dataset.examples.labels[i] for i in order_e], dtype=np.int64),
+            chosen_rewards=np.array([pairs[j][0] for j in order_p], dtype=np.float64),
+            rejected_rewards=np.array([pairs[j][1] for j in order_p], dtype=np.float64),
+            margins=np.array([dataset.pairs.margins[j] for j in order_p], dtype=np.float64))
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("CSRMTrainer: evaluation needs eval_data")
+        if isinstance(dataset, TokenizedSplit):
+            dataset = MixedDataset(dataset)
+        start = time.perf_counter()
+        preds = self.predict_split(dataset)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.compute_split_metrics(preds).items()}
+        self.eval_seconds += time.perf_counter() - start
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def compute_split_metrics(self, preds: SplitPredictions) -> dict[str, float]:
+        """The objective on the split plus classification (violation positive) and ranking metrics."""
+        args: CSRMTrainConfig = self.args
+        temperature = float(getattr(self.accelerator.unwrap_model(self.model).config, "temperature", 1.0))
+        parts = csrm_loss(torch.tensor(preds.compliance_logits), torch.tensor(preds.labels, dtype=torch.float32),
+                          torch.tensor(preds.chosen_rewards), torch.tensor(preds.rejected_rewards),
+                          torch.tensor(preds.margins), compliance_weight=args.compliance_weight,
+                          reward_weight=args.reward_weight, margin_scale=args.margin_scale,
+                          center_rewards_coefficient=args.center_rewards_coefficient)
+        metrics: dict[str, float] = {"loss": float(parts.loss)}
+        if len(preds.labels):
+            p_violation = 1.0 / (1.0 + np.exp(preds.compliance_logits / temperature))
+            cls = classification_metrics(1 - preds.labels, p_violation, threshold=0.5)
+            metrics["bce"] = float(parts.bce)
+            metrics.update({k: cls[k] for k in ("f1", "precision", "recall", "accuracy", "auroc", "ece", "brier")})
+            metrics["examples"] = int(len(preds.labels))
+        if len(preds.margins):
+            metrics["bradley_terry"] = float(parts.bradley_terry)
+            metrics["pair_accuracy"] = pair_accuracy(preds.chosen_rewards, preds.rejected_rewards)
+            metrics["reward_gap"] = float(np.mean(preds.chosen_rewards - preds.rejected_rewards))
+            metrics["pairs"] = int(len(preds.margins))
+        return metrics
+
+    # -- checkpoints and the final model ---------------------------------------------------------------
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """Write ``checkpoint-N`` under ``<run_dir>/.staging`` and rename it into place once every rank is done."""
+        run_dir = super()._get_output_dir(trial)
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged, final = os.path.join(run_dir, STAGING_DIR, name), os.path.join(run_dir, name)
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        except BaseException:
+            if self.args.should_save:
+                shutil.rmtree(staged, ignore_errors=True)
+            raise
+        finally:
+            self._staging = False
+        best = self.state.best_model_checkpoint
+        if best and Path(best).parent.name == STAGING_DIR:
+            self.state.best_model_checkpoint = os.path.join(run_dir, Path(best).name)
+            if self.args.should_save:
+                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if os.path.isdir(final):  # the same step saved again (e.g. by a rerun): replace it
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.dirname(staged))
+            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
+                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
+
+    def clear_staging(self) -> None:
+        """Remove checkpoint parts left by a run killed while saving (main process)."""
+        if self.args.should_save:
+            shutil.rmtree(os.path.join(self.args.output_dir, STAGING_DIR), ignore_errors=True)
+
+    def save_final_model(self, output_dir: str | Path, extra_files: dict[str, str] | None = None) -> Path:
+        """``save_pretrained`` + tokenizer (+ ``extra_files``: name -> text) into ``output_dir``, atomically:
+        everything goes to ``.<name>.partial`` beside it, which is then renamed over ``output_dir``."""
+        final = Path(output_dir).expanduser().resolve()
+        partial_dir = final.parent / f".{final.name}.partial"
+        if self.args.should_save:
+            shutil.rmtree(partial_dir, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self.save_model(str(partial_dir))  # collective under ZeRO-3 (gathers the weights)
+        if self.args.should_save:
+            (partial_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the YAML config is kept instead
+            for name, text in (extra_files or {}).items():
+                (partial_dir / name).write_text(text, encoding="utf-8")
+            backup = final.parent / f".{final.name}.old"
+            shutil.rmtree(backup, ignore_errors=True)
+            if final.exists():
+                final.rename(backup)
+            partial_dir.rename(final)
+            shutil.rmtree(backup, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        return final
