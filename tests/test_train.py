@@ -419,3 +419,21 @@ def test_time_budget_stops_the_run_and_still_saves(tmp_path, dataset):
     assert 0 < summary["global_step"] < 100_000
     assert (Path(config.checkpoint_dir) / f"checkpoint-{summary['global_step']}").is_dir()  # resumable
     assert CSRMModel.from_pretrained(config.output_dir) is not None
+
+
+def test_trainer_overrides_only_public_hooks():
+    """Resume and checkpointing must not hang on Trainer internals a release inside the pin may reshape."""
+    from transformers import Trainer
+
+    private = sorted(name for name in vars(CSRMTrainer)
+                     if name.startswith("_") and not name.startswith("__") and hasattr(Trainer, name))
+    assert private == []
+
+
+def test_csrm_config_exposes_the_backbone_hidden_size_for_deepspeed_auto_values():
+    from transformers import BertConfig
+
+    from csrm.model.modeling import CSRMConfig
+
+    config = CSRMConfig(backbone=BertConfig(hidden_size=48, num_attention_heads=4).to_dict())
+    assert config.hidden_size == 48

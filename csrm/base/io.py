@@ -138,12 +138,8 @@ def atomic_path(final: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
     _umask_mode(tmp, is_dir=is_dir)
     try:
         yield tmp
-        if is_dir and final.exists():
-            backup = final.with_name(f".{final.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
-            final.rename(backup)
-            tmp.rename(final)
-            shutil.rmtree(backup, ignore_errors=True)
+        if is_dir:
+            replace_dir(tmp, final)
         else:
             os.replace(tmp, final)
     except BaseException:
@@ -152,6 +148,20 @@ def atomic_path(final: str | Path, *, is_dir: bool = False) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def replace_dir(tmp: str | Path, final: str | Path) -> None:
+    """Rename the finished folder ``tmp`` over ``final`` (a folder cannot be ``os.replace``d over a non-empty
+    one): the old ``final`` steps aside as ``.<name>.old`` and is removed once ``tmp`` is in place."""
+    tmp, final = Path(tmp), Path(final)
+    if not final.exists():
+        tmp.rename(final)
+        return
+    backup = final.with_name(f".{final.name}.old")
+    shutil.rmtree(backup, ignore_errors=True)
+    final.rename(backup)
+    tmp.rename(final)
+    shutil.rmtree(backup, ignore_errors=True)
 
 
 def process_umask() -> int:

@@ -74,6 +74,15 @@ class CSRMConfig(PretrainedConfig):
     def is_decoder_backbone(self) -> bool:
         return self.backbone is not None and self.pooling == "last"
 
+    @property
+    def hidden_size(self) -> int:
+        """The backbone's hidden size (the pooled vector's width). transformers reads ``config.hidden_size``
+        to fill DeepSpeed's ``auto`` bucket sizes; without it those would fail for a CSRM."""
+        size = getattr(self.backbone, "hidden_size", None) if self.backbone is not None else None
+        if size is None:
+            raise AttributeError("hidden_size: this CSRM config has no backbone with a hidden_size")
+        return size
+
 
 def _is_local_path(name: Any) -> bool:
     text = str(name or "")

@@ -44,17 +44,21 @@ def _is_csrm_dir(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def _without_zero3_init() -> Iterator[None]:
+def _without_zero3_init(cfg: CSRMTrainConfig) -> Iterator[None]:
     """Build a random-init backbone outside ZeRO-3's ``zero.Init`` (transformers' weight init indexes the
-    partitioned, empty embedding then); the DeepSpeed engine partitions the parameters when it starts."""
+    partitioned, empty embedding then); the DeepSpeed engine partitions the parameters when it starts.
+
+    The global DeepSpeed config transformers consults is the one ``TrainingArguments`` registered
+    (``cfg.hf_deepspeed_config``): unset here, registered again afterwards, both through public functions."""
     from transformers.integrations import deepspeed as hf_ds
 
-    ref = hf_ds._hf_deepspeed_config_weak_ref
+    registered = getattr(cfg, "hf_deepspeed_config", None)
     hf_ds.unset_hf_deepspeed_config()
     try:
         yield
     finally:
-        hf_ds._hf_deepspeed_config_weak_ref = ref
+        if registered is not None:
+            hf_ds.set_hf_deepspeed_config(registered)
 
 
 def build_model(cfg: CSRMTrainConfig) -> tuple[CSRMModel, Any]:
@@ -75,7 +79,7 @@ def build_model(cfg: CSRMTrainConfig) -> tuple[CSRMModel, Any]:
             backbone_config.vocab_size = len(tokenizer)
         if tokenizer.pad_token_id is not None and hasattr(backbone_config, "pad_token_id"):
             backbone_config.pad_token_id = tokenizer.pad_token_id
-        with _without_zero3_init():
+        with _without_zero3_init(cfg):
             model = CSRMModel.from_backbone_config(backbone_config, **head,
                                                    **({"pooling": cfg.pooling} if cfg.pooling else {}))
         if cfg.attn_implementation:
@@ -195,7 +199,7 @@ def run_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | None = No
         changes["eval_strategy"] = "no"
     trainer = CSRMTrainer(model=model, args=cfg.trainer_arguments(**changes), train_data=train_data,
                           eval_data=eval_data, processing_class=tokenizer, callbacks=callbacks)
-    trainer.clear_staging()
+    trainer.remove_incomplete_checkpoints()
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - start

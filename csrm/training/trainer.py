@@ -11,21 +11,27 @@ What this subclass changes:
 - **loss**: :func:`~csrm.model.objective.csrm_loss` on one forward over the ``B + 2P`` padded sequences;
 - **evaluation**: F1 (threshold 0.5, violation positive), AUROC, ECE, Brier and pair accuracy via
   :mod:`csrm.base.metrics`, sharded over processes (every rank runs the same number of forwards, as ZeRO-3 needs);
-- **faults**: a non-finite loss or gradient norm raises :class:`NonFiniteLossError` before that step is
-  saved, so every checkpoint on disk is good; checkpoints are written to a staging folder and renamed into
-  place, so a run killed mid-save never leaves a half-written ``checkpoint-N`` for resume to pick up;
+- **faults**: a non-finite loss (:meth:`compute_loss`) or gradient norm (:class:`NonFiniteGradCallback`)
+  raises :class:`NonFiniteLossError` before that step is saved, so every checkpoint on disk is good;
+- **checkpoints**: the Trainer writes ``trainer_state.json`` last, so a checkpoint is complete exactly when it
+  has one; :func:`last_checkpoint` only ever picks a complete one, :class:`CheckpointCallback` removes the state
+  file of a ``checkpoint-N`` about to be written again (a rerun), and :meth:`CSRMTrainer.remove_incomplete_checkpoints`
+  clears what a run killed mid-save left;
 - **final model**: :meth:`CSRMTrainer.save_final_model` writes ``save_pretrained`` + tokenizer to a temporary
   folder and renames it over the target;
 - **time budget**: ``max_train_minutes`` (:class:`TimeBudgetCallback`) ends the loop on every rank at the same
   step and saves a checkpoint to continue from.
+
+Everything goes through the Trainer's public surface (``compute_loss``, ``get_train_dataloader``, ``evaluate``,
+``log``, ``save_model`` and ``TrainerCallback`` events), so a ``transformers`` release inside the ``>=5,<6`` pin
+that reshapes the training loop's private methods cannot break resume or checkpointing. DeepSpeed's ``auto``
+bucket sizes come from ``CSRMConfig.hidden_size`` (the backbone's), which transformers reads itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import shutil
 import time
 from collections import defaultdict
@@ -40,8 +46,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints, seed_worker
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, seed_worker
 
+from csrm.base.io import replace_dir
 from csrm.base.metrics import classification_metrics, pair_accuracy
 from csrm.model.objective import csrm_loss
 from csrm.training.config import CSRMTrainConfig
@@ -49,7 +56,7 @@ from csrm.training.data import MixedBatchSampler, MixedCollator, MixedDataset, T
 
 logger = logging.getLogger(__name__)
 
-STAGING_DIR = ".staging"
+LEGACY_STAGING_DIR = ".staging"  # where earlier versions staged checkpoints; removed with incomplete ones
 
 
 class NonFiniteLossError(RuntimeError):
@@ -102,6 +109,55 @@ class TimeBudgetCallback(TrainerCallback):
         return control
 
 
+class SamplerEpochCallback(TrainerCallback):
+    """Sets the batch sampler's epoch at each epoch's start (its order is a function of ``(seed, epoch)``).
+
+    The Trainer's own ``set_epoch`` does not reach a sampler behind the resume skip's wrapper, so a resumed
+    epoch would otherwise be shuffled with the wrong epoch; ``state.epoch`` is ``epoch + fraction done``.
+    """
+
+    def __init__(self) -> None:
+        self.sampler: MixedBatchSampler | None = None
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if self.sampler is not None:
+            self.sampler.set_epoch(int(state.epoch or 0))
+
+
+class NonFiniteGradCallback(TrainerCallback):
+    """Stops training (raises) when the gradient norm is not finite, before the optimizer steps.
+
+    Reads the gradients the processes hold (after clipping, which turns an infinite norm into NaN entries);
+    under DeepSpeed ZeRO the engine keeps them, so only the loss check applies there.
+    """
+
+    def __init__(self, check: Any):
+        self.check = check
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = [p.grad.detach() for p in model.parameters() if p.grad is not None] if model is not None else []
+        if grads:
+            self.check(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])),
+                       "gradient norm")
+
+
+class CheckpointCallback(TrainerCallback):
+    """Makes a ``checkpoint-N`` about to be written again (a rerun into the same folder) incomplete first, so
+    a kill during that save never leaves a complete-looking mix of two runs. Added last, it sees the
+    ``should_save`` decided by every other callback."""
+
+    def _invalidate(self, args, state, control) -> None:
+        if control.should_save and state.is_world_process_zero:
+            folder = Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            (folder / TRAINER_STATE_NAME).unlink(missing_ok=True)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self._invalidate(args, state, control)
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        self._invalidate(args, state, control)
+
+
 class CSRMTrainer(Trainer):
     """Trainer over :class:`~csrm.training.data.TokenizedSplit` data for a :class:`~csrm.model.modeling.CSRMModel`."""
 
@@ -117,27 +173,15 @@ class CSRMTrainer(Trainer):
                          train_dataset=MixedDataset(train_data) if train_data is not None else None,
                          eval_dataset=MixedDataset(eval_data) if has_eval else None,
                          processing_class=processing_class, **kwargs)
-        if self.is_deepspeed_enabled:
-            self._fill_deepspeed_auto(model)
+        self._epoch_callback = SamplerEpochCallback()
+        self.add_callback(self._epoch_callback)
+        self.add_callback(NonFiniteGradCallback(self.check_finite))
         if args.max_train_minutes:
             self.add_callback(TimeBudgetCallback(args.max_train_minutes))
-        self._batch_sampler: MixedBatchSampler | None = None
+        self.add_callback(CheckpointCallback())  # last: sees every other callback's should_save
         self._stats: dict[str, Any] = defaultdict(float)
         self.items_seen: dict[str, int] = defaultdict(int)  # this process: examples, pairs, tokens
-        self._staging = False
         self.eval_seconds = 0.0  # time spent in evaluate(), to tell training throughput apart
-
-    def _fill_deepspeed_auto(self, model: nn.Module) -> None:
-        """Fill the DeepSpeed ``auto`` bucket sizes from the *backbone's* hidden size (the CSRM config has
-        none, so transformers could not)."""
-        hf_ds = getattr(self.accelerator.state.deepspeed_plugin, "hf_ds_config", None)
-        hidden = getattr(getattr(getattr(model, "config", None), "backbone", None), "hidden_size", None)
-        if hf_ds is None or not hidden:
-            return
-        hf_ds.fill_only("zero_optimization.reduce_bucket_size", hidden * hidden)
-        if hf_ds.is_zero3():
-            hf_ds.fill_only("zero_optimization.stage3_prefetch_bucket_size", int(0.9 * hidden * hidden))
-            hf_ds.fill_only("zero_optimization.stage3_param_persistence_threshold", 10 * hidden)
 
     # -- data ------------------------------------------------------------------------------------------
     def get_train_dataloader(self) -> DataLoader:
@@ -145,24 +189,17 @@ class CSRMTrainer(Trainer):
             raise ValueError("CSRMTrainer: training needs train_data")
         ds: MixedDataset = self.train_dataset
         args: CSRMTrainConfig = self.args
-        self._batch_sampler = MixedBatchSampler(
+        sampler = MixedBatchSampler(
             ds.examples.lengths, ds.pairs.lengths, args.examples_per_batch, args.effective_pairs_per_batch,
             seed=args.data_seed if args.data_seed is not None else args.seed, group_by_length=args.group_by_length)
-        loader = DataLoader(ds, batch_sampler=self._batch_sampler, collate_fn=self.data_collator,
+        self._epoch_callback.sampler = sampler
+        loader = DataLoader(ds, batch_sampler=sampler, collate_fn=self.data_collator,
                             num_workers=args.dataloader_num_workers, pin_memory=args.dataloader_pin_memory,
                             persistent_workers=args.dataloader_persistent_workers and args.dataloader_num_workers > 0,
                             prefetch_factor=args.dataloader_prefetch_factor,
                             worker_init_fn=partial(seed_worker, num_workers=args.dataloader_num_workers,
                                                    rank=args.process_index))
         return self.accelerator.prepare(loader)
-
-    def _run_epoch(self, *args: Any, **kwargs: Any) -> Any:
-        # The sampler's order is a function of the epoch: set it here, whatever wrappers (accelerate's shard,
-        # the resume skip) sit between the Trainer and the sampler.
-        epoch = kwargs.get("epoch", args[1] if len(args) > 1 else None)
-        if self._batch_sampler is not None and epoch is not None:
-            self._batch_sampler.set_epoch(epoch)
-        return super()._run_epoch(*args, **kwargs)
 
     # -- loss ------------------------------------------------------------------------------------------
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
@@ -176,7 +213,7 @@ class CSRMTrainer(Trainer):
                           reward_weight=args.reward_weight, margin_scale=args.margin_scale,
                           center_rewards_coefficient=args.center_rewards_coefficient)
         if model.training:
-            self._check_finite(parts.loss, "loss")
+            self.check_finite(parts.loss, "loss")
             stats = self._stats
             stats["micro_batches"] += 1
             stats["bce"] += parts.bce.detach()
@@ -189,7 +226,8 @@ class CSRMTrainer(Trainer):
             self.items_seen["tokens"] += int(inputs["attention_mask"].sum())
         return (parts.loss, out) if return_outputs else parts.loss
 
-    def _check_finite(self, value: torch.Tensor | float | None, what: str) -> None:
+    def check_finite(self, value: torch.Tensor | float | None, what: str) -> None:
+        """Raise :class:`NonFiniteLossError` on every rank when ``value`` is not finite on any rank."""
         if value is None:
             return
         tensor = torch.as_tensor(value, dtype=torch.float32, device=self.args.device).detach()
@@ -206,11 +244,6 @@ class CSRMTrainer(Trainer):
                 f"(epoch {self.state.epoch or 0:.2f}); nothing from this step was saved and {where}. "
                 "Lower learning_rate (or check the data), then resume with resume_from_checkpoint=<that folder>.")
 
-    def _get_grad_norm(self, model: nn.Module, grad_norm: Any = None) -> Any:
-        norm = super()._get_grad_norm(model, grad_norm=grad_norm)
-        self._check_finite(norm, "gradient norm")
-        return norm
-
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         stats = self._stats
         if "loss" in logs and stats["micro_batches"]:
@@ -223,20 +256,19 @@ class CSRMTrainer(Trainer):
 
     # -- evaluation ------------------------------------------------------------------------------------
     def _eval_model(self) -> nn.Module:
-        """The model ready for inference, also when ``evaluate`` runs before ``train`` (mirrors the Trainer)."""
-        if self.is_deepspeed_enabled and self.deepspeed is None:
+        """The model ready for inference, also when ``evaluate`` runs before ``train``.
+
+        Without DeepSpeed that is the model itself (the Trainer placed it on the device; evaluation needs no
+        DDP wrapper). Under DeepSpeed it is the engine, started for inference here when training has not.
+        """
+        if not self.is_deepspeed_enabled:
+            return self.model
+        if self.deepspeed is None:
             from transformers.integrations.deepspeed import deepspeed_init
 
             deepspeed_init(self, num_training_steps=0, inference=True)
-        model = self._wrap_model(self.model, training=False)
-        if len(self.accelerator._models) == 0 and model is self.model:
-            model = (self.accelerator.prepare(model) if self.is_deepspeed_enabled
-                     else self.accelerator.prepare_model(model, evaluation_mode=True))
-            if model is not self.model:
-                self.model_wrapped = model
-            if self.is_deepspeed_enabled:
-                self.deepspeed = self.model_wrapped
-        return model
+            self.model_wrapped = self.deepspeed = self.accelerator.prepare(self.model)
+        return self.deepspeed
 
     @torch.no_grad()
     def predict_split(self, dataset: MixedDataset) -> SplitPredictions:
@@ -254,7 +286,8 @@ class CSRMTrainer(Trainer):
 
         for batch_ids in tqdm(mine, desc="evaluating", unit="batch", leave=False,
                               disable=self.args.disable_tqdm or not self.is_world_process_zero()):
-            batch = self._prepare_inputs(self.data_collator([dataset[i] for i in batch_ids]))
+            batch = {k: v.to(self.args.device) if isinstance(v, torch.Tensor) else v
+                     for k, v in self.data_collator([dataset[i] for i in batch_ids]).items()}
             b, p = batch["num_examples"], batch["num_pairs"]
             with self.accelerator.autocast():
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -319,44 +352,17 @@ class CSRMTrainer(Trainer):
         return metrics
 
     # -- checkpoints and the final model ---------------------------------------------------------------
-    def _get_output_dir(self, trial: Any) -> str:
-        run_dir = super()._get_output_dir(trial)
-        return os.path.join(run_dir, STAGING_DIR) if self._staging else run_dir
-
-    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
-        """Write ``checkpoint-N`` under ``<run_dir>/.staging`` and rename it into place once every rank is done."""
-        run_dir = super()._get_output_dir(trial)
-        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
-        staged, final = os.path.join(run_dir, STAGING_DIR, name), os.path.join(run_dir, name)
-        self._staging = True
-        try:
-            super()._save_checkpoint(model, trial)
-        except BaseException:
-            if self.args.should_save:
-                shutil.rmtree(staged, ignore_errors=True)
-            raise
-        finally:
-            self._staging = False
-        best = self.state.best_model_checkpoint
-        if best and Path(best).parent.name == STAGING_DIR:
-            self.state.best_model_checkpoint = os.path.join(run_dir, Path(best).name)
-            if self.args.should_save:
-                self.state.save_to_json(os.path.join(staged, TRAINER_STATE_NAME))
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            if os.path.isdir(final):  # the same step saved again (e.g. by a rerun): replace it
-                shutil.rmtree(final)
-            os.replace(staged, final)
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.dirname(staged))
-            rotate_checkpoints(output_dir=run_dir, save_total_limit=self.args.save_total_limit,
-                               best_model_checkpoint=self.state.best_model_checkpoint, use_mtime=True)
-        self.accelerator.wait_for_everyone()
-
-    def clear_staging(self) -> None:
-        """Remove checkpoint parts left by a run killed while saving (main process)."""
-        if self.args.should_save:
-            shutil.rmtree(os.path.join(self.args.output_dir, STAGING_DIR), ignore_errors=True)
+    def remove_incomplete_checkpoints(self) -> None:
+        """Remove what a run killed while saving left: ``checkpoint-N`` folders without their trainer state
+        (main process)."""
+        if not self.args.should_save:
+            return
+        root = Path(self.args.output_dir)
+        shutil.rmtree(root / LEGACY_STAGING_DIR, ignore_errors=True)
+        for path in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+            if path.is_dir() and not (path / TRAINER_STATE_NAME).is_file():
+                logger.warning("removing the incomplete %s (killed while saving)", path)
+                shutil.rmtree(path, ignore_errors=True)
 
     def save_final_model(self, output_dir: str | Path, extra_files: dict[str, str] | None = None) -> Path:
         """``save_pretrained`` + tokenizer (+ ``extra_files``: name -> text) into ``output_dir``, atomically:
@@ -371,11 +377,6 @@ class CSRMTrainer(Trainer):
             (partial_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the YAML config is kept instead
             for name, text in (extra_files or {}).items():
                 (partial_dir / name).write_text(text, encoding="utf-8")
-            backup = final.parent / f".{final.name}.old"
-            shutil.rmtree(backup, ignore_errors=True)
-            if final.exists():
-                final.rename(backup)
-            partial_dir.rename(final)
-            shutil.rmtree(backup, ignore_errors=True)
+            replace_dir(partial_dir, final)
         self.accelerator.wait_for_everyone()
         return final
