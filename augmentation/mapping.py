@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from augmentation.yamlfile import fail, load_yaml_with_lines
+from csrm.base.config import fail, load_yaml_with_lines
 from csrm.base.errors import InputError
 from csrm.base.paths import MAPPINGS_DIR
 from csrm.base.taxonomy import RiskTaxonomy

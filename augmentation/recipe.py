@@ -1,4 +1,4 @@
-"""The augmentation recipe: a dataclass config loaded from YAML, with ``key=value`` overrides.
+"""The augmentation recipe: a dataclass config read by :mod:`csrm.base.config` (YAML plus overrides).
 
 Every field carries its help text (``field(metadata={"help": ...})``); ``csrm augment --help`` prints them.
 Unknown keys are rejected naming the key (file, line, field). Relative paths in a recipe are resolved
@@ -8,16 +8,13 @@ against the current folder, then the recipe's folder, then the project root; ``{
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from augmentation.yamlfile import KeyPath, fail, load_yaml_with_lines
+from csrm.base.config import KeyPath, apply_overrides, build, fail, read
 from csrm.base.errors import InputError
 from csrm.base.paths import PROJECT_ROOT, data_dir
 
@@ -95,9 +92,9 @@ class Recipe:
     max_train_pairs: int = _help("cap on train pairs (0 = none)", default=0)
     progress: bool = _help("show a progress bar", default=True)
 
-    def validate(self, *, path: str | None = None, lines: dict[KeyPath, int] | None = None) -> Recipe:
-        lines = lines or {}
-        where = {"path": path, "lines": lines}
+    def validate(self, *, path: str | None = None, lines: dict[KeyPath, int] | None = None,
+                 overridden: frozenset[KeyPath] = frozenset()) -> Recipe:
+        where = {"path": path, "lines": lines or {}, "overridden": overridden}
         if not self.sources:
             raise fail("a recipe needs at least one source", key=("sources",), **where)
         for i, source in enumerate(self.sources):
@@ -136,126 +133,24 @@ class Recipe:
         return self
 
 
-def field_help(cls: type = Recipe) -> list[tuple[str, str, str]]:
-    """``(name, type, help)`` for each field of a recipe dataclass."""
-    hints = typing.get_type_hints(cls)
-    out = []
-    for f in dataclasses.fields(cls):
-        default = "" if f.default is dataclasses.MISSING else f" (default: {f.default!r})"
-        out.append((f.name, _type_name(hints[f.name]), f.metadata.get("help", "") + default))
-    return out
-
-
-def _type_name(hint: Any) -> str:
-    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
-
-
-def _coerce(value: Any, hint: Any, key: KeyPath, path: str | None, lines: dict[KeyPath, int]) -> Any:
-    """Check ``value`` against a field type (int, float, bool, str, list[...], SourceSpec)."""
-    origin = typing.get_origin(hint)
-    if origin is list:
-        (inner,) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise fail(f"expected a list, got {type(value).__name__}", path=path, lines=lines, key=key)
-        return [_coerce(v, inner, (*key, i), path, lines) for i, v in enumerate(value)]
-    if origin in (typing.Union, types.UnionType):
-        raise TypeError("union fields are not supported in recipes")  # pragma: no cover
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise fail(f"expected a mapping, got {type(value).__name__}", path=path, lines=lines, key=key)
-        return _build(hint, value, key, path, lines)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise fail(f"expected true/false, got {value!r}", path=path, lines=lines, key=key)
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise fail(f"expected an integer, got {value!r}", path=path, lines=lines, key=key)
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise fail(f"expected a number, got {value!r}", path=path, lines=lines, key=key)
-        return float(value)
-    if hint is str:
-        if value is None:
-            return ""
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise fail(f"expected a string, got {value!r}", path=path, lines=lines, key=key)
-        return str(value)
-    raise TypeError(f"unsupported recipe field type {hint!r}")  # pragma: no cover
-
-
-def _build(cls: type, data: dict[str, Any], prefix: KeyPath, path: str | None, lines: dict[KeyPath, int]) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            raise fail(f"unknown key {key!r}; expected one of {', '.join(names)}", path=path, lines=lines,
-                       key=(*prefix, str(key)))
-    required = [f.name for f in dataclasses.fields(cls)
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    for name in required:
-        if name not in data:
-            raise fail("missing", path=path, lines=lines, key=(*prefix, name))
-    kwargs = {k: _coerce(v, hints[k], (*prefix, k), path, lines) for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def parse_overrides(overrides: list[str] | tuple[str, ...]) -> list[tuple[KeyPath, Any]]:
-    """``a.b.0.c=value`` -> ``(("a", "b", 0, "c"), yaml-parsed value)``."""
-    parsed = []
-    for item in overrides:
-        if "=" not in item:
-            raise InputError(f"override {item!r} is not key=value", path="<command line>")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
-            value = raw
-        parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.strip().split(".")]
-        if not parts or parts[0] == "":
-            raise InputError(f"override {item!r} has an empty key", path="<command line>")
-        parsed.append((tuple(parts), value))
-    return parsed
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    for key, value in parse_overrides(overrides):
-        node: Any = data
-        for depth, part in enumerate(key[:-1]):
-            try:
-                node = node[part]
-            except (KeyError, IndexError, TypeError):
-                raise InputError("no such setting to override", path="<command line>",
-                                 field=".".join(map(str, key[: depth + 1]))) from None
-        last = key[-1]
-        if isinstance(node, list):
-            if not isinstance(last, int) or last >= len(node):
-                raise InputError("no such list item to override", path="<command line>",
-                                 field=".".join(map(str, key)))
-        node[last] = value
-    return data
-
-
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Load and validate a recipe YAML, applying ``key=value`` overrides (dotted keys reach into sources)."""
     path = Path(path)
     if not path.is_file():
         raise InputError("recipe file not found", path=str(path))
-    data, lines = load_yaml_with_lines(path)
+    data, where = read(path, overrides)
     if not data:
         raise InputError("empty recipe: it needs at least 'sources'", path=str(path), line=1, field="sources")
-    data = apply_overrides(data, overrides)
-    recipe = _build(Recipe, data, (), str(path), lines)
-    recipe = recipe.validate(path=str(path), lines=lines)
+    recipe = build(Recipe, data, **where).validate(**where)
     recipe._base_dir = path.parent  # type: ignore[attr-defined]
     return recipe
 
 
 def recipe_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Build a recipe from a mapping (programmatic use; same checks as :func:`load_recipe`)."""
-    data = apply_overrides(dict(data), overrides)
-    return _build(Recipe, data, (), None, {}).validate()
+    data = copy.deepcopy(dict(data))
+    overridden = apply_overrides(data, overrides)
+    return build(Recipe, data, overridden=overridden).validate(overridden=overridden)
 
 
 def resolve_path(value: str, recipe: Recipe | None = None) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from scoring_fixtures import save, tiny_encoder
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -281,6 +282,12 @@ def test_bundled_recipes_load(name):
     assert cfg.rounds >= 1
 
 
-def test_cli_keys(capsys):
-    assert align.main(["--keys"]) == 0
-    assert "dpo.beta" in capsys.readouterr().out
+def test_cli_help_lists_every_key_and_print_config_takes_every_override_form(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        align.main(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "dpo.beta" in text and "dpo.lora.alpha" in text
+    assert align.main(["--print-config", "rounds=3", "--dpo.beta", "0.25", "--sampling.k=5"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert (printed["rounds"], printed["dpo"]["beta"], printed["sampling"]["k"]) == (3, 0.25, 5)

@@ -18,7 +18,7 @@ from augmentation import (
     synthesize_configs,
 )
 from augmentation.pipeline import build, load_taxonomy, run, split_rule
-from augmentation.recipe import MODES, field_help
+from augmentation.recipe import MODES, Recipe
 from augmentation.refusals import REFUSALS
 from augmentation.seed.make_seed import SEED_REFUSALS
 from augmentation.sources import load_records
@@ -26,6 +26,7 @@ from augmentation.synthesis import record_label
 from augmentation.templates import TEMPLATES
 from csrm.app import cli
 from csrm.base.compliance import VIOLATION_THRESHOLD, complies, error_score
+from csrm.base.config import field_help
 from csrm.base.errors import InputError
 from csrm.base.paths import CONFIGS_DIR
 from csrm.base.records import Example, PreferencePair
@@ -245,7 +246,7 @@ def test_overrides(tmp_path, capsys):
 
 
 def test_every_recipe_field_has_help(capsys):
-    assert all(help_ for _, _, help_ in field_help())
+    assert all(help_ for _, _, help_ in field_help(Recipe))
     with pytest.raises(SystemExit) as exit_:
         cli.main(["augment", "--help"])
     assert exit_.value.code == 0

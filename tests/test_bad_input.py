@@ -193,7 +193,7 @@ def command_cases(tmp: Path, model: Path, bert: Path) -> list[tuple[str, list[st
                                           str(tmp / "o.jsonl")], "not a saved CSRM folder"),
         ("missing run recipe", ["run", str(tmp / "nope.yaml")], "pipeline recipe not found"),
         ("missing align recipe", ["align", str(tmp / "nope.yaml")], "align recipe not found"),
-        ("run eval_limit=abc", ["run", str(recipe), "eval_limit=abc"], "field 'eval_limit': expected int or null"),
+        ("run eval_limit=abc", ["run", str(recipe), "eval_limit=abc"], "command line: field 'eval_limit': expected an integer"),
         ("run bench typo", ["run", str(recipe), "bench=[augmentd]"], "field 'bench': unknown benchmark"),
         ("zero-step training", ["train", "configs/train/tiny_test.yaml", "max_steps=-5", "num_train_epochs=0",
                                 f"output_dir={tmp / 'm'}", f"dataset_path={tmp}"], "field 'max_steps'"),

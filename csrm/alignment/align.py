@@ -49,6 +49,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from csrm.alignment.config import AlignConfig
+from csrm.base.config import command_parser, dump, help_text, parse_command
 from csrm.base.errors import InputError
 from csrm.base.fingerprint import check_fingerprint
 from csrm.base.io import atomic_path, iter_jsonl, write_json, write_jsonl
@@ -829,13 +830,10 @@ def run_align(cfg: AlignConfig, *, scorer: Any = None, restart: bool = False) ->
 
 # -- command line --------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="csrm align", description="CoSAlign loop: sample from a policy, judge with the CSRM, train with DPO.",
-        epilog="Re-running the same command resumes at the last finished step. Keys: csrm align --keys")
-    parser.add_argument("recipe", nargs="?", help="YAML recipe (configs/align/*.yaml)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides, dotted (dpo.beta=0.2 rounds=1)")
-    parser.add_argument("--keys", action="store_true", help="list every recipe key with its default and help")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser = command_parser(
+        "csrm align", "CoSAlign loop: sample from a policy, judge with the CSRM, train with DPO. Re-running the "
+        "same command resumes at the last finished step.", help_text(AlignConfig),
+        config_help="YAML recipe (configs/align/*.yaml)", config_optional=True)
     parser.add_argument("--restart", action="store_true",
                         help="discard the finished steps of an earlier run in out_dir (needed when the judge, "
                              "policy, items or settings changed since) and start over")
@@ -844,16 +842,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(sys.argv[1:] if argv is None else argv)
-    if args.keys:
-        print(AlignConfig.help())
-        return 0
-    recipe, overrides = args.recipe, list(args.overrides)
+    args, overrides = parse_command(_parser(), sys.argv[1:] if argv is None else argv)
+    recipe = args.config
     if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
         recipe, overrides = None, [recipe, *overrides]
     cfg = AlignConfig.load(recipe, overrides)
     if args.print_config:
-        print(json.dumps(cfg.to_dict(), indent=2))
+        print(dump(cfg), end="")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     report = run_align(cfg, restart=args.restart)

@@ -1,24 +1,20 @@
-"""Configuration of ``csrm align``: nested dataclasses with help text, loaded from YAML plus ``key=value``.
+"""Configuration of ``csrm align``: nested dataclasses with help text, read by :mod:`csrm.base.config`.
 
 A recipe is a YAML mapping whose sections mirror the dataclasses below (``policy``, ``data``, ``sampling``,
 ``judge``, ``sft``, ``dpo`` with ``dpo.lora``, ``eval``). Unknown keys are rejected naming the key, values are
-type-checked, and ``key=value`` overrides use dotted paths (``dpo.beta=0.2``, ``rounds=1``) with YAML values.
-``AlignConfig.help()`` lists every key with its default and help text.
+type-checked, and overrides use dotted paths (``dpo.beta=0.2``, ``--rounds 1``) with YAML values.
+``csrm align --help`` lists every key with its default and help text.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from csrm.base import config as config_system
 from csrm.base.errors import InputError
-from csrm.base.io import load_yaml
 from csrm.base.paths import PROJECT_ROOT, project_path
 
 
@@ -203,117 +199,9 @@ class AlignConfig:
                 raise InputError(f"align recipe not found (looked in the current folder and {PROJECT_ROOT})",
                                  path=str(path))
             path = found
-        data: dict[str, Any] = load_yaml(path) if path else {}
-        config = _build(cls, data, "", str(path) if path else None)  # errors name the recipe file
-        if overrides:
-            for item in overrides:
-                key, sep, raw = item.partition("=")
-                if not sep or not key:
-                    raise InputError(f"override {item!r} must look like key=value", field=item)
-                _set_dotted(data, key.strip(), _parse_value(raw))
-            config = _build(cls, data, "", "command line")
+        config = config_system.load(cls, path or None, overrides or ())  # errors name file and line
         config.validate()
         return config
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def help(cls) -> str:
-        """Every key with its default and help text."""
-        return "\n".join(_help_lines(cls, ""))
-
-
-def _parse_value(raw: str) -> Any:
-    """A ``key=value`` value as YAML (``1e-5``, ``true``, ``[a, b]``), else the raw string."""
-    if not raw.strip():
-        return ""
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise InputError("is not a section", field=part)
-        node = child
-    node[parts[-1]] = value
-
-
-def _build(cls: type, data: Any, prefix: str, where: str | None) -> Any:
-    if not isinstance(data, dict):
-        raise InputError("must be a mapping", path=where, field=prefix.rstrip(".") or "<top>")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise InputError(f"unknown key; expected one of {', '.join(sorted(names))}", path=where,
-                         field=prefix + str(unknown[0]))
-    kwargs = {}
-    for name, value in data.items():
-        kind = hints[name]
-        key = prefix + name
-        if dataclasses.is_dataclass(kind):
-            kwargs[name] = _build(kind, value or {}, key + ".", where)
-        else:
-            kwargs[name] = _coerce(value, kind, key, where)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, kind: Any, key: str, where: str | None) -> Any:
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        members = typing.get_args(kind)
-        if value is None and type(None) in members:
-            return None
-        errors = []
-        for member in (m for m in members if m is not type(None)):
-            try:
-                return _coerce(value, member, key, where)
-            except InputError as err:
-                errors.append(err)
-        raise errors[0]
-    if origin is list:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list):
-            raise InputError(f"expected a list, got {type(value).__name__}", path=where, field=key)
-        (inner,) = typing.get_args(kind) or (str,)
-        return [_coerce(v, inner, key, where) for v in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise InputError(f"expected a mapping, got {type(value).__name__}", path=where, field=key)
-        return dict(value)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if kind is float and isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if kind is str and value is None:
-        return ""
-    if kind is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise InputError(f"expected {kind.__name__}, got {type(value).__name__} ({value!r})", path=where, field=key)
-    return value
-
-
-def _help_lines(cls: type, prefix: str) -> list[str]:
-    lines = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        kind = hints[f.name]
-        if dataclasses.is_dataclass(kind):
-            lines.append(f"{prefix}{f.name}:  # {f.metadata.get('help', '')}")
-            lines += _help_lines(kind, prefix + f.name + ".")
-            continue
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        lines.append(f"  {prefix}{f.name} = {default!r}  # {f.metadata.get('help', '')}")
-    return lines

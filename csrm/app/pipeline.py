@@ -21,7 +21,6 @@ exists only once it is complete.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shlex
@@ -29,12 +28,13 @@ import shutil
 import subprocess
 import sys
 import time
-import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from csrm.app.run_state import RunState, StageSpec
+from csrm.base import config as config_system
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path, load_yaml, remove_stale_temps, write_json
 from csrm.base.paths import DEFAULT_TAXONOMY, PROJECT_ROOT, data_dir, project_path
@@ -92,41 +92,14 @@ def resolve(path: str) -> Path:
     return project_path(path)
 
 
-def load_pipeline_config(path: str | Path, overrides: list[str] = ()) -> PipelineConfig:
+def load_pipeline_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConfig:
     """Read a recipe; unknown keys and wrong types (every field, e.g. ``eval_limit=abc``) fail naming the key,
     before any work. :func:`check_recipe` then checks what the fields point at."""
-    from csrm.training.config import parse_overrides, value_matches
-
-    given = path
-    path = resolve(str(path))
-    if not path.is_file():
+    found = resolve(str(path))
+    if not found.is_file():
         raise InputError(f"pipeline recipe not found (looked in the current folder and {PROJECT_ROOT})",
-                         path=str(given))
-    data = load_yaml(path)
-    command_line = parse_overrides(list(overrides))
-    data.update(command_line)
-    known = {f.name: f for f in dataclasses.fields(PipelineConfig)}
-    hints = typing.get_type_hints(PipelineConfig)
-    for key, value in data.items():
-        source = "command line" if key in command_line else str(path)
-        if key not in known:
-            raise InputError(f"unknown key; expected one of {', '.join(known)}", path=source, field=key)
-        if not value_matches(value, hints[key]):
-            raise InputError(f"expected {_type_name(hints[key])}, got {type(value).__name__} {value!r}",
-                             path=source, field=key)
-    missing = [f.name for f in known.values() if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING and f.name not in data]
-    if missing:
-        raise InputError("missing", path=str(path), field=missing[0])
-    return PipelineConfig(**data)
-
-
-def _type_name(annotation: Any) -> str:
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) is list:
-        return f"a list of {getattr(args[0], '__name__', args[0])}" if args else "a list"
-    names = ["null" if a is type(None) else getattr(a, "__name__", str(a)) for a in (args or (annotation,))]
-    return " or ".join(names)
+                         path=str(path))
+    return config_system.load(PipelineConfig, found, overrides)
 
 
 def check_recipe(cfg: PipelineConfig) -> None:
@@ -211,7 +184,7 @@ class Pipeline:
                     target=self.data)
 
     def train(self, *, blind: bool = False) -> None:
-        from csrm.training.config import check_config_dict, parse_overrides
+        from csrm.training.config import check_config_dict, merge, parse_overrides
 
         target = self.model_dir(blind)
         checkpoints = Path(f"{target}-checkpoints")
@@ -223,7 +196,7 @@ class Pipeline:
             overrides.append(f"report_to={self.cfg.report_to}")
         config_path = resolve(self.cfg.train)
         raw = dict(check_config_dict(load_yaml(config_path), source=str(config_path)))
-        raw.update(check_config_dict(parse_overrides(list(overrides)), source="command line"))
+        raw = merge(raw, check_config_dict(parse_overrides(list(overrides)), source="command line"))
         self.report_to = self.cfg.report_to or raw.get("report_to") or "none"
         settings = {"config": {k: v for k, v in raw.items() if k not in RUN_PATH_KEYS},
                     "launcher": self.cfg.train_launcher}
@@ -375,15 +348,13 @@ def augment_inputs(recipe) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="csrm run", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Recipe fields:\n" + "\n".join(
-                                         f"  {f.name}: {f.metadata.get('help', '')}"
-                                         for f in dataclasses.fields(PipelineConfig)))
-    parser.add_argument("recipe", help="pipeline recipe YAML, e.g. configs/pipeline/default.yaml")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of recipe fields")
-    args = parser.parse_args(argv)
-    cfg = load_pipeline_config(args.recipe, args.overrides)
+    parser = config_system.command_parser("csrm run", __doc__.split("\n\n")[0], config_system.help_text(PipelineConfig),
+                                          config_help="pipeline recipe YAML, e.g. configs/pipeline/default.yaml")
+    args, overrides = config_system.parse_command(parser, sys.argv[1:] if argv is None else argv)
+    cfg = load_pipeline_config(args.config, overrides)
+    if args.print_config:
+        print(config_system.dump(cfg), end="")
+        return 0
     text = Pipeline(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True)).run()
     print(text)
     return 0

@@ -1,9 +1,12 @@
 """Configuration of ``csrm train``: :class:`CSRMTrainConfig`, a ``TrainingArguments`` with the CSRM's own fields.
 
 Every ``TrainingArguments`` field (``learning_rate``, ``deepspeed``, ``activation_checkpointing``,
-``report_to``, ...) is accepted as well. :func:`load_train_config` reads a YAML file plus ``key=value``
-overrides and checks every key and value type *before* anything is loaded, raising
-:class:`~csrm.base.errors.InputError` naming the key (with a close match for typos).
+``report_to``, ...) is accepted as well. :func:`load_train_config` reads a YAML file plus overrides (parsed by
+:mod:`csrm.base.config`: ``key=value``, ``--key value``, ``--key=value``, dotted keys into mapping fields such
+as ``peft_config.r=8``) and checks every key and value type *before* anything is loaded, raising
+:class:`~csrm.base.errors.InputError` naming the key (with a close match for typos). The field checks stay
+here rather than in the shared builder: ``TrainingArguments`` fields are typed with enums and unions
+(``SchedulerType | str``) the recipes' dataclasses never use.
 
 ``output_dir`` is the *final model* folder (``CSRMModel.from_pretrained(output_dir)``); the Trainer's
 checkpoints, logs and wandb files go to ``checkpoint_dir`` (default ``<output_dir>-checkpoints``), so the model
@@ -24,10 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
+from csrm.base import config as config_system
 from csrm.base.errors import InputError
 from csrm.base.io import load_yaml
 
@@ -244,7 +247,7 @@ def check_train_config(path: str | Path, overrides: list[str] | None = None, *,
     choices, training steps), for checking a run's config before any stage; returns the merged values."""
     raw = dict(check_config_dict(load_yaml(path), source=str(path)))
     extra = check_config_dict(parse_overrides(overrides or []), source=overrides_source)
-    raw.update(extra)
+    raw = merge(raw, extra)
     defaults = {f.name: f.default for f in dataclasses.fields(CSRMTrainConfig)}
     source = overrides_source if {"max_steps", "num_train_epochs"} & set(extra) else str(path)
     check_steps(raw.get("max_steps", defaults["max_steps"]), raw.get("num_train_epochs",
@@ -256,18 +259,35 @@ def config_fields() -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(CSRMTrainConfig) if f.init}
 
 
+def fields_help() -> str:
+    """``csrm train --help``'s field list: the CSRM's own fields, then every ``TrainingArguments`` field."""
+    hints = _type_hints()
+    inherited = {f.name for f in dataclasses.fields(TrainingArguments)}
+    rows = []
+    for name, f in config_fields().items():
+        default = "" if f.default is dataclasses.MISSING else f" (default: {f.default!r})"
+        rows.append((name in inherited, name, _type_name(hints.get(name, f.type)),
+                     " ".join(str(f.metadata.get("help", "")).split()) + default))
+    width = min(40, max(len(name) for _, name, _, _ in rows))
+    own = [f"  {name:<{width}}  {kind}: {text}" for hf, name, kind, text in rows if not hf]
+    hf = [f"  {name:<{width}}  {kind}: {text}" for hf, name, kind, text in rows if hf]
+    return "\n".join(["fields (override as key=value, --key value or --key=value; dotted keys reach into "
+                      "mappings such as peft_config.r=8):", *own, "", "TrainingArguments fields:", *hf])
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["key=value", ...]`` -> dict; values are read as YAML (``true``, ``3``, ``[a, b]``, ``null``)."""
+    """Overrides (any form :mod:`csrm.base.config` takes) -> a mapping; a dotted key becomes a nested mapping
+    (merged into the file's by :func:`merge`)."""
     out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip().removeprefix("--").replace("-", "_")
-        if not sep or not key:
-            raise InputError(f"override {item!r} must look like key=value", path="command line")
-        try:
-            out[key] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            out[key] = raw
+    config_system.apply_overrides(out, overrides)
+    return out
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``extra``, mappings merged key by key (``peft_config.r=8`` keeps the other keys)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -300,7 +320,7 @@ def load_train_config(path: str | Path | None, overrides: list[str] | None = Non
     """YAML file + ``key=value`` overrides (+ keyword values) -> (config, the merged raw dict)."""
     data = load_yaml(path) if path is not None else {}
     raw = dict(check_config_dict(data, source=str(path) if path is not None else None))
-    raw.update(check_config_dict(parse_overrides(overrides or []), source="command line"))
+    raw = merge(raw, check_config_dict(parse_overrides(overrides or []), source="command line"))
     raw.update(check_config_dict(extra))
     try:
         return CSRMTrainConfig(**raw), raw

@@ -8,7 +8,6 @@ Exit codes: 0 done, 2 bad input, 3 training stopped on a non-finite loss.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -24,10 +23,11 @@ import torch
 import yaml
 from transformers import AutoConfig, TrainerCallback, set_seed
 
+from csrm.base import config as config_system
 from csrm.base.errors import InputError
 from csrm.base.paths import resolve_model_name
 from csrm.model.modeling import DTYPES, CSRMModel, is_decoder_config, load_tokenizer
-from csrm.training.config import CSRMTrainConfig, load_train_config
+from csrm.training.config import CSRMTrainConfig, fields_help, load_train_config
 from csrm.training.data import TokenizedSplit, load_augmented
 from csrm.training.trainer import CSRMTrainer, NonFiniteLossError, last_checkpoint
 
@@ -287,15 +287,15 @@ def _strip_launcher_args(argv: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = _strip_launcher_args(list(sys.argv[1:] if argv is None else argv))
-    parser = argparse.ArgumentParser(prog="csrm train", description=__doc__.split("\n\n")[0],
-                                     epilog="Overrides: any config field as key=value (YAML syntax), e.g. "
-                                            "max_steps=200 learning_rate=5e-5 report_to=wandb")
-    parser.add_argument("config", help="training YAML (see configs/train/)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides")
-    args = parser.parse_args(argv)
+    parser = config_system.command_parser("csrm train", __doc__.split("\n\n")[0], fields_help(),
+                                          config_help="training YAML (see configs/train/)")
+    args, overrides = config_system.parse_command(parser, argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg, raw = load_train_config(args.config, args.overrides)
+        cfg, raw = load_train_config(args.config, overrides)
+        if args.print_config:
+            print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+            return 0
         summary = run_training(cfg, raw_config=raw)
     except InputError as err:
         print(f"csrm train: error: {err}", file=sys.stderr)
