@@ -14,9 +14,13 @@ from scoring_fixtures import save, tiny_encoder
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from csrm.alignment import align
-from csrm.alignment.align import StepState, prepare_items, run_align
+from csrm.alignment.align import run_align
 from csrm.alignment.config import AlignConfig
+from csrm.alignment.items import prepare_items
 from csrm.alignment.policy import SamplingParams, completion_logps, generate, load_policy, prepare_tokenizer
+from csrm.alignment.state import StepState
+from csrm.app import align_cli
+from csrm.app.align_cli import items_from_augmentation
 from csrm.base.errors import InputError
 
 CONFIGS = [
@@ -209,7 +213,7 @@ def test_lora_and_sft_round(tmp_path, tiny_policy, tiny_csrm, item_files):
 @pytest.mark.slow
 def test_deepspeed_zero3_rounds(tmp_path, tiny_policy, tiny_csrm, item_files):
     """The GPU recipe's code path on CPU: DPO under ZeRO-3 (one process), gathered save, and a second round
-    whose sampling policy loads normally after the first round's ZeRO-3 trainer. Runs ``csrm.alignment.align`` in a
+    whose sampling policy loads normally after the first round's ZeRO-3 trainer. Runs ``csrm.app.align_cli`` in a
     subprocess: DeepSpeed leaves process-wide state behind that would leak into later tests' Trainers."""
     pytest.importorskip("deepspeed")
     import socket
@@ -227,7 +231,7 @@ def test_deepspeed_zero3_rounds(tmp_path, tiny_policy, tiny_csrm, item_files):
                                  **{"eval.enabled": "false", "dpo.epochs": "1", "deepspeed": str(zero3)})
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
            "LOCAL_RANK": "0"}
-    done = subprocess.run([sys.executable, "-m", "csrm.alignment.align", *overrides], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "csrm.app.align_cli", *overrides], env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -256,7 +260,7 @@ def test_policy_sampling_and_logps(tiny_policy):
 
 def test_items_from_augmentation_are_disjoint(tmp_path):
     cfg = AlignConfig.load(None, ["data.train_items=0", "data.eval_items=0"])
-    summary = prepare_items(cfg, tmp_path)
+    summary = prepare_items(cfg, tmp_path, items_from_augmentation)
     assert summary["train_items"] > 0 and summary["eval_items"] > 0
     assert summary["shared_prompts"] == 0 and summary["shared_configs"] == 0
     row = json.loads((tmp_path / "train.jsonl").read_text().splitlines()[0])
@@ -284,10 +288,10 @@ def test_bundled_recipes_load(name):
 
 def test_cli_help_lists_every_key_and_print_config_takes_every_override_form(capsys):
     with pytest.raises(SystemExit) as exit_:
-        align.main(["--help"])
+        align_cli.main(["--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
     assert "dpo.beta" in text and "dpo.lora.alpha" in text
-    assert align.main(["--print-config", "rounds=3", "--dpo.beta", "0.25", "--sampling.k=5"]) == 0
+    assert align_cli.main(["--print-config", "rounds=3", "--dpo.beta", "0.25", "--sampling.k=5"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert (printed["rounds"], printed["dpo"]["beta"], printed["sampling"]["k"]) == (3, 0.25, 5)

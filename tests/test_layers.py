@@ -95,22 +95,8 @@ def _why(own: tuple[str, int], dest: tuple[str, int], target: str, names: list[s
     return ""
 
 
-# Breaks still in the code, each with the reason it is tolerated for now; the test fails when one is fixed and
-# left listed, so this list can only shrink.
-KNOWN_BREAKS = {
-    ("csrm/alignment/align.py", "augmentation"): "csrm align's default item source; moves to csrm.app with the "
-                                                 "split of align.py",
-}
-
-
 def test_no_import_runs_upwards():
-    found = violations(ROOT)
-    known = [f for f in found if any(f.startswith(f"{path}:") and f" imports {target}:" in f
-                                     for path, target in KNOWN_BREAKS)]
-    assert [f for f in found if f not in known] == []
-    for path, target in KNOWN_BREAKS:
-        assert any(f.startswith(f"{path}:") and f" imports {target}:" in f for f in known), \
-            f"{path} no longer imports {target}: remove it from KNOWN_BREAKS"
+    assert violations(ROOT) == []
 
 
 def test_every_layer_exists_as_a_package():

@@ -1,4 +1,4 @@
-"""``csrm align RECIPE.yaml [key=value ...]``: the CoSAlign loop with the CSRM as judge.
+"""The CoSAlign loop of ``csrm align`` with the CSRM as judge (command line: :mod:`csrm.app.align_cli`).
 
 Per round ``i`` (1..N), starting from the previous round's policy (round 1: ``policy.name_or_path``):
 
@@ -31,274 +31,66 @@ digests and the item files. A rerun with any of them changed stops with exit 2 n
 
 **Distributed** (``accelerate launch -m csrm align ...`` with DeepSpeed): sampling, scoring and evaluation run
 on the main process while the others wait; SFT and DPO run on every process.
+
+**Modules**: this loop; :mod:`~csrm.alignment.items` (the items), :mod:`~csrm.alignment.state` (resume state),
+:mod:`~csrm.alignment.distributed` (processes), :mod:`~csrm.alignment.scorers` (the judge, the replay of stored
+scores), :mod:`~csrm.alignment.trl_steps` (SFT, DPO, LoRA), :mod:`~csrm.alignment.report` (reports).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import random
-import shutil
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from datasets import load_from_disk
 from tqdm.auto import tqdm
 
 from csrm.alignment.config import AlignConfig
-from csrm.base.config import command_parser, dump, help_text, parse_command
-from csrm.base.errors import InputError
-from csrm.base.fingerprint import check_fingerprint
-from csrm.base.io import atomic_path, iter_jsonl, write_json, write_jsonl
+from csrm.alignment.cosa_score import METRICS, CoSASettings, HeldOutItem, evaluate_answers, is_refusal
+from csrm.alignment.distributed import barrier, free_memory, is_main
+from csrm.alignment.items import AugmentationItems, prepare_items, prompt_messages, read_items
+from csrm.alignment.judge import JudgeInput, build_preference_dataset
+from csrm.alignment.policy import (
+    SamplingParams,
+    generate,
+    generate_vllm,
+    load_policy,
+    load_policy_tokenizer,
+    pick_device,
+    resolve_policy,
+    vllm_available,
+)
+from csrm.alignment.report import read_json, short, write_report, write_round_metrics
+from csrm.alignment.scorers import ReplayScorer, default_csrm_path
+from csrm.alignment.state import FINGERPRINT_FILE, STATE_FILE, StepState, clean_stale, discard_run
+from csrm.alignment.trl_steps import run_dpo, run_sft
+from csrm.base.fingerprint import check_fingerprint, file_digest, model_digest, tensors_digest
+from csrm.base.io import atomic_path, write_json, write_jsonl
 from csrm.base.paths import project_path
-from csrm.base.records import Message, as_messages, stable_id
+from csrm.base.plots import plot_bars
+from csrm.base.records import Message
+from csrm.base.score_types import ScoreItem, ScoreResult
+from csrm.base.tracking import log_results, wants_wandb
+from csrm.scoring.scorer import load
 
 logger = logging.getLogger(__name__)
 
-STEPS = ("generate", "score", "pairs", "sft", "dpo", "eval")
-STATE_FILE = "state.json"
-FINGERPRINT_FILE = "fingerprint.json"
 # settings that change no finished step's output: later rounds and evaluation may be added on a resume
 FINGERPRINT_SKIP = ("out_dir", "rounds", "eval", "logging_steps", "report_to", "judge.csrm", "judge.max_rows",
                     "judge.max_tokens")
 RESTART_HINT = ("rerun with --restart to discard its finished steps and start over, or use another out_dir")
 
 
-def discard_run(out: Path) -> None:
-    """Remove what ``csrm align`` wrote under ``out`` (and nothing else): ``--restart``."""
-    for name in ("data", "baseline", "report.json", "report.md", "align_config.json", FINGERPRINT_FILE):
-        path = out / name
-        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
-    for folder in out.glob("round_*"):
-        if folder.is_dir() and folder.name[len("round_"):].isdigit():
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-# -- distributed helpers -------------------------------------------------------------------------------
-def _dist():
-    """accelerate's PartialState when launched with several processes, else None."""
-    import os
-
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    from datetime import timedelta
-
-    from accelerate import PartialState
-
-    # the other ranks wait while the main one samples and scores: allow hours, not the default minutes
-    return PartialState(timeout=timedelta(hours=int(os.environ.get("CSRM_ALIGN_BARRIER_HOURS", "6"))))
-
-
-def _is_main() -> bool:
-    state = _dist()
-    return state is None or state.is_main_process
-
-
-def _barrier() -> None:
-    state = _dist()
-    if state is not None:
-        state.wait_for_everyone()
-
-
-# -- state ---------------------------------------------------------------------------------------------
-class StepState:
-    """Finished steps of one folder (a round, ``baseline`` or ``data``), persisted in ``state.json``."""
-
-    def __init__(self, folder: Path):
-        self.folder = folder
-        self.path = folder / STATE_FILE
-        self.data: dict[str, Any] = {"finished": [], "seconds": {}, "info": {}}
-        if self.path.is_file():
-            self.data.update(json.loads(self.path.read_text(encoding="utf-8")))
-
-    def done(self, step: str) -> bool:
-        return step in self.data["finished"]
-
-    def finish(self, step: str, seconds: float, **info: Any) -> None:
-        if step not in self.data["finished"]:
-            self.data["finished"].append(step)
-        self.data["seconds"][step] = round(seconds, 2)
-        self.data["info"].update(info)
-        if _is_main():
-            write_json(self.path, self.data)
-
-    def info(self, key: str, default: Any = None) -> Any:
-        return self.data["info"].get(key, default)
-
-    def run(self, step: str, fn: Callable[[], dict[str, Any] | None], *, main_only: bool = False) -> bool:
-        """Run ``fn`` unless ``step`` is finished; ``fn`` returns info to record. True if it ran."""
-        if self.done(step):
-            logger.info("%s/%s: finished earlier, skipped", self.folder.name, step)
-            return False
-        start = time.perf_counter()
-        info: dict[str, Any] | None = None
-        if not main_only or _is_main():
-            info = fn()
-        _barrier()
-        if main_only and not _is_main():  # pick up what the main process recorded
-            self.__init__(self.folder)
-            return True
-        self.finish(step, time.perf_counter() - start, **(info or {}))
-        return True
-
-
-def _clean_stale(folder: Path) -> None:
-    """Remove temporary outputs left by a killed step (``.name.*.tmp`` beside their final paths)."""
-    if not folder.is_dir() or not _is_main():
-        return
-    for tmp in folder.glob(".*.tmp"):
-        shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
-
-
-# -- items ---------------------------------------------------------------------------------------------
-def _item_row(config_text: str, messages: list[Message], *, prompt_id: str = "", name: str = "",
-              allow: dict[str, int] | None = None, mode: str = "", label: int = -1,
-              categories: list[str] | None = None) -> dict[str, Any]:
-    from csrm.scoring.thresholds import config_key
-
-    config_id = config_key(config_text)
-    prompt_id = prompt_id or stable_id(messages)
-    return {"item_id": stable_id(config_id, prompt_id), "prompt_id": prompt_id, "config_id": config_id,
-            "config": config_text, "config_name": name, "allow": allow, "mode": mode, "label": label,
-            "categories": list(categories or []), "messages": messages}
-
-
-def items_from_augmentation(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
-    """(train, eval) items from the augmentation stage: splits ``train`` and ``validation``."""
-    from augmentation import prompts_with_configs
-
-    out = []
-    for split in ("train", "validation"):
-        pairs = prompts_with_configs(project_path(cfg.data.augment_recipe), split=split,
-                                     configs_per_prompt=cfg.data.configs_per_prompt,
-                                     overrides=cfg.data.augment_overrides)
-        out.append([_item_row(s.config.text, as_messages(r.messages), prompt_id=r.prompt_id, name=s.config.name,
-                              allow=s.config.allow, mode=s.mode, label=s.label, categories=list(r.categories))
-                    for r, s in pairs])
-    return out[0], out[1]
-
-
-ALIGN_ITEM_FIELDS = ("id", "config", "prompt", "messages", "prompt_id", "label", "categories")
-
-
-def items_from_file(path: str) -> list[dict]:
-    """Items from JSONL: ``config`` (text, or ``{name, text, allow}``) and ``prompt`` or ``messages``, plus
-    optional ``id``, ``prompt_id``, ``label``, ``categories``; checked by :mod:`csrm.base.validation` (unknown
-    fields, categories and lone surrogates are errors naming file, line and field)."""
-    from csrm.base.safety_config import SafetyConfig
-    from csrm.base.text import check_strings
-    from csrm.base.validation import check_fields, parse_config
-
-    rows = []
-    for line, obj in iter_jsonl(path):
-        check_fields(obj, ALIGN_ITEM_FIELDS, path=path, line=line)
-        if obj.get("config") is None:
-            raise InputError("needs a config (text or {name, text, allow})", path=path, line=line, field="config")
-        parsed = parse_config(obj["config"], path=path, line=line)
-        config = parsed if isinstance(parsed, SafetyConfig) else SafetyConfig(text=parsed)
-        prompt = obj.get("messages") if obj.get("messages") is not None else obj.get("prompt")
-        if not prompt:
-            raise InputError("needs a prompt or messages", path=path, line=line, field="prompt")
-        try:
-            messages = as_messages(prompt)
-        except (ValueError, TypeError, AttributeError) as err:
-            raise InputError(str(err), path=path, line=line, field="messages") from None
-        check_strings(messages, "messages", path=path, line=line)
-        rows.append(_item_row(config.render(), messages, prompt_id=str(obj.get("prompt_id") or ""),
-                              name=config.name, allow=config.allow, label=int(obj.get("label", -1)),
-                              categories=list(obj.get("categories") or [])))
-    return rows
-
-
-def _subsample(rows: list[dict], n: int, seed: int) -> list[dict]:
-    rows = sorted(rows, key=lambda r: r["item_id"])
-    random.Random(seed).shuffle(rows)
-    return rows if n <= 0 else rows[:n]
-
-
-def prepare_items(cfg: AlignConfig, folder: Path) -> dict[str, Any]:
-    """Write ``data/train.jsonl`` and ``data/eval.jsonl`` and return a summary (overlap counts included)."""
-    if cfg.data.source == "augmentation":
-        train, held_out = items_from_augmentation(cfg)
-    else:
-        train = items_from_file(cfg.data.train_file)
-        held_out = items_from_file(cfg.data.eval_file) if cfg.data.eval_file else []
-    train = _subsample(train, cfg.data.train_items, cfg.data.seed)
-    held_out = _subsample(held_out, cfg.data.eval_items, cfg.data.seed + 1)
-    if not train:
-        raise InputError("no training items", field="data")
-    shared_prompts = {r["prompt_id"] for r in train} & {r["prompt_id"] for r in held_out}
-    shared_configs = {r["config_id"] for r in train} & {r["config_id"] for r in held_out}
-    if shared_prompts or shared_configs:
-        logger.warning("held-out items share %d prompts and %d configs with training items",
-                       len(shared_prompts), len(shared_configs))
-    write_jsonl(folder / "train.jsonl", train)
-    write_jsonl(folder / "eval.jsonl", held_out)
-    return {"train_items": len(train), "eval_items": len(held_out), "shared_prompts": len(shared_prompts),
-            "shared_configs": len(shared_configs), "train_configs": len({r["config_id"] for r in train}),
-            "eval_configs": len({r["config_id"] for r in held_out})}
-
-
-def read_items(path: Path) -> list[dict]:
-    return [obj for _, obj in iter_jsonl(path)] if path.is_file() else []
-
-
-def prompt_messages(item: dict) -> list[Message]:
-    """The conversation the policy answers: the config as system message (csrm.alignment.judge's layout)."""
-    from csrm.alignment.judge import _prompt_messages
-
-    return _prompt_messages(item["config"], item["messages"])
-
-
-# -- scorer --------------------------------------------------------------------------------------------
-DEFAULT_CSRM_PATHS = ("runs/csrm-minilm", "runs/train/latest")
-
-
-def default_csrm_path(cfg: AlignConfig) -> str:
-    """``judge.csrm``, else ``$CSRM_MODEL``, else the first existing of :data:`DEFAULT_CSRM_PATHS`
-    (``runs/csrm-minilm`` is where ``configs/train/minilm_cpu.yaml`` saves)."""
-    import os
-
-    path = cfg.judge.csrm or os.environ.get("CSRM_MODEL") or ""
-    if path:
-        return path
-    for candidate in DEFAULT_CSRM_PATHS:
-        if Path(candidate).exists():
-            return candidate
-    raise InputError("no CSRM given and none found at " + ", ".join(DEFAULT_CSRM_PATHS) + ": train one with "
-                     "`csrm train configs/train/minilm_cpu.yaml` or pass judge.csrm=PATH (or set $CSRM_MODEL)",
-                     field="judge.csrm")
-
-
-class ReplayScorer:
-    """Answers :func:`csrm.alignment.judge.build_preference_dataset` from stored scores (configs already rendered)."""
-
-    def __init__(self, results: dict[tuple, Any]):
-        self.results = results
-
-    @staticmethod
-    def key(config: str, messages: list[Message], response: str | None) -> tuple:
-        return config, json.dumps(messages, sort_keys=True), response
-
-    def render(self, config: str) -> str:
-        return config
-
-    def threshold_for(self, config: str) -> float:
-        return 0.5  # unused: stored results carry their own verdicts and thresholds
-
-    def score_items(self, items, thresholds=None):
-        return [self.results[self.key(i.config, i.messages, i.response)] for i in items]
-
-
 # -- the loop ------------------------------------------------------------------------------------------
 class AlignRun:
     """One ``csrm align`` run over an output folder (see the module doc)."""
 
-    def __init__(self, cfg: AlignConfig, *, scorer: Any = None, restart: bool = False):
+    def __init__(self, cfg: AlignConfig, *, scorer: Any = None, restart: bool = False,
+                 augmentation_items: AugmentationItems | None = None):
         self.cfg = cfg
+        self.augmentation_items = augmentation_items
         self.out = Path(cfg.out_dir)
         self._scorer = scorer
         self.restart = restart
@@ -308,21 +100,14 @@ class AlignRun:
     @property
     def scorer(self):
         if self._scorer is None:
-            from csrm.alignment.policy import pick_device
-            from csrm.scoring.scorer import load
-
             self._scorer = load(default_csrm_path(self.cfg), device=pick_device(self.cfg.device),
                                 max_rows=self.cfg.judge.max_rows, max_tokens=self.cfg.judge.max_tokens)
         return self._scorer
 
     def start_policy(self) -> str:
-        from csrm.alignment.policy import resolve_policy
-
         return resolve_policy(self.cfg.policy.name_or_path, self.cfg.policy.gguf_file)
 
     def load_policy(self, path: str):
-        from csrm.alignment.policy import load_policy
-
         p = self.cfg.policy
         return load_policy(path, dtype=p.dtype, device=self.cfg.device, chat_template=p.chat_template,
                            trust_remote_code=p.trust_remote_code)
@@ -330,39 +115,37 @@ class AlignRun:
     # -- entry -----------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
-        if self.restart and _is_main():
+        if self.restart and is_main():
             discard_run(self.out)
-        _barrier()
+        barrier()
         self.out.mkdir(parents=True, exist_ok=True)
         check_fingerprint(self.out / FINGERPRINT_FILE, self.fingerprint(), partial=self.out / "data" / STATE_FILE,
-                          what=f"the run in {self.out}", restart_hint=RESTART_HINT, write=_is_main())
+                          what=f"the run in {self.out}", restart_hint=RESTART_HINT, write=is_main())
         self._record_config()
         data_state = StepState(self.out / "data")
-        data_state.run("items", lambda: prepare_items(cfg, self.out / "data"), main_only=True)
+        data_state.run("items", lambda: prepare_items(cfg, self.out / "data", self.augmentation_items), main_only=True)
         self.train_items = read_items(self.out / "data" / "train.jsonl")
         self.eval_items = read_items(self.out / "data" / "eval.jsonl")
-        policy = self.start_policy() if _is_main() else None
-        _barrier()
+        policy = self.start_policy() if is_main() else None
+        barrier()
         policy = policy or self.start_policy()
         baseline = None
         if cfg.eval.enabled and self.eval_items:
             folder = self.out / "baseline"
             state = StepState(folder)
             state.run("eval", lambda: self.step_eval(folder, policy), main_only=True)
-            baseline = self._read_json(folder / "eval.json")
+            baseline = read_json(folder / "eval.json")
             self.timings["baseline"] = state.data["seconds"]
         last_eval = None
         for index in range(1, cfg.rounds + 1):
             policy, round_eval = self.run_round(index, policy, last=index == cfg.rounds)
             last_eval = round_eval or last_eval
-        return self._report(baseline, last_eval, policy)
+        return write_report(self, baseline, last_eval, policy)
 
     def fingerprint(self) -> dict[str, Any]:
         """What the finished steps depend on (:mod:`csrm.base.fingerprint`): the settings of data, sampling,
         judging, SFT and DPO (not ``rounds``, ``eval.*``, logging or batch sizes of the judge), the judge
         model's and the starting policy's digests, and the item files (or augmentation recipe)."""
-        from csrm.base.fingerprint import file_digest, model_digest, tensors_digest
-
         settings = self.cfg.to_dict()
         for key in FINGERPRINT_SKIP:
             section, _, name = key.rpartition(".")
@@ -388,18 +171,14 @@ class AlignRun:
             if changed:
                 logger.warning("resuming %s with changed settings (%s); finished steps are kept", self.out,
                                ", ".join(changed))
-        if _is_main():
+        if is_main():
             write_json(path, current)
-
-    @staticmethod
-    def _read_json(path: Path) -> dict[str, Any] | None:
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     def run_round(self, index: int, start: str, *, last: bool) -> tuple[str, dict | None]:
         """Run (or resume) round ``index`` from policy ``start``; returns (its policy, its eval or None)."""
         cfg, folder = self.cfg, self.out / f"round_{index}"
         folder.mkdir(parents=True, exist_ok=True)
-        _clean_stale(folder)
+        clean_stale(folder)
         state = StepState(folder)
         seed = cfg.seed + 1000 * index
         state.run("generate", lambda: self.step_generate(folder, start, seed), main_only=True)
@@ -412,19 +191,16 @@ class AlignRun:
         round_eval = None
         if cfg.eval.enabled and self.eval_items and (last or cfg.eval.every_round):
             state.run("eval", lambda: self.step_eval(folder, policy), main_only=True)
-            round_eval = self._read_json(folder / "eval.json")
+            round_eval = read_json(folder / "eval.json")
         # a round that is not evaluated leaves "eval" unfinished, so a later run with fewer rounds (or
         # eval.every_round) still evaluates it on resume
         self.timings[folder.name] = state.data["seconds"]
-        if _is_main():
-            self._write_round_metrics(folder, state, round_eval)
+        if is_main():
+            write_round_metrics(folder, state, round_eval)
         return policy, round_eval
 
     # -- steps -----------------------------------------------------------------------------------------
     def step_generate(self, folder: Path, policy_path: str, seed: int) -> dict[str, Any]:
-        from csrm.alignment.cosa_score import is_refusal
-        from csrm.alignment.policy import SamplingParams
-
         s = self.cfg.sampling
         params = SamplingParams(n=s.k, max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
                                 do_sample=True, batch_size=s.batch_size, seed=seed)
@@ -438,8 +214,6 @@ class AlignRun:
                 "mean_response_chars": sum(map(len, flat)) / max(1, len(flat))}
 
     def _sample(self, policy_path: str, conversations: list[list[Message]], params, *, desc: str) -> list[list[str]]:
-        from csrm.alignment.policy import generate, generate_vllm, load_policy_tokenizer, vllm_available
-
         backend = self.cfg.sampling.backend
         if backend == "vllm" or (backend == "auto" and vllm_available() and self.cfg.device != "cpu"):
             p = self.cfg.policy
@@ -451,11 +225,9 @@ class AlignRun:
             return generate(model, tokenizer, conversations, params, desc=desc)
         finally:
             del model
-            _free_memory()
+            free_memory()
 
     def step_score(self, folder: Path) -> dict[str, Any]:
-        from csrm.base.score_types import ScoreItem
-
         rows = read_items(folder / "generations.jsonl")
         items = [ScoreItem(r["config"], r["messages"], resp) for r in rows for resp in r["responses"]]
         results: list[Any] = [None] * len(items)
@@ -480,9 +252,6 @@ class AlignRun:
                 "sample_mean_reward": sum(r.reward for r in results) / n}
 
     def step_pairs(self, folder: Path) -> dict[str, Any]:
-        from csrm.alignment.judge import JudgeInput, build_preference_dataset
-        from csrm.base.score_types import ScoreResult
-
         rows = read_items(folder / "generations.jsonl")
         scores = {r["item_id"]: r["scores"] for r in read_items(folder / "scores.jsonl")}
         results: dict[tuple, ScoreResult] = {}
@@ -501,8 +270,6 @@ class AlignRun:
                 "mean_pair_margin": sum(dataset["margin"]) / n if n else 0.0}
 
     def _load_pairs(self, folder: Path):
-        from datasets import load_from_disk
-
         return load_from_disk(str(folder / "pairs"))
 
     def step_sft(self, folder: Path, start: str, seed: int) -> dict[str, Any]:
@@ -520,15 +287,12 @@ class AlignRun:
             logger.warning("%s: no preference pairs; the policy is carried over unchanged", folder.name)
             return {"policy": start, "dpo_skipped": True}
         result = run_dpo(self.cfg, pairs, start, folder / "policy", seed=seed)
-        if _is_main():
+        if is_main():
             write_json(folder / "dpo_metrics.json", result)
         return {"policy": str(folder / "policy"),
                 **{k: v for k, v in result.items() if k != "log_history"}}
 
     def step_eval(self, folder: Path, policy_path: str) -> dict[str, Any]:
-        from csrm.alignment.cosa_score import CoSASettings, HeldOutItem, evaluate_answers
-        from csrm.alignment.policy import SamplingParams
-
         e = self.cfg.eval
         params = SamplingParams(n=1, max_new_tokens=e.max_new_tokens, temperature=self.cfg.sampling.temperature,
                                 top_p=self.cfg.sampling.top_p, do_sample=e.do_sample, batch_size=e.batch_size,
@@ -549,316 +313,23 @@ class AlignRun:
     def _log_cosa(self, folder: Path, metrics: dict[str, Any]) -> None:
         """CoSA-Score of this policy to wandb when ``report_to`` includes it: the overall rates, a per-config
         table and a per-config bar chart (``cosa_by_config.png``, also kept beside ``eval.json``)."""
-        from csrm.base.tracking import log_results, wants_wandb
-
         if not wants_wandb(self.cfg.report_to):
             return
-        from csrm.alignment.cosa_score import METRICS
-        from csrm.base.plots import plot_bars
-
         names = {i["config_id"]: f"{i.get('config_name') or 'config'} {i['config_id'][:6]}" for i in self.eval_items}
         per_config = metrics["per_config"]
         plot = plot_bars(folder / "cosa_by_config.png",
-                         {_short(names.get(c, c)): m["cosa_score"] for c, m in per_config.items()},
+                         {short(names.get(c, c)): m["cosa_score"] for c, m in per_config.items()},
                          ylabel="CoSA-Score", title=f"{folder.name}: CoSA-Score per config", xlim=(-1, 1))
         rows = [[names.get(c, c), m.get("n"), *(m.get(k) for k in METRICS)] for c, m in per_config.items()]
         log_results(self.cfg.report_to, job_type="cosa_score", name=f"{self.out.name} {folder.name}",
                     metrics={folder.name: metrics["overall"]}, images={"by_config": plot},
                     tables={"per_config": (["config", "n", *METRICS], rows)}, config=self.cfg.to_dict())
 
-    # -- reports ---------------------------------------------------------------------------------------
-    def _write_round_metrics(self, folder: Path, state: StepState, round_eval: dict | None) -> None:
-        metrics = {"round": folder.name, "seconds": state.data["seconds"], **state.data["info"]}
-        if round_eval is not None:
-            metrics["eval"] = round_eval["metrics"]["overall"]
-        write_json(folder / "metrics.json", metrics)
 
-    def _report(self, baseline: dict | None, final: dict | None, policy: str) -> dict[str, Any]:
-        from csrm.alignment.cosa_score import compare, render_markdown
-
-        rounds = [self._read_json(self.out / f"round_{i}" / "metrics.json") or {} for i in range(1, self.cfg.rounds + 1)]
-        report: dict[str, Any] = {"final_policy": policy, "rounds": rounds,
-                                  "seconds": {k: v for k, v in self._all_timings().items()}}
-        extra = ""
-        if baseline is not None and final is not None:
-            comparison = compare(baseline["metrics"], final["metrics"])
-            report["comparison"] = comparison
-            names = {i["config_id"]: f"{i.get('config_name') or 'config'} {i['config_id'][:6]}" for i in self.eval_items}
-            lines = ["## Rounds", "", "| round | pairs | logp margin before | after | DPO loss |",
-                     "|---|---:|---:|---:|---:|"]
-            for m in rounds:
-                lines.append(f"| {m.get('round')} | {m.get('pairs', 0)} | {_fmt(m.get('logp_margin_before'))} "
-                             f"| {_fmt(m.get('logp_margin_after'))} | {_fmt(m.get('train_loss'))} |")
-            lines += ["", "## Wall time (s)", "", "| stage | " + " | ".join(STEPS) + " |",
-                      "|---|" + "---:|" * len(STEPS)]
-            for stage, seconds in report["seconds"].items():
-                lines.append(f"| {stage} | " + " | ".join(_fmt(seconds.get(s), 1) for s in STEPS) + " |")
-            extra = "\n".join(lines)
-            markdown = render_markdown(comparison, config_names={k: _short(v) for k, v in names.items()}, extra=extra)
-            if _is_main():
-                (self.out / "report.md").write_text(markdown, encoding="utf-8")
-        if _is_main():
-            write_json(self.out / "report.json", report)
-        return report
-
-    def _all_timings(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for name in ["baseline"] + [f"round_{i}" for i in range(1, self.cfg.rounds + 1)]:
-            state = self.out / name / STATE_FILE
-            if state.is_file():
-                out[name] = json.loads(state.read_text(encoding="utf-8"))["seconds"]
-        return out
-
-
-def _fmt(value: Any, digits: int = 3) -> str:
-    return "–" if value is None else f"{value:.{digits}f}"
-
-
-def _short(text: str, width: int = 40) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _free_memory() -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-# -- training (SFT, DPO) -------------------------------------------------------------------------------
-def _use_cpu(cfg: AlignConfig) -> bool:
-    import torch
-
-    return cfg.device == "cpu" or (cfg.device == "auto" and not torch.cuda.is_available())
-
-
-def _trainer_args(cfg: AlignConfig, cls: type, output_dir: Path, *, learning_rate: float, epochs: float,
-                  batch_size: int, grad_accum: int, seed: int, **extra: Any):
-    """TRL config with this project's conventions (no checkpoints, explicit CPU/bf16, optional DeepSpeed)."""
-    import dataclasses
-
-    checkpointing = bool(extra.pop("checkpointing", False))
-    if any(f.name == "activation_checkpointing" for f in dataclasses.fields(cls)):  # transformers >= 5.x rename
-        extra.update(activation_checkpointing=checkpointing, gradient_checkpointing=None)
-    else:
-        extra.update(gradient_checkpointing=checkpointing)
-    return cls(output_dir=str(output_dir), learning_rate=learning_rate, num_train_epochs=epochs,
-               per_device_train_batch_size=batch_size, gradient_accumulation_steps=grad_accum,
-               logging_steps=cfg.logging_steps, save_strategy="no", report_to=cfg.report_to, seed=seed,
-               use_cpu=_use_cpu(cfg), bf16=cfg.bf16, fp16=False, deepspeed=cfg.deepspeed or None,
-               dataloader_num_workers=0, **extra)
-
-
-def _lora_config(cfg: AlignConfig, model=None):
-    """peft LoraConfig from the recipe; ``last_layers`` restricts it to the model's top layers."""
-    lora = cfg.dpo.lora
-    if not lora.enabled:
-        return None
-    from peft import LoraConfig
-
-    targets: Any = lora.target_modules
-    extra: dict[str, Any] = {}
-    if lora.last_layers > 0 and model is not None:
-        layers = int(model.config.get_text_config().num_hidden_layers)
-        extra["layers_to_transform"] = list(range(max(0, layers - lora.last_layers), layers))
-        if targets == ["all-linear"]:  # peft needs explicit names with layers_to_transform
-            targets = sorted(_linear_names(model))
-    elif targets == ["all-linear"]:
-        targets = "all-linear"
-    return LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=targets,
-                      task_type="CAUSAL_LM", **extra)
-
-
-def _linear_names(model) -> set[str]:
-    """Leaf names of the linear layers inside the transformer blocks (not the LM head or embeddings)."""
-    import torch
-
-    output = model.get_output_embeddings()
-    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not output and ".layers." in f".{name}"}
-
-
-def _load_for_training(cfg: AlignConfig, path: str):
-    from transformers import AutoModelForCausalLM
-
-    from csrm.alignment.policy import load_policy_tokenizer
-    from csrm.model.modeling import DTYPES
-
-    p = cfg.policy
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[p.dtype], trust_remote_code=p.trust_remote_code)
-    tokenizer = load_policy_tokenizer(path, chat_template=p.chat_template, trust_remote_code=p.trust_remote_code)
-    return model, tokenizer
-
-
-def _save_trained(trainer, tokenizer, dest: Path, *, base: str, cfg: AlignConfig) -> None:
-    """Save the trained policy as a plain checkpoint (LoRA merged), atomically, from the main process."""
-    from csrm.alignment.policy import save_policy
-
-    if not trainer.is_deepspeed_enabled:
-        if _is_main():
-            save_policy(trainer.model, tokenizer, dest)
-        _barrier()
-        return
-    staging = dest.parent / f".{dest.name}.deepspeed.tmp"
-    trainer.save_model(str(staging))  # gathers ZeRO-3 shards (needs stage3_gather_16bit_weights_on_model_save)
-    _release_deepspeed()  # plain from_pretrained from here on (merging, and the next round's sampling)
-    if _is_main():
-        if cfg.dpo.lora.enabled:
-            from peft import PeftModel
-
-            model, _ = _load_for_training(cfg, base)
-            save_policy(PeftModel.from_pretrained(model, str(staging)), tokenizer, dest)
-            shutil.rmtree(staging, ignore_errors=True)
-        else:
-            tokenizer.save_pretrained(str(staging))
-            (staging / "training_args.bin").unlink(missing_ok=True)  # a pickle; the policy folder needs none
-            with atomic_path(dest, is_dir=True) as tmp:
-                shutil.rmtree(tmp)
-                staging.rename(tmp)
-    _barrier()
-
-
-def _release_deepspeed() -> None:
-    """Forget the trainer's global ZeRO-3 config: while it is set, every ``from_pretrained`` (the next round's
-    sampling policy, the evaluation policy) would be partitioned by ``zero.Init``."""
-    from transformers.integrations.deepspeed import unset_hf_deepspeed_config
-
-    unset_hf_deepspeed_config()
-
-
-def _train_summary(trainer, output) -> dict[str, Any]:
-    history = [dict(h) for h in trainer.state.log_history]
-    logs = [h for h in history if "loss" in h]
-    summary: dict[str, Any] = {"train_loss": float(output.training_loss), "steps": int(trainer.state.global_step),
-                               "log_history": history}
-    if logs:
-        for key in ("rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected"):
-            if key in logs[-1]:
-                summary["last_" + key.replace("/", "_")] = float(logs[-1][key])
-    return summary
-
-
-def run_sft(cfg: AlignConfig, pairs, start: str, dest: Path, *, seed: int) -> dict[str, Any]:
-    """SFT (trl.SFTTrainer, completion-only loss) on the best chosen response of each (config, prompt)."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    best: dict[str, dict] = {}
-    for row in pairs:
-        key = row["prompt_id"]
-        if key not in best or row["chosen_reward"] > best[key]["chosen_reward"]:
-            best[key] = row
-    data = Dataset.from_list([{"prompt": r["prompt"], "completion": r["chosen"]} for r in best.values()])
-    s = cfg.sft
-    args = _trainer_args(cfg, SFTConfig, dest.parent / "_sft_trainer", learning_rate=s.learning_rate,
-                         epochs=s.epochs, batch_size=s.batch_size, grad_accum=s.grad_accum, seed=seed,
-                         max_length=s.max_length, packing=False, checkpointing=cfg.dpo.gradient_checkpointing)
-    model, tokenizer = _load_for_training(cfg, start)  # after the args: ZeRO-3 shards at load
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer,
-                         peft_config=_lora_config(cfg, model))
-    output = trainer.train()
-    _save_trained(trainer, tokenizer, dest, base=start, cfg=cfg)
-    summary = _train_summary(trainer, output)
-    shutil.rmtree(dest.parent / "_sft_trainer", ignore_errors=True)
-    return {"sft_examples": len(data), "sft_loss": summary["train_loss"], "sft_steps": summary["steps"]}
-
-
-def pair_margins(model, tokenizer, pairs, *, max_length: int | None = None, batch_size: int = 8) -> list[float]:
-    """``logp(chosen) - logp(rejected)`` under ``model`` for each pair (conversational TRL rows)."""
-    from csrm.alignment.policy import completion_logps
-
-    prompts = [row["prompt"] for row in pairs]
-    chosen = completion_logps(model, tokenizer, prompts, [row["chosen"][0]["content"] for row in pairs],
-                              batch_size=batch_size, max_length=max_length)
-    rejected = completion_logps(model, tokenizer, prompts, [row["rejected"][0]["content"] for row in pairs],
-                                batch_size=batch_size, max_length=max_length)
-    return [c - r for c, r in zip(chosen, rejected, strict=True)]
-
-
-def run_dpo(cfg: AlignConfig, pairs, start: str, dest: Path, *, seed: int) -> dict[str, Any]:
-    """trl.DPOTrainer from ``start`` with a frozen copy of ``start`` as the reference; saves to ``dest``.
-
-    Returns the training summary plus the mean ``logp(chosen) - logp(rejected)`` on (up to
-    ``dpo.margin_pairs`` of) the pairs before and after training, and the implied DPO reward margin
-    ``beta * (after - before)`` (the reference is the starting policy).
-    """
-    from trl import DPOConfig, DPOTrainer
-
-    d = cfg.dpo
-    args = _trainer_args(cfg, DPOConfig, dest.parent / "_dpo_trainer", learning_rate=d.learning_rate,
-                         epochs=d.epochs, batch_size=d.batch_size, grad_accum=d.grad_accum, seed=seed,
-                         beta=d.beta, max_length=d.max_length, loss_type=[d.loss_type],
-                         checkpointing=d.gradient_checkpointing, warmup_steps=d.warmup_ratio,
-                         weight_decay=d.weight_decay)
-    model, tokenizer = _load_for_training(cfg, start)  # after the args: ZeRO-3 shards at load
-    ref_model, _ = _load_for_training(cfg, start)
-    ref_model.requires_grad_(False).eval()
-    measure = not args.deepspeed and _is_main()
-    subset = pairs.select(range(min(len(pairs), d.margin_pairs or len(pairs))))
-    before: list[float] = []
-    if measure:
-        ref_model.to(args.device)
-        before = pair_margins(ref_model, tokenizer, subset, max_length=d.max_length)
-    trainer = DPOTrainer(model=model, ref_model=ref_model, args=args, train_dataset=pairs,
-                         processing_class=tokenizer, peft_config=_lora_config(cfg, model))
-    output = trainer.train()
-    summary = _train_summary(trainer, output)
-    if measure:
-        after = pair_margins(trainer.model, tokenizer, subset, max_length=d.max_length)
-        mean_before, mean_after = sum(before) / len(before), sum(after) / len(after)
-        summary.update(logp_margin_before=mean_before, logp_margin_after=mean_after,
-                       implicit_reward_margin=d.beta * (mean_after - mean_before),
-                       margin_improved_fraction=sum(a > b for a, b in zip(after, before, strict=True)) / len(after),
-                       margin_pairs=len(after))
-    _save_trained(trainer, tokenizer, dest, base=start, cfg=cfg)
-    shutil.rmtree(dest.parent / "_dpo_trainer", ignore_errors=True)
-    summary["dpo_pairs"] = len(pairs)
-    del trainer, model, ref_model
-    _free_memory()
-    return summary
-
-
-def run_align(cfg: AlignConfig, *, scorer: Any = None, restart: bool = False) -> dict[str, Any]:
+def run_align(cfg: AlignConfig, *, scorer: Any = None, restart: bool = False,
+              augmentation_items: AugmentationItems | None = None) -> dict[str, Any]:
     """Run or resume the loop for ``cfg``; returns the report (also written to ``out_dir/report.json``).
     A resume with settings, judge, policy or items other than the run's fingerprint raises
-    :class:`InputError`; ``restart`` discards the earlier run's outputs first."""
-    return AlignRun(cfg, scorer=scorer, restart=restart).run()
-
-
-# -- command line --------------------------------------------------------------------------------------
-def _parser() -> argparse.ArgumentParser:
-    parser = command_parser(
-        "csrm align", "CoSAlign loop: sample from a policy, judge with the CSRM, train with DPO. Re-running the "
-        "same command resumes at the last finished step.", help_text(AlignConfig),
-        config_help="YAML recipe (configs/align/*.yaml)", config_optional=True)
-    parser.add_argument("--restart", action="store_true",
-                        help="discard the finished steps of an earlier run in out_dir (needed when the judge, "
-                             "policy, items or settings changed since) and start over")
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    args, overrides = parse_command(_parser(), sys.argv[1:] if argv is None else argv)
-    recipe = args.config
-    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
-        recipe, overrides = None, [recipe, *overrides]
-    cfg = AlignConfig.load(recipe, overrides)
-    if args.print_config:
-        print(dump(cfg), end="")
-        return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    report = run_align(cfg, restart=args.restart)
-    comparison = report.get("comparison", {}).get("overall", {})
-    if comparison and _is_main():
-        print(f"CoSA-Score {comparison['cosa_score']['before']:.3f} -> {comparison['cosa_score']['after']:.3f}; "
-              f"violation rate {comparison['violation_rate']['before']:.3f} -> "
-              f"{comparison['violation_rate']['after']:.3f}; report: {Path(cfg.out_dir) / 'report.md'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    :class:`InputError`; ``restart`` discards the earlier run's outputs first. ``augmentation_items`` reads
+    ``data.source=augmentation`` (:func:`csrm.app.align_cli.items_from_augmentation`)."""
+    return AlignRun(cfg, scorer=scorer, restart=restart, augmentation_items=augmentation_items).run()

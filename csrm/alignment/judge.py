@@ -72,7 +72,7 @@ def preference_pairs(results: Sequence[ScoreResult], *, strategy: str = "all",
     return [(c, r) for c, r in pairs if keep(c, r)]
 
 
-def _prompt_messages(config_text: str, prompt: str | list[Message]) -> list[Message]:
+def system_prompt_messages(config_text: str, prompt: str | list[Message]) -> list[Message]:
     """The conversation with the config as its system message (merged into an existing leading one)."""
     messages = as_messages(prompt)
     if messages and messages[0]["role"] == "system":
@@ -105,7 +105,7 @@ def build_preference_dataset(scorer, inputs: Iterable[JudgeInput | Mapping[str, 
     for entry, text in zip(entries, texts, strict=True):
         group = results[start:start + len(entry.responses)]
         start += len(entry.responses)
-        prompt = _prompt_messages(text, entry.prompt)
+        prompt = system_prompt_messages(text, entry.prompt)
         prompt_id = entry.prompt_id or stable_id(text, prompt)
         for c, r in preference_pairs(group, strategy=strategy, min_margin=min_margin):
             chosen, rejected = group[c], group[r]

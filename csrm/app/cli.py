@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval.cli", "evaluate a CSRM on CoSApien, DynaBench and CoSAlign-Test"),
     "run": ("csrm.app.pipeline", "run augment -> train -> calibrate -> eval -> report from one recipe"),
     "export": ("csrm.scoring.export", "write a CSRM as a standard transformers reward model (+ model card, --push-to-hub)"),
-    "align": ("csrm.alignment.align", "CoSAlign loop: sample, judge with the CSRM, train a policy with DPO"),
+    "align": ("csrm.app.align_cli", "CoSAlign loop: sample, judge with the CSRM, train a policy with DPO"),
 }
 
 

@@ -1,0 +1,65 @@
+"""``csrm align RECIPE.yaml [key=value | --key value ...]``: the command line of the CoSAlign loop
+(:mod:`csrm.alignment.align`), and the augmentation stage as its default item source (only this layer
+imports :mod:`augmentation`)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from augmentation import prompts_with_configs
+from csrm.alignment.align import run_align
+from csrm.alignment.config import AlignConfig
+from csrm.alignment.distributed import is_main
+from csrm.alignment.items import items_from_pairs
+from csrm.base.config import command_parser, dump, help_text, parse_command
+from csrm.base.paths import project_path
+
+
+def items_from_augmentation(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
+    """(train, eval) items from the augmentation stage: splits ``train`` and ``validation``."""
+    out = []
+    for split in ("train", "validation"):
+        pairs = prompts_with_configs(project_path(cfg.data.augment_recipe), split=split,
+                                     configs_per_prompt=cfg.data.configs_per_prompt,
+                                     overrides=cfg.data.augment_overrides)
+        out.append(items_from_pairs(pairs))
+    return out[0], out[1]
+
+
+# -- command line --------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    parser = command_parser(
+        "csrm align", "CoSAlign loop: sample from a policy, judge with the CSRM, train with DPO. Re-running the "
+        "same command resumes at the last finished step.", help_text(AlignConfig),
+        config_help="YAML recipe (configs/align/*.yaml)", config_optional=True)
+    parser.add_argument("--restart", action="store_true",
+                        help="discard the finished steps of an earlier run in out_dir (needed when the judge, "
+                             "policy, items or settings changed since) and start over")
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = parse_command(_parser(), sys.argv[1:] if argv is None else argv)
+    recipe = args.config
+    if recipe and "=" in recipe and not recipe.endswith((".yaml", ".yml")):
+        recipe, overrides = None, [recipe, *overrides]
+    cfg = AlignConfig.load(recipe, overrides)
+    if args.print_config:
+        print(dump(cfg), end="")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    report = run_align(cfg, restart=args.restart, augmentation_items=items_from_augmentation)
+    comparison = report.get("comparison", {}).get("overall", {})
+    if comparison and is_main():
+        print(f"CoSA-Score {comparison['cosa_score']['before']:.3f} -> {comparison['cosa_score']['after']:.3f}; "
+              f"violation rate {comparison['violation_rate']['before']:.3f} -> "
+              f"{comparison['violation_rate']['after']:.3f}; report: {Path(cfg.out_dir) / 'report.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
