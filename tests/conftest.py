@@ -1,4 +1,5 @@
-"""Shared test set-up: offline hubs, small thread counts, and the shared-data fixture."""
+"""Shared test set-up: offline hubs, small thread counts, the shared-data fixture, and the small saved models
+several test files score with (one home each)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from scoring_fixtures import save, tiny_decoder, tiny_encoder  # noqa: E402
 
 from csrm.base.paths import data_dir  # noqa: E402
+from csrm.scoring.scorer import CSRMScorer  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -62,3 +65,17 @@ def single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def decoder_scorer():
+    """A scorer over a tiny random decoder CSRM (sharpened heads, see tests/scoring_fixtures.py); one per module,
+    so a test file that changes its thresholds cannot affect another."""
+    return CSRMScorer(*tiny_decoder())
+
+
+@pytest.fixture(scope="module")
+def encoder_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny encoder CSRM saved like a trained one (``csrm.load``-able); one per module, since calibration
+    may rewrite its temperature."""
+    return save(*tiny_encoder(), tmp_path_factory.mktemp("encoder") / "model")

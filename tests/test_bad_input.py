@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from scoring_fixtures import save, tiny_encoder
 
 import csrm.scoring.scorer
 from csrm.app.cli import main as csrm_main
@@ -50,13 +49,8 @@ ITEM_CASES = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return save(*tiny_encoder(), tmp_path_factory.mktemp("bad") / "model")
-
-
-@pytest.fixture(scope="module")
-def scorer(model_dir):
-    return csrm.scoring.scorer.load(model_dir)
+def scorer(encoder_model_dir):
+    return csrm.scoring.scorer.load(encoder_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +65,7 @@ def http_loc(field: str) -> list:
 
 @pytest.mark.parametrize(("case", "item", "field", "words"), ITEM_CASES, ids=[c[0] for c in ITEM_CASES])
 def test_bad_item_fails_alike_in_library_cli_and_server(case, item, field, words, tmp_path, scorer, client,
-                                                        model_dir, capsys):
+                                                        encoder_model_dir, capsys):
     # library: the validation path every surface calls
     with pytest.raises(InputError) as err:
         parse_item(item, scorer.taxonomy, path="in.jsonl", line=2)
@@ -80,7 +74,7 @@ def test_bad_item_fails_alike_in_library_cli_and_server(case, item, field, words
     # CLI: exit 2, file:line: field, before any model loads (no output, no partial)
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text(json.dumps(VALID) + "\n" + json.dumps(item) + "\n", encoding="utf-8")
-    assert csrm_main(["score", str(model_dir), "--input", str(inp), "--output", str(out), "--no-progress"]) == 2
+    assert csrm_main(["score", str(encoder_model_dir), "--input", str(inp), "--output", str(out), "--no-progress"]) == 2
     message = capsys.readouterr().err
     assert f"in.jsonl:2: field '{field}'" in message and words in message, message
     assert not out.exists() and not out.with_name("out.jsonl.partial").exists()
@@ -114,12 +108,12 @@ def test_rank_names_the_bad_response(client):
     assert response.status_code == 400 and response.json()["detail"][0]["loc"] == ["body", "responses", 1]
 
 
-def test_line_separators_inside_strings_are_valid_everywhere(tmp_path, scorer, client, model_dir):
+def test_line_separators_inside_strings_are_valid_everywhere(tmp_path, scorer, client, encoder_model_dir):
     odd = {"id": "sep", "config": "No violence.\u2028Be kind.", "prompt": "Line\u2029break\u0085here",
            "response": "A\u2028B"}
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     inp.write_text(json.dumps(odd, ensure_ascii=False) + "\n" + json.dumps(VALID) + "\n", encoding="utf-8")
-    assert csrm_main(["score", str(model_dir), "--input", str(inp), "--output", str(out), "--no-progress"]) == 0
+    assert csrm_main(["score", str(encoder_model_dir), "--input", str(inp), "--output", str(out), "--no-progress"]) == 0
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").split("\n") if line]
     assert [r["id"] for r in rows] == ["sep", "ok"]
     expected = scorer.score(odd["config"], odd["prompt"], odd["response"])
@@ -165,10 +159,10 @@ def test_cap_text_keeps_both_ends():
     assert cap_text("abcdefg", 3) == "abc" + ELISION + "efg"
 
 
-def test_empty_input_file_is_refused(tmp_path, model_dir, capsys):
+def test_empty_input_file_is_refused(tmp_path, encoder_model_dir, capsys):
     inp = tmp_path / "in.jsonl"
     inp.write_text("\n\n", encoding="utf-8")
-    assert csrm_main(["score", str(model_dir), "--input", str(inp), "--output", str(tmp_path / "o")]) == 2
+    assert csrm_main(["score", str(encoder_model_dir), "--input", str(inp), "--output", str(tmp_path / "o")]) == 2
     assert "no items" in capsys.readouterr().err
 
 
@@ -205,10 +199,10 @@ def command_cases(tmp: Path, model: Path, bert: Path) -> list[tuple[str, list[st
     ]
 
 
-def test_commands_exit_2_with_a_located_error(tmp_path, model_dir, not_a_csrm, capsys, monkeypatch):
+def test_commands_exit_2_with_a_located_error(tmp_path, encoder_model_dir, not_a_csrm, capsys, monkeypatch):
     monkeypatch.delenv("CSRM_TEST_UNSET_TOKEN", raising=False)
     (tmp_path / "in.jsonl").write_text(json.dumps(VALID) + "\n")
-    for case, argv, words in command_cases(tmp_path, model_dir, not_a_csrm):
+    for case, argv, words in command_cases(tmp_path, encoder_model_dir, not_a_csrm):
         assert csrm_main(argv) == 2, case
         err = capsys.readouterr().err
         assert words in err and "Traceback" not in err, (case, err)
@@ -254,8 +248,8 @@ def test_files_get_the_umask_mode(tmp_path, scorer):
     assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o750
 
 
-def test_health_shows_no_filesystem_path(scorer, model_dir):
-    with TestClient(create_app(scorer, model_name=display_name(str(model_dir)))) as c:
+def test_health_shows_no_filesystem_path(scorer, encoder_model_dir):
+    with TestClient(create_app(scorer, model_name=display_name(str(encoder_model_dir)))) as c:
         text = c.get("/health").text
-    assert json.loads(text)["model"] == "model" and str(model_dir.parent) not in text
+    assert json.loads(text)["model"] == "model" and str(encoder_model_dir.parent) not in text
     assert display_name("org/some-hub-model") == "org/some-hub-model"

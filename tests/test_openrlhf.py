@@ -13,10 +13,9 @@ import time
 import pytest
 import requests
 import uvicorn
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port, tiny_decoder, tokenizer
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port, tokenizer
 
 from csrm.scoring.openrlhf import QueryError, parse_query
-from csrm.scoring.scorer import CSRMScorer
 from csrm.scoring.server import create_app
 
 # ChatML as shipped by Qwen2/SmolLM2 (no default system turn), and Llama 3.1's layout (its template's
@@ -86,11 +85,6 @@ def test_unreadable_queries_are_rejected(query, match):
         parse_query(query)
 
 
-@pytest.fixture(scope="module")
-def scorer():
-    return CSRMScorer(*tiny_decoder())
-
-
 def start(app) -> tuple[str, uvicorn.Server, threading.Thread]:
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
@@ -104,9 +98,9 @@ def start(app) -> tuple[str, uvicorn.Server, threading.Thread]:
 
 
 @pytest.fixture(scope="module")
-def servers(scorer):
+def servers(decoder_scorer):
     """One server with a default config (for system-less queries), one without."""
-    started = {name: start(create_app(scorer, max_items=8, default_config=config))
+    started = {name: start(create_app(decoder_scorer, max_items=8, default_config=config))
                for name, config in (("default", CONFIGS[0]), ("none", None))}
     yield {name: url for name, (url, _, _) in started.items()}
     for _, srv, thread in started.values():
@@ -123,7 +117,7 @@ def openrlhf_request(url: str, data: dict, score_key: str = "rewards") -> list[f
     return body[score_key]
 
 
-def test_get_reward_matches_the_library_per_query_config(servers, scorer):
+def test_get_reward_matches_the_library_per_query_config(servers, decoder_scorer):
     cases = [("chatml", CONFIGS[1], PROMPTS[1], RESPONSES[2]), ("llama3", CONFIGS[2], PROMPTS[2], RESPONSES[3]),
              ("chatml", CONFIGS[0], PROMPTS[0], RESPONSES[0]), ("llama3", None, PROMPTS[1], RESPONSES[1])]
     built = [rollout(t, conversation(c, p), r) for t, c, p, r in cases]
@@ -134,12 +128,12 @@ def test_get_reward_matches_the_library_per_query_config(servers, scorer):
     assert len(old) == len(queries) and all(isinstance(r, float) for r in old)
     assert new == pytest.approx(old, abs=1e-6)
     for reward, (_, config, prompt, response) in zip(old, cases, strict=True):
-        expected = scorer.score(config if config is not None else CONFIGS[0], prompt, response)  # default config
+        expected = decoder_scorer.score(config if config is not None else CONFIGS[0], prompt, response)  # default config
         assert reward == pytest.approx(expected.reward, abs=1e-5)
     # the config really comes from the query: the same rollout under another system message scores differently
     swapped = openrlhf_request(f"{servers['default']}/get_reward",
                                {"query": [rollout("chatml", conversation(CONFIGS[0], PROMPTS[1]), RESPONSES[2])[0]]})
-    assert swapped[0] == pytest.approx(scorer.score(CONFIGS[0], PROMPTS[1], RESPONSES[2]).reward, abs=1e-5)
+    assert swapped[0] == pytest.approx(decoder_scorer.score(CONFIGS[0], PROMPTS[1], RESPONSES[2]).reward, abs=1e-5)
     assert swapped[0] != pytest.approx(old[0], abs=1e-4)
 
 

@@ -5,24 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 from datasets import Dataset
-from scoring_fixtures import CONFIGS, PROMPTS, tiny_decoder
+from scoring_fixtures import CONFIGS, PROMPTS
 
 from csrm.base.safety_config import SafetyConfig
 from csrm.scoring.ranking import estimated_error
 from csrm.scoring.reward_funcs import CSRMReward, completion_text
-from csrm.scoring.scorer import CSRMScorer
 
 
-@pytest.fixture(scope="module")
-def scorer():
-    return CSRMScorer(*tiny_decoder())
-
-
-def test_plain_and_conversational_rows_score_like_the_library(scorer):
-    reward = CSRMReward(scorer)
+def test_plain_and_conversational_rows_score_like_the_library(decoder_scorer):
+    reward = CSRMReward(decoder_scorer)
     completions = ["Sure, here it is.", "I can't help with that.", "A story about knights."]
     plain = reward(PROMPTS, completions, config=CONFIGS, completion_ids=[[1]] * 3, trainer_state=None)
-    expected = [scorer.score(c, p, r).reward for c, p, r in zip(CONFIGS, PROMPTS, completions, strict=True)]
+    expected = [decoder_scorer.score(c, p, r).reward for c, p, r in zip(CONFIGS, PROMPTS, completions, strict=True)]
     assert plain == pytest.approx(expected, abs=1e-5)
     assert len(set(plain)) == 3
     # conversational: the same texts as messages give the same rewards
@@ -36,26 +30,26 @@ def test_plain_and_conversational_rows_score_like_the_library(scorer):
     # a SafetyConfig dict in the column, and a default config
     as_dicts = [SafetyConfig(text=c).to_dict() for c in CONFIGS]
     assert reward(prompts, convo, config=as_dicts) == pytest.approx(expected, abs=1e-5)
-    assert CSRMReward(scorer, default_config=CONFIGS[0])(prompts[:1], convo[:1]) == pytest.approx(expected[:1],
+    assert CSRMReward(decoder_scorer, default_config=CONFIGS[0])(prompts[:1], convo[:1]) == pytest.approx(expected[:1],
                                                                                                     abs=1e-5)
 
 
-def test_other_outputs_and_errors(scorer):
-    result = scorer.score(CONFIGS[0], PROMPTS[0], "ok")
-    assert CSRMReward(scorer, output="p_comply")([PROMPTS[0]], ["ok"], config=[CONFIGS[0]]) == pytest.approx(
+def test_other_outputs_and_errors(decoder_scorer):
+    result = decoder_scorer.score(CONFIGS[0], PROMPTS[0], "ok")
+    assert CSRMReward(decoder_scorer, output="p_comply")([PROMPTS[0]], ["ok"], config=[CONFIGS[0]]) == pytest.approx(
         [result.p_comply], abs=1e-5)
-    assert CSRMReward(scorer, output="neg_error", config_column="policy")(
+    assert CSRMReward(decoder_scorer, output="neg_error", config_column="policy")(
         [PROMPTS[0]], ["ok"], policy=[CONFIGS[0]]) == pytest.approx([-estimated_error(result)], abs=1e-5)
     with pytest.raises(ValueError, match="no safety config"):
-        CSRMReward(scorer)([PROMPTS[0]], ["ok"])
+        CSRMReward(decoder_scorer)([PROMPTS[0]], ["ok"])
     with pytest.raises(ValueError, match="rows"):
-        CSRMReward(scorer)(PROMPTS, ["a", "b", "c"], config=CONFIGS[:2])
+        CSRMReward(decoder_scorer)(PROMPTS, ["a", "b", "c"], config=CONFIGS[:2])
     with pytest.raises(ValueError):
-        CSRMReward(scorer, output="logit")
+        CSRMReward(decoder_scorer, output="logit")
     assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "hi"}]}]) == "hi"
 
 
-def test_reward_drives_a_grpo_step_with_the_config_column(scorer, tmp_path):
+def test_reward_drives_a_grpo_step_with_the_config_column(decoder_scorer, tmp_path):
     from scoring_fixtures import tokenizer
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import GRPOConfig, GRPOTrainer
@@ -70,7 +64,7 @@ def test_reward_drives_a_grpo_step_with_the_config_column(scorer, tmp_path):
                                           pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id))
     rows = [{"prompt": [{"role": "user", "content": p}], "config": c} for c, p in zip(CONFIGS, PROMPTS, strict=True)]
     dataset = Dataset.from_list(rows + rows[:1])
-    reward = CSRMReward(scorer)
+    reward = CSRMReward(decoder_scorer)
     calls = []
 
     def csrm_reward(prompts, completions, **kwargs):
@@ -91,5 +85,5 @@ def test_reward_drives_a_grpo_step_with_the_config_column(scorer, tmp_path):
         assert len(kwargs["config"]) == len(prompts) == len(values)
         for prompt, config, completion, value in zip(prompts, kwargs["config"], completions, values, strict=True):
             assert config == by_prompt[prompt[-1]["content"]]  # the row's own config reached the reward
-            expected = scorer.score(config, prompt, completion_text(completion)).reward
+            expected = decoder_scorer.score(config, prompt, completion_text(completion)).reward
             assert value == pytest.approx(expected, abs=1e-5)

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES
 
 import csrm.scoring.scorer
 from csrm.app.cli import main as csrm_main
@@ -22,11 +22,6 @@ from csrm.scoring.score_cli import main, read_done, read_items
 from csrm.scoring.scorer import CSRMScorer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save(*tiny_encoder(), tmp_path_factory.mktemp("cli") / "model")
 
 
 def write_input(path: Path, n: int = 60) -> list[dict]:
@@ -49,8 +44,8 @@ def read_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def run(model_dir: Path, inp: Path, out: Path, *extra: str) -> int:
-    return main([str(model_dir), "--input", str(inp), "--output", str(out), "--batch-tokens", "256",
+def run(encoder_model_dir: Path, inp: Path, out: Path, *extra: str) -> int:
+    return main([str(encoder_model_dir), "--input", str(inp), "--output", str(out), "--batch-tokens", "256",
                  "--no-progress", *extra])
 
 
@@ -74,7 +69,7 @@ def test_bad_lines_name_file_line_and_field(tmp_path, line, field):
     assert str(err.value).startswith(f"{path}:3: field '{field}'")
 
 
-def test_duplicate_ids_and_malformed_json_are_located(tmp_path, model_dir, capsys):
+def test_duplicate_ids_and_malformed_json_are_located(tmp_path, encoder_model_dir, capsys):
     path = tmp_path / "in.jsonl"
     path.write_text('{"id": 1, "config": "c", "prompt": "p"}\n{"id": "1", "config": "c", "prompt": "q"}\n')
     with pytest.raises(InputError, match=r"in.jsonl:2: field 'id': duplicate id '1' \(first on line 1\)"):
@@ -85,14 +80,14 @@ def test_duplicate_ids_and_malformed_json_are_located(tmp_path, model_dir, capsy
     assert "in.jsonl:2: malformed JSON" in capsys.readouterr().err
 
 
-def test_scores_every_item_in_input_order_like_the_library(tmp_path, model_dir):
+def test_scores_every_item_in_input_order_like_the_library(tmp_path, encoder_model_dir):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     rows = write_input(inp)
-    assert run(model_dir, inp, out) == 0
+    assert run(encoder_model_dir, inp, out) == 0
     got = read_rows(out)
     assert [r["id"] for r in got] == [r["id"] for r in rows]
     assert not out.with_name("out.jsonl.partial").exists()
-    scorer = csrm.scoring.scorer.load(model_dir)
+    scorer = csrm.scoring.scorer.load(encoder_model_dir)
     for row, result in zip(rows[:8], got[:8], strict=True):
         prompt = row.get("messages") or row["prompt"]
         config = row["config"] if isinstance(row["config"], str) else SafetyConfig.from_dict(row["config"])
@@ -102,11 +97,11 @@ def test_scores_every_item_in_input_order_like_the_library(tmp_path, model_dir):
         assert result["complies"] == expected.complies and result["p_violation"] == pytest.approx(1 - result["p_comply"])
 
 
-def test_resumes_after_a_crash_without_duplicates(tmp_path, model_dir, monkeypatch):
+def test_resumes_after_a_crash_without_duplicates(tmp_path, encoder_model_dir, monkeypatch):
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     rows = write_input(inp)
     clean = tmp_path / "clean.jsonl"
-    run(model_dir, inp, clean)
+    run(encoder_model_dir, inp, clean)
     original = CSRMScorer.iter_batches
 
     def crash_after_three(self, items, thresholds=None):
@@ -117,7 +112,7 @@ def test_resumes_after_a_crash_without_duplicates(tmp_path, model_dir, monkeypat
 
     monkeypatch.setattr(CSRMScorer, "iter_batches", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
-        run(model_dir, inp, out)
+        run(encoder_model_dir, inp, out)
     partial = out.with_name("out.jsonl.partial")
     done = read_rows(partial)
     assert 0 < len(done) < len(rows) and not out.exists()
@@ -130,7 +125,7 @@ def test_resumes_after_a_crash_without_duplicates(tmp_path, model_dir, monkeypat
         yield from original(self, items, thresholds)
 
     monkeypatch.setattr(CSRMScorer, "iter_batches", counting)
-    run(model_dir, inp, out)
+    run(encoder_model_dir, inp, out)
     assert sorted(rescored) == sorted({r["id"] for r in rows} - {r["id"] for r in done})  # only what was missing
     got, expected = read_rows(out), read_rows(clean)
     assert [r["id"] for r in got] == [r["id"] for r in rows]  # all ids, once each, in input order
@@ -160,7 +155,7 @@ def test_read_done_drops_corrupt_lines_and_rewrites_the_file(tmp_path):
     assert partial.read_text() == "".join(full_row(i) + "\n" for i in "ade")
 
 
-def test_real_kill_and_rerun(tmp_path, model_dir):
+def test_real_kill_and_rerun(tmp_path, encoder_model_dir):
     """SIGKILL a real `csrm score` process mid-run (batches slowed so the kill lands), then finish it."""
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     rows = write_input(inp, n=80)
@@ -175,7 +170,7 @@ def test_real_kill_and_rerun(tmp_path, model_dir):
                 yield batch
         CSRMScorer.iter_batches = slow
         from csrm.app.cli import main
-        sys.exit(main(["score", {str(model_dir)!r}, "--input", {str(inp)!r}, "--output", {str(out)!r},
+        sys.exit(main(["score", {str(encoder_model_dir)!r}, "--input", {str(inp)!r}, "--output", {str(out)!r},
                        "--batch-tokens", "128", "--no-progress", "--threads", "1"]))
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -196,6 +191,6 @@ def test_real_kill_and_rerun(tmp_path, model_dir):
             proc.wait()
     killed_with = len(read_done(partial))
     assert 2 <= killed_with < len(rows) and not out.exists()
-    run(model_dir, inp, out)
+    run(encoder_model_dir, inp, out)
     ids = [r["id"] for r in read_rows(out)]
     assert ids == [r["id"] for r in rows] and len(set(ids)) == len(ids)

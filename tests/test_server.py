@@ -9,20 +9,14 @@ import time
 import httpx
 import pytest
 import uvicorn
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port, tiny_decoder
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port
 
-from csrm.scoring.scorer import CSRMScorer
 from csrm.scoring.server import create_app
 
 
 @pytest.fixture(scope="module")
-def scorer():
-    return CSRMScorer(*tiny_decoder())
-
-
-@pytest.fixture(scope="module")
-def server(scorer):
-    app = create_app(scorer, max_items=8, max_body_bytes=20_000, batch_wait_ms=40)
+def server(decoder_scorer):
+    app = create_app(decoder_scorer, max_items=8, max_body_bytes=20_000, batch_wait_ms=40)
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=srv.run, daemon=True)
@@ -41,7 +35,7 @@ def item(i: int) -> dict:
     return {"id": f"r{i}", "config": CONFIGS[i % 3], "prompt": PROMPTS[(i // 3) % 3], "response": RESPONSES[i % 4]}
 
 
-def test_concurrent_requests_are_batched_and_match_the_library(server, scorer):
+def test_concurrent_requests_are_batched_and_match_the_library(server, decoder_scorer):
     async def fire() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server, timeout=60) as client:
             return await asyncio.gather(*(client.post("/score", json={"items": [item(i), item(i + 16)]})
@@ -55,7 +49,7 @@ def test_concurrent_requests_are_batched_and_match_the_library(server, scorer):
         results = response.json()["results"]
         assert [r["id"] for r in results] == [f"r{i}", f"r{i + 16}"]
         for body, got in zip((item(i), item(i + 16)), results, strict=True):
-            expected = scorer.score(body["config"], body["prompt"], body["response"])
+            expected = decoder_scorer.score(body["config"], body["prompt"], body["response"])
             assert got["p_comply"] == pytest.approx(expected.p_comply, abs=1e-5)
             assert got["reward"] == pytest.approx(expected.reward, abs=1e-5)
             assert got["complies"] == expected.complies and got["threshold"] == expected.threshold
@@ -64,22 +58,22 @@ def test_concurrent_requests_are_batched_and_match_the_library(server, scorer):
     assert after["max_requests_per_batch"] > 1
 
 
-def test_rank_orders_like_the_library(server, scorer):
+def test_rank_orders_like_the_library(server, decoder_scorer):
     body = {"config": CONFIGS[1], "messages": [{"role": "user", "content": PROMPTS[1]}],
             "responses": [r for r in RESPONSES if r]}
     ranking = httpx.post(f"{server}/rank", json=body).json()["ranking"]
-    expected = scorer.score_responses(CONFIGS[1], PROMPTS[1], body["responses"])
+    expected = decoder_scorer.score_responses(CONFIGS[1], PROMPTS[1], body["responses"])
     assert [r["index"] for r in ranking] == [r.index for r in expected]
     assert [r["rank"] for r in ranking] == list(range(len(expected)))
     assert ranking[0]["reward"] == pytest.approx(expected[0].result.reward, abs=1e-5)
 
 
-def test_structured_config_and_health(server, scorer):
+def test_structured_config_and_health(server, decoder_scorer):
     config = {"name": "violence", "allow": {"Violence": 2}}
     got = httpx.post(f"{server}/score", json={"items": [{"config": config, "prompt": PROMPTS[1]}]}).json()
     from csrm.base.safety_config import SafetyConfig
 
-    expected = scorer.score(SafetyConfig.from_dict(config), PROMPTS[1])
+    expected = decoder_scorer.score(SafetyConfig.from_dict(config), PROMPTS[1])
     assert got["results"][0]["p_comply"] == pytest.approx(expected.p_comply, abs=1e-5)
     health = httpx.get(f"{server}/health").json()
     assert health["status"] == "ok" and health["prefix_cache"] is True

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from fixtures.train.synthetic import write_dataset
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES
 from wandb_offline import read_offline_run
 
 from csrm.base.plots import reliability_figure
@@ -41,11 +41,6 @@ def only_run(root: Path) -> Path:
     return runs[0]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    return save(*tiny_encoder(), tmp_path_factory.mktemp("tracking") / "model")
-
-
 def test_report_to_parsing_and_flattening():
     assert wants_wandb("wandb") and wants_wandb(["tensorboard", "wandb"]) and wants_wandb("all")
     assert not wants_wandb("none") and not wants_wandb(None) and not wants_wandb([])
@@ -65,9 +60,9 @@ def test_reliability_figure_shows_bin_counts():
     assert texts == sorted(["n=50", "n=1", "n=20"])  # the lone middle item is labelled as one item
 
 
-def test_calibration_logs_metrics_bins_and_diagram_to_wandb(tmp_path, model_dir, offline_wandb, capfd):
+def test_calibration_logs_metrics_bins_and_diagram_to_wandb(tmp_path, encoder_model_dir, offline_wandb, capfd):
     data = write_dataset(tmp_path / "data", n_train=10, n_validation=80)
-    report = calibrate(model_dir, data, out_dir=tmp_path / "cal", write=False, report_to="wandb", batch_size=16)
+    report = calibrate(encoder_model_dir, data, out_dir=tmp_path / "cal", write=False, report_to="wandb", batch_size=16)
     assert "calibration logits" in capfd.readouterr().err  # tqdm bar
     assert sum(b["count"] for b in report["bins"]) == report["n"] == 80
     run = read_offline_run(only_run(offline_wandb))
@@ -82,17 +77,17 @@ def test_calibration_logs_metrics_bins_and_diagram_to_wandb(tmp_path, model_dir,
     assert [r[2] for r in rows] == [b["count"] for b in report["bins"]]
 
 
-def test_no_wandb_run_unless_asked(tmp_path, model_dir, offline_wandb):
+def test_no_wandb_run_unless_asked(tmp_path, encoder_model_dir, offline_wandb):
     data = write_dataset(tmp_path / "data", n_train=10, n_validation=20)
-    report = calibrate(model_dir, data, out_dir=tmp_path / "cal", write=False, progress=False)
+    report = calibrate(encoder_model_dir, data, out_dir=tmp_path / "cal", write=False, progress=False)
     assert "wandb_run_dir" not in report and not list(offline_wandb.glob("wandb/offline-run-*"))
 
 
-def test_csrm_eval_logs_to_wandb_with_progress_bars(tmp_path, model_dir, eval_fixtures, offline_wandb, capfd):
+def test_csrm_eval_logs_to_wandb_with_progress_bars(tmp_path, encoder_model_dir, eval_fixtures, offline_wandb, capfd):
     from eval.cli import main
 
     out = tmp_path / "eval"
-    assert main([str(model_dir), "--bench", "cosapien", "--data-dir", str(eval_fixtures), "--no-hub",
+    assert main([str(encoder_model_dir), "--bench", "cosapien", "--data-dir", str(eval_fixtures), "--no-hub",
                  "--out", str(out), "--report-to", "wandb"]) == 0
     assert "scoring cosapien: 100%" in capfd.readouterr().err  # a tqdm bar, not a hand-written counter
     report = json.loads((out / "report.json").read_text())
@@ -106,14 +101,14 @@ def test_csrm_eval_logs_to_wandb_with_progress_bars(tmp_path, model_dir, eval_fi
     assert any(f.startswith("media/table/eval/per_config") for f in run["files"])
 
 
-def test_cosa_score_logs_to_wandb(tmp_path, model_dir, offline_wandb):
+def test_cosa_score_logs_to_wandb(tmp_path, encoder_model_dir, offline_wandb):
     from csrm.alignment.align import AlignRun
     from csrm.alignment.cosa_score import HeldOutItem, evaluate_answers
     from csrm.scoring.scorer import load
 
     items = [HeldOutItem(CONFIGS[i % 2], [{"role": "user", "content": PROMPTS[i % 3]}], f"c{i % 2}", f"p{i}", f"i{i}")
              for i in range(6)]
-    result = evaluate_answers(load(model_dir), items, [RESPONSES[i % 4] for i in range(6)])
+    result = evaluate_answers(load(encoder_model_dir), items, [RESPONSES[i % 4] for i in range(6)])
     fake = SimpleNamespace(cfg=SimpleNamespace(report_to="wandb", to_dict=dict), out=tmp_path / "align",
                            eval_items=[{"config_id": f"c{k}", "config_name": f"cfg{k}"} for k in range(2)])
     folder = tmp_path / "align" / "round_1"
