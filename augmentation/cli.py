@@ -21,5 +21,5 @@ def main(argv: list[str] | None = None) -> int:
     for split in ("train", "validation"):
         ex, pr = manifest["examples"][split], manifest["pairs"][split]
         print(f"{split}: {ex['count']} examples ({ex['compliant_fraction']:.1%} compliant), {pr['count']} pairs")
-    print(f"wrote {recipe.out_dir}")
+    print(f"wrote {recipe.output_dir}")
     return 0

@@ -366,24 +366,24 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 @gc_paused()
-def write_outputs(result: AugmentResult, manifest: dict[str, Any], out_dir: str | Path) -> Path:
-    """Write DatasetDicts, JSONL files and manifest.json into ``out_dir`` atomically."""
+def write_outputs(result: AugmentResult, manifest: dict[str, Any], output_dir: str | Path) -> Path:
+    """Write DatasetDicts, JSONL files and manifest.json into ``output_dir`` atomically."""
     from datasets import Dataset, DatasetDict
     from datasets.utils import logging as ds_logging
 
-    out_dir = Path(out_dir)
-    remove_stale_temps(out_dir)  # left by a run killed while writing (one writer owns out_dir)
+    output_dir = Path(output_dir)
+    remove_stale_temps(output_dir)  # left by a run killed while writing (one writer owns output_dir)
     bars = ds_logging.is_progress_bar_enabled()
     ds_logging.disable_progress_bar()  # our own bar covers the long part; saving is quick
     with contextlib.ExitStack() as stack:
         if bars:
             stack.callback(ds_logging.enable_progress_bar)
-        _write_all(result, manifest, out_dir, Dataset, DatasetDict)
-    return out_dir
+        _write_all(result, manifest, output_dir, Dataset, DatasetDict)
+    return output_dir
 
 
-def _write_all(result: AugmentResult, manifest: dict[str, Any], out_dir: Path, Dataset: Any, DatasetDict: Any) -> None:
-    with atomic_path(out_dir, is_dir=True) as tmp:
+def _write_all(result: AugmentResult, manifest: dict[str, Any], output_dir: Path, Dataset: Any, DatasetDict: Any) -> None:
+    with atomic_path(output_dir, is_dir=True) as tmp:
         files = []
         for kind, data in (("examples", result.examples), ("pairs", result.pairs)):
             features = _features(kind)
@@ -402,7 +402,7 @@ def _write_all(result: AugmentResult, manifest: dict[str, Any], out_dir: Path, D
                                            encoding="utf-8")
 
 
-def run(recipe: Recipe, *, out_dir: str | Path | None = None,
+def run(recipe: Recipe, *, output_dir: str | Path | None = None,
         records: list[LabelledRecord] | None = None) -> dict[str, Any]:
     """Load sources, synthesize, write everything; returns the manifest. Input errors raise before writing."""
     taxonomy = load_taxonomy(recipe)
@@ -411,5 +411,5 @@ def run(recipe: Recipe, *, out_dir: str | Path | None = None,
         raise InputError("the sources yielded no records", field="sources")
     result = build(recipe, records, taxonomy)
     manifest = summarize(result, records, recipe, taxonomy)
-    write_outputs(result, manifest, out_dir or recipe.out_dir)
+    write_outputs(result, manifest, output_dir or recipe.output_dir)
     return manifest

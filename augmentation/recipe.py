@@ -56,7 +56,7 @@ class Recipe:
     """How to turn labelled sources into config-targeted examples and preference pairs."""
 
     sources: list[SourceSpec] = _help("input sources (list of SourceSpec mappings)", default_factory=list)
-    out_dir: str = _help("output folder (replaced atomically)", default="runs/augment/out")
+    output_dir: str = _help("output folder (replaced atomically)", default="runs/augment/out")
     seed: int = _help("random seed: same recipe + seed gives byte-identical JSONL", default=0)
     taxonomy: str = _help("risk taxonomy YAML (default: configs/taxonomy/cosa8.yaml)", default="")
     modes: list[str] = _help(f"config synthesis modes: {', '.join(MODES)}", default_factory=lambda: list(MODES))

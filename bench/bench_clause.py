@@ -4,7 +4,7 @@ against ``trl.RewardTrainer``, on the bundled MiniLM (all-MiniLM-L6-v2), in one 
     python bench/bench_clause.py [--groups 16] [--group-size 8] [--trl-seconds 300] [--target-auroc 0.85]
                                  [--data DIR] [--threads 1]
 
-Data: ``csrm augment configs/augment/seed.yaml out_dir=<tmp>`` (or ``--data``, e.g. runs/shared/data).
+Data: ``csrm augment configs/augment/seed.yaml output_dir=<tmp>`` (or ``--data``, e.g. runs/shared/data).
 
 1. **Training memory** (``memory``): ``csrm train configs/train/clause_minilm.yaml dataset_path=... output_dir=...``
    in a fresh subprocess, twice with the same ``checkpoint_dir``: first without the feature cache (every clause
@@ -71,10 +71,10 @@ METHODS = ("csrm", "per-item", "csrm-configs-cached")
 
 # -- data ---------------------------------------------------------------------------------------------------
 def make_dataset(out_dir: Path, in_process: bool) -> Path:
-    """``csrm augment configs/augment/seed.yaml out_dir=<out_dir>``."""
+    """``csrm augment configs/augment/seed.yaml output_dir=<out_dir>``."""
     if in_process:
         return common.write_seed_dataset(out_dir)
-    proc = subprocess.run([sys.executable, "-m", "csrm", "augment", str(common.SEED_RECIPE), f"out_dir={out_dir}",
+    proc = subprocess.run([sys.executable, "-m", "csrm", "augment", str(common.SEED_RECIPE), f"output_dir={out_dir}",
                            "progress=false"], capture_output=True, text=True, cwd=str(common.PROJECT_ROOT))
     if proc.returncode != 0:
         raise RuntimeError(f"csrm augment failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -163,7 +163,7 @@ def write_seed_dataset(out_dir: str | Path) -> Path:
     """Run the seed recipe into ``out_dir`` (the folder ``csrm train`` reads)."""
     from augmentation import run
 
-    run(seed_recipe(), out_dir=out_dir)
+    run(seed_recipe(), output_dir=out_dir)
     return Path(out_dir)
 
 

@@ -1,9 +1,9 @@
-"""``csrm eval MODEL --bench cosapien,dynabench,cosalign-test [--data-dir DIR] [--out DIR] [--limit N]``.
+"""``csrm eval MODEL --bench cosapien,dynabench,cosalign-test [--data-dir DIR] [--output-dir DIR] [--limit N]``.
 
 Loads the benchmarks first (local files under ``--data-dir`` else the hub; an unavailable one is skipped
 with its reason when several are asked for, and is an error when it is the only one), then the model, scores
 every dev and test item, and writes ``report.json``, ``report.md``, ``predictions.jsonl`` and PNG plots
-under ``--out``; the headline table is printed.
+under ``--output-dir``; the headline table is printed.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class EvalConfig:
     data_dir: str | None = field(default=None, metadata={
         "help": "folder with local benchmark files (cosapien/*.jsonl, dynabench/*.jsonl, cosalign_test/); "
                 "default $CSRM_DATA_DIR or ../shared/data"})
-    out: str | None = field(default=None, metadata={"help": "output folder; default runs/eval/<model>"})
+    output_dir: str | None = field(default=None, metadata={"help": "output folder; default runs/eval/<model>"})
     limit: int | None = field(default=None, metadata={
         "help": "at most N dev and N test items per benchmark, spread over configs and label kinds"})
     no_hub: bool = field(default=False, metadata={"help": "never try the Hugging Face Hub, local files only"})
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help=_help("model"))
     parser.add_argument("--bench", default=EvalConfig.bench, help=_help("bench"))
     parser.add_argument("--data-dir", default=None, help=_help("data_dir"))
-    parser.add_argument("--out", default=None, help=_help("out"))
+    parser.add_argument("--output-dir", default=None, help=_help("output_dir"))
     parser.add_argument("--limit", type=positive_int, default=None, help=_help("limit"))
     parser.add_argument("--no-hub", action="store_true", help=_help("no_hub"))
     parser.add_argument("--blind", action="store_true", help=_help("blind"))
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 "dev_fraction": cfg.dev_fraction, "cosalign_dev": cfg.cosalign_dev}
     run = evaluate(scorer, loaded, model=cfg.model, blind=blind, skipped=skipped, settings=settings,
                    progress=None if cfg.quiet else stderr_progress)
-    out = Path(cfg.out) if cfg.out else default_out(cfg.model, blind)
+    out = Path(cfg.output_dir) if cfg.output_dir else default_out(cfg.model, blind)
     paths = write_report(run, out)
     log_report(json.loads(paths["json"].read_text(encoding="utf-8")), paths, cfg.report_to)
     text = paths["markdown"].read_text(encoding="utf-8")

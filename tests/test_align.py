@@ -95,7 +95,7 @@ def item_files(tmp_path_factory) -> tuple[Path, Path]:
 def recipe_overrides(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extra: str) -> list[str]:
     """The test recipe as ``key=value`` overrides."""
     overrides = {
-        "out_dir": str(out), "rounds": "2", "device": "cpu", "policy.name_or_path": str(policy),
+        "output_dir": str(out), "rounds": "2", "device": "cpu", "policy.name_or_path": str(policy),
         "judge.csrm": str(csrm), "data.source": "files", "data.train_file": str(files[0]),
         "data.eval_file": str(files[1]), "sampling.k": "4", "sampling.max_new_tokens": "8",
         "sampling.temperature": "1.0", "judge.strategy": "best_vs_rest", "dpo.learning_rate": "0.003",
@@ -112,7 +112,7 @@ def recipe(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extr
 def test_two_rounds_end_to_end(tmp_path, tiny_policy, tiny_csrm, item_files):
     cfg = recipe(tmp_path / "run", tiny_policy, tiny_csrm, item_files)
     report = run_align(cfg)
-    out = Path(cfg.out_dir)
+    out = Path(cfg.output_dir)
     for i in (1, 2):
         folder = out / f"round_{i}"
         state = json.loads((folder / "state.json").read_text())
@@ -161,7 +161,7 @@ def test_resume_after_kill_skips_finished_steps(tmp_path, tiny_policy, tiny_csrm
     monkeypatch.setattr(align, "run_dpo", killed_dpo)
     with pytest.raises(KeyboardInterrupt):
         run_align(cfg)
-    folder = Path(cfg.out_dir) / "round_1"
+    folder = Path(cfg.output_dir) / "round_1"
     state = StepState(folder)
     assert state.data["finished"] == ["generate", "score", "pairs", "sft"] and not state.done("dpo")
     generations = folder / "generations.jsonl"
@@ -193,7 +193,7 @@ def test_lora_and_sft_round(tmp_path, tiny_policy, tiny_csrm, item_files):
                     "dpo.lora.enabled": "true", "dpo.lora.r": "4", "dpo.learning_rate": "0.01",
                     "dpo.lora.last_layers": "1"})
     run_align(cfg)
-    folder = Path(cfg.out_dir) / "round_1"
+    folder = Path(cfg.output_dir) / "round_1"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["sft_examples"] > 0 and (folder / "sft_policy" / "config.json").is_file()
     assert metrics["logp_margin_after"] > metrics["logp_margin_before"]

@@ -43,7 +43,7 @@ def augment(*args: str) -> int:
 @pytest.fixture(scope="module")
 def seed_out(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("seed") / "out"
-    assert augment(SEED_RECIPE, f"out_dir={out}") == 0
+    assert augment(SEED_RECIPE, f"output_dir={out}") == 0
     return out
 
 
@@ -146,13 +146,13 @@ def test_pair_policies_stay_in_their_split():
 
 def test_same_recipe_and_seed_give_byte_identical_jsonl(seed_out, tmp_path):
     again = tmp_path / "again"
-    assert augment(SEED_RECIPE, f"out_dir={again}") == 0
+    assert augment(SEED_RECIPE, f"output_dir={again}") == 0
     for kind in ("examples", "pairs"):
         for split in SPLITS:
             name = f"{kind}.{split}.jsonl"
             assert (again / name).read_bytes() == (seed_out / name).read_bytes(), name
     other = tmp_path / "other"
-    assert augment(SEED_RECIPE, f"out_dir={other}", "seed=1") == 0
+    assert augment(SEED_RECIPE, f"output_dir={other}", "seed=1") == 0
     assert (other / "examples.train.jsonl").read_bytes() != (seed_out / "examples.train.jsonl").read_bytes()
     # the split does not depend on the augmentation seed
     val = {r["prompt_id"] for r in rows(seed_out, "examples", "validation")}
@@ -167,7 +167,7 @@ def test_generic_jsonl_and_csv_sources_with_source_configs(fixtures_dir, tmp_pat
                                "validation_prompt_fraction": 0.0, "validation_config_fraction": 0.0,
                                "progress": False, "min_compliant": 0.0,
                                "max_compliant": 1.0})
-    m = run(recipe, out_dir=tmp_path / "out")
+    m = run(recipe, output_dir=tmp_path / "out")
     train = m["examples"]["train"]
     assert m["examples"]["validation"]["count"] == 0 and not (tmp_path / "out" / "examples" / "validation").exists()
     assert set(train["by_source"]) == {"jsonl", "tiny_csv"} and train["by_mode"]["source"] == {"count": 1, "compliant": 1}
@@ -188,7 +188,7 @@ def test_bad_input_stops_with_located_error_and_writes_nothing(fixtures_dir, tmp
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({"sources": [{"type": "jsonl", "path": str(source)}]}))
     out = tmp_path / "runs" / "out"
-    assert augment(recipe, f"out_dir={out}") == 2
+    assert augment(recipe, f"output_dir={out}") == 2
     assert f"{source}{where}" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["recipe.yaml"]  # no output, no temp folder
 
@@ -199,7 +199,7 @@ def test_failed_run_keeps_the_previous_output(seed_out, fixtures_dir, tmp_path):
     (out / "manifest.json").write_text("{}")
     bad = fixtures_dir / "augment" / "bad_unknown_category.jsonl"
     with pytest.raises(InputError):
-        run(recipe_from_dict({"sources": [{"type": "jsonl", "path": str(bad)}], "progress": False}), out_dir=out)
+        run(recipe_from_dict({"sources": [{"type": "jsonl", "path": str(bad)}], "progress": False}), output_dir=out)
     assert [p.name for p in out.iterdir()] == ["manifest.json"] and sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 
 
@@ -207,7 +207,7 @@ def test_failed_run_keeps_the_previous_output(seed_out, fixtures_dir, tmp_path):
 def test_shipped_recipes_load():
     for name in ("seed", "openai_moderation", "cosalign_test_seen", "shared", "hub"):
         recipe = load_recipe(CONFIGS_DIR / "augment" / f"{name}.yaml")
-        assert recipe.sources and recipe.out_dir.startswith("runs/augment/")
+        assert recipe.sources and recipe.output_dir.startswith("runs/augment/")
     assert [s.type for s in load_recipe(CONFIGS_DIR / "augment" / "shared.yaml").sources] == [
         "openai_moderation", "cosalign_test"]
 

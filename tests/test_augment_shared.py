@@ -20,7 +20,7 @@ SPLITS = ("train", "validation")
 
 
 def run_recipe(name: str, out: Path) -> dict:
-    assert cli.main(["augment", str(CONFIGS_DIR / "augment" / f"{name}.yaml"), f"out_dir={out}", "progress=false"]) == 0
+    assert cli.main(["augment", str(CONFIGS_DIR / "augment" / f"{name}.yaml"), f"output_dir={out}", "progress=false"]) == 0
     return json.loads((out / "manifest.json").read_text())
 
 

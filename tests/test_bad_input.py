@@ -177,10 +177,10 @@ def not_a_csrm(tmp_path_factory) -> Path:
 def command_cases(tmp: Path, model: Path, bert: Path) -> list[tuple[str, list[str], str]]:
     recipe = tmp / "run.yaml"
     recipe.write_text(f"name: t\naugment: configs/augment/seed.yaml\ntrain: configs/train/tiny_test.yaml\n"
-                      f"out_dir: {tmp / 'run'}\n")
+                      f"output_dir: {tmp / 'run'}\n")
     return [
         ("missing train config", ["train", str(tmp / "nope.yaml")], "nope.yaml: no such file"),
-        ("calibrate a non-CSRM folder", ["calibrate", str(bert), "--data", str(tmp)], "not a saved CSRM folder"),
+        ("calibrate a non-CSRM folder", ["calibrate", str(bert), "--dataset-path", str(tmp)], "not a saved CSRM folder"),
         ("eval a non-CSRM folder", ["eval", str(bert), "--bench", "augmented", "--data-dir", str(tmp)],
          "not a saved CSRM folder"),
         ("score with a non-CSRM folder", ["score", str(bert), "--input", str(tmp / "in.jsonl"), "--output",
@@ -210,7 +210,7 @@ def test_commands_exit_2_with_a_located_error(tmp_path, encoder_model_dir, not_a
 
 
 @pytest.mark.parametrize(("argv", "words"), [
-    (["calibrate", "M", "--data", "D", "--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
+    (["calibrate", "M", "--dataset-path", "D", "--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
     (["eval", "M", "--dev-fraction", "1.5"], "argument --dev-fraction: must be between 0 and 1"),
     (["eval", "M", "--limit", "0"], "argument --limit: must be >= 1"),
     (["score", "M", "--input", "I", "--output", "O", "--batch-tokens", "0"], "argument --batch-tokens"),

@@ -56,7 +56,7 @@ def overconfident(tmp_path_factory):
 def test_calibrate_lowers_ece_of_an_overconfident_model(overconfident, capsys):
     model_dir, data = overconfident
     before_config = json.loads((model_dir / "config.json").read_text())
-    assert cli.main(["calibrate", str(model_dir), "--data", str(data)]) == 0
+    assert cli.main(["calibrate", str(model_dir), "--dataset-path", str(data)]) == 0
     printed = capsys.readouterr().out
     assert "ECE" in printed and "Brier" in printed
     report = json.loads((model_dir / "calibration" / "report.json").read_text())
@@ -88,7 +88,7 @@ def test_calibrate_lowers_ece_of_an_overconfident_model(overconfident, capsys):
 def test_dry_run_leaves_the_model_alone(overconfident, tmp_path):
     model_dir, data = overconfident
     config_before = (model_dir / "config.json").read_text()
-    report = calibrate(model_dir, data, write=False, out_dir=tmp_path / "out", max_examples=60)
+    report = calibrate(model_dir, data, write=False, output_dir=tmp_path / "out", max_examples=60)
     assert report["n"] == 60 and not report["written"]
     assert (model_dir / "config.json").read_text() == config_before
     assert (tmp_path / "out" / "report.json").is_file() and (tmp_path / "out" / "reliability.png").is_file()
@@ -96,5 +96,5 @@ def test_dry_run_leaves_the_model_alone(overconfident, tmp_path):
 
 def test_calibrate_reports_bad_input(tmp_path, overconfident, capsys):
     _, data = overconfident
-    assert cli.main(["calibrate", str(tmp_path), "--data", str(data)]) == 2
+    assert cli.main(["calibrate", str(tmp_path), "--dataset-path", str(data)]) == 2
     assert "not a saved CSRM folder" in capsys.readouterr().err

@@ -284,7 +284,7 @@ def test_cjk_and_digit_content_is_not_truncated(scorer):
 @pytest.fixture(scope="module")
 def seed_data(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("clause_seed") / "augment"
-    augmentation.run(augmentation.load_recipe(SEED_RECIPE, ["progress=false"]), out_dir=out)
+    augmentation.run(augmentation.load_recipe(SEED_RECIPE, ["progress=false"]), output_dir=out)
     return out
 
 

@@ -148,7 +148,7 @@ def test_cli_end_to_end(eval_fixtures: Path, tmp_path: Path, monkeypatch: pytest
     scorer = FakeScorer()
     monkeypatch.setattr(cli, "load_scorer", lambda spec, **kw: scorer)
     code = cli.main(["fake-model", "--bench", "cosapien,dynabench,cosalign-test", "--data-dir", str(eval_fixtures),
-                     "--out", str(tmp_path / "out"), "--no-hub", "--quiet", "--limit", "3"])
+                     "--output-dir", str(tmp_path / "out"), "--no-hub", "--quiet", "--limit", "3"])
     assert code == 0
     out = capsys.readouterr().out
     assert "| CoSApien | ours: `fake-model` |" in out and "published: DynaGuard-8B" in out
@@ -160,7 +160,7 @@ def test_cli_blind_blanks_configs(eval_fixtures: Path, tmp_path: Path, monkeypat
     scorer = FakeScorer()
     monkeypatch.setattr(cli, "load_scorer", lambda spec, **kw: scorer)
     assert cli.main(["blind-model", "--bench", "cosapien", "--data-dir", str(eval_fixtures), "--blind",
-                     "--out", str(tmp_path), "--no-hub", "--quiet"]) == 0
+                     "--output-dir", str(tmp_path), "--no-hub", "--quiet"]) == 0
     assert scorer.seen and all(it.config == "" for it in scorer.seen)
     assert json.loads((tmp_path / "report.json").read_text())["blind"] is True
 
@@ -170,14 +170,14 @@ def test_cli_blind_automatic_for_blind_csrm(eval_fixtures: Path, tmp_path: Path,
     scorer = FakeScorer()
     scorer.model = types.SimpleNamespace(config=types.SimpleNamespace(blind_config=True))
     monkeypatch.setattr(cli, "load_scorer", lambda spec, **kw: scorer)
-    assert cli.main(["m", "--bench", "cosapien", "--data-dir", str(eval_fixtures), "--out", str(tmp_path),
+    assert cli.main(["m", "--bench", "cosapien", "--data-dir", str(eval_fixtures), "--output-dir", str(tmp_path),
                      "--no-hub", "--quiet"]) == 0
     assert scorer.seen and all(it.config == "" for it in scorer.seen)
 
 
 def test_cli_single_unavailable_benchmark_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setattr(cli, "load_scorer", lambda spec, **kw: pytest.fail("model must not load"))
-    code = cli.main(["m", "--bench", "dynabench", "--data-dir", str(tmp_path), "--no-hub", "--out", str(tmp_path)])
+    code = cli.main(["m", "--bench", "dynabench", "--data-dir", str(tmp_path), "--no-hub", "--output-dir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
     assert "benchmark 'dynabench' is unavailable" in err and str(tmp_path / "dynabench") in err
@@ -192,7 +192,7 @@ def test_cli_skips_unavailable_among_several(eval_fixtures: Path, tmp_path: Path
         (data / "cosapien" / f.name).write_text(f.read_text())
     monkeypatch.setattr(cli, "load_scorer", lambda spec, **kw: FakeScorer())
     code = cli.main(["m", "--bench", "cosapien,dynabench", "--data-dir", str(data), "--no-hub", "--quiet",
-                     "--out", str(tmp_path / "out")])
+                     "--output-dir", str(tmp_path / "out")])
     assert code == 0 and "skipping: benchmark 'dynabench' is unavailable" in capsys.readouterr().err
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["benchmarks"]["dynabench"]["status"] == "skipped"

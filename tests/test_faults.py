@@ -62,7 +62,7 @@ def kill_at_marker(script: str, marker: Path, log: Path, timeout: float = 300) -
 
 # -- csrm run: kill -9 in the augment stage, then in the train stage, then resume ------------------------------
 def run_recipe(tmp: Path, name: str) -> Path:
-    recipe = {"name": "faults", "out_dir": str(tmp / name), "augment": "configs/augment/seed.yaml",
+    recipe = {"name": "faults", "output_dir": str(tmp / name), "augment": "configs/augment/seed.yaml",
               "train": "configs/train/tiny_test.yaml", "bench": ["augmented"], "eval_limit": 40,
               "train_overrides": ["max_steps=8", "save_strategy=steps", "save_steps=4", "eval_strategy=no",
                                   "logging_steps=4", "max_train_examples=64", "max_train_pairs=32"]}

@@ -144,7 +144,7 @@ def test_built_wheel_works_without_the_checkout(tmp_path):
     work = tmp_path / "elsewhere"  # not the repository, not the source copy
     work.mkdir()
     shutil.copy(ROOT / "configs" / "augment" / "seed.yaml", work / "seed.yaml")
-    done = subprocess.run([str(venv / "bin" / "csrm"), "augment", "seed.yaml", "out_dir=out", "progress=false"],
+    done = subprocess.run([str(venv / "bin" / "csrm"), "augment", "seed.yaml", "output_dir=out", "progress=false"],
                           cwd=work, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((work / "out" / "manifest.json").read_text())

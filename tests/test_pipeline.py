@@ -19,7 +19,7 @@ TINY_TRAIN = ["max_steps=6", "eval_strategy=no", "save_strategy=no", "logging_st
 def tiny_recipe(tmp_path: Path, **extra) -> Path:
     recipe = {
         "name": "tiny",
-        "out_dir": str(tmp_path / "run"),
+        "output_dir": str(tmp_path / "run"),
         "augment": "configs/augment/seed.yaml",
         "train": "configs/train/tiny_test.yaml",
         "train_overrides": TINY_TRAIN,

@@ -62,7 +62,7 @@ def test_reliability_figure_shows_bin_counts():
 
 def test_calibration_logs_metrics_bins_and_diagram_to_wandb(tmp_path, encoder_model_dir, offline_wandb, capfd):
     data = write_dataset(tmp_path / "data", n_train=10, n_validation=80)
-    report = calibrate(encoder_model_dir, data, out_dir=tmp_path / "cal", write=False, report_to="wandb", batch_size=16)
+    report = calibrate(encoder_model_dir, data, output_dir=tmp_path / "cal", write=False, report_to="wandb", batch_size=16)
     assert "calibration logits" in capfd.readouterr().err  # tqdm bar
     assert sum(b["count"] for b in report["bins"]) == report["n"] == 80
     run = read_offline_run(only_run(offline_wandb))
@@ -79,7 +79,7 @@ def test_calibration_logs_metrics_bins_and_diagram_to_wandb(tmp_path, encoder_mo
 
 def test_no_wandb_run_unless_asked(tmp_path, encoder_model_dir, offline_wandb):
     data = write_dataset(tmp_path / "data", n_train=10, n_validation=20)
-    report = calibrate(encoder_model_dir, data, out_dir=tmp_path / "cal", write=False, progress=False)
+    report = calibrate(encoder_model_dir, data, output_dir=tmp_path / "cal", write=False, progress=False)
     assert "wandb_run_dir" not in report and not list(offline_wandb.glob("wandb/offline-run-*"))
 
 
@@ -88,7 +88,7 @@ def test_csrm_eval_logs_to_wandb_with_progress_bars(tmp_path, encoder_model_dir,
 
     out = tmp_path / "eval"
     assert main([str(encoder_model_dir), "--bench", "cosapien", "--data-dir", str(eval_fixtures), "--no-hub",
-                 "--out", str(out), "--report-to", "wandb"]) == 0
+                 "--output-dir", str(out), "--report-to", "wandb"]) == 0
     assert "scoring cosapien: 100%" in capfd.readouterr().err  # a tqdm bar, not a hand-written counter
     report = json.loads((out / "report.json").read_text())
     stored = report["benchmarks"]["cosapien"]["views"]["headline"]["overall"]["stored"]
@@ -144,7 +144,7 @@ def test_csrm_run_logs_every_stage_to_wandb(tmp_path, offline_wandb):
 
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump({
-        "name": "tiny", "out_dir": str(tmp_path / "run"), "augment": "configs/augment/seed.yaml",
+        "name": "tiny", "output_dir": str(tmp_path / "run"), "augment": "configs/augment/seed.yaml",
         "train": "configs/train/tiny_test.yaml", "bench": ["augmented"], "eval_limit": 20,
         "train_overrides": ["max_steps=2", "eval_strategy=no", "save_strategy=no", "logging_steps=1"]}))
     Pipeline(load_pipeline_config(recipe, ["report_to=wandb"]), log=lambda _: None).run()

@@ -24,7 +24,7 @@ configs from the augmentation stage (:func:`augmentation.prompts_with_configs`, 
 **Resume**: every step writes its output atomically (:func:`csrm.base.io.atomic_path`) and then records itself in
 ``round_i/state.json`` (finished steps, seconds, output policy). Re-running the same command skips finished
 steps, so a killed run continues at the step it was in without regenerating or re-scoring what was kept.
-``out_dir/fingerprint.json`` (:meth:`AlignRun.fingerprint`, written before the first step) records what those
+``output_dir/fingerprint.json`` (:meth:`AlignRun.fingerprint`, written before the first step) records what those
 steps depend on: the settings of data, sampling, judging, SFT and DPO, the judge's and starting policy's
 digests and the item files. A rerun with any of them changed stops with exit 2 naming what changed
 (``--restart`` discards the run's outputs and starts over); ``rounds`` and ``eval.*`` may change freely.
@@ -78,9 +78,9 @@ from csrm.scoring.scorer import load
 logger = logging.getLogger(__name__)
 
 # settings that change no finished step's output: later rounds and evaluation may be added on a resume
-FINGERPRINT_SKIP = ("out_dir", "rounds", "eval", "logging_steps", "report_to", "judge.csrm", "judge.max_rows",
+FINGERPRINT_SKIP = ("output_dir", "rounds", "eval", "logging_steps", "report_to", "judge.csrm", "judge.max_rows",
                     "judge.max_tokens")
-RESTART_HINT = ("rerun with --restart to discard its finished steps and start over, or use another out_dir")
+RESTART_HINT = ("rerun with --restart to discard its finished steps and start over, or use another output_dir")
 
 
 # -- the loop ------------------------------------------------------------------------------------------
@@ -91,7 +91,7 @@ class AlignRun:
                  augmentation_items: AugmentationItems | None = None):
         self.cfg = cfg
         self.augmentation_items = augmentation_items
-        self.out = Path(cfg.out_dir)
+        self.out = Path(cfg.output_dir)
         self._scorer = scorer
         self.restart = restart
         self.timings: dict[str, dict[str, float]] = {}
@@ -328,7 +328,7 @@ class AlignRun:
 
 def run_align(cfg: AlignConfig, *, scorer: Any = None, restart: bool = False,
               augmentation_items: AugmentationItems | None = None) -> dict[str, Any]:
-    """Run or resume the loop for ``cfg``; returns the report (also written to ``out_dir/report.json``).
+    """Run or resume the loop for ``cfg``; returns the report (also written to ``output_dir/report.json``).
     A resume with settings, judge, policy or items other than the run's fingerprint raises
     :class:`InputError`; ``restart`` discards the earlier run's outputs first. ``augmentation_items`` reads
     ``data.source=augmentation`` (:func:`csrm.app.align_cli.items_from_augmentation`)."""

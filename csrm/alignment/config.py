@@ -143,7 +143,7 @@ class EvalSettings:
 class AlignConfig:
     """The CoSAlign loop: sample -> judge with the CSRM -> (SFT) -> DPO, for N rounds, then evaluate."""
 
-    out_dir: str = _f("runs/align", "output folder (round_{i}/, baseline/, report.json, report.md)")
+    output_dir: str = _f("runs/align", "output folder (round_{i}/, baseline/, report.json, report.md)")
     rounds: int = _f(2, "rounds; each starts from the previous round's policy")
     seed: int = _f(0, "training and sampling seed")
     device: str = _f("auto", "'cpu', 'cuda' or 'auto'")

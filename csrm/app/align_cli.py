@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         "same command resumes at the last finished step.", help_text(AlignConfig),
         config_help="YAML recipe (configs/align/*.yaml)", config_optional=True)
     parser.add_argument("--restart", action="store_true",
-                        help="discard the finished steps of an earlier run in out_dir (needed when the judge, "
+                        help="discard the finished steps of an earlier run in output_dir (needed when the judge, "
                              "policy, items or settings changed since) and start over")
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return parser
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if comparison and is_main():
         print(f"CoSA-Score {comparison['cosa_score']['before']:.3f} -> {comparison['cosa_score']['after']:.3f}; "
               f"violation rate {comparison['violation_rate']['before']:.3f} -> "
-              f"{comparison['violation_rate']['after']:.3f}; report: {Path(cfg.out_dir) / 'report.md'}")
+              f"{comparison['violation_rate']['after']:.3f}; report: {Path(cfg.output_dir) / 'report.md'}")
     return 0
 
 

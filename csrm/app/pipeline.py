@@ -1,17 +1,17 @@
 """``csrm run configs/pipeline/NAME.yaml [key=value ...]``: the main job in one command.
 
-Stages, each writing into ``out_dir``:
+Stages, each writing into ``output_dir``:
 
-1. ``augment``   -> ``out_dir/data``            (the augmentation recipe named by ``augment``)
-2. ``train``     -> ``out_dir/model``           (the training config named by ``train``)
-3. ``calibrate`` -> ``out_dir/calibration.json`` (temperature fitted on the held-out validation split)
-4. ``baselines`` -> ``out_dir/model_blind`` (config-blind: same backbone and data, config removed), if asked
-5. ``eval``      -> ``out_dir/eval/<model>/``    (``csrm eval``'s harness on each benchmark)
-6. ``report``    -> ``out_dir/report.md`` + ``report.json`` (printed at the end)
+1. ``augment``   -> ``output_dir/data``            (the augmentation recipe named by ``augment``)
+2. ``train``     -> ``output_dir/model``           (the training config named by ``train``)
+3. ``calibrate`` -> ``output_dir/calibration.json`` (temperature fitted on the held-out validation split)
+4. ``baselines`` -> ``output_dir/model_blind`` (config-blind: same backbone and data, config removed), if asked
+5. ``eval``      -> ``output_dir/eval/<model>/``    (``csrm eval``'s harness on each benchmark)
+6. ``report``    -> ``output_dir/report.md`` + ``report.json`` (printed at the end)
 
 **Honest reruns.** Every stage has a fingerprint: a hash of its resolved settings, of the files it reads and of
 the fingerprints of the stages it reads from (:mod:`csrm.app.run_state`). A stage is reused only when its output
-exists and its recorded fingerprint (``out_dir/stages.json``) matches; a changed setting reruns that stage and,
+exists and its recorded fingerprint (``output_dir/stages.json``) matches; a changed setting reruns that stage and,
 through the upstream fingerprints, every stage after it. A killed run resumes at the first unfinished stage;
 ``force=true`` reruns everything. The report lists which stages ran in this invocation and which were reused.
 
@@ -39,7 +39,7 @@ from csrm.base.errors import InputError
 from csrm.base.io import atomic_path, load_yaml, remove_stale_temps, write_json
 from csrm.base.paths import DEFAULT_TAXONOMY, PROJECT_ROOT, data_dir, project_path
 
-# local folders each public benchmark reads under bench_data_dir (their files are fingerprinted)
+# local folders each public benchmark reads under data_dir (their files are fingerprinted)
 BENCH_FOLDERS = {"cosapien": ("cosapien", "cosapien_configs"), "dynabench": ("dynabench",),
                  "cosalign-test": ("cosalign_test",)}
 # training keys that only say where this run writes or logs (the data is covered by the augment fingerprint)
@@ -53,7 +53,7 @@ class PipelineConfig:
     name: str = field(metadata={"help": "recipe name (used in the report)"})
     augment: str = field(metadata={"help": "augmentation recipe YAML (configs/augment/...)"})
     train: str = field(metadata={"help": "training config YAML (configs/train/...)"})
-    out_dir: str = field(default="", metadata={"help": "where every stage writes; default runs/<name>"})
+    output_dir: str = field(default="", metadata={"help": "where every stage writes; default runs/<name>"})
     augment_overrides: list[str] = field(default_factory=list, metadata={"help": "key=value for the recipe"})
     train_overrides: list[str] = field(default_factory=list, metadata={"help": "key=value for training"})
     train_launcher: str = field(default="", metadata={
@@ -63,7 +63,7 @@ class PipelineConfig:
     bench: list[str] = field(default_factory=lambda: ["augmented"], metadata={
         "help": "benchmarks to evaluate: augmented (the held-out split of this run's data), cosalign-test, "
                 "cosapien, dynabench"})
-    bench_data_dir: str = field(default="", metadata={"help": "data folder for the public benchmarks; "
+    data_dir: str = field(default="", metadata={"help": "data folder for the public benchmarks; "
                                                                "default $CSRM_DATA_DIR or ../shared/data"})
     eval_limit: int | None = field(default=None, metadata={"help": "at most N dev and N test items per benchmark"})
     use_hub: bool = field(default=False, metadata={"help": "let benchmarks load from the Hugging Face Hub"})
@@ -80,7 +80,7 @@ class PipelineConfig:
                 "printed at the top of the report"})
 
     def __post_init__(self) -> None:
-        self.out_dir = self.out_dir or f"runs/{self.name}"
+        self.output_dir = self.output_dir or f"runs/{self.name}"
         for baseline in self.baselines:
             if baseline != "config_blind" and not baseline.startswith(("zero-shot:", "probe:")):
                 raise InputError(f"unknown baseline {baseline!r}: use config_blind, zero-shot:<model>, "
@@ -129,7 +129,7 @@ class Pipeline:
 
     def __init__(self, cfg: PipelineConfig, log=print):
         self.cfg, self.log = cfg, log
-        self.out = Path(cfg.out_dir)
+        self.out = Path(cfg.output_dir)
         self.state = RunState(self.out)
         self.fingerprints: dict[str, str] = {}  # stage -> fingerprint computed in this invocation
         self.eval_labels: list[str] = []
@@ -178,9 +178,9 @@ class Pipeline:
         import augmentation
 
         recipe = augmentation.load_recipe(resolve(self.cfg.augment), list(self.cfg.augment_overrides))
-        settings = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in {"out_dir", "progress"}}
+        settings = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in {"output_dir", "progress"}}
         spec = StageSpec("augment", settings, inputs=augment_inputs(recipe))
-        self._stage(spec, self.data / "manifest.json", lambda: augmentation.run(recipe, out_dir=self.data),
+        self._stage(spec, self.data / "manifest.json", lambda: augmentation.run(recipe, output_dir=self.data),
                     target=self.data)
 
     def train(self, *, blind: bool = False) -> None:
@@ -263,7 +263,7 @@ class Pipeline:
 
         output = self.eval_dir(label)
         self.eval_labels.append(label)
-        bench_root = Path(self.cfg.bench_data_dir) if self.cfg.bench_data_dir else data_dir()
+        bench_root = Path(self.cfg.data_dir) if self.cfg.data_dir else data_dir()
         upstream = {}
         if "augmented" in self.cfg.bench:
             upstream["augment"] = self.fingerprints["augment"]
@@ -275,7 +275,7 @@ class Pipeline:
             upstream["calibrate"] = self.fingerprints["calibrate" + suffix]
         settings = {"model": spec if spec.startswith(("zero-shot:", "probe:")) else label, "bench": self.cfg.bench,
                     "limit": self.cfg.eval_limit, "use_hub": self.cfg.use_hub, "blind": blind,
-                    "bench_data_dir": str(bench_root.resolve())}
+                    "data_dir": str(bench_root.resolve())}
         inputs = [bench_root / folder for name in self.cfg.bench for folder in BENCH_FOLDERS.get(name, ())]
         stage = StageSpec(f"eval {label}", settings, upstream=upstream, inputs=inputs)
 

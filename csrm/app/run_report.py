@@ -121,7 +121,7 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
     lines.insert(2, "Positive class = violation; F1/P/R/Acc at each model's stored threshold, "
                     "\"F1 dev-tuned\" at a threshold chosen on the dev split only, \"ECE dev-cal\" after a "
                     "temperature fitted on the benchmark's dev split only. Percentages except ECE/Brier.")
-    data = {"name": cfg.name, "out_dir": str(out), "timings": timings, "training": training,
+    data = {"name": cfg.name, "output_dir": str(out), "timings": timings, "training": training,
             "calibration": {k: calibration.get(k) for k in ("temperature", "before", "after", "n")},
             "benchmarks": table,
             "stages": {name: {"status": state, "fingerprint": records.get(name, {}).get("fingerprint")}

@@ -10,7 +10,7 @@ A stage's **fingerprint** is the SHA-256 of a canonical JSON document holding
   taxonomy, benchmark files), so edited data is noticed even when no setting changed;
 - the csrm version.
 
-Each finished stage is recorded in ``out_dir/stages.json`` (fingerprint, the parts above, seconds). On the
+Each finished stage is recorded in ``output_dir/stages.json`` (fingerprint, the parts above, seconds). On the
 next run a stage is **reused** iff its output exists and its recorded fingerprint equals the one computed now;
 otherwise it **reruns**, and the log names what changed (``settings.learning_rate``, ``upstream.augment``,
 ``inputs.<file>``, or "no record"). Output that exists without a record (a run by an older csrm, or a kill
@@ -86,10 +86,10 @@ def changes(old: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
 
 
 class RunState:
-    """``out_dir/stages.json``: the record of every finished stage, plus this invocation's decisions."""
+    """``output_dir/stages.json``: the record of every finished stage, plus this invocation's decisions."""
 
-    def __init__(self, out_dir: Path):
-        self.path = Path(out_dir) / STATE_FILE
+    def __init__(self, output_dir: Path):
+        self.path = Path(output_dir) / STATE_FILE
         self.records: dict[str, dict[str, Any]] = (json.loads(self.path.read_text(encoding="utf-8"))
                                                    if self.path.is_file() else {})
         self.status: dict[str, str] = {}  # stage -> ran | reused | off, in the order decided

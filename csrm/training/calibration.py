@@ -1,4 +1,4 @@
-"""``csrm calibrate MODEL_DIR --data DATASET_DIR``: post-hoc temperature scaling of the compliance head.
+"""``csrm calibrate MODEL_DIR --dataset-path DATASET_DIR``: post-hoc temperature scaling of the compliance head.
 
 One scalar ``T > 0`` is fitted on a held-out split by minimising the negative log-likelihood of
 ``sigmoid(logit / T)`` (bounded Brent search over ``log T``), then stored as ``temperature`` in the model's
@@ -62,12 +62,12 @@ def compliance_logits(model: Any, input_ids: list[list[int]], *, batch_size: int
 
 
 def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "validation", batch_size: int = 64,
-              max_examples: int | None = None, out_dir: str | Path | None = None, write: bool = True,
+              max_examples: int | None = None, output_dir: str | Path | None = None, write: bool = True,
               device: str | None = None, progress: bool = True, report_to: str | list[str] | None = None
               ) -> dict[str, Any]:
     """Fit the temperature on ``split`` of an augmentation folder and store it in ``model_dir/config.json``.
 
-    Writes ``report.json`` and ``reliability.png`` (with per-bin counts) to ``out_dir`` (default
+    Writes ``report.json`` and ``reliability.png`` (with per-bin counts) to ``output_dir`` (default
     ``model_dir/calibration``) and returns the report: ``temperature``, ``before``/``after`` metrics, ``n``,
     ``positives`` (violations) and ``bins`` (the after-calibration reliability table: mean predicted
     P(violation), observed rate and item count per non-empty bin). ``report_to`` including ``wandb`` also logs
@@ -101,7 +101,7 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
               "positives": int((1 - labels).sum()), "temperature": new_t,
               "before": calibration_metrics(logits, labels, old_t),
               "after": calibration_metrics(logits, labels, new_t), "written": bool(write)}
-    out = Path(out_dir) if out_dir is not None else model_dir / "calibration"
+    out = Path(output_dir) if output_dir is not None else model_dir / "calibration"
     from csrm.base.plots import plot_reliability
 
     y_violation = 1 - labels
@@ -155,11 +155,12 @@ def set_temperature(model_dir: str | Path, temperature: float) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="csrm calibrate", description=__doc__.split("\n\n")[0])
     parser.add_argument("model_dir", help="a saved CSRM (output_dir of 'csrm train')")
-    parser.add_argument("--data", required=True, help="augmentation output folder (examples/ with the split)")
+    parser.add_argument("--dataset-path", required=True,
+                        help="augmentation output folder (examples/ with the split), as dataset_path of csrm train")
     parser.add_argument("--split", default="validation", help="split to fit on (default: validation)")
     parser.add_argument("--batch-size", type=positive_int, default=64)
     parser.add_argument("--max-examples", type=positive_int, default=None, help="fit on at most this many examples")
-    parser.add_argument("--out", default=None, help="folder for report.json and reliability.png "
+    parser.add_argument("--output-dir", default=None, help="folder for report.json and reliability.png "
                                                     "(default: MODEL_DIR/calibration)")
     parser.add_argument("--dry-run", action="store_true", help="report only; leave config.json as it is")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
@@ -168,8 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        report = calibrate(args.model_dir, args.data, split=args.split, batch_size=args.batch_size,
-                           max_examples=args.max_examples, out_dir=args.out, write=not args.dry_run,
+        report = calibrate(args.model_dir, args.dataset_path, split=args.split, batch_size=args.batch_size,
+                           max_examples=args.max_examples, output_dir=args.output_dir, write=not args.dry_run,
                            device=args.device, progress=not args.no_progress, report_to=args.report_to)
     except InputError as err:
         print(f"csrm calibrate: error: {err}", file=sys.stderr)
