@@ -14,6 +14,7 @@ import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from csrm.base.config import add_print_config, print_options
 from csrm.base.errors import InputError
 from csrm.base.paths import data_dir
 from csrm.base.validation import check_model_dir, open_fraction, positive_int
@@ -76,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_config(argv: list[str] | None) -> EvalConfig:
-    return EvalConfig(**vars(build_parser().parse_args(argv)))
+    options = vars(add_print_config(build_parser()).parse_args(argv))
+    if options.pop("print_config"):
+        print_options(argparse.Namespace(**options))
+        raise SystemExit(0)
+    return EvalConfig(**options)
 
 
 def default_out(model: str, blind: bool) -> Path:

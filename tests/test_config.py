@@ -87,3 +87,20 @@ def test_every_config_command_shares_the_convention(command, config, key, value,
     for form in ([f"{key}={value}"], [f"--{key}", str(value)], [f"--{key}={value}"]):
         assert cli.main([command, config, *form, "--print-config"]) == 0
         assert yaml.safe_load(capsys.readouterr().out)[key] == value
+
+
+@pytest.mark.parametrize(("argv", "key", "value"), [
+    (["calibrate", "M", "--dataset-path", "D", "--output-dir", "out"], "output_dir", "out"),
+    (["score", "M", "--input", "in.jsonl", "--output", "o.jsonl", "--batch-tokens", "300"], "batch_tokens", 300),
+    (["serve", "M", "--port", "8123"], "port", 8123),
+    (["export", "M", "O", "--format", "csrm"], "format", "csrm"),
+    (["eval", "M", "--bench", "augmented", "--output-dir", "out"], "output_dir", "out"),
+])
+def test_flag_commands_print_their_resolved_options(argv, key, value, capsys):
+    """The flag-style commands share --print-config (and a folder they write is --output-dir)."""
+    try:
+        code = cli.main([*argv, "--print-config"])
+    except SystemExit as exit_:
+        code = exit_.code
+    assert code == 0
+    assert yaml.safe_load(capsys.readouterr().out)[key] == value

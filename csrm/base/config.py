@@ -339,6 +339,19 @@ def command_parser(prog: str, description: str, fields: str, *, config_help: str
     return parser
 
 
+def add_print_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``--print-config`` for a command whose options are flags (``calibrate``, ``score``, ``serve``, ``eval``,
+    ``export``): with :func:`print_options`, the resolved options print as YAML, as for the config commands."""
+    parser.add_argument("--print-config", action="store_true", help="print the resolved options as YAML and exit")
+    return parser
+
+
+def print_options(args: argparse.Namespace) -> None:
+    """The parsed options (``--print-config`` itself left out) as YAML on stdout."""
+    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "print_config"}
+    print(yaml.safe_dump(options, sort_keys=False, allow_unicode=True), end="")
+
+
 def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """(the parser's own options, the overrides as ``key=value`` strings). The config file comes first."""
     args, rest = parser.parse_known_args(list(argv))

@@ -52,6 +52,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from csrm.base.config import add_print_config, print_options
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path
 
@@ -396,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-to-hub", metavar="OWNER/NAME", help="also upload the folder to this hub repo")
     parser.add_argument("--private", action="store_true", help="create the hub repository as private")
     parser.add_argument("--no-verify", action="store_true", help="skip the probe comparison with csrm.load")
-    args = parser.parse_args(argv)
+    args = add_print_config(parser).parse_args(argv)
+    if args.print_config:
+        print_options(args)
+        return 0
     logging.basicConfig(level=logging.WARNING)
     try:
         out = export(args.model, args.out, fmt=args.format, report=args.report, push_to_hub=args.push_to_hub,

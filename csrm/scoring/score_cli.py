@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from csrm.base.config import add_print_config, print_options
 from csrm.base.errors import InputError
 from csrm.base.fingerprint import check_fingerprint, file_digest, model_digest, tensors_digest
 from csrm.base.io import atomic_path, iter_jsonl, jsonl_lines, write_jsonl
@@ -210,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = add_print_config(build_parser()).parse_args(argv)
+    if args.print_config:
+        print_options(args)
+        return 0
     if not Path(args.input).is_file():
         raise InputError("no such file", path=args.input)
     entries = read_items(args.input, model_taxonomy(args.model))  # fail on bad lines before loading the model

@@ -56,6 +56,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from csrm.base.config import add_print_config, print_options
 from csrm.base.errors import InputError
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
@@ -590,7 +591,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from csrm.scoring.scorer import load
 
-    args = build_parser().parse_args(argv)
+    args = add_print_config(build_parser()).parse_args(argv)
+    if args.print_config:
+        print_options(args)
+        return 0
     token = read_token(args.token_file, args.token_env)  # before the model loads: a bad token source fails fast
     default_config = default_config_arg(args.default_config)  # a bad file fails before the model loads
     scorer = load(args.model, device=args.device, max_tokens=args.batch_tokens, bf16=args.bf16,

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from csrm.base.config import add_print_config, print_options
 from csrm.base.errors import InputError
 from csrm.base.io import write_json
 from csrm.base.metrics import (
@@ -167,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-to", default="none", help="'wandb' logs the metrics, bin table and diagram "
                                                             "to Weights & Biases (WANDB_MODE=offline: locally)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    args = add_print_config(parser).parse_args(sys.argv[1:] if argv is None else argv)
+    if args.print_config:
+        print_options(args)
+        return 0
     try:
         report = calibrate(args.model_dir, args.dataset_path, split=args.split, batch_size=args.batch_size,
                            max_examples=args.max_examples, output_dir=args.output_dir, write=not args.dry_run,
