@@ -15,6 +15,9 @@ next run a stage is **reused** iff its output exists and its recorded fingerprin
 otherwise it **reruns**, and the log names what changed (``settings.learning_rate``, ``upstream.augment``,
 ``inputs.<file>``, or "no record"). Output that exists without a record (a run by an older csrm, or a kill
 between writing the output and recording it) cannot be vouched for, so it is rerun too.
+
+File and folder digests come from :mod:`csrm.base.fingerprint`, the one home of the resume fingerprints that
+``csrm score`` and ``csrm align`` check too.
 """
 
 from __future__ import annotations
@@ -26,26 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from csrm import __version__
+from csrm.base.fingerprint import path_digest
 from csrm.base.io import write_json
 
 STATE_FILE = "stages.json"
-CHUNK = 1 << 20
-
-
-def file_digest(path: str | Path) -> str:
-    """SHA-256 of a file, or of a folder (every file under it, by relative path); ``missing`` if absent."""
-    path = Path(path)
-    digest = hashlib.sha256()
-    if path.is_file():
-        with open(path, "rb") as handle:
-            while block := handle.read(CHUNK):
-                digest.update(block)
-        return digest.hexdigest()
-    if path.is_dir():
-        for child in sorted(p for p in path.rglob("*") if p.is_file()):
-            digest.update(str(child.relative_to(path)).encode() + b"\0" + file_digest(child).encode() + b"\0")
-        return digest.hexdigest()
-    return "missing"
 
 
 def canonical(obj: Any) -> Any:
@@ -63,10 +51,8 @@ class StageSpec:
     inputs: list[Path] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        from csrm import __version__
-
         self.record = canonical({"settings": self.settings, "upstream": self.upstream,
-                                 "inputs": {str(p): file_digest(p) for p in sorted(set(map(Path, self.inputs)))},
+                                 "inputs": {str(p): path_digest(p) for p in sorted(set(map(Path, self.inputs)))},
                                  "version": __version__})
         payload = json.dumps({"stage": self.name, **self.record}, sort_keys=True, ensure_ascii=False)
         self.fingerprint = hashlib.sha256(payload.encode("utf-8")).hexdigest()

@@ -58,6 +58,17 @@ def model_digest(model: str | Path) -> str:
     return digest.hexdigest()
 
 
+def path_digest(path: str | Path) -> str:
+    """A file's digest (:func:`file_digest`), a folder's (:func:`model_digest`: its files by relative path), or
+    ``missing``: what ``csrm run`` records for a stage's input files and benchmark folders."""
+    path = Path(path)
+    if path.is_file():
+        return file_digest(path)
+    if path.is_dir():
+        return model_digest(path)
+    return "missing"
+
+
 def tensors_digest(model: Any) -> str:
     """Digest of an in-memory torch module's parameters and buffers (when there is no folder to read)."""
     import torch
