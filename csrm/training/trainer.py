@@ -315,6 +315,12 @@ class CSRMTrainer(Trainer):
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
+        """Metrics of the split (:meth:`compute_split_metrics`), logged and passed to ``on_evaluate``.
+
+        A public override that does not delegate to ``Trainer.evaluate``: its loop treats a batch as rows of one
+        dataset and trims the padding of the last uneven batch by dataset length (``gather_for_metrics``),
+        while a CSRM batch mixes examples and pairs of varying counts; :meth:`predict_split` shards whole
+        batches over processes and de-duplicates by index instead."""
         dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
         if dataset is None:
             raise ValueError("CSRMTrainer: evaluation needs eval_data")
