@@ -48,6 +48,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from csrm.align_audit import answer_profile, judge_independently, pair_signal
 from csrm.align_config import AlignConfig
 from csrm.errors import InputError
 from csrm.fingerprint import check_fingerprint
@@ -218,15 +219,46 @@ def _subsample(rows: list[dict], n: int, seed: int) -> list[dict]:
     return rows if n <= 0 else rows[:n]
 
 
+def items_from_cosalign_test(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
+    """(train, eval) items in CoSAlign's construction (:func:`eval.benchmarks.cosalign_test.alignment_items`):
+    ``train_items`` counts items, taken as whole contrast pairs (the same prompt under a config that allows
+    it and one that does not); the held-out unseen-config items are drawn evenly from each (config,
+    situation) stratum."""
+    from csrm.paths import data_dir
+    from eval.benchmarks.cosalign_test import alignment_items
+
+    folder = Path(cfg.data.data_dir) if cfg.data.data_dir else data_dir()
+    train_rows, eval_rows = alignment_items(folder, seed=cfg.data.seed)
+
+    def as_item(row: dict) -> dict:
+        return _item_row(row["config"], as_messages(row["prompt"]), name=row["config_name"], allow=row["allow"],
+                         mode=f"situation {row['situation']}", label=row["label"], categories=row["categories"])
+
+    by_prompt: dict[str, list[dict]] = {}
+    for row in train_rows:
+        by_prompt.setdefault(row["prompt"], []).append(row)
+    prompts = list(by_prompt)[:cfg.data.train_items // 2] if cfg.data.train_items > 0 else list(by_prompt)
+    train = [as_item(row) for prompt in prompts for row in by_prompt[prompt]]
+    strata: dict[tuple, list[dict]] = {}
+    for row in eval_rows:
+        strata.setdefault((row["config_name"], row["situation"]), []).append(row)
+    per_stratum = -(-cfg.data.eval_items // len(strata)) if cfg.data.eval_items > 0 else None
+    held_out = [as_item(row) for key in sorted(strata) for row in strata[key][:per_stratum]]
+    return train, held_out
+
+
 def prepare_items(cfg: AlignConfig, folder: Path) -> dict[str, Any]:
     """Write ``data/train.jsonl`` and ``data/eval.jsonl`` and return a summary (overlap counts included)."""
-    if cfg.data.source == "augmentation":
+    if cfg.data.source == "cosalign_test":
+        train, held_out = items_from_cosalign_test(cfg)
+    elif cfg.data.source == "augmentation":
         train, held_out = items_from_augmentation(cfg)
     else:
         train = items_from_file(cfg.data.train_file)
         held_out = items_from_file(cfg.data.eval_file) if cfg.data.eval_file else []
-    train = _subsample(train, cfg.data.train_items, cfg.data.seed)
-    held_out = _subsample(held_out, cfg.data.eval_items, cfg.data.seed + 1)
+    if cfg.data.source != "cosalign_test":  # that source draws its own (contrast pairs, strata)
+        train = _subsample(train, cfg.data.train_items, cfg.data.seed)
+        held_out = _subsample(held_out, cfg.data.eval_items, cfg.data.seed + 1)
     if not train:
         raise InputError("no training items", field="data")
     shared_prompts = {r["prompt_id"] for r in train} & {r["prompt_id"] for r in held_out}
@@ -372,8 +404,15 @@ class AlignRun:
         else:
             judge = model_digest(default_csrm_path(self.cfg))
         data = self.cfg.data
-        files = ([data.train_file, data.eval_file] if data.source == "files"
-                 else [str(project_path(data.augment_recipe))])
+        if data.source == "files":
+            files = [data.train_file, data.eval_file]
+        elif data.source == "cosalign_test":
+            from csrm.paths import data_dir
+
+            folder = Path(data.data_dir) if data.data_dir else data_dir()
+            files = [str(folder / "cosalign_test" / f"cosalign_test_{s}.jsonl") for s in ("seen", "unseen")]
+        else:
+            files = [str(project_path(data.augment_recipe))]
         return {"version": 1, "settings": settings, "judge": judge,
                 "policy": model_digest(self.cfg.policy.name_or_path),
                 "data": [file_digest(f) if f and Path(f).is_file() else f for f in files]}
@@ -429,10 +468,13 @@ class AlignRun:
                                 do_sample=True, batch_size=s.batch_size, seed=seed)
         conversations = [prompt_messages(item) for item in self.train_items]
         responses = self._sample(policy_path, conversations, params, desc=f"{folder.name} generate")
-        rows = [{**{k: item[k] for k in ("item_id", "prompt_id", "config_id", "config", "messages")},
-                 "responses": group} for item, group in zip(self.train_items, responses, strict=True)]
-        write_jsonl(folder / "generations.jsonl", rows)
         flat = [r for group in responses for r in group]
+        # the refusal candidate joins the judged pool after the samples (sample statistics exclude it)
+        extra = [self.cfg.eval.refusal_anchor] if s.refusal_candidate else []
+        rows = [{**{k: item[k] for k in ("item_id", "prompt_id", "config_id", "config", "messages")},
+                 "label": item.get("label", -1), "responses": [*group, *extra]}
+                for item, group in zip(self.train_items, responses, strict=True)]
+        write_jsonl(folder / "generations.jsonl", rows)
         return {"generated": len(flat), "sample_refusal_rate": sum(map(is_refusal, flat)) / max(1, len(flat)),
                 "mean_response_chars": sum(map(len, flat)) / max(1, len(flat))}
 
@@ -495,9 +537,7 @@ class AlignRun:
                                            min_margin=self.cfg.judge.min_margin)
         with atomic_path(folder / "pairs", is_dir=True) as tmp:
             dataset.save_to_disk(str(tmp))
-        n = len(dataset)
-        return {"pairs": n, "items_with_pairs": len(set(dataset["prompt_id"])) if n else 0,
-                "mean_pair_margin": sum(dataset["margin"]) / n if n else 0.0}
+        return pair_signal(dataset, rows, scores, refusal=self.cfg.eval.refusal_anchor)
 
     def _load_pairs(self, folder: Path):
         from datasets import load_from_disk
@@ -535,15 +575,19 @@ class AlignRun:
         conversations = [prompt_messages(item) for item in self.eval_items]
         answers = [group[0] for group in self._sample(policy_path, conversations, params,
                                                       desc=f"{folder.name} eval")]
-        items = [EvalItem(i["config"], i["messages"], i["config_id"], i["prompt_id"], i["item_id"])
-                 for i in self.eval_items]
+        items = [EvalItem(i["config"], i["messages"], i["config_id"], i["prompt_id"], i["item_id"],
+                          int(i.get("label", -1))) for i in self.eval_items]
         settings = CoSASettings(e.helpfulness_config, e.reward_scale, e.helpful_threshold, e.refusal_anchor)
         result = evaluate_answers(self.scorer, items, answers, settings)
         result["policy"] = policy_path
+        result["independent"] = judge_independently(e.judges, items, answers, settings, result["judgements"],
+                                                    device=self.cfg.device)
         write_json(folder / "eval.json", result)
         overall = result["metrics"]["overall"]
         self._log_cosa(folder, result["metrics"])
-        return {"cosa_score": overall.get("cosa_score"), "violation_rate": overall.get("violation_rate")}
+        return {"cosa_score": overall.get("cosa_score"), "violation_rate": overall.get("violation_rate"),
+                **{f"cosa_score[{name}]": r["metrics"]["overall"].get("cosa_score")
+                   for name, r in result["independent"].items()}}
 
     def _log_cosa(self, folder: Path, metrics: dict[str, Any]) -> None:
         """CoSA-Score of this policy to wandb when ``report_to`` includes it: the overall rates, a per-config
@@ -583,15 +627,25 @@ class AlignRun:
             comparison = compare(baseline["metrics"], final["metrics"])
             report["comparison"] = comparison
             names = {i["config_id"]: f"{i.get('config_name') or 'config'} {i['config_id'][:6]}" for i in self.eval_items}
-            lines = ["## Rounds", "", "| round | pairs | logp margin before | after | DPO loss |",
-                     "|---|---:|---:|---:|---:|"]
+            lines = ["## Rounds", "", "Compliance pairs: the chosen response complies and the rejected one violates "
+                     "(by the training judge's verdict); refusal chosen / rejected: pairs with the refusal candidate.",
+                     "", "| round | pairs | compliance pairs | refusal chosen | refusal rejected | logp margin before "
+                     "| after | DPO loss |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for m in rounds:
-                lines.append(f"| {m.get('round')} | {m.get('pairs', 0)} | {_fmt(m.get('logp_margin_before'))} "
+                lines.append(f"| {m.get('round')} | {m.get('pairs', 0)} | {m.get('compliance_pairs', 0)} "
+                             f"| {m.get('refusal_chosen_pairs', 0)} | {m.get('refusal_rejected_pairs', 0)} "
+                             f"| {_fmt(m.get('logp_margin_before'))} "
                              f"| {_fmt(m.get('logp_margin_after'))} | {_fmt(m.get('train_loss'))} |")
             lines += ["", "## Wall time (s)", "", "| stage | " + " | ".join(STEPS) + " |",
                       "|---|" + "---:|" * len(STEPS)]
             for stage, seconds in report["seconds"].items():
                 lines.append(f"| {stage} | " + " | ".join(_fmt(seconds.get(s), 1) for s in STEPS) + " |")
+            lines += judges_table(baseline, final) + profile_table(baseline, final)
+            report["judges"] = {name: compare(baseline["independent"][name]["metrics"],
+                                              final["independent"][name]["metrics"])["overall"]
+                                for name in final.get("independent", {}) if name in baseline.get("independent", {})}
+            report["answer_profile"] = {"before": answer_profile(baseline["judgements"]),
+                                        "after": answer_profile(final["judgements"])}
             extra = "\n".join(lines)
             markdown = render_markdown(comparison, config_names={k: _short(v) for k, v in names.items()}, extra=extra)
             if _is_main():
@@ -607,6 +661,47 @@ class AlignRun:
             if state.is_file():
                 out[name] = json.loads(state.read_text(encoding="utf-8"))["seconds"]
         return out
+
+
+JUDGE_COLUMNS = (("cosa_score", "CoSA-Score"), ("violation_rate_disallowed", "violations on disallowed"),
+                 ("refusal_rate_allowed", "refusals on allowed"), ("helpful_compliant_rate", "helpful+compliant"))
+
+
+def judges_table(baseline: dict, final: dict) -> list[str]:
+    """Before -> after of the training judge and of every independent judge, side by side (Markdown)."""
+    header = "| judge | " + " | ".join(f"{title} before → after" for _, title in JUDGE_COLUMNS) + " | agreement |"
+    lines = ["", "## Judged independently", "", "The training judge built the pairs; the others never did. "
+             "Agreement = share of answers (before, after) on whose verdict a judge agrees with the training judge.",
+             "", header, "|---|" + "---:|" * (len(JUDGE_COLUMNS) + 1)]
+    rows = [("training judge (built the pairs)", baseline["metrics"], final["metrics"], None)]
+    for name, after in final.get("independent", {}).items():
+        before = baseline.get("independent", {}).get(name)
+        if before is not None:
+            rows.append((name, before["metrics"], after["metrics"], (before["agreement"], after["agreement"])))
+    for name, before, after, agreement in rows:
+        cells = []
+        for key, _ in JUDGE_COLUMNS:
+            b, a = before["overall"].get(key), after["overall"].get(key)
+            delta = f" ({a - b:+.3f})" if a is not None and b is not None else ""
+            cells.append(f"{_fmt(b)} → {_fmt(a)}{delta}")
+        agree = "–" if agreement is None else f"{agreement[0]:.2f}, {agreement[1]:.2f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {agree} |")
+    return lines
+
+
+def profile_table(baseline: dict, final: dict) -> list[str]:
+    """The reward-hacking check (:func:`csrm.align_audit.answer_profile`) before and after, as Markdown."""
+    lines = ["", "## Reward-hacking check: top-rewarded answers vs all", "",
+             "| answers | n | mean chars | refusal rate | repetition rate | most common opening (share) |",
+             "|---|---:|---:|---:|---:|---|"]
+    for when, result in (("before", baseline), ("after", final)):
+        profile = answer_profile(result["judgements"])
+        for part in ("all", "top"):
+            p = profile[part]
+            lines.append(f"| {when}, {'top 10% by reward' if part == 'top' else 'all'} | {p['n']} "
+                         f"| {p['mean_chars']:.0f} | {p['refusal_rate']:.2f} | {p['repetition_rate']:.2f} "
+                         f"| \"{p['top_opening']}\" ({p['top_opening_share']:.2f}) |")
+    return lines
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -1,0 +1,113 @@
+"""What the alignment loop's own judge cannot tell about itself: pair signal, independent judges, reward hacking.
+
+A loop whose CSRM both builds the pairs and scores the result can "improve" by pleasing that judge. Three
+checks keep the report honest:
+
+- :func:`pair_signal`: how many DPO pairs differ in *compliance* (the chosen response complies, the rejected
+  one violates, by the judge's calibrated verdict) rather than only in reward, and how many pit the refusal
+  candidate against a sample (safety pairs: refusal chosen over a violation; over-refusal pairs: a helpful
+  sample chosen over the refusal).
+- :func:`judge_independently`: the same before/after answers scored by judges that never built a pair (a
+  CSRM trained on another split or seed, and the zero-shot LLM judge), with their verdict agreement with the
+  training judge.
+- :func:`answer_profile`: the top-rewarded answers against all answers (length, refusal boilerplate, repeated
+  phrases, the most common opening): a policy that learned to game the reward shows it there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from csrm.cosa_score import CoSASettings, EvalItem, cosa_metrics, is_refusal, judge_answers
+
+ZERO_SHOT_PREFIX = "zero-shot:"
+_WORD = re.compile(r"\w+")
+
+
+def pair_signal(dataset, rows: Sequence[dict], scores: dict[str, list[dict]], *, refusal: str) -> dict[str, Any]:
+    """Counts of the pairs in ``dataset`` (columns of :func:`csrm.judge.build_preference_dataset`) by what
+    separates chosen from rejected; ``rows`` are the generation rows, ``scores`` their stored verdicts."""
+    verdict: dict[tuple[str, str], bool] = {}
+    label: dict[str, int] = {}
+    for row in rows:
+        label[row["config_id"] + row["prompt_id"]] = int(row.get("label", -1))
+        for response, s in zip(row["responses"], scores[row["item_id"]], strict=True):
+            verdict[(row["config_id"], response)] = bool(s["complies"])
+    n = len(dataset)
+    out: dict[str, Any] = {"pairs": n, "items_with_pairs": 0, "mean_pair_margin": 0.0, "compliance_pairs": 0,
+                           "refusal_chosen_pairs": 0, "refusal_rejected_pairs": 0, "pairs_disallowed": 0,
+                           "pairs_allowed": 0}
+    if not n:
+        out["compliance_pair_share"] = 0.0
+        return out
+    items = set()
+    for pair in dataset:
+        chosen, rejected = pair["chosen"][-1]["content"], pair["rejected"][-1]["content"]
+        key = pair["config_id"]
+        items.add((key, pair["prompt_id"]))
+        out["compliance_pairs"] += verdict[(key, chosen)] and not verdict[(key, rejected)]
+        out["refusal_chosen_pairs"] += chosen == refusal
+        out["refusal_rejected_pairs"] += rejected == refusal
+        item_label = label.get(key + pair["prompt_id"], -1)
+        out["pairs_disallowed"] += item_label == 1
+        out["pairs_allowed"] += item_label == 0
+    out["items_with_pairs"] = len(items)
+    out["mean_pair_margin"] = sum(dataset["margin"]) / n
+    out["compliance_pair_share"] = out["compliance_pairs"] / n
+    return out
+
+
+def load_judge(spec: str, *, device: str = "cpu"):
+    """A judge from its spec: ``zero-shot:MODEL`` (:class:`eval.zero_shot.ZeroShotJudge`, e.g.
+    ``zero-shot:smollm2``) or the folder of a trained CSRM (:func:`csrm.load`)."""
+    if spec.startswith(ZERO_SHOT_PREFIX):
+        from eval.zero_shot import ZeroShotConfig, ZeroShotJudge  # optional: needs the [align] extra
+
+        return ZeroShotJudge.from_pretrained(ZeroShotConfig(model=spec[len(ZERO_SHOT_PREFIX):],
+                                                            device="cpu" if device == "cpu" else "auto"))
+    from csrm.policy import pick_device
+    from csrm.scoring import load
+
+    return load(spec, device=pick_device(device))
+
+
+def judge_independently(specs: Sequence[str], items: Sequence[EvalItem], answers: Sequence[str],
+                        settings: CoSASettings, training_judgements: Sequence[dict], *,
+                        device: str = "cpu") -> dict[str, dict[str, Any]]:
+    """CoSA metrics of the same answers by each judge in ``specs``, plus the share of answers on whose
+    verdict (complies or not) it agrees with the training judge."""
+    out = {}
+    for spec in specs:
+        judgements = judge_answers(load_judge(spec, device=device), items, answers, settings)
+        agree = sum(j.complies == t["complies"] for j, t in zip(judgements, training_judgements, strict=True))
+        out[spec] = {"metrics": cosa_metrics(judgements), "agreement": agree / max(1, len(judgements)),
+                     "judgements": [asdict(j) for j in judgements]}
+    return out
+
+
+def _repeats(text: str, n: int = 4) -> bool:
+    """True when some word n-gram occurs twice: degenerate repetition."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return any(c > 1 for c in grams.values())
+
+
+def answer_profile(judgements: Sequence[dict], *, top_fraction: float = 0.1) -> dict[str, Any]:
+    """Length, refusal rate, repetition rate and most common 4-word opening of the answers with the highest
+    training-judge reward (``top_fraction``) beside the same statistics over all answers."""
+    def stats(group: Sequence[dict]) -> dict[str, Any]:
+        n = max(1, len(group))
+        openings = Counter(" ".join(_WORD.findall(j["response"].lower())[:4]) for j in group)
+        opening, count = openings.most_common(1)[0] if group else ("", 0)
+        return {"n": len(group), "mean_chars": sum(len(j["response"]) for j in group) / n,
+                "refusal_rate": sum(is_refusal(j["response"]) for j in group) / n,
+                "repetition_rate": sum(_repeats(j["response"]) for j in group) / n,
+                "top_opening": opening, "top_opening_share": count / n}
+
+    ranked = sorted(judgements, key=lambda j: j["reward"], reverse=True)
+    top = ranked[:max(1, round(len(ranked) * top_fraction))] if ranked else []
+    return {"all": stats(judgements), "top": stats(top)}
