@@ -581,13 +581,21 @@ class AlignRun:
         result = evaluate_answers(self.scorer, items, answers, settings)
         result["policy"] = policy_path
         result["independent"] = judge_independently(e.judges, items, answers, settings, result["judgements"],
-                                                    device=self.cfg.device)
+                                                    dev=self.dev_requests(), device=self.cfg.device)
         write_json(folder / "eval.json", result)
         overall = result["metrics"]["overall"]
         self._log_cosa(folder, result["metrics"])
         return {"cosa_score": overall.get("cosa_score"), "violation_rate": overall.get("violation_rate"),
                 **{f"cosa_score[{name}]": r["metrics"]["overall"].get("cosa_score")
                    for name, r in result["independent"].items()}}
+
+    def dev_requests(self, limit: int = 200) -> list[tuple[Any, int]]:
+        """Labelled training requests (config, prompt, no response) on which uncalibrated independent judges
+        fit their threshold: training items are never evaluated, so nothing reported is fitted on."""
+        from csrm.score_types import ScoreItem
+
+        rows = [i for i in self.train_items if i.get("label", -1) in (0, 1)][:limit]
+        return [(ScoreItem(i["config"], i["messages"], None), int(i["label"])) for i in rows]
 
     def _log_cosa(self, folder: Path, metrics: dict[str, Any]) -> None:
         """CoSA-Score of this policy to wandb when ``report_to`` includes it: the overall rates, a per-config
@@ -686,6 +694,10 @@ def judges_table(baseline: dict, final: dict) -> list[str]:
             cells.append(f"{_fmt(b)} → {_fmt(a)}{delta}")
         agree = "–" if agreement is None else f"{agreement[0]:.2f}, {agreement[1]:.2f}"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agree} |")
+    for name, after in final.get("independent", {}).items():
+        if "threshold" in after:
+            lines.append(f"\n{name}: verdict threshold {after['threshold']:.3f} on P(violation), fitted on "
+                         f"{after['dev_n']} labelled training requests (its AUROC there: {after['dev_auroc']:.3f}).")
     return lines
 
 
