@@ -219,16 +219,21 @@ def _subsample(rows: list[dict], n: int, seed: int) -> list[dict]:
     return rows if n <= 0 else rows[:n]
 
 
+def cosalign_data_dir(cfg: AlignConfig) -> Path:
+    """``data.data_dir``, else the shared data folder ($CSRM_DATA_DIR or ../shared/data)."""
+    from csrm.paths import data_dir
+
+    return Path(cfg.data.data_dir) if cfg.data.data_dir else data_dir()
+
+
 def items_from_cosalign_test(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
     """(train, eval) items in CoSAlign's construction (:func:`eval.benchmarks.cosalign_test.alignment_items`):
     ``train_items`` counts items, taken as whole contrast pairs (the same prompt under a config that allows
     it and one that does not); the held-out unseen-config items are drawn evenly from each (config,
     situation) stratum."""
-    from csrm.paths import data_dir
     from eval.benchmarks.cosalign_test import alignment_items
 
-    folder = Path(cfg.data.data_dir) if cfg.data.data_dir else data_dir()
-    train_rows, eval_rows = alignment_items(folder, seed=cfg.data.seed)
+    train_rows, eval_rows = alignment_items(cosalign_data_dir(cfg), seed=cfg.data.seed)
 
     def as_item(row: dict) -> dict:
         return _item_row(row["config"], as_messages(row["prompt"]), name=row["config_name"], allow=row["allow"],
@@ -407,10 +412,8 @@ class AlignRun:
         if data.source == "files":
             files = [data.train_file, data.eval_file]
         elif data.source == "cosalign_test":
-            from csrm.paths import data_dir
-
-            folder = Path(data.data_dir) if data.data_dir else data_dir()
-            files = [str(folder / "cosalign_test" / f"cosalign_test_{s}.jsonl") for s in ("seen", "unseen")]
+            folder = cosalign_data_dir(self.cfg) / "cosalign_test"
+            files = [str(folder / f"cosalign_test_{s}.jsonl") for s in ("seen", "unseen")]
         else:
             files = [str(project_path(data.augment_recipe))]
         return {"version": 1, "settings": settings, "judge": judge,
@@ -648,12 +651,12 @@ class AlignRun:
                       "|---|" + "---:|" * len(STEPS)]
             for stage, seconds in report["seconds"].items():
                 lines.append(f"| {stage} | " + " | ".join(_fmt(seconds.get(s), 1) for s in STEPS) + " |")
-            lines += judges_table(baseline, final) + profile_table(baseline, final)
+            report["answer_profile"] = {"before": answer_profile(baseline["judgements"]),
+                                        "after": answer_profile(final["judgements"])}
+            lines += judges_table(baseline, final) + profile_table(report["answer_profile"])
             report["judges"] = {name: compare(baseline["independent"][name]["metrics"],
                                               final["independent"][name]["metrics"])["overall"]
                                 for name in final.get("independent", {}) if name in baseline.get("independent", {})}
-            report["answer_profile"] = {"before": answer_profile(baseline["judgements"]),
-                                        "after": answer_profile(final["judgements"])}
             extra = "\n".join(lines)
             markdown = render_markdown(comparison, config_names={k: _short(v) for k, v in names.items()}, extra=extra)
             if _is_main():
@@ -701,13 +704,12 @@ def judges_table(baseline: dict, final: dict) -> list[str]:
     return lines
 
 
-def profile_table(baseline: dict, final: dict) -> list[str]:
+def profile_table(profiles: dict[str, dict]) -> list[str]:
     """The reward-hacking check (:func:`csrm.align_audit.answer_profile`) before and after, as Markdown."""
     lines = ["", "## Reward-hacking check: top-rewarded answers vs all", "",
              "| answers | n | mean chars | refusal rate | repetition rate | most common opening (share) |",
              "|---|---:|---:|---:|---:|---|"]
-    for when, result in (("before", baseline), ("after", final)):
-        profile = answer_profile(result["judgements"])
+    for when, profile in profiles.items():
         for part in ("all", "top"):
             p = profile[part]
             lines.append(f"| {when}, {'top 10% by reward' if part == 'top' else 'all'} | {p['n']} "

@@ -35,9 +35,9 @@ def pair_signal(dataset, rows: Sequence[dict], scores: dict[str, list[dict]], *,
     """Counts of the pairs in ``dataset`` (columns of :func:`csrm.judge.build_preference_dataset`) by what
     separates chosen from rejected; ``rows`` are the generation rows, ``scores`` their stored verdicts."""
     verdict: dict[tuple[str, str], bool] = {}
-    label: dict[str, int] = {}
+    label: dict[tuple[str, str], int] = {}
     for row in rows:
-        label[row["config_id"] + row["prompt_id"]] = int(row.get("label", -1))
+        label[(row["config_id"], row["prompt_id"])] = int(row.get("label", -1))
         for response, s in zip(row["responses"], scores[row["item_id"]], strict=True):
             verdict[(row["config_id"], response)] = bool(s["complies"])
     n = len(dataset)
@@ -55,7 +55,7 @@ def pair_signal(dataset, rows: Sequence[dict], scores: dict[str, list[dict]], *,
         out["compliance_pairs"] += verdict[(key, chosen)] and not verdict[(key, rejected)]
         out["refusal_chosen_pairs"] += chosen == refusal
         out["refusal_rejected_pairs"] += rejected == refusal
-        item_label = label.get(key + pair["prompt_id"], -1)
+        item_label = label.get((key, pair["prompt_id"]), -1)
         out["pairs_disallowed"] += item_label == 1
         out["pairs_allowed"] += item_label == 0
     out["items_with_pairs"] = len(items)
