@@ -114,6 +114,8 @@ def user_message(item: ScoreItem) -> str:
 class ZeroShotJudge:
     """A causal LM used as a yes/no compliance judge; implements ``score_items``."""
 
+    has_reward = False  # p_comply only: CoSA-Score counts every non-refusal as helpful (csrm.alignment.cosa_score)
+
     def __init__(self, model: Any, tokenizer: Any, config: ZeroShotConfig | None = None):
         import torch
 

@@ -19,7 +19,12 @@ evaluated (``baseline/eval.json``); at the end ``report.json`` and ``report.md``
 
 **Items**: ``data/train.jsonl`` and ``data/eval.jsonl``, written once: request-level prompts with synthesized
 configs from the augmentation stage (:func:`augmentation.prompts_with_configs`, split ``train`` and
-``validation``: its split rule keeps prompts and config policies disjoint), or user JSONL files.
+``validation``: its split rule keeps prompts and config policies disjoint), CoSAlign's construction on
+CoSAlign-Test (``data.source=cosalign_test``), or user JSONL files (:mod:`~csrm.alignment.items`).
+
+**Audit** (:mod:`~csrm.alignment.audit`): each round counts the pairs that differ in compliance and those won
+or lost by the refusal candidate (``sampling.refusal_candidate``); ``eval.judges`` score the same answers
+without ever building a pair; the report adds a reward-hacking check of the top-rewarded answers.
 
 **Resume**: every step writes its output atomically (:func:`csrm.base.io.atomic_path`) and then records itself in
 ``round_i/state.json`` (finished steps, seconds, output policy). Re-running the same command skips finished
@@ -34,23 +39,26 @@ on the main process while the others wait; SFT and DPO run on every process.
 
 **Modules**: this loop; :mod:`~csrm.alignment.items` (the items), :mod:`~csrm.alignment.state` (resume state),
 :mod:`~csrm.alignment.distributed` (processes), :mod:`~csrm.alignment.scorers` (the judge, the replay of stored
-scores), :mod:`~csrm.alignment.trl_steps` (SFT, DPO, LoRA), :mod:`~csrm.alignment.report` (reports).
+scores), :mod:`~csrm.alignment.trl_steps` (SFT, DPO, LoRA), :mod:`~csrm.alignment.report` (reports),
+:mod:`~csrm.alignment.audit` (pair signal, independent judges, reward-hacking check).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from datasets import load_from_disk
 from tqdm.auto import tqdm
 
+from csrm.alignment.audit import JudgeLoader, judge_independently, load_csrm_judge, pair_signal
 from csrm.alignment.config import AlignConfig
 from csrm.alignment.cosa_score import METRICS, CoSASettings, HeldOutItem, evaluate_answers, is_refusal
 from csrm.alignment.distributed import barrier, free_memory, is_main
-from csrm.alignment.items import AugmentationItems, prepare_items, prompt_messages, read_items
+from csrm.alignment.items import ItemSource, cosalign_files, prepare_items, prompt_messages, read_items
 from csrm.alignment.judge import JudgeInput, build_preference_dataset
 from csrm.alignment.policy import (
     SamplingParams,
@@ -88,9 +96,10 @@ class AlignRun:
     """One ``csrm align`` run over an output folder (see the module doc)."""
 
     def __init__(self, cfg: AlignConfig, *, scorer: Any = None, restart: bool = False,
-                 augmentation_items: AugmentationItems | None = None):
+                 item_sources: Mapping[str, ItemSource] | None = None, load_judge: JudgeLoader = load_csrm_judge):
         self.cfg = cfg
-        self.augmentation_items = augmentation_items
+        self.item_sources = item_sources
+        self.load_judge = load_judge
         self.out = Path(cfg.output_dir)
         self._scorer = scorer
         self.restart = restart
@@ -123,7 +132,7 @@ class AlignRun:
                           what=f"the run in {self.out}", restart_hint=RESTART_HINT, write=is_main())
         self._record_config()
         data_state = StepState(self.out / "data")
-        data_state.run("items", lambda: prepare_items(cfg, self.out / "data", self.augmentation_items), main_only=True)
+        data_state.run("items", lambda: prepare_items(cfg, self.out / "data", self.item_sources), main_only=True)
         self.train_items = read_items(self.out / "data" / "train.jsonl")
         self.eval_items = read_items(self.out / "data" / "eval.jsonl")
         policy = self.start_policy() if is_main() else None
@@ -156,8 +165,12 @@ class AlignRun:
         else:
             judge = model_digest(default_csrm_path(self.cfg))
         data = self.cfg.data
-        files = ([data.train_file, data.eval_file] if data.source == "files"
-                 else [str(project_path(data.augment_recipe))])
+        if data.source == "files":
+            files = [data.train_file, data.eval_file]
+        elif data.source == "cosalign_test":
+            files = [str(f) for f in cosalign_files(self.cfg)]
+        else:
+            files = [str(project_path(data.augment_recipe))]
         return {"version": 1, "settings": settings, "judge": judge,
                 "policy": model_digest(self.cfg.policy.name_or_path),
                 "data": [file_digest(f) if f and Path(f).is_file() else f for f in files]}
@@ -206,10 +219,13 @@ class AlignRun:
                                 do_sample=True, batch_size=s.batch_size, seed=seed)
         conversations = [prompt_messages(item) for item in self.train_items]
         responses = self._sample(policy_path, conversations, params, desc=f"{folder.name} generate")
-        rows = [{**{k: item[k] for k in ("item_id", "prompt_id", "config_id", "config", "messages")},
-                 "responses": group} for item, group in zip(self.train_items, responses, strict=True)]
-        write_jsonl(folder / "generations.jsonl", rows)
         flat = [r for group in responses for r in group]
+        # the refusal candidate joins the judged pool after the samples (sample statistics exclude it)
+        extra = [self.cfg.eval.refusal_anchor] if s.refusal_candidate else []
+        rows = [{**{k: item[k] for k in ("item_id", "prompt_id", "config_id", "config", "messages")},
+                 "label": item.get("label", -1), "responses": [*group, *extra]}
+                for item, group in zip(self.train_items, responses, strict=True)]
+        write_jsonl(folder / "generations.jsonl", rows)
         return {"generated": len(flat), "sample_refusal_rate": sum(map(is_refusal, flat)) / max(1, len(flat)),
                 "mean_response_chars": sum(map(len, flat)) / max(1, len(flat))}
 
@@ -265,9 +281,7 @@ class AlignRun:
                                            min_margin=self.cfg.judge.min_margin)
         with atomic_path(folder / "pairs", is_dir=True) as tmp:
             dataset.save_to_disk(str(tmp))
-        n = len(dataset)
-        return {"pairs": n, "items_with_pairs": len(set(dataset["prompt_id"])) if n else 0,
-                "mean_pair_margin": sum(dataset["margin"]) / n if n else 0.0}
+        return pair_signal(dataset, rows, scores, refusal=self.cfg.eval.refusal_anchor)
 
     def _load_pairs(self, folder: Path):
         return load_from_disk(str(folder / "pairs"))
@@ -300,15 +314,26 @@ class AlignRun:
         conversations = [prompt_messages(item) for item in self.eval_items]
         answers = [group[0] for group in self._sample(policy_path, conversations, params,
                                                       desc=f"{folder.name} eval")]
-        items = [HeldOutItem(i["config"], i["messages"], i["config_id"], i["prompt_id"], i["item_id"])
-                 for i in self.eval_items]
+        items = [HeldOutItem(i["config"], i["messages"], i["config_id"], i["prompt_id"], i["item_id"],
+                             int(i.get("label", -1))) for i in self.eval_items]
         settings = CoSASettings(e.helpfulness_config, e.reward_scale, e.helpful_threshold, e.refusal_anchor)
         result = evaluate_answers(self.scorer, items, answers, settings)
         result["policy"] = policy_path
+        result["independent"] = judge_independently(e.judges, items, answers, settings, result["judgements"],
+                                                    dev=self.dev_requests(), device=self.cfg.device,
+                                                    load_judge=self.load_judge)
         write_json(folder / "eval.json", result)
         overall = result["metrics"]["overall"]
         self._log_cosa(folder, result["metrics"])
-        return {"cosa_score": overall.get("cosa_score"), "violation_rate": overall.get("violation_rate")}
+        return {"cosa_score": overall.get("cosa_score"), "violation_rate": overall.get("violation_rate"),
+                **{f"cosa_score[{name}]": r["metrics"]["overall"].get("cosa_score")
+                   for name, r in result["independent"].items()}}
+
+    def dev_requests(self, limit: int = 200) -> list[tuple[ScoreItem, int]]:
+        """Labelled training requests (config, prompt, no response) on which uncalibrated independent judges
+        fit their threshold: training items are never evaluated, so nothing reported is fitted on."""
+        rows = [i for i in self.train_items if i.get("label", -1) in (0, 1)][:limit]
+        return [(ScoreItem(i["config"], i["messages"], None), int(i["label"])) for i in rows]
 
     def _log_cosa(self, folder: Path, metrics: dict[str, Any]) -> None:
         """CoSA-Score of this policy to wandb when ``report_to`` includes it: the overall rates, a per-config
@@ -327,9 +352,12 @@ class AlignRun:
 
 
 def run_align(cfg: AlignConfig, *, scorer: Any = None, restart: bool = False,
-              augmentation_items: AugmentationItems | None = None) -> dict[str, Any]:
+              item_sources: Mapping[str, ItemSource] | None = None,
+              load_judge: JudgeLoader = load_csrm_judge) -> dict[str, Any]:
     """Run or resume the loop for ``cfg``; returns the report (also written to ``output_dir/report.json``).
     A resume with settings, judge, policy or items other than the run's fingerprint raises
-    :class:`InputError`; ``restart`` discards the earlier run's outputs first. ``augmentation_items`` reads
-    ``data.source=augmentation`` (:func:`csrm.app.align_cli.items_from_augmentation`)."""
-    return AlignRun(cfg, scorer=scorer, restart=restart, augmentation_items=augmentation_items).run()
+    :class:`InputError`; ``restart`` discards the earlier run's outputs first. ``item_sources`` reads
+    ``data.source`` ``augmentation`` and ``cosalign_test``, and ``load_judge`` loads ``eval.judges``: this layer
+    never imports :mod:`augmentation` or :mod:`eval`, so ``csrm align`` passes
+    :data:`csrm.app.align_cli.ITEM_SOURCES` and :func:`csrm.app.align_cli.load_judge`."""
+    return AlignRun(cfg, scorer=scorer, restart=restart, item_sources=item_sources, load_judge=load_judge).run()

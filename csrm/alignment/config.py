@@ -42,7 +42,10 @@ class DataSettings:
     """Where (config, prompt) items come from; train and held-out eval items never share a prompt or config."""
 
     source: str = _f("augmentation", "'augmentation' (request-level records and synthesized configs from the "
-                     "augmentation stage) or 'files' (train_file / eval_file JSONL)")
+                     "augmentation stage), 'files' (train_file / eval_file JSONL) or 'cosalign_test' (CoSAlign's "
+                     "construction: seen prompts each under a config that allows and one that disallows them; "
+                     "held-out = the unseen configs)")
+    data_dir: str = _f("", "cosalign_test source: the shared data folder ('' = $CSRM_DATA_DIR or ../shared/data)")
     augment_recipe: str = _f("configs/augment/seed.yaml", "augmentation YAML recipe whose sources, split rule "
                              "and config synthesis give the items (augmentation.prompts_with_configs)")
     augment_overrides: list[str] = _f(None, "key=value overrides for the augmentation recipe (e.g. "
@@ -65,6 +68,9 @@ class SamplingSettings:
     top_p: float = _f(0.95, "nucleus sampling mass")
     batch_size: int = _f(16, "sequences per generate call (prompts per call = batch_size // k)")
     backend: str = _f("auto", "'hf' (transformers generate), 'vllm', or 'auto' (vLLM when installed and on GPU)")
+    refusal_candidate: bool = _f(False, "add the refusal anchor (eval.refusal_anchor) to every item's judged "
+                                 "pool: where all k samples violate, the judge can still prefer refusing; where "
+                                 "the request is allowed, a helpful sample beats it (an over-refusal pair)")
 
 
 @dataclass
@@ -137,6 +143,9 @@ class EvalSettings:
     helpful_threshold: float = _f(0.5, "h at or above this counts as helpful")
     refusal_anchor: str = _f("I'm sorry, but I can't help with that request.",
                              "the canned refusal whose reward anchors h = 0")
+    judges: list[str] = _f(None, "independent judges that also score the before/after answers (never used for "
+                           "pairs): a CSRM folder, or 'zero-shot:smollm2' (the zero-shot LLM judge; no reward "
+                           "head, so every non-refusal counts as helpful)", default_factory=list)
 
 
 @dataclass
@@ -164,7 +173,8 @@ class AlignConfig:
         checks = [
             (self.rounds >= 1, "rounds", "must be >= 1"),
             (self.device in {"cpu", "cuda", "auto"}, "device", "must be cpu, cuda or auto"),
-            (self.data.source in {"augmentation", "files"}, "data.source", "must be 'augmentation' or 'files'"),
+            (self.data.source in {"augmentation", "files", "cosalign_test"}, "data.source",
+             "must be 'augmentation', 'files' or 'cosalign_test'"),
             (self.data.source != "files" or bool(self.data.train_file), "data.train_file", "needed when source=files"),
             (self.data.source != "files" or not self.data.train_file or Path(self.data.train_file).is_file(),
              "data.train_file", f"file not found: {self.data.train_file!r}"),

@@ -1,5 +1,6 @@
 """The reports of ``csrm align``: ``round_i/metrics.json``, and ``report.json`` / ``report.md`` comparing the
-policy before and after (CoSA-Score, violation rate, per config; pairs, DPO margins and wall time per round)."""
+policy before and after (CoSA-Score, violation rate, per config; pairs, DPO margins and wall time per round;
+each independent judge's before -> after and the reward-hacking check of :mod:`csrm.alignment.audit`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from csrm.alignment.audit import answer_profile
 from csrm.alignment.cosa_score import compare, render_markdown
 from csrm.alignment.distributed import is_main
 from csrm.alignment.state import STATE_FILE, STEPS, StepState
@@ -35,15 +37,25 @@ def write_report(run: Any, baseline: dict | None, final: dict | None, policy: st
         comparison = compare(baseline["metrics"], final["metrics"])
         report["comparison"] = comparison
         names = {i["config_id"]: f"{i.get('config_name') or 'config'} {i['config_id'][:6]}" for i in run.eval_items}
-        lines = ["## Rounds", "", "| round | pairs | logp margin before | after | DPO loss |",
-                 "|---|---:|---:|---:|---:|"]
+        lines = ["## Rounds", "", "Compliance pairs: the chosen response complies and the rejected one violates "
+                 "(by the training judge's verdict); refusal chosen / rejected: pairs with the refusal candidate.",
+                 "", "| round | pairs | compliance pairs | refusal chosen | refusal rejected | logp margin before "
+                 "| after | DPO loss |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for m in rounds:
-            lines.append(f"| {m.get('round')} | {m.get('pairs', 0)} | {fmt(m.get('logp_margin_before'))} "
+            lines.append(f"| {m.get('round')} | {m.get('pairs', 0)} | {m.get('compliance_pairs', 0)} "
+                         f"| {m.get('refusal_chosen_pairs', 0)} | {m.get('refusal_rejected_pairs', 0)} "
+                         f"| {fmt(m.get('logp_margin_before'))} "
                          f"| {fmt(m.get('logp_margin_after'))} | {fmt(m.get('train_loss'))} |")
         lines += ["", "## Wall time (s)", "", "| stage | " + " | ".join(STEPS) + " |",
                   "|---|" + "---:|" * len(STEPS)]
         for stage, seconds in report["seconds"].items():
             lines.append(f"| {stage} | " + " | ".join(fmt(seconds.get(s), 1) for s in STEPS) + " |")
+        report["answer_profile"] = {"before": answer_profile(baseline["judgements"]),
+                                    "after": answer_profile(final["judgements"])}
+        lines += judges_table(baseline, final) + profile_table(report["answer_profile"])
+        report["judges"] = {name: compare(baseline["independent"][name]["metrics"],
+                                          final["independent"][name]["metrics"])["overall"]
+                            for name in final.get("independent", {}) if name in baseline.get("independent", {})}
         extra = "\n".join(lines)
         markdown = render_markdown(comparison, config_names={k: short(v) for k, v in names.items()}, extra=extra)
         if is_main():
@@ -51,6 +63,50 @@ def write_report(run: Any, baseline: dict | None, final: dict | None, policy: st
     if is_main():
         write_json(run.out / "report.json", report)
     return report
+
+
+JUDGE_COLUMNS = (("cosa_score", "CoSA-Score"), ("violation_rate_disallowed", "violations on disallowed"),
+                 ("refusal_rate_allowed", "refusals on allowed"), ("helpful_compliant_rate", "helpful+compliant"))
+
+
+def judges_table(baseline: dict, final: dict) -> list[str]:
+    """Before -> after of the training judge and of every independent judge, side by side (Markdown)."""
+    header = "| judge | " + " | ".join(f"{title} before → after" for _, title in JUDGE_COLUMNS) + " | agreement |"
+    lines = ["", "## Judged independently", "", "The training judge built the pairs; the others never did. "
+             "Agreement = share of answers (before, after) on whose verdict a judge agrees with the training judge.",
+             "", header, "|---|" + "---:|" * (len(JUDGE_COLUMNS) + 1)]
+    rows = [("training judge (built the pairs)", baseline["metrics"], final["metrics"], None)]
+    for name, after in final.get("independent", {}).items():
+        before = baseline.get("independent", {}).get(name)
+        if before is not None:
+            rows.append((name, before["metrics"], after["metrics"], (before["agreement"], after["agreement"])))
+    for name, before, after, agreement in rows:
+        cells = []
+        for key, _ in JUDGE_COLUMNS:
+            b, a = before["overall"].get(key), after["overall"].get(key)
+            delta = f" ({a - b:+.3f})" if a is not None and b is not None else ""
+            cells.append(f"{fmt(b)} → {fmt(a)}{delta}")
+        agree = "–" if agreement is None else f"{agreement[0]:.2f}, {agreement[1]:.2f}"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {agree} |")
+    for name, after in final.get("independent", {}).items():
+        if "threshold" in after:
+            lines.append(f"\n{name}: verdict threshold {after['threshold']:.3f} on P(violation), fitted on "
+                         f"{after['dev_n']} labelled training requests (its AUROC there: {after['dev_auroc']:.3f}).")
+    return lines
+
+
+def profile_table(profiles: dict[str, dict]) -> list[str]:
+    """The reward-hacking check (:func:`csrm.alignment.audit.answer_profile`) before and after, as Markdown."""
+    lines = ["", "## Reward-hacking check: top-rewarded answers vs all", "",
+             "| answers | n | mean chars | refusal rate | repetition rate | most common opening (share) |",
+             "|---|---:|---:|---:|---:|---|"]
+    for when, profile in profiles.items():
+        for part in ("all", "top"):
+            p = profile[part]
+            lines.append(f"| {when}, {'top 10% by reward' if part == 'top' else 'all'} | {p['n']} "
+                         f"| {p['mean_chars']:.0f} | {p['refusal_rate']:.2f} | {p['repetition_rate']:.2f} "
+                         f"| \"{p['top_opening']}\" ({p['top_opening_share']:.2f}) |")
+    return lines
 
 
 def all_timings(out: Path, rounds: int) -> dict[str, dict[str, float]]:

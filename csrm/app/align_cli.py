@@ -1,19 +1,23 @@
 """``csrm align RECIPE.yaml [key=value | --key value ...]``: the command line of the CoSAlign loop
-(:mod:`csrm.alignment.align`), and the augmentation stage as its default item source (only this layer
-imports :mod:`augmentation`)."""
+(:mod:`csrm.alignment.align`), and what the loop reads from :mod:`augmentation` and :mod:`eval`, which only
+this layer imports: the item sources ``data.source`` ``augmentation`` (the default) and ``cosalign_test``
+(:data:`ITEM_SOURCES`), and the zero-shot LLM judge among ``eval.judges`` (:func:`load_judge`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from augmentation import prompts_with_configs
 from csrm.alignment.align import run_align
+from csrm.alignment.audit import ZERO_SHOT_PREFIX, load_csrm_judge
 from csrm.alignment.config import AlignConfig
 from csrm.alignment.distributed import is_main
-from csrm.alignment.items import items_from_pairs
+from csrm.alignment.items import ItemSource, cosalign_data_dir, items_from_cosalign_rows, items_from_pairs
 from csrm.base.config import command_parser, dump, help_text, parse_command
 from csrm.base.paths import project_path
 
@@ -27,6 +31,33 @@ def items_from_augmentation(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
                                      overrides=cfg.data.augment_overrides)
         out.append(items_from_pairs(pairs))
     return out[0], out[1]
+
+
+def items_from_cosalign_test(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
+    """(train, eval) items in CoSAlign's construction: the rows of
+    :func:`eval.benchmarks.cosalign_test.alignment_items` (seen prompts under contrasting configs; the unseen
+    configs held out), drawn by :func:`csrm.alignment.items.items_from_cosalign_rows`."""
+    from eval.benchmarks.cosalign_test import alignment_items
+
+    train_rows, eval_rows = alignment_items(cosalign_data_dir(cfg), seed=cfg.data.seed)
+    return items_from_cosalign_rows(cfg, train_rows, eval_rows)
+
+
+# data.source -> its reader, for run_align(item_sources=...)
+ITEM_SOURCES: Mapping[str, ItemSource] = {"augmentation": items_from_augmentation,
+                                          "cosalign_test": items_from_cosalign_test}
+
+
+def load_judge(spec: str, *, device: str = "cpu") -> Any:
+    """An independent judge of ``eval.judges`` from its spec: ``zero-shot:MODEL``
+    (:class:`eval.zero_shot.ZeroShotJudge`, e.g. ``zero-shot:smollm2``) or the folder of a trained CSRM
+    (:func:`csrm.alignment.audit.load_csrm_judge`)."""
+    if spec.startswith(ZERO_SHOT_PREFIX):
+        from eval.zero_shot import ZeroShotConfig, ZeroShotJudge  # optional: needs the [align] extra
+
+        return ZeroShotJudge.from_pretrained(ZeroShotConfig(model=spec[len(ZERO_SHOT_PREFIX):],
+                                                            device="cpu" if device == "cpu" else "auto"))
+    return load_csrm_judge(spec, device=device)
 
 
 # -- command line --------------------------------------------------------------------------------------
@@ -52,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(dump(cfg), end="")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    report = run_align(cfg, restart=args.restart, augmentation_items=items_from_augmentation)
+    report = run_align(cfg, restart=args.restart, item_sources=ITEM_SOURCES, load_judge=load_judge)
     comparison = report.get("comparison", {}).get("overall", {})
     if comparison and is_main():
         print(f"CoSA-Score {comparison['cosa_score']['before']:.3f} -> {comparison['cosa_score']['after']:.3f}; "

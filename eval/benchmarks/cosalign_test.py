@@ -158,3 +158,67 @@ def load(data_dir: Path, *, use_hub: bool = True) -> tuple[list[EvalItem], str, 
     rows, source = fetch_rows(NAME, lambda: _local_rows(local), f"{local}/cosalign_test_{{seen,unseen}}.jsonl",
                               _hub_rows, HUB_ID, use_hub=use_hub)
     return build_items(rows, source), source, []
+
+
+# -- items for the alignment loop (csrm align, data.source: cosalign_test) ------------------------------
+def _situation(prompt_categories: set[str], allowed: set[str]) -> int:
+    """CoSAlign's rule: 1 = every category of the prompt allowed (or none), 3 = none allowed, 2 = partly."""
+    if prompt_categories <= allowed:
+        return 1
+    return 3 if not prompt_categories & allowed else 2
+
+
+def alignment_items(data_dir: Path, *, seed: int = 0, use_hub: bool = False,
+                    taxonomy: RiskTaxonomy | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, held-out) rows for the CoSAlign loop, built the way CoSAlign builds its preference data.
+
+    **Train** = CoSAlign-Test *seen* prompts (those that also occur in the unseen file are dropped), each
+    paired, by CoSAlign's situation rule over its ``prompt_categories``, with one seen config that allows it
+    (situation 1, label 0) and one that does not allow any of its categories (situation 3, label 1): the same
+    request is allowed under one config and disallowed under the other, so the judged pool holds both
+    violations and over-refusals. Prompts with no such contrast among the 5 seen configs are left out.
+    **Held-out** = the *unseen* split (3 configs never used for training pairs), situations 1 and 3 only, so
+    every item is clearly allowed or clearly disallowed. Each row: ``config`` (rendered text, as the CSRM
+    benchmark reads it), ``config_name``, ``allow``, ``prompt``, ``label`` (1 = the config disallows the
+    request), ``categories``, ``situation``. Order is shuffled with ``seed``."""
+    import random
+
+    taxonomy = taxonomy or RiskTaxonomy.default()
+    items, _, _ = load(data_dir, use_hub=use_hub)
+    configs: dict[tuple[str, ...], tuple[str, str]] = {}
+    for it in items:
+        if it.extra["set"] == "seen":
+            configs.setdefault(tuple(sorted(it.extra["allowed"])), (it.item.config, it.group.split(":", 1)[1]))
+    unseen_prompts = {it.item.messages[-1]["content"] for it in items if it.extra["set"] == "unseen"}
+    rng = random.Random(seed)
+
+    def row(config: str, name: str, allowed: tuple[str, ...], prompt: str, categories: tuple[str, ...],
+            situation: int) -> dict[str, Any]:
+        return {"config": config, "config_name": name, "allow": {c: 3 for c in allowed}, "prompt": prompt,
+                "label": int(situation != 1), "categories": list(categories), "situation": situation}
+
+    train, done = [], set()
+    for it in items:
+        prompt = it.item.messages[-1]["content"]
+        if it.extra["set"] != "seen" or prompt in unseen_prompts or prompt in done:
+            continue
+        done.add(prompt)
+        categories = normalize_categories(list(it.extra["prompt_categories"] or []), taxonomy.names)
+        by_situation: dict[int, list[tuple[str, ...]]] = {}
+        for allowed in sorted(configs):
+            by_situation.setdefault(_situation(set(categories), set(allowed)), []).append(allowed)
+        if 1 not in by_situation or 3 not in by_situation:
+            continue
+        for situation in (1, 3):
+            allowed = rng.choice(by_situation[situation])
+            train.append(row(*configs[allowed], allowed, prompt, categories, situation))
+    held_out = []
+    for it in items:
+        situation = int(it.kind.split()[-1])
+        if it.extra["set"] == "unseen" and situation != 2:
+            categories = normalize_categories(list(it.extra["prompt_categories"] or []), taxonomy.names)
+            held_out.append(row(it.item.config, it.group.split(":", 1)[1], tuple(it.extra["allowed"]),
+                                it.item.messages[-1]["content"], categories, situation))
+    rng.shuffle(train)
+    rng.shuffle(held_out)
+    return train, held_out
