@@ -10,7 +10,8 @@ What this subclass changes:
   on the same data order;
 - **loss**: :func:`~csrm.model.objective.csrm_loss` on one forward over the ``B + 2P`` padded sequences;
 - **evaluation**: F1 (threshold 0.5, violation positive), AUROC, ECE, Brier and pair accuracy via
-  :mod:`csrm.base.metrics`, sharded over processes (every rank runs the same number of forwards, as ZeRO-3 needs);
+  :mod:`csrm.base.metrics`, sharded over processes (every rank runs the same number of forwards, as ZeRO-3 needs):
+  ``Trainer.evaluate`` runs as is, on this class's ``get_eval_dataloader`` and ``evaluation_loop``;
 - **faults**: a non-finite loss (:meth:`compute_loss`) or gradient norm (:class:`NonFiniteGradCallback`)
   raises :class:`NonFiniteLossError` before that step is saved, so every checkpoint on disk is good;
 - **checkpoints**: the Trainer writes ``trainer_state.json`` last, so a checkpoint is complete exactly when it
@@ -22,8 +23,8 @@ What this subclass changes:
 - **time budget**: ``max_train_minutes`` (:class:`TimeBudgetCallback`) ends the loop on every rank at the same
   step and saves a checkpoint to continue from.
 
-Everything goes through the Trainer's public surface (``compute_loss``, ``get_train_dataloader``, ``evaluate``,
-``log``, ``save_model`` and ``TrainerCallback`` events), so a ``transformers`` release inside the ``>=5,<6`` pin
+Everything goes through the Trainer's public surface (``compute_loss``, ``get_train_dataloader``,
+``get_eval_dataloader``, ``evaluation_loop``, ``evaluate``, ``log``, ``save_model`` and ``TrainerCallback`` events), so a ``transformers`` release inside the ``>=5,<6`` pin
 that reshapes the training loop's private methods cannot break resume or checkpointing. DeepSpeed's ``auto``
 bucket sizes come from ``CSRMConfig.hidden_size`` (the backbone's), which transformers reads itself.
 """
@@ -46,7 +47,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, seed_worker
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, seed_worker
 
 from csrm.base.io import replace_dir
 from csrm.base.metrics import classification_metrics, pair_accuracy
@@ -201,6 +202,25 @@ class CSRMTrainer(Trainer):
                                                    rank=args.process_index))
         return self.accelerator.prepare(loader)
 
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> DataLoader:
+        """This process's share of the split's evaluation batches (:func:`~csrm.training.data.eval_batches`).
+
+        Whole batches are dealt to processes in turn, and a process short of batches repeats its last one, so
+        every rank runs the same number of forwards (ZeRO-3 needs it); :meth:`predict_split` gathers the rows
+        by index, so a repeat counts once. Not passed through ``accelerator.prepare``: its sharding splits a
+        batch by rows and trims by dataset length, while a CSRM batch mixes examples and pairs."""
+        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
+        if dataset is None:
+            raise ValueError("CSRMTrainer: evaluation needs eval_data")
+        if isinstance(dataset, TokenizedSplit):
+            dataset = MixedDataset(dataset)
+        batches = eval_batches(dataset, self.args.per_device_eval_batch_size)
+        world, rank = max(1, self.args.world_size), self.args.process_index
+        mine = batches[rank::world]
+        rounds = math.ceil(len(batches) / world) if batches else 0
+        mine += [mine[-1] if mine else batches[0]] * (rounds - len(mine))
+        return DataLoader(dataset, batch_sampler=mine, collate_fn=self.data_collator)
+
     # -- loss ------------------------------------------------------------------------------------------
     def compute_loss(self, model: nn.Module, inputs: dict[str, Any], return_outputs: bool = False,
                      num_items_in_batch: Any = None) -> Any:
@@ -271,23 +291,20 @@ class CSRMTrainer(Trainer):
         return self.deepspeed
 
     @torch.no_grad()
-    def predict_split(self, dataset: MixedDataset) -> SplitPredictions:
-        """Compliance logits and rewards for every example and pair of ``dataset`` (all processes take part)."""
+    def predict_split(self, loader: DataLoader) -> SplitPredictions:
+        """Compliance logits and rewards for every example and pair of ``loader``'s dataset, from each
+        process's batches (:meth:`get_eval_dataloader`; all processes take part)."""
+        dataset: MixedDataset = loader.dataset
         model = self._eval_model()
         was_training = model.training
         model.eval()
-        batches = eval_batches(dataset, self.args.per_device_eval_batch_size)
-        world, rank = max(1, self.args.world_size), self.args.process_index
-        mine = batches[rank::world]
-        rounds = math.ceil(len(batches) / world) if batches else 0
-        mine += [mine[-1] if mine else batches[0]] * (rounds - len(mine))  # equal forwards on every rank
+        world = max(1, self.args.world_size)
         rows: list[tuple[int, int, float, float]] = []  # (kind, index, value_a, value_b)
         from tqdm.auto import tqdm
 
-        for batch_ids in tqdm(mine, desc="evaluating", unit="batch", leave=False,
-                              disable=self.args.disable_tqdm or not self.is_world_process_zero()):
-            batch = {k: v.to(self.args.device) if isinstance(v, torch.Tensor) else v
-                     for k, v in self.data_collator([dataset[i] for i in batch_ids]).items()}
+        for collated in tqdm(loader, desc="evaluating", unit="batch", leave=False,
+                             disable=self.args.disable_tqdm or not self.is_world_process_zero()):
+            batch = {k: v.to(self.args.device) if isinstance(v, torch.Tensor) else v for k, v in collated.items()}
             b, p = batch["num_examples"], batch["num_pairs"]
             with self.accelerator.autocast():
                 out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -313,25 +330,24 @@ class CSRMTrainer(Trainer):
             rejected_rewards=np.array([pairs[j][1] for j in order_p], dtype=np.float64),
             margins=np.array([dataset.pairs.margins[j] for j in order_p], dtype=np.float64))
 
+    def evaluation_loop(self, dataloader: DataLoader, description: str, prediction_loss_only: bool | None = None,
+                        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> EvalLoopOutput:
+        """The split's metrics (:meth:`compute_split_metrics`) from :meth:`predict_split` on ``dataloader``.
+
+        Replaces ``Trainer.evaluation_loop``, which runs ``prediction_step`` per batch and concatenates row
+        outputs: a CSRM batch's ``B + 2P`` sequences are examples and pairs, scored as two kinds of output."""
+        preds = self.predict_split(dataloader)
+        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.compute_split_metrics(preds).items()}
+        return EvalLoopOutput(predictions=None, label_ids=None, metrics=metrics,
+                              num_samples=len(preds.labels) + len(preds.margins))
+
     def evaluate(self, eval_dataset: Any = None, ignore_keys: list[str] | None = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
-        """Metrics of the split (:meth:`compute_split_metrics`), logged and passed to ``on_evaluate``.
-
-        A public override that does not delegate to ``Trainer.evaluate``: its loop treats a batch as rows of one
-        dataset and trims the padding of the last uneven batch by dataset length (``gather_for_metrics``),
-        while a CSRM batch mixes examples and pairs of varying counts; :meth:`predict_split` shards whole
-        batches over processes and de-duplicates by index instead."""
-        dataset = eval_dataset if eval_dataset is not None else self.eval_dataset
-        if dataset is None:
-            raise ValueError("CSRMTrainer: evaluation needs eval_data")
-        if isinstance(dataset, TokenizedSplit):
-            dataset = MixedDataset(dataset)
+        """``Trainer.evaluate`` (batches from :meth:`get_eval_dataloader`, metrics from :meth:`evaluation_loop`,
+        plus its speed metrics, the log and ``on_evaluate``), its wall time added to ``eval_seconds``."""
         start = time.perf_counter()
-        preds = self.predict_split(dataset)
-        metrics = {f"{metric_key_prefix}_{k}": v for k, v in self.compute_split_metrics(preds).items()}
+        metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
         self.eval_seconds += time.perf_counter() - start
-        self.log(metrics)
-        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
 
     def compute_split_metrics(self, preds: SplitPredictions) -> dict[str, float]:
