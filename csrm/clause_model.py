@@ -69,6 +69,14 @@ class ClauseCSRMConfig(PretrainedConfig):
     blind_config: bool = False
 
 
+def word_mask(tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """True at real word tokens: not padding and not a special token (BERT's [CLS]/[SEP], a decoder's BOS/EOS).
+    Matching runs over words, not markers; found by id, so encoders with and without leading markers (MiniLM,
+    SmolLM2) are treated alike."""
+    special = torch.tensor(sorted(tokenizer.all_special_ids), dtype=input_ids.dtype, device=input_ids.device)
+    return attention_mask.bool() & ~torch.isin(input_ids, special)
+
+
 @dataclass
 class ClauseFeatures:
     """Features of one batch of configs: clause embeddings ``e`` [C, K, D], name MaxSim ``ms`` and anchor
@@ -190,12 +198,13 @@ class ClauseCSRMModel(PreTrainedModel):
         names = tokenizer([c.name for c in cats], padding="max_length", truncation=True, max_length=18,
                           return_tensors="pt").to(device)
         _, tokens = self.encode(names["input_ids"], names["attention_mask"])
-        inner = names["attention_mask"].clone().bool()
-        inner[:, 0] = False  # drop [CLS] and [SEP]: match words, not markers
-        lengths = names["attention_mask"].sum(1)
-        inner[torch.arange(len(cats)), lengths - 1] = False
-        self.name_tokens.copy_(tokens[:, 1:17])
-        self.name_mask.copy_(inner[:, 1:17])
+        words = word_mask(tokenizer, names["input_ids"], names["attention_mask"])
+        self.name_tokens.zero_()
+        self.name_mask.zero_()
+        for row in range(len(cats)):  # the name's first 16 word tokens, left-aligned
+            positions = words[row].nonzero().squeeze(-1)[: self.name_tokens.shape[1]]
+            self.name_tokens[row, : len(positions)] = tokens[row, positions]
+            self.name_mask[row, : len(positions)] = True
 
     def clause_scalars(self, pooled: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor]:
