@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
+from csrm.clause_model import item_temperatures
 from csrm.data import MixedCollator, load_augmented, tokenize_examples
 from csrm.errors import InputError
 from csrm.io import write_json
@@ -67,12 +68,6 @@ def fit_task_temperatures(logits: Any, labels: Any, is_request: Any) -> tuple[fl
     if enough(request) and enough(~request):
         return fit_temperature(z[~request], y[~request]), fit_temperature(z[request], y[request])
     return fit_temperature(z, y), None
-
-
-def item_temperatures(temperature: float, request_temperature: float | None, is_request: Any) -> np.ndarray:
-    """Each item's temperature: ``request_temperature`` (if set) for requests, ``temperature`` otherwise."""
-    request = np.asarray(is_request, dtype=bool)
-    return np.where(request, request_temperature or temperature, temperature)
 
 
 def calibration_metrics(logits: np.ndarray, labels_comply: np.ndarray, temperature: float | np.ndarray
@@ -132,8 +127,8 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     if clause:
         logits, labels, is_request, (old_t, old_req) = _clause_logits(model_dir, examples, max_examples, device)
         new_t, new_req = fit_task_temperatures(logits, labels, is_request)
-        old_temps = item_temperatures(old_t, old_req, is_request)
-        new_temps = item_temperatures(new_t, new_req, is_request)
+        old_temps = item_temperatures(old_t, old_req, is_request).numpy()
+        new_temps = item_temperatures(new_t, new_req, is_request).numpy()
     else:
         model = CSRMModel.from_pretrained(model_dir).to(device)
         tokenizer = load_tokenizer(model_dir, decoder=model.config.is_decoder_backbone)

@@ -72,10 +72,13 @@ class ClauseCSRMConfig(PretrainedConfig):
     taxonomy: dict | None = None
     blind_config: bool = False
 
-    def temperatures(self, is_request) -> list[float]:
-        """The calibration temperature of each item (``is_request``: one bool per item)."""
-        request = self.request_temperature or self.temperature
-        return [request if r else self.temperature for r in is_request]
+
+
+def item_temperatures(temperature: float, request_temperature: float | None, is_request) -> torch.Tensor:
+    """Each item's calibration temperature: ``request_temperature`` (if set) for request screening,
+    ``temperature`` otherwise (``is_request``: one bool per item)."""
+    request = torch.as_tensor(is_request, dtype=torch.bool)
+    return torch.where(request, float(request_temperature or temperature), float(temperature)).double()
 
 
 def word_mask(tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -285,8 +288,8 @@ class ClauseCSRMModel(PreTrainedModel):
         """P(complies) = sigmoid(logit / temperature), with the request temperature for request screening."""
         if is_request is None:
             return torch.sigmoid(logits / self.config.temperature)
-        temperature = torch.tensor(self.config.temperatures(is_request), dtype=logits.dtype, device=logits.device)
-        return torch.sigmoid(logits / temperature)
+        temperature = item_temperatures(self.config.temperature, self.config.request_temperature, is_request)
+        return torch.sigmoid(logits / temperature.to(logits.device, logits.dtype))
 
 
 AutoConfig.register("csrm_clause", ClauseCSRMConfig)
