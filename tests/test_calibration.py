@@ -14,7 +14,7 @@ from csrm.app import cli
 from csrm.base.metrics import fit_temperature
 from csrm.base.paths import CONFIGS_DIR
 from csrm.model.modeling import CSRMModel, load_tokenizer
-from csrm.training.calibration import calibrate, compliance_logits
+from csrm.training.calibration import calibrate, compliance_logits, fit_task_temperatures
 from csrm.training.config import load_train_config
 from csrm.training.data import load_augmented, tokenize_examples
 from csrm.training.train import run_training
@@ -33,6 +33,19 @@ def test_fit_edge_cases():
     assert fit_temperature([], []) == 1.0
     with pytest.raises(ValueError, match="labels"):
         fit_temperature([1.0, 2.0], [1])
+
+
+def test_requests_and_responses_get_their_own_temperature_when_there_are_enough_of_each():
+    rng = np.random.default_rng(1)
+    z = rng.normal(0, 4, 8_000)
+    is_request = np.arange(len(z)) % 2 == 0
+    true_t = np.where(is_request, 0.5, 2.5)
+    y = rng.random(len(z)) < 1 / (1 + np.exp(-z / true_t))
+    temperature, request_temperature = fit_task_temperatures(z, y, is_request)
+    assert temperature == pytest.approx(2.5, rel=0.05) and request_temperature == pytest.approx(0.5, rel=0.05)
+    few = is_request & (np.arange(len(z)) < 40)  # 20 requests: one joint temperature
+    temperature, request_temperature = fit_task_temperatures(z, y, few)
+    assert request_temperature is None and temperature == pytest.approx(fit_temperature(z, y))
 
 
 @pytest.fixture(scope="module")

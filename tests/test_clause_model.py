@@ -19,11 +19,11 @@ from csrm.base.metrics import classification_metrics
 from csrm.base.paths import CONFIGS_DIR, resolve_model_name
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.model.clause_features import FeatureEncoder
-from csrm.model.clause_model import ClauseCSRMModel
+from csrm.model.clause_model import ClauseCSRMModel, word_mask
 from csrm.scoring.clause_scoring import ClauseScorer
 from csrm.scoring.ranking import rank_key
 from csrm.training import train as train_cli
-from csrm.training.clause_train import build_clause_model
+from csrm.training.clause_train import build_clause_model, to_device
 from csrm.training.config import load_train_config
 from csrm.training.train import run_training
 
@@ -353,6 +353,30 @@ def test_the_saved_model_reproduces_the_training_evaluation(seed_data, trained):
     metrics = classification_metrics([1 - r["label"] for r in rows], p_violation)
     assert metrics["brier"] == pytest.approx(evals["eval_brier"], abs=1e-4)
     assert metrics["auroc"] == pytest.approx(evals["eval_auroc"], abs=1e-3)
+
+
+def test_word_mask_drops_markers_and_padding_not_words(tokenizer):
+    batch = tokenizer(["Violence", "Hate speech and slurs"], padding=True, return_tensors="pt")
+    words = word_mask(tokenizer, batch["input_ids"], batch["attention_mask"])
+    kept = [tokenizer.convert_ids_to_tokens(ids[m].tolist()) for ids, m in zip(batch["input_ids"], words, strict=True)]
+    assert kept[0] == ["violence"] and kept[1][0] == "hate" and "[SEP]" not in kept[1] and "[PAD]" not in kept[0]
+    # a tokenizer that adds no leading marker (a decoder such as SmolLM2): the first word is a word, and kept
+    bare = tokenizer(["Violence"], add_special_tokens=False, return_tensors="pt")
+    assert word_mask(tokenizer, bare["input_ids"], bare["attention_mask"]).all()
+
+
+def test_features_are_cached_on_the_cpu_and_move_whole_to_the_training_device(trained):
+    tmp, _ = trained
+    tables = torch.load(next((tmp / "checkpoints").glob("features-*.pt")), weights_only=False)
+
+    def tensors(x):
+        return [x] if isinstance(x, torch.Tensor) else [t for f in x.__dataclass_fields__
+                                                        for t in tensors(getattr(x, f))]
+
+    assert {t.device.type for t in tensors(tables["train"])} == {"cpu"}
+    moved = to_device(tables["train"], "meta")  # every tensor, also inside the nested feature dataclasses
+    assert len(tensors(moved)) == len(tensors(tables["train"])) >= 16
+    assert {t.device.type for t in tensors(moved)} == {"meta"}
 
 
 def test_a_model_built_from_a_backbone_config_encodes_without_dropout(tokenizer):

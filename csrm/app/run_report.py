@@ -73,7 +73,10 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
     if calibration:
         before, after = calibration.get("before", {}), calibration.get("after", {})
         lines += ["## Calibration", "",
-                  f"Temperature {calibration.get('temperature', 1):.3f} fitted on {calibration.get('n')} validation "
+                  f"Temperature {calibration.get('temperature', 1):.3f}"
+                  + (f" (request screening: {calibration['request_temperature']:.3f}, fitted on its "
+                     f"{calibration.get('requests')} requests)" if calibration.get("request_temperature") else "")
+                  + f" fitted on {calibration.get('n')} validation "
                   f"examples: ECE {_fmt('ece', before.get('ece'))} -> {_fmt('ece', after.get('ece'))}, Brier "
                   f"{_fmt('brier', before.get('brier'))} -> {_fmt('brier', after.get('brier'))}.", ""]
     benches: dict[str, list[tuple[str, dict[str, Any]]]] = {}
@@ -122,7 +125,8 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
                     "\"F1 dev-tuned\" at a threshold chosen on the dev split only, \"ECE dev-cal\" after a "
                     "temperature fitted on the benchmark's dev split only. Percentages except ECE/Brier.")
     data = {"name": cfg.name, "output_dir": str(out), "timings": timings, "training": training,
-            "calibration": {k: calibration.get(k) for k in ("temperature", "before", "after", "n")},
+            "calibration": {k: calibration.get(k) for k in ("temperature", "request_temperature", "before", "after",
+                                                            "n")},
             "benchmarks": table,
             "stages": {name: {"status": state, "fingerprint": records.get(name, {}).get("fingerprint")}
                        for name, state in status.items()}}

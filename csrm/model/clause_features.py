@@ -23,7 +23,7 @@ import torch
 
 from csrm.base.records import Message, last_user_turn
 from csrm.model.batching import token_budget_batches
-from csrm.model.clause_model import ClauseCSRMModel, ClauseFeatures, ContentFeatures
+from csrm.model.clause_model import ClauseCSRMModel, ClauseFeatures, ContentFeatures, word_mask
 from csrm.model.clauses import WINDOW_OVERLAP_CHARS, segments, split_clauses, windows
 
 CACHE_SIZE = 50_000
@@ -73,9 +73,7 @@ class FeatureEncoder:
             with torch.inference_mode():
                 pooled, states = self.model.encode(input_ids.to(self.device), mask.to(self.device))
                 if tokens:
-                    inner = mask.clone().bool().to(self.device)
-                    inner[:, 0] = False
-                    inner[torch.arange(len(batch)), mask.sum(1) - 1] = False
+                    inner = word_mask(self.tokenizer, input_ids, mask).to(self.device)
                     ms, cos = self.model.clause_scalars(pooled, states, inner)
                     for row, i in enumerate(batch):
                         yield i, pooled[row].clone(), ms[row].clone(), cos[row].clone()

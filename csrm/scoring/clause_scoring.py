@@ -75,7 +75,7 @@ class ClauseScorer(CSRMScorer):
                    out.rewards.float().tolist())
 
     def _forward(self, items: list[ScoreItem]) -> Iterator[tuple[list[int], list[float], list[float]]]:
-        temperature = self.model.config.temperature
         for indices, logits, rewards in self._raw(items):
-            probs = torch.sigmoid(torch.tensor(logits) / temperature).tolist()
+            probs = self.model.calibrated_probability(
+                torch.tensor(logits), [items[i].response is None for i in indices]).tolist()
             yield indices, probs, rewards

@@ -2,7 +2,9 @@
 
 One scalar ``T > 0`` is fitted on a held-out split by minimising the negative log-likelihood of
 ``sigmoid(logit / T)`` (bounded Brent search over ``log T``), then stored as ``temperature`` in the model's
-``config.json`` (rewritten atomically), which every scorer applies. Temperature scaling keeps the ranking (AUROC,
+``config.json`` (rewritten atomically), which every scorer applies. A clause-reading CSRM gets one temperature
+per task when the split holds at least ``MIN_PER_TASK`` requests and responses: ``request_temperature`` for
+request screening (no response) and ``temperature`` for responses, since the two are confident differently. Temperature scaling keeps the ranking (AUROC,
 F1 at a re-tuned threshold) and fixes over/under-confidence. ECE (15 bins) and Brier, with violation as the
 positive class, are reported before and after, with a reliability diagram.
 """
@@ -29,16 +31,36 @@ from csrm.base.metrics import (
     reliability_curve,
 )
 from csrm.base.validation import check_model_dir, positive_int
+from csrm.model.clause_model import item_temperatures
 from csrm.training.data import MixedCollator, load_augmented, tokenize_examples
 
+MIN_PER_TASK = 50  # fewer requests or responses than this: one joint temperature (a fit on a handful is noise)
 
-def calibration_metrics(logits: np.ndarray, labels_comply: np.ndarray, temperature: float) -> dict[str, float]:
-    """NLL, ECE (15 bins) and Brier with violation as the positive class, at ``temperature``."""
+
+def fit_task_temperatures(logits: Any, labels: Any, is_request: Any) -> tuple[float, float | None]:
+    """``(temperature, request_temperature)``: one temperature for responses and one for requests when each
+    kind has at least :data:`MIN_PER_TASK` items with both labels, else one joint temperature and ``None``."""
+    z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.float64)
+    request = np.asarray(is_request, dtype=bool)
+
+    def enough(mask: np.ndarray) -> bool:
+        return int(mask.sum()) >= MIN_PER_TASK and len(np.unique(y[mask])) == 2
+
+    if enough(request) and enough(~request):
+        return fit_temperature(z[~request], y[~request]), fit_temperature(z[request], y[request])
+    return fit_temperature(z, y), None
+
+
+def calibration_metrics(logits: np.ndarray, labels_comply: np.ndarray, temperature: float | np.ndarray
+                        ) -> dict[str, float]:
+    """NLL, ECE (15 bins) and Brier with violation as the positive class, at ``temperature`` (a scalar, or one
+    per item); a scalar is reported as ``temperature``."""
     p_violation = 1.0 / (1.0 + np.exp(logits / temperature))
     y_violation = 1 - labels_comply
-    return {"temperature": float(temperature), "nll": logit_nll(logits, labels_comply, temperature),
-            "ece": expected_calibration_error(y_violation, p_violation, n_bins=ECE_BINS),
-            "brier": float(np.mean((p_violation - y_violation) ** 2))}
+    metrics = {"nll": logit_nll(logits, labels_comply, temperature),
+               "ece": expected_calibration_error(y_violation, p_violation, n_bins=ECE_BINS),
+               "brier": float(np.mean((p_violation - y_violation) ** 2))}
+    return {"temperature": float(temperature), **metrics} if np.ndim(temperature) == 0 else metrics
 
 
 @torch.no_grad()
@@ -82,8 +104,12 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
         raise InputError("model folder not found", path=str(model_dir))
     examples = load_augmented(dataset_dir, [split])["examples"][split]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type") == "csrm_clause":
-        logits, labels, old_t = _clause_logits(model_dir, examples, max_examples, device)
+    clause = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type") == "csrm_clause"
+    if clause:
+        logits, labels, is_request, (old_t, old_req) = _clause_logits(model_dir, examples, max_examples, device)
+        new_t, new_req = fit_task_temperatures(logits, labels, is_request)
+        old_temps = item_temperatures(old_t, old_req, is_request).numpy()
+        new_temps = item_temperatures(new_t, new_req, is_request).numpy()
     else:
         model = CSRMModel.from_pretrained(model_dir).to(device)
         tokenizer = load_tokenizer(model_dir, decoder=model.config.is_decoder_backbone)
@@ -96,22 +122,27 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
                                    pad_token_id=tokenizer.pad_token_id or 0, padding_side=tokenizer.padding_side,
                                    progress=progress)
         labels = np.asarray(feats.labels, dtype=np.float64)
-        old_t = float(model.config.temperature)
-    new_t = fit_temperature(logits, labels)
+        old_t, old_req, new_req = float(model.config.temperature), None, None
+        new_t = fit_temperature(logits, labels)
+        old_temps, new_temps = old_t, new_t
     report = {"model_dir": str(model_dir), "dataset": str(dataset_dir), "split": split, "n": int(len(labels)),
               "positives": int((1 - labels).sum()), "temperature": new_t,
-              "before": calibration_metrics(logits, labels, old_t),
-              "after": calibration_metrics(logits, labels, new_t), "written": bool(write)}
+              "before": {"temperature": old_t, **calibration_metrics(logits, labels, old_temps)},
+              "after": {"temperature": new_t, **calibration_metrics(logits, labels, new_temps)},
+              "written": bool(write)}
+    if clause:
+        report.update(request_temperature=new_req, requests=int(np.sum(is_request)))
+        report["before"]["request_temperature"], report["after"]["request_temperature"] = old_req, new_req
     out = Path(output_dir) if output_dir is not None else model_dir / "calibration"
     from csrm.base.plots import plot_reliability
 
     y_violation = 1 - labels
     plot_reliability(out / "reliability.png", {
-        f"before (T={old_t:.2f})": (y_violation, 1.0 / (1.0 + np.exp(logits / old_t))),
-        f"after (T={new_t:.2f})": (y_violation, 1.0 / (1.0 + np.exp(logits / new_t)))},
+        f"before (T={_label(old_t, old_req)})": (y_violation, 1.0 / (1.0 + np.exp(logits / old_temps))),
+        f"after (T={_label(new_t, new_req)})": (y_violation, 1.0 / (1.0 + np.exp(logits / new_temps)))},
         title=f"Compliance head, {split} split (positive = violation)")
     report["plot"] = str(out / "reliability.png")
-    conf, freq, count = reliability_curve(y_violation, 1.0 / (1.0 + np.exp(logits / new_t)))
+    conf, freq, count = reliability_curve(y_violation, 1.0 / (1.0 + np.exp(logits / new_temps)))
     report["bins"] = [{"p_violation": float(c), "violation_rate": float(f), "count": int(n)}
                       for c, f, n in zip(conf, freq, count, strict=True)]
     from csrm.base.tracking import log_results
@@ -126,13 +157,19 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
         report["wandb_run_dir"] = wandb_dir
     write_json(out / "report.json", report)
     if write:
-        set_temperature(model_dir, new_t)
+        set_temperature(model_dir, new_t, new_req)
     return report
 
 
+def _label(temperature: float, request_temperature: float | None) -> str:
+    return f"{temperature:.2f}" if request_temperature is None else \
+        f"{temperature:.2f}, requests {request_temperature:.2f}"
+
+
 def _clause_logits(model_dir: Path, examples, max_examples: int | None, device: str
-                   ) -> tuple[np.ndarray, np.ndarray, float]:
-    """(raw logits, labels, current temperature) of a clause-reading CSRM on example rows."""
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float | None]]:
+    """(raw logits, labels, is-request mask, current (temperature, request_temperature)) of a clause-reading
+    CSRM on example rows."""
     from csrm.base.score_types import ScoreItem
     from csrm.scoring.clause_scoring import ClauseScorer
 
@@ -142,14 +179,19 @@ def _clause_logits(model_dir: Path, examples, max_examples: int | None, device: 
         raise InputError("the split has no examples", path=str(model_dir))
     items = [ScoreItem(r["config_text"], r["messages"], r["response"]) for r in rows]
     logits, _ = scorer.raw_outputs(items)
-    return logits, np.asarray(rows["label"], dtype=np.float64), float(scorer.model.config.temperature)
+    config = scorer.model.config
+    return (logits, np.asarray(rows["label"], dtype=np.float64), np.array([i.response is None for i in items]),
+            (float(config.temperature), config.request_temperature))
 
 
-def set_temperature(model_dir: str | Path, temperature: float) -> None:
-    """Rewrite ``config.json`` with ``temperature`` (atomically; all other keys kept as they are)."""
+def set_temperature(model_dir: str | Path, temperature: float, request_temperature: float | None = None) -> None:
+    """Rewrite ``config.json`` with ``temperature`` (atomically; all other keys kept as they are); a
+    clause-reading CSRM's ``request_temperature`` is set too (``None``: requests use ``temperature``)."""
     path = Path(model_dir) / "config.json"
     config = json.loads(path.read_text(encoding="utf-8"))
     config["temperature"] = float(temperature)
+    if config.get("model_type") == "csrm_clause":
+        config["request_temperature"] = None if request_temperature is None else float(request_temperature)
     write_json(path, config)
 
 
@@ -182,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     before, after = report["before"], report["after"]
     print(f"temperature {before['temperature']:.3f} -> {after['temperature']:.3f} on {report['n']} examples "
           f"({report['positives']} violations)")
+    if report.get("request_temperature") is not None:
+        print(f"request temperature {report['request_temperature']:.3f} ({report['requests']} requests)")
     print(f"ECE   {before['ece']:.4f} -> {after['ece']:.4f}\nBrier {before['brier']:.4f} -> {after['brier']:.4f}\n"
           f"NLL   {before['nll']:.4f} -> {after['nll']:.4f}")
     print(json.dumps(report))

@@ -78,6 +78,14 @@ def _select(features, rows: torch.Tensor):
     return type(features)(*(getattr(features, f)[rows] for f in features.__dataclass_fields__))
 
 
+def to_device(features, device: torch.device | str):
+    """A feature dataclass (:class:`Table`, :class:`ClauseFeatures`, :class:`ContentFeatures`) with every tensor
+    on ``device``: the cache is stored on the CPU and the heads train where the accelerator puts them."""
+    if isinstance(features, torch.Tensor):
+        return features.to(device)
+    return type(features)(*(to_device(getattr(features, f), device) for f in features.__dataclass_fields__))
+
+
 def build_table(encoder: FeatureEncoder, examples, pairs, taxonomy: RiskTaxonomy, *, blind: bool) -> Table:
     """Encode one split's examples (and pairs) into a :class:`Table`."""
     names = taxonomy.names
@@ -281,8 +289,9 @@ def _evaluate(model: ClauseCSRMModel, table: Table) -> dict[str, float]:
     with torch.no_grad():
         rows = torch.arange(len(table.label))
         out = model(table.clauses, _select(table.content, table.content_row), table.config_row[rows])
-        p_violation = (1 - torch.sigmoid(out.compliance_logits)).numpy()
-        metrics = classification_metrics((1 - table.label.numpy()).astype(int).tolist(), p_violation.tolist())
+        p_violation = (1 - torch.sigmoid(out.compliance_logits)).cpu().numpy()
+        metrics = classification_metrics((1 - table.label.cpu().numpy()).astype(int).tolist(),
+                                         p_violation.tolist())
         if len(table.pair_config):
             chosen = model(table.clauses, _select(table.content, table.pair_chosen), table.pair_config).rewards
             rejected = model(table.clauses, _select(table.content, table.pair_rejected), table.pair_config).rewards
@@ -309,7 +318,7 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
     cache = Path(cfg.checkpoint_dir) / f"features-{_feature_key(cfg, model)}.pt"
     with accelerator.main_process_first():
         if cache.is_file():
-            tables = torch.load(cache, weights_only=False)
+            tables = torch.load(cache, weights_only=False, map_location="cpu")
         else:
             tables = {"train": build_table(encoder, examples, pairs, model.taxonomy, blind=cfg.blind_config)}
             pool = distractor_pool(encoder, cfg.distractor_rules) if cfg.distractor_rules else None
@@ -322,8 +331,9 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
             if accelerator.is_main_process:
                 cache.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(cache) as tmp:
-                    torch.save(tables, tmp)
+                    torch.save({name: to_device(table, "cpu") for name, table in tables.items()}, tmp)
     feature_seconds = time.perf_counter() - start
+    tables = {name: to_device(table, accelerator.device) for name, table in tables.items()}
     train = tables["train"]
     generator = torch.Generator().manual_seed(cfg.seed)
     rank, world = accelerator.process_index, accelerator.num_processes
