@@ -124,6 +124,22 @@ def test_score_returns_a_calibrated_result(scorer):
     assert 0.0 <= screened.p_comply <= 1.0 and screened.p_comply != result.p_comply
 
 
+def test_request_screening_uses_the_request_temperature_and_responses_do_not(scorer, monkeypatch):
+    request = ScoreItem(CONFIG_A, [{"role": "user", "content": PROMPT}], None)
+    response = ScoreItem(CONFIG_A, [{"role": "user", "content": PROMPT}], RESPONSES[2])
+    config = scorer.model.config
+    monkeypatch.setattr(config, "temperature", 1.0)
+    monkeypatch.setattr(config, "request_temperature", None)
+    (_, logits, _), = scorer._raw([request, response])
+    joint = scorer.score_items([request, response])
+    assert [r.p_comply for r in joint] == pytest.approx(torch.sigmoid(torch.tensor(logits)).tolist(), abs=1e-6)
+    monkeypatch.setattr(config, "request_temperature", 0.25)
+    screened, judged = scorer.score_items([request, response])
+    assert screened.p_comply == pytest.approx(torch.sigmoid(torch.tensor(logits[0] / 0.25)).item(), abs=1e-6)
+    assert screened.p_comply != pytest.approx(joint[0].p_comply, abs=1e-4)
+    assert judged.p_comply == pytest.approx(joint[1].p_comply, abs=1e-6)
+
+
 def test_score_under_several_configs_gives_one_result_each(scorer):
     results = scorer.score([CONFIG_A, CONFIG_B], PROMPT, RESPONSES[2])
     assert isinstance(results, list) and len(results) == 2
