@@ -210,16 +210,14 @@ def test_commands_exit_2_with_a_located_error(tmp_path, encoder_model_dir, not_a
 
 
 @pytest.mark.parametrize(("argv", "words"), [
-    (["calibrate", "M", "--dataset-path", "D", "--batch-size", "0"], "argument --batch-size: must be >= 1, got 0"),
-    (["eval", "M", "--dev-fraction", "1.5"], "argument --dev-fraction: must be between 0 and 1"),
-    (["eval", "M", "--limit", "0"], "argument --limit: must be >= 1"),
-    (["score", "M", "--input", "I", "--output", "O", "--batch-tokens", "0"], "argument --batch-tokens"),
-    (["serve", "M", "--max-items", "-1"], "argument --max-items"),
+    (["calibrate", "M", "--dataset-path", "D", "--batch-size", "0"], "field 'batch_size': must be >= 1, got 0"),
+    (["eval", "M", "--dev-fraction", "1.5"], "field 'dev_fraction': must be between 0 and 1"),
+    (["eval", "M", "--limit", "0"], "field 'limit': must be >= 1"),
+    (["score", "M", "--input", "I", "--output", "O", "--batch-tokens", "0"], "field 'batch_tokens': must be >= 1"),
+    (["serve", "M", "--max-items", "-1"], "field 'max_items': must be >= 1"),
 ])
-def test_bad_option_values_exit_2_naming_the_option(argv, words, capsys):
-    with pytest.raises(SystemExit) as err:
-        csrm_main(argv)
-    assert err.value.code == 2 and words in capsys.readouterr().err
+def test_bad_option_values_exit_2_naming_the_field(argv, words, capsys):
+    assert csrm_main(argv) == 2 and words in capsys.readouterr().err
 
 
 def test_align_default_recipe_resolves_from_any_folder(tmp_path, monkeypatch):

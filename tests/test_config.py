@@ -1,14 +1,24 @@
-"""The one config system (csrm.base.config) and the one CLI convention of augment, train, run and align."""
+"""The one config system (csrm.base.config); its use by every command is tests/test_cli_convention.py."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 import pytest
 import yaml
 
-from csrm.app import cli
-from csrm.base.config import build, dump, field_help, load, normalize_overrides, parse_value
+from csrm.base.config import (
+    at_least,
+    build,
+    dump,
+    field_help,
+    load,
+    normalize_overrides,
+    parse_value,
+    setting,
+    split_command_line,
+)
 from csrm.base.errors import InputError
 
 
@@ -72,35 +82,26 @@ def test_help_lists_nested_fields_and_dump_round_trips():
     assert build(Outer, yaml.safe_load(dump(cfg))) == cfg
 
 
-@pytest.mark.parametrize(("command", "config", "key", "value"), [
-    ("augment", "configs/augment/seed.yaml", "seed", 7),
-    ("train", "configs/train/tiny_test.yaml", "max_steps", 7),
-    ("run", "configs/pipeline/default.yaml", "eval_limit", 7),
-    ("align", "configs/align/smollm2_cpu.yaml", "rounds", 7),
-])
-def test_every_config_command_shares_the_convention(command, config, key, value, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        cli.main([command, "--help"])
-    assert exit_.value.code == 0
-    text = capsys.readouterr().out
-    assert "--print-config" in text and "--key value" in text and f"  {key} " in text
-    for form in ([f"{key}={value}"], [f"--{key}", str(value)], [f"--{key}={value}"]):
-        assert cli.main([command, config, *form, "--print-config"]) == 0
-        assert yaml.safe_load(capsys.readouterr().out)[key] == value
+def test_boolean_flags_take_no_value_and_have_a_no_form():
+    flags = {"progress", "bf16"}
+    assert split_command_line(["--no-progress", "M", "--bf16", "--no-bf16", "--bf16", "false", "x=1", "N"], flags) == (
+        ["M", "N"], ["progress=false", "bf16=true", "bf16=false", "bf16=false", "x=1"])
+    assert split_command_line(["--no-progress", "M"]) == ([], ["no_progress=M"])  # unknown flags: generic rule
+    assert split_command_line(["runs/a=b", "--batch-tokens=5"], flags) == (["runs/a=b"], ["batch_tokens=5"])
 
 
-@pytest.mark.parametrize(("argv", "key", "value"), [
-    (["calibrate", "M", "--dataset-path", "D", "--output-dir", "out"], "output_dir", "out"),
-    (["score", "M", "--input", "in.jsonl", "--output", "o.jsonl", "--batch-tokens", "300"], "batch_tokens", 300),
-    (["serve", "M", "--port", "8123"], "port", 8123),
-    (["export", "M", "O", "--format", "csrm"], "format", "csrm"),
-    (["eval", "M", "--bench", "augmented", "--output-dir", "out"], "output_dir", "out"),
-])
-def test_flag_commands_print_their_resolved_options(argv, key, value, capsys):
-    """The flag-style commands share --print-config (and a folder they write is --output-dir)."""
-    try:
-        code = cli.main([*argv, "--print-config"])
-    except SystemExit as exit_:
-        code = exit_.code
-    assert code == 0
-    assert yaml.safe_load(capsys.readouterr().out)[key] == value
+@dataclass
+class Checked:
+    mode: Literal["a", "b"] = setting("a", "a mode")
+    count: int | None = setting(None, "a count", check=at_least(1))
+
+
+def test_choices_and_checks_name_the_field(tmp_path):
+    assert load(Checked, None, ["mode=b", "count=2"]) == Checked("b", 2)
+    assert ("mode", "{a,b}", "a mode (default: 'a')") in field_help(Checked)
+    with pytest.raises(InputError, match=r"command line: field 'mode': expected one of a, b, got 'c'"):
+        load(Checked, None, ["mode=c"])
+    path = tmp_path / "c.yaml"
+    path.write_text("mode: a\ncount: 0\n")
+    with pytest.raises(InputError, match=r"c.yaml:2: field 'count': must be >= 1, got 0"):
+        load(Checked, path)

@@ -1,19 +1,29 @@
 """The one config system: dataclasses with help text, read from YAML plus command-line overrides.
 
-Every command that takes a config (``csrm augment``, ``train``, ``run``, ``align``) reads it the same way:
+Every ``csrm`` command reads its settings the same way: the recipe commands (``augment``, ``train``, ``run``,
+``align``) from a YAML file, the model commands (``score``, ``serve``, ``eval``, ``calibrate``, ``export``) from
+an optional one (:func:`load_command`), both plus overrides:
 
 - **fields** are dataclass fields whose ``metadata["help"]`` is the help text; a field whose type is another
   dataclass is a section (``policy.name_or_path``), a list of dataclasses is indexed (``sources.0.limit``);
 - **overrides** after the YAML file take any of ``key=value``, ``--key value`` and ``--key=value`` (a bare
-  ``--flag`` means ``flag=true``), with dotted keys for nested fields;
+  ``--flag`` means ``flag=true``), with dotted keys for nested fields; ``-`` in a key is ``_``, so the dashed
+  flags of argparse days (``--batch-tokens 512``) still read; for a boolean field ``X`` of a model command,
+  ``--no-X`` means ``X=false`` (``--no-progress``, ``--no-bf16``) and a bare ``--X`` never takes the next
+  word as its value;
 - **one coercion rule**: an override's value is read as YAML (``3``, ``1e-5``, ``true``, ``[a, b]``), an
   empty value is ``null``, and text YAML cannot parse stays text; then the field's type decides: ``null`` in
   a text field is ``""``, an integer in a float field is a float, ``1e-5`` (a string to YAML 1.1) in a float
-  field is a float;
+  field is a float; a ``Literal[...]`` field takes one of its values; a field's ``metadata["check"]`` (e.g.
+  :func:`at_least`) then vets the value;
 - **errors** are :class:`~csrm.base.errors.InputError`\\ s naming the file, the line (from the YAML's own
   positions) and the dotted field; overrides name ``command line``;
 - ``--help`` lists every field with its type, default and help; ``--print-config`` prints the resolved config
   as YAML and exits.
+
+The model commands name their model positionally (``csrm score MODEL``, ``csrm export MODEL OUTPUT_DIR``): a
+positional is simply its field's value, so ``model=M`` works too, and a first positional ending in ``.yaml``
+is the optional YAML file.
 
 Why not jsonargparse or OmegaConf: both would add a dependency for what ~200 lines do here, and neither keeps the
 YAML line of a bad key in its error; HfArgumentParser covers flat configs only (``csrm train``'s
@@ -25,10 +35,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +49,9 @@ from csrm.base.errors import InputError
 from csrm.base.io import load_yaml, read_text
 
 KeyPath = tuple[str | int, ...]
+Check = Callable[[Any], str | None]  # a field's metadata["check"]: the error message for a bad value, else None
 COMMAND_LINE = "command line"
+_KEY_VALUE = re.compile(r"^[A-Za-z_][\w.-]*=")  # key=value, not a positional path like runs/a=b
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$", re.IGNORECASE)
 
 
@@ -89,28 +102,51 @@ def fail(message: str, *, path: str | Path | None, lines: dict[KeyPath, int], ke
 
 
 # -- the command line ------------------------------------------------------------------------------------
-def normalize_overrides(args: Sequence[str]) -> list[str]:
-    """``key=value``, ``--key value``, ``--key=value`` and a bare ``--flag`` (= ``flag=true``) as ``key=value``
-    strings; ``-`` in a key becomes ``_`` (``--max-steps`` is ``max_steps``)."""
+def split_command_line(args: Sequence[str], flags: Collection[str] = ()) -> tuple[list[str], list[str]]:
+    """(positionals, overrides as ``key=value`` strings) of a command line: ``key=value``, ``--key value``,
+    ``--key=value`` and a bare ``--flag`` (= ``flag=true``) are overrides, ``-`` in a key becomes ``_``
+    (``--max-steps`` is ``max_steps``); any other word is a positional.
+
+    ``flags`` names boolean fields: ``--no-X`` for such an ``X`` is ``X=false``, and a bare ``--X`` takes the
+    next word as its value only when that is ``true`` or ``false``, so ``--no-progress MODEL`` leaves MODEL
+    positional, as argparse did."""
+    positionals: list[str] = []
     out: list[str] = []
     items = list(args)
     i = 0
     while i < len(items):
         item = items[i]
-        if item.startswith("--"):
-            key, sep, value = item[2:].partition("=")
-            if not sep:
-                following = items[i + 1] if i + 1 < len(items) else None
-                if following is not None and not following.startswith("--") and "=" not in following:
+        if not item.startswith("--"):
+            (out if _KEY_VALUE.match(item) else positionals).append(item)
+            i += 1
+            continue
+        key, sep, value = item[2:].partition("=")
+        key = key.replace("-", "_")
+        if not sep and key.startswith("no_") and key[3:] in flags and key not in flags:
+            key, value, sep = key[3:], "false", "="
+        if not sep:
+            following = items[i + 1] if i + 1 < len(items) else None
+            if key in flags:
+                if following is not None and isinstance(parse_value(following), bool):
                     value, i = following, i + 1
-                elif following is not None and not following.startswith("--") and "=" in following:
-                    raise InputError(f"{item} needs a value (or write {key}=VALUE)", path=COMMAND_LINE, field=key)
                 else:
                     value = "true"
-            item = f"{key.replace('-', '_')}={value}"
-        out.append(item)
+            elif following is not None and not following.startswith("--") and "=" not in following:
+                value, i = following, i + 1
+            elif following is not None and not following.startswith("--") and "=" in following:
+                raise InputError(f"{item} needs a value (or write {key}=VALUE)", path=COMMAND_LINE, field=key)
+            else:
+                value = "true"
+        out.append(f"{key}={value}")
         i += 1
-    return out
+    return positionals, out
+
+
+def normalize_overrides(args: Sequence[str]) -> list[str]:
+    """The overrides of :func:`split_command_line` as ``key=value`` strings; a stray positional is kept (and
+    :func:`parse_overrides` rejects it as not ``key=value``)."""
+    positionals, overrides = split_command_line(args)
+    return [*overrides, *positionals]
 
 
 def parse_value(raw: str) -> Any:
@@ -183,6 +219,11 @@ def build(cls: type, data: Any, *, path: str | Path | None = None, lines: dict[K
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data:
             raise fail("missing", key=(*prefix, f.name), **where)
     kwargs = {name: coerce(value, hints[name], key=(*prefix, name), **where) for name, value in data.items()}
+    for f in fields:
+        check = f.metadata.get("check")
+        message = check(kwargs[f.name]) if check is not None and f.name in kwargs else None
+        if message:
+            raise fail(message, key=(*prefix, f.name), **where)
     return cls(**kwargs)
 
 
@@ -206,6 +247,11 @@ def coerce(value: Any, hint: Any, *, path: str | Path | None = None, lines: dict
         raise errors[0]
     if dataclasses.is_dataclass(hint):
         return build(hint, {} if value is None else value, prefix=key, **where)
+    if origin is typing.Literal:
+        choices = typing.get_args(hint)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            raise fail(f"expected one of {', '.join(map(str, choices))}, got {value!r}", key=key, **where)
+        return value
     if origin is list:
         (inner,) = typing.get_args(hint) or (Any,)
         if isinstance(value, str) and not dataclasses.is_dataclass(inner):
@@ -238,6 +284,22 @@ def coerce(value: Any, hint: Any, *, path: str | Path | None = None, lines: dict
             raise fail(f"expected a string, got {value!r}", key=key, **where)
         return str(value)
     raise TypeError(f"unsupported config field type {hint!r}")  # pragma: no cover - a programming error
+
+
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None) -> Any:  # noqa: A002
+    """A dataclass field with its help text and an optional :data:`Check` (no default: required)."""
+    metadata = {"help": help, **({"check": check} if check is not None else {})}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def at_least(low: int) -> Check:
+    """A :data:`Check`: ``None`` (unset) or a number >= ``low``."""
+    return lambda value: None if value is None or value >= low else f"must be >= {low}, got {value}"
+
+
+def open_fraction(value: float | None) -> str | None:
+    """A :data:`Check`: ``None`` or a number strictly between 0 and 1."""
+    return None if value is None or 0.0 < value < 1.0 else f"must be between 0 and 1 (exclusive), got {value}"
 
 
 def read(path: str | Path | None, overrides: Sequence[str] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -286,6 +348,8 @@ def type_name(hint: Any) -> str:
     if origin is list:
         (inner,) = typing.get_args(hint) or (Any,)
         return f"list[{type_name(inner)}]"
+    if origin is typing.Literal:
+        return "{" + ",".join(map(str, typing.get_args(hint))) + "}"
     return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
@@ -339,20 +403,37 @@ def command_parser(prog: str, description: str, fields: str, *, config_help: str
     return parser
 
 
-def add_print_config(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """``--print-config`` for a command whose options are flags (``calibrate``, ``score``, ``serve``, ``eval``,
-    ``export``): with :func:`print_options`, the resolved options print as YAML, as for the config commands."""
-    parser.add_argument("--print-config", action="store_true", help="print the resolved options as YAML and exit")
-    return parser
-
-
-def print_options(args: argparse.Namespace) -> None:
-    """The parsed options (``--print-config`` itself left out) as YAML on stdout."""
-    options = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items() if k != "print_config"}
-    print(yaml.safe_dump(options, sort_keys=False, allow_unicode=True), end="")
-
-
 def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     """(the parser's own options, the overrides as ``key=value`` strings). The config file comes first."""
     args, rest = parser.parse_known_args(list(argv))
     return args, normalize_overrides(rest)
+
+
+# -- the model commands -------------------------------------------------------------------------------
+def boolean_fields(cls: type) -> frozenset[str]:
+    """Names of the ``bool`` (or ``bool | None``) fields of ``cls``: the flags of :func:`split_command_line`."""
+    hints = typing.get_type_hints(cls)
+    return frozenset(f.name for f in dataclasses.fields(cls)
+                     if hints[f.name] is bool or set(typing.get_args(hints[f.name])) == {bool, type(None)})
+
+
+def load_command(cls: type, prog: str, description: str, argv: Sequence[str],
+                 positionals: Sequence[str] = ("model",)) -> tuple[Any, bool]:
+    """(config, whether ``--print-config`` was given) of a model command: ``prog [CONFIG.yaml] POSITIONALS
+    [overrides]``. argparse does ``--help`` (fields listed by :func:`help_text`) and ``--print-config``; the
+    rest is :func:`split_command_line` with ``cls``'s boolean fields as flags, each positional becoming the
+    value of the field of the same place in ``positionals`` (a string as given, never read as YAML)."""
+    metavars = " ".join(name.upper() for name in positionals)
+    parser = argparse.ArgumentParser(
+        prog=prog, description=description, epilog=help_text(cls), allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage=f"{prog} [CONFIG.yaml] {metavars} [key=value | --key value | --key=value ...] [--print-config]")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
+    args, rest = parser.parse_known_args(list(argv))
+    words, overrides = split_command_line(rest, boolean_fields(cls))
+    path = words.pop(0) if words and words[0].endswith((".yaml", ".yml")) else None
+    if len(words) > len(positionals):
+        raise InputError(f"unexpected argument {words[len(positionals)]!r} (usage: {parser.usage})",
+                         path=COMMAND_LINE)
+    given = [f"{name}={json.dumps(word)}" for name, word in zip(positionals, words, strict=False)]
+    return load(cls, path, [*given, *overrides]), args.print_config

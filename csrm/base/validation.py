@@ -12,13 +12,11 @@ Rules (each failure is an :class:`~csrm.base.errors.InputError` naming file, lin
   string or null;
 - **text**: no lone surrogates anywhere (:mod:`csrm.base.text`).
 
-Also the small argparse types of the commands (:func:`positive_int`, :func:`open_fraction`) and
-:func:`check_model_dir`, which names a folder that is not a saved CSRM before anything tries to load it.
+Also :func:`check_model_dir`, which names a folder that is not a saved CSRM before anything tries to load it.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import functools
 import json
@@ -195,26 +193,3 @@ def check_model_dir(model: str | Path, *, what: str = "model") -> None:
     if model_type not in CSRM_MODEL_TYPES:
         raise InputError(f"not a saved CSRM folder (model_type {model_type!r}, expected 'csrm'); train one "
                          "with 'csrm train'", path=str(model))
-
-
-# -- argparse types ------------------------------------------------------------------------------------
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (argparse turns the error into exit 2 naming the option)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def open_fraction(text: str) -> float:
-    """argparse type: a number strictly between 0 and 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {value}")
-    return value

@@ -22,9 +22,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from csrm.base.io import write_jsonl
+
+if TYPE_CHECKING:
+    from csrm.scoring.score_cli import ScoreConfig
 
 
 def launched_world_size() -> int:
@@ -60,7 +63,7 @@ def merge_shards(entries: list, output: str | Path, world: int) -> int:
     return count
 
 
-def shard_fingerprint(args, device: str, rank: int, world: int) -> dict:
+def shard_fingerprint(cfg: ScoreConfig, device: str, rank: int, world: int) -> dict:
     """The resume fingerprint of one shard: the run's (model, input, settings) plus which shard of how many,
     so a shard's partial output is only resumed by the same shard of a run with the same process count."""
     import torch
@@ -68,11 +71,11 @@ def shard_fingerprint(args, device: str, rank: int, world: int) -> dict:
     from csrm.scoring.score_cli import run_fingerprint
     from csrm.scoring.scorer import resolve_bf16
 
-    fingerprint = run_fingerprint(args.model, args.input, bf16=resolve_bf16(args.bf16, torch.device(device)))
+    fingerprint = run_fingerprint(cfg.model, cfg.input, bf16=resolve_bf16(cfg.bf16, torch.device(device)))
     return {**fingerprint, "shard": f"{rank}/{world}"}
 
 
-def score_distributed(args, entries: list) -> int:
+def score_distributed(cfg: ScoreConfig, entries: list) -> int:
     """Body of ``csrm score`` under a multi-process launcher (module doc); returns the exit status."""
     import torch
     from accelerate import PartialState
@@ -81,25 +84,25 @@ def score_distributed(args, entries: list) -> int:
     from csrm.scoring.score_cli import score_file
     from csrm.scoring.scorer import load
 
-    cpu = (args.device or "").startswith("cpu") or not torch.cuda.is_available()
+    cpu = (cfg.device or "").startswith("cpu") or not torch.cuda.is_available()
     state = PartialState(cpu=True, backend="gloo") if cpu else PartialState()
     rank, world = state.process_index, state.num_processes
     mine = entries[rank::world]
-    shard = shard_path(args.output, rank, world)
-    device = args.device or str(state.device)
+    shard = shard_path(cfg.output, rank, world)
+    device = cfg.device or str(state.device)
     counts = {"items": len(mine), "resumed": len(mine), "scored": 0}
     finished = shard.is_file() and [str(r["id"]) for r in _rows(shard)] == [e[0] for e in mine]
     if not finished:
-        scorer = load(args.model, device=device, max_tokens=args.batch_tokens, bf16=args.bf16,
-                      num_threads=args.threads, prefix_cache=False if args.no_prefix_cache else None)
-        counts = score_file(scorer, args.input, shard, progress=not args.no_progress and state.is_main_process,
-                            entries=mine, fingerprint=shard_fingerprint(args, device, rank, world),
-                            restart=bool(getattr(args, "restart", False)))
+        scorer = load(cfg.model, device=device, max_tokens=cfg.batch_tokens, bf16=cfg.bf16,
+                      num_threads=cfg.threads, prefix_cache=None if cfg.prefix_cache else False)
+        counts = score_file(scorer, cfg.input, shard, progress=cfg.progress and state.is_main_process,
+                            entries=mine, fingerprint=shard_fingerprint(cfg, device, rank, world),
+                            restart=cfg.restart)
     all_counts = gather_object([counts])
     state.wait_for_everyone()
     if state.is_main_process:
-        merge_shards(entries, args.output, world)
+        merge_shards(entries, cfg.output, world)
         total = {key: sum(c[key] for c in all_counts) for key in ("items", "resumed", "scored")}
-        print(json.dumps({"output": os.fspath(args.output), **total, "processes": world}))
+        print(json.dumps({"output": os.fspath(cfg.output), **total, "processes": world}))
     state.wait_for_everyone()
     return 0

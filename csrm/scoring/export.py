@@ -1,4 +1,4 @@
-"""``csrm export MODEL OUT``: a saved CSRM as a standard ``transformers`` reward model (no csrm import needed).
+"""``csrm export MODEL OUTPUT_DIR``: a saved CSRM as a standard ``transformers`` reward model (no csrm import needed).
 
 **Cross-encoder CSRM** (``model_type: csrm``) -> a folder that ``AutoModelForSequenceClassification`` loads
 with ``num_labels=1`` (what TRL's ``reward_funcs="<path>"``, ``pipeline("text-classification")`` and other
@@ -43,16 +43,16 @@ written to ``config.json`` and the card).
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from csrm.base.config import add_print_config, print_options
+from csrm.base.config import dump, load_command, setting
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path
 
@@ -307,7 +307,7 @@ def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", rep
 
     model_dir, out = Path(model_dir), Path(out_dir).expanduser().resolve()
     if fmt not in FORMATS:
-        raise InputError(f"must be one of {list(FORMATS)}", field="--format")
+        raise InputError(f"must be one of {list(FORMATS)}", field="format")
     model_type = read_model_type(model_dir)
     if push_to_hub is not None:
         check_hub_target(push_to_hub)
@@ -384,27 +384,33 @@ def push(folder: Path, repo_id: str, *, private: bool = False) -> str:
 
 
 # -- command line ------------------------------------------------------------------------------------------
+@dataclass
+class ExportConfig:
+    """Settings of ``csrm export`` (:func:`csrm.base.config.load_command`; MODEL and OUTPUT_DIR are positional)."""
+
+    model: str = setting(help="a saved CSRM folder (csrm train / csrm run output)")
+    output_dir: str = setting(help="the folder to write (must not exist, or be empty)")
+    format: Literal[FORMATS] = setting("auto", "transformers: a standard *ForSequenceClassification folder "
+                                       "(cross-encoder CSRMs); csrm: the CSRM folder as is plus a model card (for "
+                                       "csrm.load); auto: transformers for a cross-encoder, csrm for a "
+                                       "clause-reading CSRM")
+    report: str | None = setting(None, "a run's report.json for the card's evaluation table (default: the one "
+                                 "beside the model folder, if any)")
+    push_to_hub: str | None = setting(None, "also upload the folder to this hub repo (OWNER/NAME)")
+    private: bool = setting(False, "create the hub repository as private")
+    verify: bool = setting(True, "compare probe rewards with csrm.load (--no-verify skips it)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="csrm export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="a saved CSRM folder (csrm train / csrm run output)")
-    parser.add_argument("out", help="the folder to write (must not exist, or be empty)")
-    parser.add_argument("--format", default="auto", choices=FORMATS,
-                        help="transformers: a standard *ForSequenceClassification folder (cross-encoder CSRMs); "
-                             "csrm: the CSRM folder as is plus a model card (for csrm.load); auto (default): "
-                             "transformers for a cross-encoder, csrm for a clause-reading CSRM")
-    parser.add_argument("--report", help="a run's report.json for the card's evaluation table (default: the "
-                                         "one beside the model folder, if any)")
-    parser.add_argument("--push-to-hub", metavar="OWNER/NAME", help="also upload the folder to this hub repo")
-    parser.add_argument("--private", action="store_true", help="create the hub repository as private")
-    parser.add_argument("--no-verify", action="store_true", help="skip the probe comparison with csrm.load")
-    args = add_print_config(parser).parse_args(argv)
-    if args.print_config:
-        print_options(args)
+    cfg, print_config = load_command(ExportConfig, "csrm export", __doc__.split("\n\n")[0],
+                                     sys.argv[1:] if argv is None else argv, positionals=("model", "output_dir"))
+    if print_config:
+        print(dump(cfg), end="")
         return 0
     logging.basicConfig(level=logging.WARNING)
     try:
-        out = export(args.model, args.out, fmt=args.format, report=args.report, push_to_hub=args.push_to_hub,
-                     private=args.private, verify=not args.no_verify)
+        out = export(cfg.model, cfg.output_dir, fmt=cfg.format, report=cfg.report, push_to_hub=cfg.push_to_hub,
+                     private=cfg.private, verify=cfg.verify)
     except InputError as err:
         print(f"csrm export: error: {err}", file=sys.stderr)
         return 2
@@ -412,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     section = config.get("csrm") or {}
     print(json.dumps({"out": str(out), "architectures": config.get("architectures"),
                       "max_abs_reward_difference": section.get("max_abs_reward_difference"),
-                      "reward_bias": section.get("reward_bias"), "pushed_to": args.push_to_hub}))
+                      "reward_bias": section.get("reward_bias"), "pushed_to": cfg.push_to_hub}))
     return 0
 
 

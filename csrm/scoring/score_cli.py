@@ -22,15 +22,16 @@ the partial files. No id is ever written twice.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from csrm.base.config import add_print_config, print_options
+from csrm.base.config import at_least, dump, load_command, setting
 from csrm.base.errors import InputError
 from csrm.base.fingerprint import check_fingerprint, file_digest, model_digest, tensors_digest
 from csrm.base.io import atomic_path, iter_jsonl, jsonl_lines, write_jsonl
@@ -38,7 +39,7 @@ from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.base.taxonomy import RiskTaxonomy
 from csrm.base.text import CHARS_PER_TOKEN
-from csrm.base.validation import check_model_dir, model_taxonomy, parse_item, positive_int
+from csrm.base.validation import check_model_dir, model_taxonomy, parse_item
 from csrm.scoring.thresholds import config_key
 
 logger = logging.getLogger(__name__)
@@ -191,51 +192,51 @@ def score_file(scorer, input_path: str | Path, output_path: str | Path, *, progr
     return {"items": len(entries), "resumed": resumed, "scored": len(todo)}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="csrm score", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="trained CSRM folder or hub id")
-    parser.add_argument("--input", required=True, help="JSONL of {id, config, prompt|messages, response?}")
-    parser.add_argument("--output", required=True, help="JSONL of scores (written atomically at the end)")
-    parser.add_argument("--restart", action="store_true",
-                        help="discard the partial results of an earlier run (needed when the model, input or "
-                             "settings changed since) and start over")
-    parser.add_argument("--batch-tokens", type=positive_int, default=None,
-                        help="max padded tokens (rows x longest) per forward batch (default 8192 on GPU, 2048 on CPU)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
-    parser.add_argument("--threads", type=positive_int, default=None, help="torch intra-op threads")
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
-                        help="bf16 autocast (default: on for CUDA with bf16, off on CPU)")
-    parser.add_argument("--no-prefix-cache", action="store_true", help="disable shared-prefix reuse (decoders)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    return parser
+@dataclass
+class ScoreConfig:
+    """Settings of ``csrm score`` (:func:`csrm.base.config.load_command`; MODEL is positional)."""
+
+    model: str = setting(help="trained CSRM folder or hub id")
+    input: str = setting(help="JSONL of {id, config, prompt|messages, response?}")
+    output: str = setting(help="JSONL of scores (written atomically at the end)")
+    restart: bool = setting(False, "discard the partial results of an earlier run (needed when the model, input "
+                            "or settings changed since) and start over")
+    batch_tokens: int | None = setting(None, "max padded tokens (rows x longest) per forward batch (default 8192 "
+                                       "on GPU, 2048 on CPU)", check=at_least(1))
+    device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: cuda if available)")
+    threads: int | None = setting(None, "torch intra-op threads", check=at_least(1))
+    bf16: bool | None = setting(None, "bf16 autocast (default: on for CUDA with bf16, off on CPU)")
+    prefix_cache: bool = setting(True, "shared-prefix reuse (decoders); --no-prefix-cache disables it")
+    progress: bool = setting(True, "show the progress bar (--no-progress hides it)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = add_print_config(build_parser()).parse_args(argv)
-    if args.print_config:
-        print_options(args)
+    cfg, print_config = load_command(ScoreConfig, "csrm score", __doc__.split("\n\n")[0],
+                                     sys.argv[1:] if argv is None else argv)
+    if print_config:
+        print(dump(cfg), end="")
         return 0
-    if not Path(args.input).is_file():
-        raise InputError("no such file", path=args.input)
-    entries = read_items(args.input, model_taxonomy(args.model))  # fail on bad lines before loading the model
-    check_model_dir(args.model)
+    if not Path(cfg.input).is_file():
+        raise InputError("no such file", path=cfg.input)
+    entries = read_items(cfg.input, model_taxonomy(cfg.model))  # fail on bad lines before loading the model
+    check_model_dir(cfg.model)
     from csrm.scoring.distributed_score import launched_world_size, score_distributed
 
     if launched_world_size() > 1:  # torchrun / accelerate launch: one shard per process
-        return score_distributed(args, entries)
+        return score_distributed(cfg, entries)
     import torch
 
     from csrm.scoring.scorer import load, resolve_bf16
 
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    fingerprint = run_fingerprint(args.model, args.input, bf16=resolve_bf16(args.bf16, device))
-    partial = Path(args.output).with_name(Path(args.output).name + ".partial")
-    if not args.restart:  # a mismatch stops here, before the model loads
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    fingerprint = run_fingerprint(cfg.model, cfg.input, bf16=resolve_bf16(cfg.bf16, device))
+    partial = Path(cfg.output).with_name(Path(cfg.output).name + ".partial")
+    if not cfg.restart:  # a mismatch stops here, before the model loads
         check_fingerprint(fingerprint_path(partial), fingerprint, partial=partial, what="the partial output",
                           restart_hint=RESTART_HINT)
-    scorer = load(args.model, device=args.device, max_tokens=args.batch_tokens, bf16=args.bf16,
-                  num_threads=args.threads, prefix_cache=False if args.no_prefix_cache else None)
-    counts = score_file(scorer, args.input, args.output, progress=not args.no_progress, entries=entries,
-                        fingerprint=fingerprint, restart=args.restart)
-    print(json.dumps({"output": os.fspath(args.output), **counts}))
+    scorer = load(cfg.model, device=cfg.device, max_tokens=cfg.batch_tokens, bf16=cfg.bf16,
+                  num_threads=cfg.threads, prefix_cache=None if cfg.prefix_cache else False)
+    counts = score_file(scorer, cfg.input, cfg.output, progress=cfg.progress, entries=entries,
+                        fingerprint=fingerprint, restart=cfg.restart)
+    print(json.dumps({"output": os.fspath(cfg.output), **counts}))
     return 0

@@ -37,7 +37,6 @@ fails, each request in it is scored alone, so only the request at fault gets an 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import collections
 import contextlib
@@ -45,6 +44,7 @@ import hmac
 import logging
 import os
 import stat
+import sys
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -56,12 +56,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from csrm.base.config import add_print_config, print_options
+from csrm.base.config import at_least, dump, load_command, setting
 from csrm.base.errors import InputError
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.base.text import cap_item, check_strings, find_lone_surrogate, surrogate_message
-from csrm.base.validation import default_taxonomy, parse_item, positive_int
+from csrm.base.validation import default_taxonomy, parse_item
 from csrm.model.batching import DEFAULT_MAX_TOKENS
 from csrm.scoring.ranking import estimated_error, rank
 from csrm.scoring.reward_funcs import OUTPUTS
@@ -540,40 +540,36 @@ def display_name(model: str) -> str:
     return Path(model).name if Path(model).exists() else model
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="csrm serve", description="serve a CSRM over HTTP (score, rank, health)")
-    parser.add_argument("model", help="trained CSRM folder or hub id")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
-    parser.add_argument("--max-items", type=positive_int, default=MAX_ITEMS,
-                        help="max items or responses per request")
-    parser.add_argument("--max-body-bytes", type=positive_int, default=MAX_BODY_BYTES)
-    parser.add_argument("--batch-wait-ms", type=float, default=BATCH_WAIT_MS,
-                        help="how long the idle batcher waits for more requests")
-    parser.add_argument("--batch-tokens", type=positive_int, default=None,
-                        help="token budget per gathered batch (default 8192) and per forward batch "
-                             "(default 8192 on GPU, 2048 on CPU)")
-    parser.add_argument("--token-file", default=None,
-                        help="require 'Authorization: Bearer <token>' with the token read from this file")
-    parser.add_argument("--token-env", default=None, metavar="VAR",
-                        help="require a bearer token read from environment variable VAR")
-    parser.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S,
-                        help="seconds a request may wait and be scored before it gets 503 (0 = no limit)")
-    parser.add_argument("--body-timeout", type=float, default=BODY_TIMEOUT_S,
-                        help="seconds a client has to send its request body before it gets 408")
-    parser.add_argument("--max-pending", type=positive_int, default=MAX_PENDING,
-                        help="items that may wait to be scored; requests beyond get 503")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--threads", type=positive_int, default=None)
-    parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--default-config", default=None,
-                        help="/get_reward: safety config for queries without a system message: a file "
-                             "(.yaml/.json/.txt, csrm.SafetyConfig) or the policy text itself")
-    parser.add_argument("--reward-output", choices=OUTPUTS, default="reward",
-                        help="/get_reward: the number returned: reward head, p_comply, or neg_error "
-                             "(compliant responses always above violating ones)")
-    parser.add_argument("--log-level", default="info")
-    return parser
+@dataclass
+class ServeConfig:
+    """Settings of ``csrm serve`` (:func:`csrm.base.config.load_command`; MODEL is positional)."""
+
+    model: str = setting(help="trained CSRM folder or hub id")
+    host: str = setting("127.0.0.1", "address to listen on")
+    port: int = setting(8000, "port to listen on")
+    max_items: int = setting(MAX_ITEMS, "max items or responses per request", check=at_least(1))
+    max_body_bytes: int = setting(MAX_BODY_BYTES, "max request body size in bytes", check=at_least(1))
+    batch_wait_ms: float = setting(BATCH_WAIT_MS, "how long the idle batcher waits for more requests")
+    batch_tokens: int | None = setting(None, "token budget per gathered batch (default 8192) and per forward "
+                                       "batch (default 8192 on GPU, 2048 on CPU)", check=at_least(1))
+    token_file: str | None = setting(None, "require 'Authorization: Bearer <token>' with the token read from "
+                                     "this file")
+    token_env: str | None = setting(None, "require a bearer token read from this environment variable")
+    request_timeout: float = setting(REQUEST_TIMEOUT_S, "seconds a request may wait and be scored before it gets "
+                                     "503 (0 = no limit)")
+    body_timeout: float = setting(BODY_TIMEOUT_S, "seconds a client has to send its request body before it "
+                                  "gets 408")
+    max_pending: int = setting(MAX_PENDING, "items that may wait to be scored; requests beyond get 503",
+                               check=at_least(1))
+    device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: cuda if available)")
+    threads: int | None = setting(None, "torch intra-op threads", check=at_least(1))
+    bf16: bool | None = setting(None, "bf16 autocast (default: on for CUDA with bf16, off on CPU)")
+    default_config: str | None = setting(None, "/get_reward: safety config for queries without a system message: "
+                                         "a file (.yaml/.json/.txt, csrm.SafetyConfig) or the policy text itself")
+    reward_output: Literal[OUTPUTS] = setting("reward", "/get_reward: the number returned: reward head, "
+                                              "p_comply, or neg_error (compliant responses always above "
+                                              "violating ones)")
+    log_level: str = setting("info", "uvicorn log level")
 
 
 def default_config_arg(value: str | None) -> str | SafetyConfig | None:
@@ -591,19 +587,20 @@ def main(argv: list[str] | None = None) -> int:
 
     from csrm.scoring.scorer import load
 
-    args = add_print_config(build_parser()).parse_args(argv)
-    if args.print_config:
-        print_options(args)
+    cfg, print_config = load_command(ServeConfig, "csrm serve", "serve a CSRM over HTTP (score, rank, health)",
+                                     sys.argv[1:] if argv is None else argv)
+    if print_config:
+        print(dump(cfg), end="")
         return 0
-    token = read_token(args.token_file, args.token_env)  # before the model loads: a bad token source fails fast
-    default_config = default_config_arg(args.default_config)  # a bad file fails before the model loads
-    scorer = load(args.model, device=args.device, max_tokens=args.batch_tokens, bf16=args.bf16,
-                  num_threads=args.threads)
-    app = create_app(scorer, max_items=args.max_items, max_body_bytes=args.max_body_bytes,
-                     batch_wait_ms=args.batch_wait_ms, batch_tokens=args.batch_tokens or DEFAULT_MAX_TOKENS,
-                     model_name=display_name(args.model), auth_token=token,
-                     request_timeout_s=args.request_timeout or None, body_timeout_s=args.body_timeout,
-                     max_pending=args.max_pending, default_config=default_config,
-                     reward_output=args.reward_output)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    token = read_token(cfg.token_file, cfg.token_env)  # before the model loads: a bad token source fails fast
+    default_config = default_config_arg(cfg.default_config)  # a bad file fails before the model loads
+    scorer = load(cfg.model, device=cfg.device, max_tokens=cfg.batch_tokens, bf16=cfg.bf16,
+                  num_threads=cfg.threads)
+    app = create_app(scorer, max_items=cfg.max_items, max_body_bytes=cfg.max_body_bytes,
+                     batch_wait_ms=cfg.batch_wait_ms, batch_tokens=cfg.batch_tokens or DEFAULT_MAX_TOKENS,
+                     model_name=display_name(cfg.model), auth_token=token,
+                     request_timeout_s=cfg.request_timeout or None, body_timeout_s=cfg.body_timeout,
+                     max_pending=cfg.max_pending, default_config=default_config,
+                     reward_output=cfg.reward_output)
+    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
     return 0

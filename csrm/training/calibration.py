@@ -1,4 +1,4 @@
-"""``csrm calibrate MODEL_DIR --dataset-path DATASET_DIR``: post-hoc temperature scaling of the compliance head.
+"""``csrm calibrate MODEL --dataset-path DATASET_DIR``: post-hoc temperature scaling of the compliance head.
 
 One scalar ``T > 0`` is fitted on a held-out split by minimising the negative log-likelihood of
 ``sigmoid(logit / T)`` (bounded Brent search over ``log T``), then stored as ``temperature`` in the model's
@@ -11,16 +11,16 @@ positive class, are reported before and after, with a reliability diagram.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from csrm.base.config import add_print_config, print_options
+from csrm.base.config import at_least, dump, load_command, setting
 from csrm.base.errors import InputError
 from csrm.base.io import write_json
 from csrm.base.metrics import (
@@ -30,7 +30,7 @@ from csrm.base.metrics import (
     logit_nll,
     reliability_curve,
 )
-from csrm.base.validation import check_model_dir, positive_int
+from csrm.base.validation import check_model_dir
 from csrm.model.clause_model import item_temperatures
 from csrm.training.data import MixedCollator, load_augmented, tokenize_examples
 
@@ -195,29 +195,35 @@ def set_temperature(model_dir: str | Path, temperature: float, request_temperatu
     write_json(path, config)
 
 
+@dataclass
+class CalibrateConfig:
+    """Settings of ``csrm calibrate`` (:func:`csrm.base.config.load_command`; MODEL is positional)."""
+
+    model: str = setting(help="a saved CSRM (output_dir of 'csrm train')")
+    dataset_path: str = setting(help="augmentation output folder (examples/ with the split), as dataset_path of "
+                                "csrm train")
+    split: str = setting("validation", "split to fit on")
+    batch_size: int = setting(64, "examples per forward batch", check=at_least(1))
+    max_examples: int | None = setting(None, "fit on at most this many examples", check=at_least(1))
+    output_dir: str | None = setting(None, "folder for report.json and reliability.png (default: "
+                                     "MODEL/calibration)")
+    dry_run: bool = setting(False, "report only; leave config.json as it is")
+    device: str | None = setting(None, "cpu, cuda, cuda:1, ... (default: cuda if available)")
+    report_to: str = setting("none", "'wandb' logs the metrics, bin table and diagram to Weights & Biases "
+                             "(WANDB_MODE=offline: locally)")
+    progress: bool = setting(True, "show the progress bar (--no-progress hides it)")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="csrm calibrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model_dir", help="a saved CSRM (output_dir of 'csrm train')")
-    parser.add_argument("--dataset-path", required=True,
-                        help="augmentation output folder (examples/ with the split), as dataset_path of csrm train")
-    parser.add_argument("--split", default="validation", help="split to fit on (default: validation)")
-    parser.add_argument("--batch-size", type=positive_int, default=64)
-    parser.add_argument("--max-examples", type=positive_int, default=None, help="fit on at most this many examples")
-    parser.add_argument("--output-dir", default=None, help="folder for report.json and reliability.png "
-                                                    "(default: MODEL_DIR/calibration)")
-    parser.add_argument("--dry-run", action="store_true", help="report only; leave config.json as it is")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
-    parser.add_argument("--report-to", default="none", help="'wandb' logs the metrics, bin table and diagram "
-                                                            "to Weights & Biases (WANDB_MODE=offline: locally)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    args = add_print_config(parser).parse_args(sys.argv[1:] if argv is None else argv)
-    if args.print_config:
-        print_options(args)
+    cfg, print_config = load_command(CalibrateConfig, "csrm calibrate", __doc__.split("\n\n")[0],
+                                     sys.argv[1:] if argv is None else argv)
+    if print_config:
+        print(dump(cfg), end="")
         return 0
     try:
-        report = calibrate(args.model_dir, args.dataset_path, split=args.split, batch_size=args.batch_size,
-                           max_examples=args.max_examples, output_dir=args.output_dir, write=not args.dry_run,
-                           device=args.device, progress=not args.no_progress, report_to=args.report_to)
+        report = calibrate(cfg.model, cfg.dataset_path, split=cfg.split, batch_size=cfg.batch_size,
+                           max_examples=cfg.max_examples, output_dir=cfg.output_dir, write=not cfg.dry_run,
+                           device=cfg.device, progress=cfg.progress, report_to=cfg.report_to)
     except InputError as err:
         print(f"csrm calibrate: error: {err}", file=sys.stderr)
         return 2

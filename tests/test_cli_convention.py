@@ -1,0 +1,88 @@
+"""One CLI convention for all nine ``csrm`` commands (csrm.base.config): ``--help`` lists every field, the
+three override forms mean the same, a wrong value names its field; the model commands keep today's
+positionals and dashed flags and take an optional YAML file."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from csrm.app import cli
+from csrm.scoring.export import ExportConfig
+from csrm.scoring.score_cli import ScoreConfig
+from csrm.scoring.server import ServeConfig
+from csrm.training.calibration import CalibrateConfig
+from eval.cli import EvalConfig
+
+# command, the arguments it needs, a field to override, a value, a wrong value
+COMMANDS = [
+    ("augment", ["configs/augment/seed.yaml"], "seed", 7, "x"),
+    ("train", ["configs/train/tiny_test.yaml"], "max_steps", 7, "x"),
+    ("run", ["configs/pipeline/default.yaml"], "eval_limit", 7, "x"),
+    ("align", ["configs/align/smollm2_cpu.yaml"], "rounds", 7, "x"),
+    ("score", ["M", "--input", "i.jsonl", "--output", "o.jsonl"], "batch_tokens", 300, "x"),
+    ("serve", ["M"], "port", 8123, "x"),
+    ("eval", ["M"], "limit", 7, "0"),
+    ("calibrate", ["M", "--dataset-path", "D"], "batch_size", 7, "x"),
+    ("export", ["M", "O"], "format", "csrm", "onnx"),
+]
+CONFIGS = {"score": ScoreConfig, "serve": ServeConfig, "eval": EvalConfig, "calibrate": CalibrateConfig,
+           "export": ExportConfig}
+
+
+def printed(argv: list[str], capsys) -> dict:
+    assert cli.main([*argv, "--print-config"]) == 0
+    return yaml.safe_load(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("command", "args", "key", "value", "wrong"), COMMANDS)
+def test_every_command_shares_the_convention(command, args, key, value, wrong, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([command, "--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert "--print-config" in text and "--key value" in text and f"  {key} " in text
+    names = [f.name for f in dataclasses.fields(CONFIGS[command])] if command in CONFIGS else [key]
+    assert all(f"  {name} " in text for name in names), text
+    configs = [printed([command, *args, *form], capsys)
+               for form in ([f"{key}={value}"], [f"--{key}", str(value)], [f"--{key}={value}"])]
+    assert configs[0][key] == value and configs[0] == configs[1] == configs[2]
+    assert cli.main([command, *args, f"{key}={wrong}"]) == 2
+    assert f"field '{key}'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["score", "M", "--input", "i", "--output", "o", "--batch-tokens", "512", "--no-progress", "--no-prefix-cache",
+      "--bf16"], {"batch_tokens": 512, "progress": False, "prefix_cache": False, "bf16": True}),
+    (["score", "--no-progress", "M", "--input", "i", "--output", "o", "--no-bf16"],
+     {"model": "M", "progress": False, "bf16": False}),
+    (["serve", "M", "--reward-output", "p_comply", "--max-items", "3", "--token-env", "VAR"],
+     {"reward_output": "p_comply", "max_items": 3, "token_env": "VAR"}),
+    (["eval", "M", "--bench", "cosapien", "--data-dir", "D", "--output-dir", "O", "--no-hub", "--quiet"],
+     {"bench": "cosapien", "data_dir": "D", "output_dir": "O", "hub": False, "quiet": True}),
+    (["calibrate", "M", "--dataset-path", "D", "--output-dir", "O", "--dry-run", "--no-progress"],
+     {"model": "M", "dataset_path": "D", "output_dir": "O", "dry_run": True, "progress": False}),
+    (["export", "M", "O", "--format", "transformers", "--push-to-hub", "me/x", "--private", "--no-verify"],
+     {"output_dir": "O", "format": "transformers", "push_to_hub": "me/x", "private": True, "verify": False}),
+    (["export", "M", "output_dir=O"], {"model": "M", "output_dir": "O"}),
+])
+def test_todays_dashed_flags_still_parse(argv, expected, capsys):
+    config = printed(argv, capsys)
+    assert {k: config[k] for k in expected} == expected
+
+
+def test_a_model_command_reads_an_optional_yaml_file(tmp_path, capsys):
+    path = tmp_path / "score.yaml"
+    path.write_text("model: M\ninput: i.jsonl\noutput: o.jsonl\nbatch_tokens: 64\n")
+    assert printed(["score", str(path), "--batch-tokens", "128"], capsys)["batch_tokens"] == 128
+    assert printed(["score", str(path), "N"], capsys)["model"] == "N"  # a positional overrides the file
+    path.write_text("model: M\ninput: i.jsonl\noutput: o.jsonl\nthreads: 0\n")
+    assert cli.main(["score", str(path)]) == 2
+    assert "score.yaml:4: field 'threads': must be >= 1" in capsys.readouterr().err
+
+
+def test_a_stray_positional_and_a_missing_field_are_errors(capsys):
+    assert cli.main(["serve", "M", "N"]) == 2 and "unexpected argument 'N'" in capsys.readouterr().err
+    assert cli.main(["score", "M", "--input", "i"]) == 2 and "field 'output': missing" in capsys.readouterr().err
