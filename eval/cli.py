@@ -12,13 +12,12 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from csrm.base.config import at_least, dump, load_command, open_fraction, setting
 from csrm.base.errors import InputError
 from csrm.base.paths import data_dir
 from csrm.base.validation import check_model_dir
-from eval.benchmarks import BENCHMARKS, COSALIGN_DEV_CHOICES, resolve_names
+from eval.benchmarks import BENCHMARKS, CosalignDev, resolve_names
 from eval.harness import evaluate, load_benchmarks, stderr_progress
 from eval.models import ZERO_SHOT_PREFIX, is_config_blind, load_scorer
 from eval.report import log_report, slug, write_report
@@ -43,7 +42,7 @@ class EvalConfig:
     device: str | None = setting(None, "zero-shot judge device (cpu, cuda, auto)")
     dev_fraction: float = setting(0.2, "share of each (config, label kind) stratum held out as dev for threshold "
                                   "tuning", check=open_fraction)
-    cosalign_dev: Literal[COSALIGN_DEV_CHOICES] = setting("seen", "CoSAlign-Test dev split: 'seen' (seen configs "
+    cosalign_dev: CosalignDev = setting("seen", "CoSAlign-Test dev split: 'seen' (seen configs "
                                                           "= dev, unseen = test) or 'slice'")
     quiet: bool = setting(False, "no progress bars on stderr")
     report_to: str = setting("none", "'wandb' logs every benchmark's metrics, the per-config table and the plots "

@@ -286,7 +286,7 @@ def coerce(value: Any, hint: Any, *, path: str | Path | None = None, lines: dict
     raise TypeError(f"unsupported config field type {hint!r}")  # pragma: no cover - a programming error
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None) -> Any:  # noqa: A002
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None) -> Any:
     """A dataclass field with its help text and an optional :data:`Check` (no default: required)."""
     metadata = {"help": help, **({"check": check} if check is not None else {})}
     return dataclasses.field(default=default, metadata=metadata)

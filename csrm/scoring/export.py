@@ -50,7 +50,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from csrm.base.config import dump, load_command, setting
 from csrm.base.errors import InputError
@@ -59,7 +59,8 @@ from csrm.base.io import atomic_path
 logger = logging.getLogger(__name__)
 
 COMPLIANCE_FILE = "csrm_compliance_head.safetensors"
-FORMATS = ("auto", "transformers", "csrm")
+Format = Literal["auto", "transformers", "csrm"]
+FORMATS: tuple[str, ...] = get_args(Format)
 TOLERANCE = 1e-3
 # the averaging layer's constants (module doc): ALPHA scales the written values far above the residual stream,
 # C makes the LayerNorm scale independent of the reward, EPS keeps tanh linear
@@ -390,7 +391,7 @@ class ExportConfig:
 
     model: str = setting(help="a saved CSRM folder (csrm train / csrm run output)")
     output_dir: str = setting(help="the folder to write (must not exist, or be empty)")
-    format: Literal[FORMATS] = setting("auto", "transformers: a standard *ForSequenceClassification folder "
+    format: Format = setting("auto", "transformers: a standard *ForSequenceClassification folder "
                                        "(cross-encoder CSRMs); csrm: the CSRM folder as is plus a model card (for "
                                        "csrm.load); auto: transformers for a cross-encoder, csrm for a "
                                        "clause-reading CSRM")

@@ -22,14 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from csrm.base.records import Message, as_messages
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreResult
 from csrm.scoring.ranking import estimated_error
 
-OUTPUTS = ("reward", "p_comply", "neg_error")
+RewardOutput = Literal["reward", "p_comply", "neg_error"]
+OUTPUTS: tuple[str, ...] = get_args(RewardOutput)
 
 
 def message_text(content: Any) -> str:

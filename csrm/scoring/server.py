@@ -64,7 +64,7 @@ from csrm.base.text import cap_item, check_strings, find_lone_surrogate, surroga
 from csrm.base.validation import default_taxonomy, parse_item
 from csrm.model.batching import DEFAULT_MAX_TOKENS
 from csrm.scoring.ranking import estimated_error, rank
-from csrm.scoring.reward_funcs import OUTPUTS
+from csrm.scoring.reward_funcs import RewardOutput
 
 logger = logging.getLogger(__name__)
 
@@ -566,7 +566,7 @@ class ServeConfig:
     bf16: bool | None = setting(None, "bf16 autocast (default: on for CUDA with bf16, off on CPU)")
     default_config: str | None = setting(None, "/get_reward: safety config for queries without a system message: "
                                          "a file (.yaml/.json/.txt, csrm.SafetyConfig) or the policy text itself")
-    reward_output: Literal[OUTPUTS] = setting("reward", "/get_reward: the number returned: reward head, "
+    reward_output: RewardOutput = setting("reward", "/get_reward: the number returned: reward head, "
                                               "p_comply, or neg_error (compliant responses always above "
                                               "violating ones)")
     log_level: str = setting("info", "uvicorn log level")

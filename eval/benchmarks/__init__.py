@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Literal, get_args
 
 from csrm.base.paths import data_dir as default_data_dir
 from eval.benchmarks import augmented, cosalign_test, cosapien, dynabench
@@ -29,7 +30,8 @@ BENCHMARKS: dict[str, ModuleType] = {m.NAME: m for m in (cosapien, dynabench, co
 EXTRA_BENCHMARKS: dict[str, ModuleType] = {augmented.NAME: augmented}
 ALIASES = {"cosalign": "cosalign-test", "cosalign_test": "cosalign-test", "cosa": "cosalign-test",
            "cosapien": "cosapien", "dynabench": "dynabench", "dyna": "dynabench"}
-COSALIGN_DEV_CHOICES = ("seen", "slice")
+CosalignDev = Literal["seen", "slice"]
+COSALIGN_DEV_CHOICES: tuple[str, ...] = get_args(CosalignDev)
 
 __all__ = ["BENCHMARKS", "BenchmarkUnavailable", "LoadedBenchmark", "load_benchmark", "resolve_names"]
 
