@@ -8,14 +8,13 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from scoring_fixtures import save, tiny_encoder
 from test_score_cli import read_rows, write_input
 
 from csrm.scoring.distributed_score import merge_shards, shard_fingerprint, shard_path
-from csrm.scoring.score_cli import fingerprint_path, read_items
+from csrm.scoring.score_cli import ScoreConfig, fingerprint_path, read_items
 from csrm.scoring.score_cli import main as score_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,8 +50,8 @@ def test_torchrun_two_processes_match_one_and_resume_per_shard(tmp_path):
     partial = shard_path(out, 1, 2).with_name(shard_path(out, 1, 2).name + ".partial")
     partial.write_text("".join(json.dumps(r) + "\n" for r in planted.values()))
     # ... and the fingerprint that run recorded beside it (csrm/base/fingerprint.py): same model, input and shard
-    args = SimpleNamespace(model=str(model), input=str(inp), bf16=None)
-    fingerprint_path(partial).write_text(json.dumps(shard_fingerprint(args, "cpu", 1, 2)))
+    cfg = ScoreConfig(model=str(model), input=str(inp), output=str(out))
+    fingerprint_path(partial).write_text(json.dumps(shard_fingerprint(cfg, "cpu", 1, 2)))
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -425,7 +425,8 @@ def load_command(cls: type, prog: str, description: str, argv: Sequence[str],
     value of the field of the same place in ``positionals`` (a string as given, never read as YAML)."""
     metavars = " ".join(name.upper() for name in positionals)
     parser = argparse.ArgumentParser(
-        prog=prog, description=description, epilog=help_text(cls), allow_abbrev=False,
+        prog=prog, description=description, allow_abbrev=False,
+        epilog=help_text(cls) + "\n\na boolean field X is set by --X and cleared by --no-X",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         usage=f"{prog} [CONFIG.yaml] {metavars} [key=value | --key value | --key=value ...] [--print-config]")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config as YAML and exit")
