@@ -305,7 +305,17 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     if cfg.process_index == 0:
         print(json.dumps(summary, default=str))
+    leave_process_group()
     return 0
+
+
+def leave_process_group() -> None:
+    """Destroy the process group (after a barrier) before the interpreter exits. Left to interpreter
+    teardown, a rank can destroy the backend's threads while they still run ("terminate called without an
+    active exception", SIGABRT after the model was saved), which fails the whole launch."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
