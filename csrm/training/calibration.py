@@ -4,8 +4,8 @@ One scalar ``T > 0`` is fitted on a held-out split by minimising the negative lo
 ``sigmoid(logit / T)`` (bounded Brent search over ``log T``), then stored as ``temperature`` in the model's
 ``config.json`` (rewritten atomically), which every scorer applies. A clause-reading CSRM gets one temperature
 per task when the split holds at least ``MIN_PER_TASK`` requests and responses: ``request_temperature`` for
-request screening (no response) and ``temperature`` for responses, since the two are confident differently. Temperature scaling keeps the ranking (AUROC,
-F1 at a re-tuned threshold) and fixes over/under-confidence. ECE (15 bins) and Brier, with violation as the
+request screening (no response) and ``temperature`` for responses, since the two are confident differently.
+Temperature scaling keeps the ranking (AUROC, F1 at a re-tuned threshold) and fixes over/under-confidence. ECE (15 bins) and Brier, with violation as the
 positive class, are reported before and after, with a reliability diagram.
 """
 
