@@ -394,3 +394,15 @@ def test_refusal_candidate_pair_signal_and_independent_judges(tmp_path, tiny_pol
     text = (out / "report.md").read_text()
     assert "Judged independently" in text and "Reward-hacking check" in text
     assert set(report["answer_profile"]["after"]) == {"all", "top"}
+
+
+def test_a_round_without_pairs_carries_the_policy_over_and_still_reports(tmp_path, tiny_policy, tiny_csrm,
+                                                                          item_files):
+    cfg = recipe(tmp_path / "run", tiny_policy, tiny_csrm, item_files, **{"rounds": "1", "judge.min_margin": "1e9"})
+    report = run_align(cfg)
+    out = Path(cfg.output_dir)
+    info = json.loads((out / "round_1" / "state.json").read_text())["info"]
+    assert info["pairs"] == 0 and info["dpo_skipped"] is True
+    assert report["final_policy"] == str(tiny_policy)  # nothing trained: the starting policy is the result
+    assert not (out / "round_1" / "policy").exists()
+    assert "CoSA-Score" in (out / "report.md").read_text()

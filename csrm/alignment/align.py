@@ -280,7 +280,8 @@ class AlignRun:
         dataset = build_preference_dataset(ReplayScorer(results), inputs, strategy=self.cfg.judge.strategy,
                                            min_margin=self.cfg.judge.min_margin)
         with atomic_path(folder / "pairs", is_dir=True) as tmp:
-            dataset.save_to_disk(str(tmp))
+            # one shard even when empty: datasets writes no shard for 0 rows and then cannot load the folder
+            dataset.save_to_disk(str(tmp), num_shards=1)
         return pair_signal(dataset, rows, scores, refusal=self.cfg.eval.refusal_anchor)
 
     def _load_pairs(self, folder: Path):
