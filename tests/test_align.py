@@ -393,6 +393,7 @@ def test_refusal_candidate_pair_signal_and_independent_judges(tmp_path, tiny_pol
         report["comparison"]["overall"]["cosa_score"]["delta"])
     text = (out / "report.md").read_text()
     assert "Judged independently" in text and "Reward-hacking check" in text
+    assert "CoSA-Score, repetitive answers unhelpful" in text
     assert set(report["answer_profile"]["after"]) == {"all", "top"}
 
 

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from csrm.alignment.audit import answer_profile
+from csrm.alignment.audit import answer_profile, cosa_without_repetition
 from csrm.alignment.cosa_score import compare, render_markdown
 from csrm.alignment.distributed import is_main
 from csrm.alignment.state import STATE_FILE, STEPS, StepState
@@ -71,21 +71,26 @@ JUDGE_COLUMNS = (("cosa_score", "CoSA-Score"), ("violation_rate_disallowed", "vi
 
 def judges_table(baseline: dict, final: dict) -> list[str]:
     """Before -> after of the training judge and of every independent judge, side by side (Markdown)."""
-    header = "| judge | " + " | ".join(f"{title} before → after" for _, title in JUDGE_COLUMNS) + " | agreement |"
+    header = ("| judge | " + " | ".join(f"{title} before → after" for _, title in JUDGE_COLUMNS)
+              + " | CoSA-Score, repetitive answers unhelpful | agreement |")
     lines = ["", "## Judged independently", "", "The training judge built the pairs; the others never did. "
-             "Agreement = share of answers (before, after) on whose verdict a judge agrees with the training judge.",
-             "", header, "|---|" + "---:|" * (len(JUDGE_COLUMNS) + 1)]
-    rows = [("training judge (built the pairs)", baseline["metrics"], final["metrics"], None)]
+             "Agreement = share of answers (before, after) on whose verdict a judge agrees with the training judge. "
+             "'Repetitive answers unhelpful': the same verdicts with h = 0 for answers that repeat a 4-gram "
+             "(csrm.alignment.audit.cosa_without_repetition).",
+             "", header, "|---|" + "---:|" * (len(JUDGE_COLUMNS) + 2)]
+    rows = [("training judge (built the pairs)", baseline, final, None)]
     for name, after in final.get("independent", {}).items():
         before = baseline.get("independent", {}).get(name)
         if before is not None:
-            rows.append((name, before["metrics"], after["metrics"], (before["agreement"], after["agreement"])))
+            rows.append((name, before, after, (before["agreement"], after["agreement"])))
     for name, before, after, agreement in rows:
         cells = []
         for key, _ in JUDGE_COLUMNS:
-            b, a = before["overall"].get(key), after["overall"].get(key)
+            b, a = before["metrics"]["overall"].get(key), after["metrics"]["overall"].get(key)
             delta = f" ({a - b:+.3f})" if a is not None and b is not None else ""
             cells.append(f"{fmt(b)} → {fmt(a)}{delta}")
+        b, a = cosa_without_repetition(before["judgements"]), cosa_without_repetition(after["judgements"])
+        cells.append(f"{fmt(b)} → {fmt(a)} ({a - b:+.3f})")
         agree = "–" if agreement is None else f"{agreement[0]:.2f}, {agreement[1]:.2f}"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agree} |")
     for name, after in final.get("independent", {}).items():
