@@ -102,8 +102,8 @@ def pair_accuracy(chosen_rewards: Sequence[float], rejected_rewards: Sequence[fl
 T_RANGE = (0.01, 100.0)
 
 
-def logit_nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
-    """Mean negative log-likelihood of ``labels`` under ``sigmoid(logits / temperature)``."""
+def logit_nll(logits: np.ndarray, labels: np.ndarray, temperature: float | np.ndarray) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``sigmoid(logits / temperature)`` (one temperature, or one per item)."""
     z = logits / temperature
     # mean BCE with logits, numerically stable: log(1 + e^z) - y z
     return float(np.mean(np.logaddexp(0.0, z) - labels * z))

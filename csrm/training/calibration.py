@@ -54,13 +54,12 @@ def fit_task_temperatures(logits: Any, labels: Any, is_request: Any) -> tuple[fl
 def calibration_metrics(logits: np.ndarray, labels_comply: np.ndarray, temperature: float | np.ndarray
                         ) -> dict[str, float]:
     """NLL, ECE (15 bins) and Brier with violation as the positive class, at ``temperature`` (a scalar, or one
-    per item); a scalar is reported as ``temperature``."""
+    per item)."""
     p_violation = 1.0 / (1.0 + np.exp(logits / temperature))
     y_violation = 1 - labels_comply
-    metrics = {"nll": logit_nll(logits, labels_comply, temperature),
-               "ece": expected_calibration_error(y_violation, p_violation, n_bins=ECE_BINS),
-               "brier": float(np.mean((p_violation - y_violation) ** 2))}
-    return {"temperature": float(temperature), **metrics} if np.ndim(temperature) == 0 else metrics
+    return {"nll": logit_nll(logits, labels_comply, temperature),
+            "ece": expected_calibration_error(y_violation, p_violation, n_bins=ECE_BINS),
+            "brier": float(np.mean((p_violation - y_violation) ** 2))}
 
 
 @torch.no_grad()
