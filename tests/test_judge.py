@@ -9,7 +9,13 @@ import pytest
 import torch
 from scoring_fixtures import CONFIGS, PROMPTS, tiny_decoder
 
-from csrm.alignment.judge import COLUMNS, JudgeInput, build_preference_dataset, preference_pairs
+from csrm.alignment.judge import (
+    COLUMNS,
+    JudgeInput,
+    build_preference_dataset,
+    preference_pairs,
+    repeats_phrase,
+)
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.scoring.ranking import estimated_error, rank, rank_key
@@ -64,6 +70,21 @@ def test_pairs_drop_both_violating_and_ties():
     assert preference_pairs([result(True, 1.0), result(True, 0.9)], min_margin=0.5) == []
     with pytest.raises(ValueError):
         preference_pairs([], strategy="best")
+
+
+def test_degenerate_text_is_never_chosen_and_ranks_below_the_rest_of_its_verdict():
+    assert repeats_phrase("I can help. I can help you with that.") is False  # a 3-gram twice is not enough
+    assert repeats_phrase("the cat sat on the mat and the cat sat on the mat")
+    results = [result(True, 5.0), result(True, 1.0), result(False, 2.0)]
+    degenerate = [True, False, False]
+    assert preference_pairs(results, strategy="best_vs_worst") == [(0, 2)]
+    assert preference_pairs(results, strategy="best_vs_worst", degenerate=degenerate) == [(1, 2)]
+    assert preference_pairs(results, strategy="all", degenerate=degenerate) == [(1, 0), (1, 2)]
+    assert preference_pairs(results[:1] + results[2:], strategy="all", degenerate=[True, False]) == []
+    looping = "ok 9 " + "sure, here it is " * 3
+    pairs = build_preference_dataset(TableScorer(), [JudgeInput("cfg", "hi", [looping, "ok 1", "bad 0"])],
+                                     strategy="best_vs_worst")
+    assert [p["chosen"][0]["content"] for p in pairs] == ["ok 1"]
 
 
 def test_dataset_is_conversational_with_the_config_as_system_message():

@@ -10,7 +10,12 @@ A pair ``(chosen, rejected)`` is kept iff
 - it ranks strictly above the rejected one (a different verdict, or the same verdict and a higher reward;
   exact ties are dropped), and the error margin exceeds ``min_margin``.
 
-So a violating response is never preferred to a compliant one. ``strategy`` picks which of those pairs to emit:
+So a violating response is never preferred to a compliant one. **Degenerate text** (:func:`repeats_phrase`: some
+word 4-gram occurs twice) ranks below every non-degenerate response of its verdict and is never chosen: the
+CSRM's reward credits any fluent-looking non-refusal over a refusal, and in the session-6 sweep DPO on pairs
+that chose such text raised the held-out CoSA-Score by +0.12 while the repetition rate of the answers went
+from 30% to 51% (the repetition-adjusted score fell, :func:`csrm.alignment.audit.cosa_without_repetition`).
+``strategy`` picks which of those pairs to emit:
 ``all`` (every such pair, as CoSAlign), ``best_vs_rest`` (the best response against each worse one) or
 ``best_vs_worst`` (one pair per prompt).
 
@@ -21,6 +26,8 @@ message each, plus score columns. It trains as is with ``trl.DPOTrainer``.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,13 +37,21 @@ from datasets import Dataset
 from csrm.base.records import Message, as_messages, stable_id
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
-from csrm.scoring.ranking import VIOLATION_COST, estimated_error, rank, rank_key
+from csrm.scoring.ranking import VIOLATION_COST, estimated_error, rank_key
 from csrm.scoring.thresholds import config_key
 
 STRATEGIES = ("all", "best_vs_rest", "best_vs_worst")
 SCORE_COLUMNS = ("chosen_p_comply", "rejected_p_comply", "chosen_reward", "rejected_reward", "chosen_error",
                  "rejected_error", "margin")
 COLUMNS = ("prompt", "chosen", "rejected", "config", "config_id", "prompt_id", *SCORE_COLUMNS)
+_WORD = re.compile(r"\w+")
+
+
+def repeats_phrase(text: str, n: int = 4) -> bool:
+    """True when some word ``n``-gram of ``text`` occurs twice (case-insensitive): degenerate repetition."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    grams = Counter(tuple(words[i:i + n]) for i in range(len(words) - n + 1))
+    return any(c > 1 for c in grams.values())
 
 
 @dataclass
@@ -49,17 +64,19 @@ class JudgeInput:
     prompt_id: str = ""
 
 
-def preference_pairs(results: Sequence[ScoreResult], *, strategy: str = "all",
-                     min_margin: float = 0.0) -> list[tuple[int, int]]:
-    """``(chosen, rejected)`` index pairs among ``results`` under the module's rule."""
+def preference_pairs(results: Sequence[ScoreResult], *, strategy: str = "all", min_margin: float = 0.0,
+                     degenerate: Sequence[bool] | None = None) -> list[tuple[int, int]]:
+    """``(chosen, rejected)`` index pairs among ``results`` under the module's rule; ``degenerate[i]`` marks
+    response ``i`` as degenerate text (ranked below the non-degenerate ones of its verdict, never chosen)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
-    order = rank(results)
-    keys = [rank_key(r) for r in results]
+    bad = list(degenerate) if degenerate is not None else [False] * len(results)
+    keys = [(rank_key(r)[0], int(b), rank_key(r)[1]) for r, b in zip(results, bad, strict=True)]
+    order = sorted(range(len(results)), key=lambda i: (keys[i], i))
     errors = [estimated_error(r) for r in results]
 
     def keep(c: int, r: int) -> bool:
-        if not results[c].complies or not keys[c] < keys[r]:
+        if not results[c].complies or bad[c] or not keys[c] < keys[r]:
             return False
         return min_margin <= 0 or errors[r] - errors[c] > min_margin
 
@@ -107,7 +124,8 @@ def build_preference_dataset(scorer, inputs: Iterable[JudgeInput | Mapping[str, 
         start += len(entry.responses)
         prompt = system_prompt_messages(text, entry.prompt)
         prompt_id = entry.prompt_id or stable_id(text, prompt)
-        for c, r in preference_pairs(group, strategy=strategy, min_margin=min_margin):
+        degenerate = [repeats_phrase(r) for r in entry.responses]
+        for c, r in preference_pairs(group, strategy=strategy, min_margin=min_margin, degenerate=degenerate):
             chosen, rejected = group[c], group[r]
             rows.append({
                 "prompt": prompt,
@@ -124,4 +142,5 @@ def build_preference_dataset(scorer, inputs: Iterable[JudgeInput | Mapping[str, 
     return Dataset.from_list(rows)
 
 
-__all__ = ["COLUMNS", "VIOLATION_COST", "JudgeInput", "build_preference_dataset", "preference_pairs"]
+__all__ = ["COLUMNS", "VIOLATION_COST", "JudgeInput", "build_preference_dataset", "preference_pairs",
+           "repeats_phrase"]
