@@ -16,8 +16,13 @@ trained parts are small heads that mirror :mod:`csrm.base.compliance`:
    ``A_m^s = σ(LSE_k permit_km^s) · (1 − σ(LSE_k prohibit_km))``. A category no clause permits is
    denied, as the compliance rule says.
 2. **Content matcher** (``q``): each content window ``x`` (a request, a response, every earlier agent turn)
-   gets ``q = softmax([τ·cos(x, t_1..M), null(x)])``: which category it falls under, by similarity to the
-   category's text, or none. No per-category weights, so an unlabelled category is judged by its words.
+   gets ``q = softmax([τ·cos(x, t_1..M) + U x, null(x)])``: which category it falls under, by similarity to
+   the category's text (plus a learned per-category residual ``U``, zero at initialisation), or none.
+   The residual alone overfits the labelled categories: trained on labels that cover five of the eight CoSA
+   categories, it pulled content about drugs and weapons into the labelled ones (CoSAlign-Test unseen AUROC
+   0.964 -> 0.919, held-out augmented 0.882 -> 0.930). So it is also trained on *unlabelled* prompts
+   pseudo-labelled by the zero-shot similarity itself (``pseudo_label_prompts``: every category, labelled or
+   not, gets targets that agree with its words), which kept both (0.968 and 0.923 in the same comparison).
    A severity distribution ``p(s|x)`` and an engagement gate ``g(x)`` (1 − P(refusal)) are linear heads.
 3. **Rule**: window ``j`` violates with ``v_j = g_j Σ_m q_jm Σ_s p_j(s) (1 − A_m^s)``; the item complies iff no
    window violates: ``P(comply) = Π_j (1 − v_j)``, returned as a logit (+ a learned bias) that temperature
@@ -129,6 +134,7 @@ class ClauseCSRMModel(PreTrainedModel):
         self.reader = nn.Sequential(nn.Linear(config.reader_dim + 2, config.reader_dim), nn.GELU(),
                                     nn.Linear(config.reader_dim, SEVERITY_LEVELS + 1))
         self.match_scale = nn.Parameter(torch.tensor(20.0))
+        self.category_head = nn.Linear(dim, n, bias=False)  # the residual U; zero = pure similarity matching
         self.null_head = nn.Linear(dim, 1)
         self.severity_head = nn.Linear(dim, SEVERITY_LEVELS)
         self.engage_head = nn.Linear(dim, 1)
@@ -139,13 +145,16 @@ class ClauseCSRMModel(PreTrainedModel):
         self.register_buffer("name_mask", torch.zeros(n, 16, dtype=torch.bool))
         self.post_init()
         with torch.no_grad():
+            nn.init.zeros_(self.category_head.weight)
             nn.init.zeros_(self.null_head.weight)
             self.null_head.bias.fill_(4.0)
             nn.init.zeros_(self.engage_head.weight)
             self.engage_head.bias.fill_(3.0)
 
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Linear) and not any(module is m for m in self.backbone.modules()):
+        if module is getattr(self, "category_head", None):  # zero: a checkpoint saved without it loads unchanged
+            nn.init.zeros_(module.weight)
+        elif isinstance(module, nn.Linear) and not any(module is m for m in self.backbone.modules()):
             module.reset_parameters()  # PyTorch's default (Kaiming-uniform): the small MLP learns fastest from it
 
     # -- construction --------------------------------------------------------------------------------
@@ -240,9 +249,13 @@ class ClauseCSRMModel(PreTrainedModel):
         allowed = p[..., :SEVERITY_LEVELS] * (1 - p[..., SEVERITY_LEVELS:])
         return allowed, torch.sigmoid(z[..., SEVERITY_LEVELS])
 
+    def category_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Per window and category: ``τ·cos(x, t_m) + U_m x`` [..., M] (before the "none" class)."""
+        return self.match_scale * (x @ self.anchors.T) + self.category_head(x)
+
     def match_content(self, f: ContentFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(q [N, S, M+1] category distribution with "none" last, severity [N, S, 3], engagement [N, S])."""
-        logits = torch.cat([self.match_scale * (f.x @ self.anchors.T), self.null_head(f.x)], -1)
+        logits = torch.cat([self.category_logits(f.x), self.null_head(f.x)], -1)
         q = torch.softmax(logits, -1)
         severity = torch.softmax(self.severity_head(f.x), -1)
         engage = torch.sigmoid(self.engage_head(f.x)).squeeze(-1)

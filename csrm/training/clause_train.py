@@ -11,7 +11,10 @@
    ``s``) from the structured allow map every synthesised config carries: clause-level supervision for free.
 3. **Judge** (``num_train_epochs``): with the reader frozen, the content matcher, severity, engagement and
    bias heads learn from the joint objective of :mod:`csrm.model.objective` (compliance BCE + Bradley–Terry on the
-   pairs) plus ``aux_weight`` × the content's labelled categories, severity and refusal flag.
+   pairs) plus ``aux_weight`` × the content's labelled categories, severity and refusal flag, plus
+   ``pseudo_weight`` × the category of unlabelled prompts as the zero-shot similarity reads it
+   (:func:`pseudo_labels`; self-training that keeps the matcher's residual from overwriting the categories the
+   labels do not cover).
 
 Both steps run under :class:`accelerate.Accelerator`, so ``torchrun``/``accelerate launch`` data-parallel
 training uses this same code (each rank takes its share of every epoch; gradients are averaged by DDP). The
@@ -142,6 +145,50 @@ def build_table(encoder: FeatureEncoder, examples, pairs, taxonomy: RiskTaxonomy
                  long(refusal), long(p_cfg), long(p_ch), long(p_rj), torch.tensor(p_m))
 
 
+@dataclass
+class PseudoLabels:
+    """Unlabelled prompts' pooled embeddings ``x`` [P, D] and the category the zero-shot similarity gives each
+    ``target`` [P] (only prompts whose best category beats the runner-up by the margin)."""
+
+    x: torch.Tensor
+    target: torch.Tensor
+
+
+def read_prompts(path: str) -> list[str] | None:
+    """Prompts from a JSON list of strings or JSONL with ``prompt``/``text`` (``{data_dir}`` expanded); None,
+    with a warning, when a ``{data_dir}`` path is absent (a fresh clone without the shared data)."""
+    from csrm.base.io import iter_jsonl, read_text
+
+    resolved = Path(path.replace("{data_dir}", str(data_dir())))
+    if not resolved.is_file():
+        if "{data_dir}" in path:
+            logger.warning("pseudo-label prompts %s not found: the matcher trains without them", resolved)
+            return None
+        raise InputError("file not found", path=str(resolved), field="pseudo_label_prompts")
+    if resolved.suffix == ".jsonl":
+        prompts = [str(row.get("prompt") or row.get("text") or "") for _, row in iter_jsonl(resolved)]
+    else:
+        prompts = json.loads(read_text(resolved))
+        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+            raise InputError("expected a JSON list of strings", path=str(resolved), field="pseudo_label_prompts")
+    prompts = list(dict.fromkeys(p for p in prompts if p.strip()))
+    if not prompts:
+        raise InputError("no prompts found", path=str(resolved), field="pseudo_label_prompts")
+    return prompts
+
+
+def pseudo_labels(encoder: FeatureEncoder, prompts: list[str], *, limit: int, margin: float, seed: int
+                  ) -> PseudoLabels:
+    """Encode a seeded sample of ``limit`` prompts and label each with its most similar category (by the
+    model's anchors, as the zero-shot matcher reads them) where that beats the runner-up by ``margin``."""
+    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
+    sample = [prompts[i] for i in order]
+    x = encoder.content_features([[(p, False)] for p in sample]).x[:, 0]
+    top = (x @ encoder.model.anchors.T).topk(2, dim=-1)
+    keep = (top.values[:, 0] - top.values[:, 1]) > margin
+    return PseudoLabels(x[keep].clone(), top.indices[keep, 0].clone())
+
+
 class ReaderStep(nn.Module):
     """Stage 2's trainable module: the config reader; forward = its BCE on a batch of structured configs."""
 
@@ -161,12 +208,14 @@ class JudgeStep(nn.Module):
     def __init__(self, model: ClauseCSRMModel, cfg: CSRMTrainConfig, aux_weight: float):
         super().__init__()
         self.model, self.cfg, self.aux_weight = model, cfg, aux_weight
-        self.heads = nn.ModuleList([model.null_head, model.severity_head, model.engage_head])
+        self.heads = nn.ModuleList([model.category_head, model.null_head, model.severity_head, model.engage_head])
         self.match_scale, self.bias = model.match_scale, model.bias
 
-    def forward(self, table: Table, allowed: torch.Tensor, rows: torch.Tensor, pair_rows: torch.Tensor
-                ) -> tuple[torch.Tensor, dict]:
-        """The loss of one batch; ``allowed`` [C, M, 3] is the frozen reader's output for every config."""
+    def forward(self, table: Table, allowed: torch.Tensor, rows: torch.Tensor, pair_rows: torch.Tensor,
+                pseudo: PseudoLabels | None = None) -> tuple[torch.Tensor, dict]:
+        """The loss of one batch; ``allowed`` [C, M, 3] is the frozen reader's output for every config;
+        ``pseudo``: this batch's pseudo-labelled prompts (the category cross-entropy of their residual-corrected
+        category logits, the "none" class left out: an unlabelled prompt may be harmless)."""
         m = self.model
         out = m(None, _select(table.content, table.content_row[rows]), table.config_row[rows], allowed=allowed)
         if len(pair_rows):
@@ -195,8 +244,13 @@ class JudgeStep(nn.Module):
             aux = aux + F.binary_cross_entropy(engaged[gate_target >= 0].clamp(1e-6, 1 - 1e-6),
                                                1.0 - gate_target[gate_target >= 0].float())
         loss = parts.loss + self.aux_weight * aux
-        return loss, {"bce": float(parts.bce.detach()), "bt": float(parts.bradley_terry.detach()),
-                      "aux": float(aux.detach())}
+        logged = {"bce": float(parts.bce.detach()), "bt": float(parts.bradley_terry.detach()),
+                  "aux": float(aux.detach())}
+        if pseudo is not None and len(pseudo.target):
+            pseudo_loss = F.cross_entropy(m.category_logits(pseudo.x), pseudo.target)
+            loss = loss + self.cfg.pseudo_weight * pseudo_loss
+            logged["pseudo"] = float(pseudo_loss.detach())
+        return loss, logged
 
 
 def distractor_pool(encoder: FeatureEncoder, path: str) -> ClauseFeatures | None:
@@ -246,7 +300,7 @@ def _feature_key(cfg: CSRMTrainConfig, model: ClauseCSRMModel) -> str:
     data = manifest.read_text() if manifest.is_file() else json.dumps(sorted(
         (str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()))
     settings = [cfg.model_name_or_path, cfg.backbone_config, cfg.blind_config, cfg.train_split, cfg.eval_split,
-                cfg.distractor_rules,
+                cfg.distractor_rules, cfg.pseudo_label_prompts, cfg.max_pseudo_prompts, cfg.pseudo_margin, cfg.seed,
                 cfg.max_train_examples, cfg.max_train_pairs, model.config.max_length, model.config.max_clause_chars,
                 model.config.max_segment_chars, model.config.taxonomy]
     return hashlib.sha1(json.dumps([data, settings], sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -324,6 +378,11 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
             pool = distractor_pool(encoder, cfg.distractor_rules) if cfg.distractor_rules else None
             if pool is not None:
                 tables["distractors"] = pool
+            prompts = read_prompts(cfg.pseudo_label_prompts) if cfg.pseudo_label_prompts and not cfg.blind_config \
+                else None
+            if prompts:
+                tables["pseudo"] = pseudo_labels(encoder, prompts, limit=cfg.max_pseudo_prompts,
+                                                 margin=cfg.pseudo_margin, seed=cfg.seed)
             eval_examples = data["examples"].get(cfg.eval_split) if cfg.eval_split else None
             if eval_examples is not None and len(eval_examples):
                 tables["eval"] = build_table(encoder, eval_examples, data["pairs"].get(cfg.eval_split),
@@ -366,7 +425,7 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
                 log.append({"stage": "reader", "step": step, "loss": float(loss.detach())})
         reader_seconds = time.perf_counter() - t0
     model.requires_grad_(False)
-    for part in (model.null_head, model.severity_head, model.engage_head):
+    for part in (model.category_head, model.null_head, model.severity_head, model.engage_head):
         part.requires_grad_(True)
     model.match_scale.requires_grad_(True)
     model.bias.requires_grad_(True)
@@ -388,7 +447,12 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
                         else [torch.zeros(0, dtype=torch.long)] * len(batches))
         for i, rows in enumerate(batches):
             pair_rows = pair_batches[i % len(pair_batches)]
-            loss, parts = judge(train, allowed, rows, pair_rows)
+            pseudo = None
+            if "pseudo" in tables and len(tables["pseudo"].target) and cfg.pseudo_weight > 0:  # as many as examples
+                picks = torch.randint(len(tables["pseudo"].target), (cfg.per_device_train_batch_size * world,),
+                                      generator=generator)
+                pseudo = _select(tables["pseudo"], picks[rank::world].to(tables["pseudo"].target.device))
+            loss, parts = judge(train, allowed, rows, pair_rows, pseudo)
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
@@ -409,6 +473,7 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
         "pairs_seen": seen_pairs * world,
         "distinct_configs": int(len(train.structured)),
         "distinct_contents": int(len(train.content.mask)),
+        "pseudo_labelled_prompts": int(len(tables["pseudo"].target)) if "pseudo" in tables else 0,
         "encoded_texts": encoder.stats["encoded"],
         "windows_at_max_length": encoder.stats["at_max_length"],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

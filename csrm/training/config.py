@@ -65,6 +65,17 @@ class CSRMTrainConfig(TrainingArguments):
                 "policies full of unrelated rules do not read as permissions. null = none."})
     max_distractors: int = field(default=64, metadata={"help": "clause: at most this many distractor clauses "
                                                                "appended per reader batch."})
+    pseudo_label_prompts: str | None = field(default=None, metadata={
+        "help": "clause: unlabelled prompts (a JSON list of strings, or JSONL with 'prompt' or 'text'; "
+                "'{data_dir}' = the shared data folder) labelled by the zero-shot category similarity and used "
+                "as category targets for the matcher's residual, so categories without labels keep their "
+                "words' meaning. null = none."})
+    max_pseudo_prompts: int = field(default=6000, metadata={
+        "help": "clause: at most this many pseudo-labelled prompts (a seeded sample)."})
+    pseudo_weight: float = field(default=1.0, metadata={"help": "clause: weight of the pseudo-label loss."})
+    pseudo_margin: float = field(default=0.03, metadata={
+        "help": "clause: keep a pseudo label only when its category's cosine similarity beats the runner-up's "
+                "by more than this."})
     aux_weight: float = field(default=1.0, metadata={
         "help": "clause: weight of the content-level targets (categories, severity, refusal) beside the "
                 "compliance BCE and the pair loss."})
