@@ -407,3 +407,30 @@ def test_a_round_without_pairs_carries_the_policy_over_and_still_reports(tmp_pat
     assert report["final_policy"] == str(tiny_policy)  # nothing trained: the starting policy is the result
     assert not (out / "round_1" / "policy").exists()
     assert "CoSA-Score" in (out / "report.md").read_text()
+
+
+def test_rpo_loss_keeps_the_chosen_answers_likelier_than_plain_dpo(tmp_path, tiny_policy, tiny_csrm, item_files):
+    """``dpo.loss_type=[sigmoid, sft]`` (RPO) adds the chosen answer's NLL to DPO's loss: after the same steps
+    the chosen answers are likelier than under plain DPO, which can lower both sides' likelihood at once."""
+    from datasets import Dataset
+
+    from csrm.alignment.trl_steps import run_dpo
+
+    system = {"role": "system", "content": "Allowed: nothing."}
+    pairs = Dataset.from_list([
+        {"prompt": [system, {"role": "user", "content": f"question {i}"}],
+         "chosen": [{"role": "assistant", "content": f"a calm helpful answer number {i}"}],
+         "rejected": [{"role": "assistant", "content": f"bad bad bad {i}"}]} for i in range(8)])
+    chosen_logp = {}
+    for name, losses in (("dpo", "[sigmoid]"), ("rpo", "[sigmoid, sft]")):
+        cfg = recipe(tmp_path / name, tiny_policy, tiny_csrm, item_files,
+                     **{"dpo.loss_type": losses, "dpo.learning_rate": "0.01", "dpo.epochs": "3"})
+        assert cfg.dpo.loss_type == losses.strip("[]").split(", ")
+        run_dpo(cfg, pairs, str(tiny_policy), tmp_path / name / "policy", seed=0)
+        model, tokenizer = load_policy(str(tmp_path / name / "policy"), device="cpu")
+        logps = completion_logps(model, tokenizer, list(pairs["prompt"]), [c[0]["content"] for c in pairs["chosen"]],
+                                 batch_size=8, max_length=160)
+        chosen_logp[name] = sum(logps) / len(logps)
+    assert chosen_logp["rpo"] > chosen_logp["dpo"]
+    with pytest.raises(InputError, match="dpo.loss_weights"):
+        AlignConfig.load(None, ["dpo.loss_type=[sigmoid, sft]", "dpo.loss_weights=[1.0]"])

@@ -120,7 +120,10 @@ class DPOSettings:
     batch_size: int = _f(4, "per-device DPO batch size")
     grad_accum: int = _f(1, "gradient accumulation steps")
     max_length: int = _f(640, "token cap of prompt + response (CoSAlign: 640)")
-    loss_type: str = _f("sigmoid", "DPO loss type (trl names: sigmoid, ipo, hinge, ...)")
+    loss_type: list[str] = _f(None, "DPO loss types, summed with loss_weights (trl names: sigmoid, ipo, hinge, "
+                              "..., sft). [sigmoid, sft] is RPO: DPO plus the NLL of the chosen answer, which keeps "
+                              "its likelihood from falling with the rejected one's", default_factory=lambda: ["sigmoid"])
+    loss_weights: list[float] = _f(None, "one weight per loss type (null = 1 each)")
     warmup_ratio: float = _f(0.0, "linear warm-up fraction")
     weight_decay: float = _f(0.0, "AdamW weight decay")
     gradient_checkpointing: bool = _f(False, "trade compute for memory (on for large models)")
@@ -183,6 +186,9 @@ class AlignConfig:
             (self.data.source != "augmentation" or project_path(self.data.augment_recipe).is_file(),
              "data.augment_recipe", f"file not found here or in {PROJECT_ROOT}: {self.data.augment_recipe!r}"),
             (self.sampling.k >= 2, "sampling.k", "must be >= 2 to make pairs"),
+            (bool(self.dpo.loss_type), "dpo.loss_type", "needs at least one loss type"),
+            (not self.dpo.loss_weights or len(self.dpo.loss_weights) == len(self.dpo.loss_type), "dpo.loss_weights",
+             "needs one weight per loss type"),
             (self.judge.strategy in {"all", "best_vs_rest", "best_vs_worst"}, "judge.strategy",
              "must be all, best_vs_rest or best_vs_worst"),
             (self.sampling.backend in {"auto", "hf", "vllm"}, "sampling.backend", "must be auto, hf or vllm"),

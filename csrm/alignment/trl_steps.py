@@ -167,7 +167,8 @@ def run_dpo(cfg: AlignConfig, pairs, start: str, dest: Path, *, seed: int) -> di
     d = cfg.dpo
     args = _trainer_args(cfg, DPOConfig, dest.parent / "_dpo_trainer", learning_rate=d.learning_rate,
                          epochs=d.epochs, batch_size=d.batch_size, grad_accum=d.grad_accum, seed=seed,
-                         beta=d.beta, max_length=d.max_length, loss_type=[d.loss_type],
+                         beta=d.beta, max_length=d.max_length, loss_type=list(d.loss_type),
+                         loss_weights=list(d.loss_weights) if d.loss_weights else None,
                          checkpointing=d.gradient_checkpointing, warmup_steps=d.warmup_ratio,
                          weight_decay=d.weight_decay)
     model, tokenizer = _load_for_training(cfg, start)  # after the args: ZeRO-3 shards at load
