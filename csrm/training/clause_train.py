@@ -145,6 +145,19 @@ def build_table(encoder: FeatureEncoder, examples, pairs, taxonomy: RiskTaxonomy
                  long(refusal), long(p_cfg), long(p_ch), long(p_rj), torch.tensor(p_m))
 
 
+def shared_data_file(path: str, field: str, without: str) -> Path | None:
+    """``path`` with ``{data_dir}`` expanded; None, with a warning naming what training does ``without`` it, when
+    a ``{data_dir}`` path is absent (a fresh clone without the shared data); any other missing path is an error
+    naming ``field``."""
+    resolved = Path(path.replace("{data_dir}", str(data_dir())))
+    if resolved.is_file():
+        return resolved
+    if "{data_dir}" in path:
+        logger.warning("%s not found: %s", resolved, without)
+        return None
+    raise InputError("file not found", path=str(resolved), field=field)
+
+
 @dataclass
 class PseudoLabels:
     """Unlabelled prompts' pooled embeddings ``x`` [P, D] and the category the zero-shot similarity gives each
@@ -159,12 +172,9 @@ def read_prompts(path: str) -> list[str] | None:
     with a warning, when a ``{data_dir}`` path is absent (a fresh clone without the shared data)."""
     from csrm.base.io import iter_jsonl, read_text
 
-    resolved = Path(path.replace("{data_dir}", str(data_dir())))
-    if not resolved.is_file():
-        if "{data_dir}" in path:
-            logger.warning("pseudo-label prompts %s not found: the matcher trains without them", resolved)
-            return None
-        raise InputError("file not found", path=str(resolved), field="pseudo_label_prompts")
+    resolved = shared_data_file(path, "pseudo_label_prompts", "the matcher trains without pseudo labels")
+    if resolved is None:
+        return None
     if resolved.suffix == ".jsonl":
         prompts = [str(row.get("prompt") or row.get("text") or "") for _, row in iter_jsonl(resolved)]
     else:
@@ -261,12 +271,9 @@ def distractor_pool(encoder: FeatureEncoder, path: str) -> ClauseFeatures | None
     missing path is an error."""
     from csrm.base.io import iter_jsonl, read_text
 
-    resolved = Path(path.replace("{data_dir}", str(data_dir())))
-    if not resolved.is_file():
-        if "{data_dir}" in path:
-            logger.warning("distractor rules %s not found: the reader trains without distractors", resolved)
-            return None
-        raise InputError("file not found", path=str(resolved), field="distractor_rules")
+    resolved = shared_data_file(path, "distractor_rules", "the reader trains without distractors")
+    if resolved is None:
+        return None
     if resolved.suffix == ".jsonl":
         texts = [str(row.get("rules") or row.get("text") or "") for _, row in iter_jsonl(resolved)]
     else:
