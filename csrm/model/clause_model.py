@@ -20,7 +20,7 @@ trained parts are small heads that mirror :mod:`csrm.base.compliance`:
    the category's text (plus a learned per-category residual ``U``, zero at initialisation), or none.
    The residual alone overfits the labelled categories: trained on labels that cover five of the eight CoSA
    categories, it pulled content about drugs and weapons into the labelled ones (CoSAlign-Test unseen AUROC
-   0.964 -> 0.919, held-out augmented 0.882 -> 0.930). So it is also trained on *unlabelled* prompts
+   0.964 -> 0.919, augmented validation 0.882 -> 0.930). So it is also trained on *unlabelled* prompts
    pseudo-labelled by the zero-shot similarity itself (``pseudo_label_prompts``: every category, labelled or
    not, gets targets that agree with its words), which kept both (0.968 and 0.923 in the same comparison).
    A severity distribution ``p(s|x)`` and an engagement gate ``g(x)`` (1 − P(refusal)) are linear heads.
