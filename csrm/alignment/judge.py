@@ -71,7 +71,8 @@ def preference_pairs(results: Sequence[ScoreResult], *, strategy: str = "all", m
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     bad = list(degenerate) if degenerate is not None else [False] * len(results)
-    keys = [(rank_key(r)[0], int(b), rank_key(r)[1]) for r, b in zip(results, bad, strict=True)]
+    keys = [(violates, int(b), neg_reward) for (violates, neg_reward), b
+            in zip(map(rank_key, results), bad, strict=True)]
     order = sorted(range(len(results)), key=lambda i: (keys[i], i))
     errors = [estimated_error(r) for r in results]
 
