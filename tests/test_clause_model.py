@@ -19,7 +19,7 @@ from csrm.base.metrics import classification_metrics
 from csrm.base.paths import CONFIGS_DIR, resolve_model_name
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.model.clause_features import FeatureEncoder
-from csrm.model.clause_model import ClauseCSRMModel, word_mask
+from csrm.model.clause_model import ClauseCSRMModel, ContentFeatures, word_mask
 from csrm.scoring.clause_scoring import ClauseScorer
 from csrm.scoring.ranking import rank_key
 from csrm.training import train as train_cli
@@ -527,3 +527,39 @@ def test_a_checkpoint_without_the_residual_loads_with_it_at_zero(model, tokenize
     x = torch.nn.functional.normalize(torch.randn(3, model.anchors.shape[1]), dim=-1)
     with torch.no_grad():
         assert torch.allclose(loaded.category_logits(x), loaded.match_scale * (x @ loaded.anchors.T))
+
+
+def test_requests_and_responses_have_their_own_none_head(model):
+    """Request screening (ungated windows) reads "none" from ``request_null_head``, responses from ``null_head``."""
+    dim = model.anchors.shape[1]
+    x = torch.nn.functional.normalize(torch.randn(2, 1, dim), dim=-1)
+    content = ContentFeatures(x, torch.ones(2, 1, dtype=torch.bool), torch.tensor([[False], [True]]))
+    before = model.state_dict()
+    try:
+        with torch.no_grad():
+            model.request_null_head.bias.fill_(30.0)
+            model.null_head.bias.fill_(-30.0)
+            q, _, _ = model.match_content(content)
+        assert q[0, 0, -1] > 0.99  # the request: "none"
+        assert q[1, 0, -1] < 0.01  # the response: a category
+    finally:
+        model.load_state_dict(before)
+
+
+def test_a_checkpoint_with_one_none_head_uses_it_for_requests_too(model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    trained = ClauseCSRMModel(model.config, backbone=model.backbone)
+    trained.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        trained.null_head.weight.normal_()
+        trained.null_head.bias.fill_(-1.5)
+    trained.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    save_file({k: v for k, v in weights.items() if not k.startswith("request_null_head.")},
+              tmp_path / "model.safetensors", metadata={"format": "pt"})
+    loaded = ClauseCSRMModel.from_pretrained(tmp_path)
+    assert torch.equal(loaded.request_null_head.weight, trained.null_head.weight)
+    assert torch.equal(loaded.request_null_head.bias, trained.null_head.bias)
+    _, info = ClauseCSRMModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert "request_null_head.weight" in info["missing_keys"]

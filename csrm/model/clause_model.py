@@ -23,6 +23,13 @@ trained parts are small heads that mirror :mod:`csrm.base.compliance`:
    0.964 -> 0.919, augmented validation 0.882 -> 0.930). So it is also trained on *unlabelled* prompts
    pseudo-labelled by the zero-shot similarity itself (``pseudo_label_prompts``: every category, labelled or
    not, gets targets that agree with its words), which kept both (0.968 and 0.923 in the same comparison).
+   ``null(x)`` is a linear "none" head, one for responses and one for requests (``request_null_head``): the
+   two kinds of content come from different sources with different base rates (the shared recipe's requests
+   are CoSAlign prompts, 96% harmful; its responses moderation texts, 57% harmless). With one head shared,
+   the request side inherited a content prior about which harmful topics the *responses* flagged, and
+   assigned "none" to harmful prompts of categories no request was labelled with (CoSAlign-Test unseen AUROC
+   0.971; with "none" switched off for requests 0.983). Separate heads: 0.976, augmented validation
+   0.923 -> 0.933 (three seeds each, same features). A checkpoint saved with one head loads with both equal.
    A severity distribution ``p(s|x)`` and an engagement gate ``g(x)`` (1 − P(refusal)) are linear heads.
 3. **Rule**: window ``j`` violates with ``v_j = g_j Σ_m q_jm Σ_s p_j(s) (1 − A_m^s)``; the item complies iff no
    window violates: ``P(comply) = Π_j (1 − v_j)``, returned as a logit (+ a learned bias) that temperature
@@ -135,7 +142,8 @@ class ClauseCSRMModel(PreTrainedModel):
                                     nn.Linear(config.reader_dim, SEVERITY_LEVELS + 1))
         self.match_scale = nn.Parameter(torch.tensor(20.0))
         self.category_head = nn.Linear(dim, n, bias=False)  # the residual U; zero = pure similarity matching
-        self.null_head = nn.Linear(dim, 1)
+        self.null_head = nn.Linear(dim, 1)  # "none" for responses (and earlier agent turns)
+        self.request_null_head = nn.Linear(dim, 1)  # "none" for request screening (module doc)
         self.severity_head = nn.Linear(dim, SEVERITY_LEVELS)
         self.engage_head = nn.Linear(dim, 1)
         self.bias = nn.Parameter(torch.zeros(()))
@@ -146,8 +154,9 @@ class ClauseCSRMModel(PreTrainedModel):
         self.post_init()
         with torch.no_grad():
             nn.init.zeros_(self.category_head.weight)
-            nn.init.zeros_(self.null_head.weight)
-            self.null_head.bias.fill_(4.0)
+            for null in (self.null_head, self.request_null_head):
+                nn.init.zeros_(null.weight)
+                null.bias.fill_(4.0)
             nn.init.zeros_(self.engage_head.weight)
             self.engage_head.bias.fill_(3.0)
 
@@ -183,8 +192,15 @@ class ClauseCSRMModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *args: Any, trust_remote_code: bool = False, **kwargs: Any):
+        """``PreTrainedModel.from_pretrained``; a checkpoint saved with one "none" head (before
+        ``request_null_head``) gets that head for requests too, so it scores exactly as it did."""
         kwargs.setdefault("use_safetensors", True)
-        return super().from_pretrained(path, *args, trust_remote_code=trust_remote_code, **kwargs)
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(path, *args, trust_remote_code=trust_remote_code,
+                                              output_loading_info=True, **kwargs)
+        if any(key.startswith("request_null_head.") for key in info.get("missing_keys", ())):
+            model.request_null_head.load_state_dict(model.null_head.state_dict())
+        return (model, info) if wants_info else model
 
     def train(self, mode: bool = True) -> ClauseCSRMModel:
         """Heads follow ``mode``; the frozen encoder always stays in eval mode (no dropout in the features)."""
@@ -255,7 +271,8 @@ class ClauseCSRMModel(PreTrainedModel):
 
     def match_content(self, f: ContentFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(q [N, S, M+1] category distribution with "none" last, severity [N, S, 3], engagement [N, S])."""
-        logits = torch.cat([self.category_logits(f.x), self.null_head(f.x)], -1)
+        null = torch.where(f.gated[..., None], self.null_head(f.x), self.request_null_head(f.x))
+        logits = torch.cat([self.category_logits(f.x), null], -1)
         q = torch.softmax(logits, -1)
         severity = torch.softmax(self.severity_head(f.x), -1)
         engage = torch.sigmoid(self.engage_head(f.x)).squeeze(-1)

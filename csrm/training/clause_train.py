@@ -218,7 +218,8 @@ class JudgeStep(nn.Module):
     def __init__(self, model: ClauseCSRMModel, cfg: CSRMTrainConfig, aux_weight: float):
         super().__init__()
         self.model, self.cfg, self.aux_weight = model, cfg, aux_weight
-        self.heads = nn.ModuleList([model.category_head, model.null_head, model.severity_head, model.engage_head])
+        self.heads = nn.ModuleList([model.category_head, model.null_head, model.request_null_head,
+                                    model.severity_head, model.engage_head])
         self.match_scale, self.bias = model.match_scale, model.bias
 
     def forward(self, table: Table, allowed: torch.Tensor, rows: torch.Tensor, pair_rows: torch.Tensor,
@@ -432,7 +433,8 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
                 log.append({"stage": "reader", "step": step, "loss": float(loss.detach())})
         reader_seconds = time.perf_counter() - t0
     model.requires_grad_(False)
-    for part in (model.category_head, model.null_head, model.severity_head, model.engage_head):
+    for part in (model.category_head, model.null_head, model.request_null_head, model.severity_head,
+                 model.engage_head):
         part.requires_grad_(True)
     model.match_scale.requires_grad_(True)
     model.bias.requires_grad_(True)
