@@ -3,6 +3,7 @@
 - ``zero-shot:<hf id | folder | file.gguf | smollm2>``: the zero-shot LLM judge baseline
   (:mod:`eval.zero_shot`);
 - ``probe:clause-similarity`` / ``probe:category-logreg``: the frozen-embedding probes (:mod:`eval.probes`);
+- ``probe:surface``: the lengths-only baseline fitted on each benchmark's dev items (:mod:`eval.surface`);
 - anything else: a trained CSRM (or config-blind CSRM) folder, loaded by ``csrm.scoring.scorer.load(spec)``.
 """
 

@@ -51,7 +51,7 @@ class Probe:
 
     def __init__(self, kind: str, train_data: str | Path | None = None):
         if kind not in PROBES:
-            raise ValueError(f"unknown probe {kind!r}; known: {', '.join(PROBES)}")
+            raise ValueError(f"unknown probe {kind!r}; known: {', '.join(PROBES)}, surface")
         self.kind = kind
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
         self.model = ClauseCSRMModel.from_backbone("minilm", tokenizer=tokenizer).eval()
@@ -113,6 +113,10 @@ class Probe:
         raise TypeError("a probe scores EvalItems (score_eval_items): it reads the config's structured allow set")
 
 
-def load_probe(spec: str, train_data: str | Path | None = None) -> Probe:
-    """``probe:<kind>`` -> :class:`Probe`."""
-    return Probe(spec[len(PREFIX):], train_data=train_data)
+def load_probe(spec: str, train_data: str | Path | None = None):
+    """``probe:<kind>`` -> :class:`Probe`, or for ``probe:surface`` the lengths-only baseline
+    (:class:`eval.surface.SurfaceProbe`)."""
+    from eval.surface import NAME, SurfaceProbe
+
+    kind = spec[len(PREFIX):]
+    return SurfaceProbe() if kind == NAME else Probe(kind, train_data=train_data)

@@ -52,3 +52,29 @@ def test_category_logreg_judges_only_categories_it_has_labels_for(train_data):
     assert 1 - fraud.p_comply < 1 - denied.p_comply
     with pytest.raises(TypeError):
         probe.score_items([])
+
+
+def surface_item(response: str, label: int, split: str) -> EvalItem:
+    return EvalItem(item=ScoreItem("Rule 1. Be kind.", [{"role": "user", "content": "Hi"}], response),
+                    label_violation=label, group="g", benchmark="b", split=split)
+
+
+def test_surface_probe_learns_lengths_from_the_dev_items_only():
+    from eval.probes import load_probe
+    from eval.surface import SurfaceProbe
+
+    probe = load_probe("probe:surface")
+    assert isinstance(probe, SurfaceProbe)
+    # on dev, violations are short answers; the test items carry the opposite pattern
+    dev = [surface_item("No." * (1 + i % 3), 1, "dev") for i in range(6)] + \
+          [surface_item("A long and careful answer. " * (5 + i), 0, "dev") for i in range(6)]
+    test = [surface_item("A long and careful answer. " * 8, 1, "test"), surface_item("Ok.", 0, "test")]
+    results = probe.score_eval_items(dev + test)
+    long_violation, short_compliant = results[-2:]
+    assert long_violation.p_comply > short_compliant.p_comply  # it learned dev's cue, not the test labels
+    assert probe.unsupported(dev + test) is None
+    assert probe.unsupported([surface_item("x", 1, "dev"), surface_item("y", 0, "test")])  # one dev class
+    with pytest.raises(ValueError):
+        probe.score_eval_items(test)
+    with pytest.raises(TypeError):
+        probe.score_items([])

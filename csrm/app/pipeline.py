@@ -84,7 +84,7 @@ class PipelineConfig:
         for baseline in self.baselines:
             if baseline != "config_blind" and not baseline.startswith(("zero-shot:", "probe:")):
                 raise InputError(f"unknown baseline {baseline!r}: use config_blind, zero-shot:<model>, "
-                                 "probe:clause-similarity or probe:category-logreg", field="baselines")
+                                 "probe:clause-similarity, probe:category-logreg or probe:surface", field="baselines")
 
 
 def resolve(path: str) -> Path:
