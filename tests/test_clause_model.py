@@ -563,3 +563,30 @@ def test_a_checkpoint_with_one_none_head_uses_it_for_requests_too(model, tmp_pat
     assert torch.equal(loaded.request_null_head.bias, trained.null_head.bias)
     _, info = ClauseCSRMModel.from_pretrained(tmp_path, output_loading_info=True)
     assert "request_null_head.weight" in info["missing_keys"]
+
+
+def test_the_residual_reads_content_relative_to_the_saved_training_mean(model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    dim = model.anchors.shape[1]
+    trained = ClauseCSRMModel(model.config, backbone=model.backbone)
+    trained.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        trained.category_head.weight.normal_()
+        trained.content_mean.copy_(torch.nn.functional.normalize(torch.randn(dim), dim=0) * 0.3)
+    x = torch.nn.functional.normalize(torch.randn(4, dim), dim=-1)
+    with torch.no_grad():
+        expected = trained.match_scale * (x @ trained.anchors.T) + (x - trained.content_mean) @ \
+            trained.category_head.weight.T
+        assert torch.allclose(trained.category_logits(x), expected, atol=1e-5)
+        # the mean of the training windows gets no residual at all: only the similarity term is left
+        mean = trained.content_mean[None]
+        assert torch.allclose(trained.category_logits(mean), trained.match_scale * (mean @ trained.anchors.T))
+    trained.save_pretrained(tmp_path / "new")
+    assert torch.equal(ClauseCSRMModel.from_pretrained(tmp_path / "new").content_mean, trained.content_mean)
+    weights = load_file(tmp_path / "new" / "model.safetensors")  # a checkpoint saved before the mean existed
+    (tmp_path / "old").mkdir()
+    save_file({k: v for k, v in weights.items() if k != "content_mean"}, tmp_path / "old" / "model.safetensors",
+              metadata={"format": "pt"})
+    (tmp_path / "old" / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
+    assert torch.count_nonzero(ClauseCSRMModel.from_pretrained(tmp_path / "old").content_mean) == 0

@@ -151,6 +151,8 @@ class ClauseCSRMModel(PreTrainedModel):
         self.register_buffer("anchors", torch.zeros(n, dim))
         self.register_buffer("name_tokens", torch.zeros(n, 16, dim))
         self.register_buffer("name_mask", torch.zeros(n, 16, dtype=torch.bool))
+        # the mean training content window: the residual reads x minus it (set by training; zero = no centring)
+        self.register_buffer("content_mean", torch.zeros(dim))
         self.post_init()
         with torch.no_grad():
             nn.init.zeros_(self.category_head.weight)
@@ -192,14 +194,19 @@ class ClauseCSRMModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *args: Any, trust_remote_code: bool = False, **kwargs: Any):
-        """``PreTrainedModel.from_pretrained``; a checkpoint saved with one "none" head (before
-        ``request_null_head``) gets that head for requests too, so it scores exactly as it did."""
+        """``PreTrainedModel.from_pretrained``; a checkpoint saved before ``request_null_head`` gets its one
+        "none" head for requests too, and one saved before ``content_mean`` gets a zero mean (a missing buffer
+        is otherwise left uninitialised), so older checkpoints score exactly as they did."""
         kwargs.setdefault("use_safetensors", True)
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(path, *args, trust_remote_code=trust_remote_code,
                                               output_loading_info=True, **kwargs)
-        if any(key.startswith("request_null_head.") for key in info.get("missing_keys", ())):
-            model.request_null_head.load_state_dict(model.null_head.state_dict())
+        missing = set(info.get("missing_keys", ()))
+        with torch.no_grad():
+            if "request_null_head.weight" in missing:
+                model.request_null_head.load_state_dict(model.null_head.state_dict())
+            if "content_mean" in missing:
+                model.content_mean.zero_()
         return (model, info) if wants_info else model
 
     def train(self, mode: bool = True) -> ClauseCSRMModel:
@@ -266,8 +273,14 @@ class ClauseCSRMModel(PreTrainedModel):
         return allowed, torch.sigmoid(z[..., SEVERITY_LEVELS])
 
     def category_logits(self, x: torch.Tensor) -> torch.Tensor:
-        """Per window and category: ``τ·cos(x, t_m) + U_m x`` [..., M] (before the "none" class)."""
-        return self.match_scale * (x @ self.anchors.T) + self.category_head(x)
+        """Per window and category: ``τ·cos(x, t_m) + U_m (x − μ)`` [..., M] (before the "none" class).
+
+        ``μ`` (``content_mean``) is the mean training window. Every normalised embedding shares that direction
+        (its norm is 0.31 on the shared recipe), so ``U x`` can carry a global prior towards the most labelled
+        categories; ``U (x − μ)`` keeps only what tells contents apart. Measured on the shared recipe's cached
+        features (two seeds): CoSAlign unseen 97.5–97.6 either way, augmented validation 93.3–93.5 →
+        93.5, DynaBench 70.1–70.5 → 73.2–73.4."""
+        return self.match_scale * (x @ self.anchors.T) + self.category_head(x - self.content_mean)
 
     def match_content(self, f: ContentFeatures) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(q [N, S, M+1] category distribution with "none" last, severity [N, S, 3], engagement [N, S])."""

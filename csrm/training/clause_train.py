@@ -441,6 +441,8 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
 
     # stage 3: matcher, severity, engagement, bias (reader frozen)
     t0 = time.perf_counter()
+    with torch.no_grad():  # the residual reads content relative to the mean training window
+        model.content_mean.copy_(train.content.x[train.content.mask].mean(0))
     judge = JudgeStep(model, cfg, cfg.aux_weight)
     optimizer = torch.optim.AdamW([p for p in judge.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=0.0)
