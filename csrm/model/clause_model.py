@@ -16,8 +16,9 @@ trained parts are small heads that mirror :mod:`csrm.base.compliance`:
    ``A_m^s = σ(LSE_k permit_km^s) · (1 − σ(LSE_k prohibit_km))``. A category no clause permits is
    denied, as the compliance rule says.
 2. **Content matcher** (``q``): each content window ``x`` (a request, a response, every earlier agent turn)
-   gets ``q = softmax([τ·cos(x, t_1..M) + U x, null(x)])``: which category it falls under, by similarity to
-   the category's text (plus a learned per-category residual ``U``, zero at initialisation), or none.
+   gets ``q = softmax([τ·cos(x, t_1..M) + U (x − μ), null(x)])``: which category it falls under, by similarity
+   to the category's text (plus a learned per-category residual ``U`` on the window minus the mean training
+   window ``μ``, :meth:`ClauseCSRMModel.category_logits`; ``U`` zero at initialisation), or none.
    The residual alone overfits the labelled categories: trained on labels that cover five of the eight CoSA
    categories, it pulled content about drugs and weapons into the labelled ones (CoSAlign-Test unseen AUROC
    0.964 -> 0.919, augmented validation 0.882 -> 0.930). So it is also trained on *unlabelled* prompts
