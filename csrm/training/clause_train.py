@@ -432,18 +432,14 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
             if step % max(1, cfg.reader_steps // 5) == 0 or step == cfg.reader_steps - 1:
                 log.append({"stage": "reader", "step": step, "loss": float(loss.detach())})
         reader_seconds = time.perf_counter() - t0
-    model.requires_grad_(False)
-    for part in (model.category_head, model.null_head, model.request_null_head, model.severity_head,
-                 model.engage_head):
-        part.requires_grad_(True)
-    model.match_scale.requires_grad_(True)
-    model.bias.requires_grad_(True)
-
-    # stage 3: matcher, severity, engagement, bias (reader frozen)
+    # stage 3: matcher, severity, engagement, bias (reader frozen); JudgeStep names the parts that train
     t0 = time.perf_counter()
+    model.requires_grad_(False)
+    judge = JudgeStep(model, cfg, cfg.aux_weight)
+    for part in (judge.heads, judge.match_scale, judge.bias):
+        part.requires_grad_(True)
     with torch.no_grad():  # the residual reads content relative to the mean training window
         model.content_mean.copy_(train.content.x[train.content.mask].mean(0))
-    judge = JudgeStep(model, cfg, cfg.aux_weight)
     optimizer = torch.optim.AdamW([p for p in judge.parameters() if p.requires_grad], lr=cfg.learning_rate,
                                   weight_decay=0.0)
     judge, optimizer = accelerator.prepare(judge, optimizer)
