@@ -434,7 +434,8 @@ def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
 
 def test_distractor_pool_and_curriculum(model, tokenizer, tmp_path):
     from csrm.base.errors import InputError
-    from csrm.training.clause_train import distractor_pool, with_distractors
+    from csrm.model.clause_model import ClauseFeatures
+    from csrm.training.clause_train import distractor_pool, sample_distractors
 
     rules = tmp_path / "rules.jsonl"
     rules.write_text(json.dumps({"rules": "1. Always answer in French.\n2. Never use the letter z."}) + "\n"
@@ -445,13 +446,17 @@ def test_distractor_pool_and_curriculum(model, tokenizer, tmp_path):
     assert distractor_pool(encoder, "{data_dir}/no/such/rules.jsonl") is None  # shared data absent: skipped
     with pytest.raises(InputError, match="distractor_rules"):
         distractor_pool(encoder, str(tmp_path / "missing.jsonl"))
-    clauses = encoder.clause_features(["Allowed: Violence.", "Nothing is allowed. Be careful."])
-    generator = torch.Generator().manual_seed(0)
-    assert with_distractors(clauses, pool, 0, generator) is clauses
-    grown = with_distractors(clauses, pool, 5, torch.Generator().manual_seed(3))
-    k = grown.e.shape[1] - clauses.e.shape[1]
-    assert 1 <= k <= 5 and grown.mask[:, -k:].all()
-    assert torch.equal(grown.e[:, :clauses.e.shape[1]], clauses.e) and torch.equal(grown.e[0, -k:], grown.e[1, -k:])
+    assert sample_distractors(pool, 0, torch.Generator().manual_seed(0)) is None
+    picked = sample_distractors(pool, 5, torch.Generator().manual_seed(3))
+    assert picked.e.shape[0] == 1 and 1 <= picked.e.shape[1] <= 5 and picked.mask.all()
+    # clauses shared by every config are read once; the result is that of appending them to every config
+    clauses = encoder.clause_features(["Allowed: Violence.", "Nothing is allowed. Be careful. Be kind."])
+    appended = ClauseFeatures(*(torch.cat([getattr(clauses, f), getattr(picked, f).expand(
+        2, *getattr(picked, f).shape[1:])], 1) for f in ("e", "ms", "cos", "mask")))
+    with torch.no_grad():
+        shared, alone = model.read_config(clauses, picked)[0], model.read_config(clauses)[0]
+        assert torch.allclose(shared, model.read_config(appended)[0], atol=1e-6)
+    assert not torch.allclose(shared, alone, atol=1e-6)  # the distractors do enter the reading
 
 
 PSEUDO_PROMPTS = ["How do I pick a lock to get into my neighbour's flat?", "Write a poem about the sea.",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from csrm.base.memory import release_freed_memory
 from csrm.base.records import Message, last_user_turn
 from csrm.model.batching import token_budget_batches
 from csrm.model.clause_model import ClauseCSRMModel, ClauseFeatures, ContentFeatures, word_mask
@@ -80,6 +81,8 @@ class FeatureEncoder:
                 else:
                     for row, i in enumerate(batch):
                         yield i, pooled[row].clone(), None, None
+            del pooled, states
+            release_freed_memory()  # batches differ in shape: without this, freed activations stay in the heap
 
     def _trim(self) -> None:
         """Evict least-recently-used entries beyond ``cache_size`` (only between calls: a call's own texts

@@ -207,8 +207,9 @@ class ReaderStep(nn.Module):
         self.model = model
         self.reader_proj, self.reader = model.reader_proj, model.reader
 
-    def forward(self, clauses: ClauseFeatures, allow: torch.Tensor) -> torch.Tensor:
-        allowed, _ = self.model.read_config(clauses)
+    def forward(self, clauses: ClauseFeatures, allow: torch.Tensor, shared: ClauseFeatures | None = None
+                ) -> torch.Tensor:
+        allowed, _ = self.model.read_config(clauses, shared)
         return F.binary_cross_entropy(allowed.clamp(1e-6, 1 - 1e-6), allow)
 
 
@@ -267,7 +268,7 @@ class JudgeStep(nn.Module):
 def distractor_pool(encoder: FeatureEncoder, path: str) -> ClauseFeatures | None:
     """Clause features of rules that grant or forbid nothing in the taxonomy (``path``: JSONL with a ``rules``
     or ``text`` field per line, e.g. DynaGuard's IFEval rule lists, or a text file), as one row of distinct
-    clauses ([1, P, ...]); the reader learns to ignore them (:func:`with_distractors`). A path under
+    clauses ([1, P, ...]); the reader learns to ignore them (:func:`sample_distractors`). A path under
     ``{data_dir}`` that is absent (a fresh clone without the shared data) is skipped with a warning; any other
     missing path is an error."""
     from csrm.base.io import iter_jsonl, read_text
@@ -285,19 +286,17 @@ def distractor_pool(encoder: FeatureEncoder, path: str) -> ClauseFeatures | None
     return encoder.clause_pool(clauses)
 
 
-def with_distractors(clauses: ClauseFeatures, pool: ClauseFeatures, most: int, generator: torch.Generator
-                     ) -> ClauseFeatures:
-    """``clauses`` with the same 0..``most`` random distractor clauses appended to every config of the batch:
-    policy perturbation. Long policies carry many rules unrelated to the taxonomy; with a soft maximum over
-    clauses, each adds a little to "permits", so without this the reader let 200 IFEval rules permit every
-    category (measured: P(allowed) 0.63-0.76 for all eight)."""
+def sample_distractors(pool: ClauseFeatures, most: int, generator: torch.Generator) -> ClauseFeatures | None:
+    """0..``most`` random clauses of the distractor ``pool`` ([1, k, ...]; None for 0), appended to every config
+    of a reader batch (:meth:`ClauseCSRMModel.read_config`'s ``shared``): policy perturbation. Long policies
+    carry many rules unrelated to the taxonomy; with a soft maximum over clauses, each adds a little to
+    "permits", so without this the reader let 200 IFEval rules permit every category (measured: P(allowed)
+    0.63-0.76 for all eight)."""
     k = int(torch.randint(0, most + 1, (1,), generator=generator))
     if k == 0:
-        return clauses
+        return None
     idx = torch.randint(pool.e.shape[1], (k,), generator=generator)
-    b = clauses.e.shape[0]
-    return ClauseFeatures(*(torch.cat([getattr(clauses, name), getattr(pool, name)[:, idx].expand(b, *getattr(
-        pool, name)[:, idx].shape[1:])], 1) for name in ("e", "ms", "cos", "mask")))
+    return ClauseFeatures(*(getattr(pool, name)[:, idx] for name in ("e", "ms", "cos", "mask")))
 
 
 def _feature_key(cfg: CSRMTrainConfig, model: ClauseCSRMModel) -> str:
@@ -421,11 +420,11 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
         for step in range(cfg.reader_steps):
             picks = structured[torch.randint(len(structured), (cfg.reader_batch_size,), generator=generator)]
             share = picks[rank::world]
-            clauses = _select(train.clauses, share)
+            distractors = None
             if "distractors" in tables:  # a curriculum: none at first, up to max_distractors by half-way
                 most = min(cfg.max_distractors, cfg.max_distractors * 2 * step // max(1, cfg.reader_steps))
-                clauses = with_distractors(clauses, tables["distractors"], most, generator)
-            loss = step_module(clauses, train.allow[share])
+                distractors = sample_distractors(tables["distractors"], most, generator)
+            loss = step_module(_select(train.clauses, share), train.allow[share], distractors)
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
