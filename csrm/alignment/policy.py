@@ -41,7 +41,7 @@ from csrm.base.errors import InputError
 from csrm.base.io import atomic_path
 from csrm.base.records import Message
 from csrm.model.modeling import DTYPES, load_tokenizer
-from csrm.model.prefix_cache import output_cache
+from csrm.model.prefix_cache import cache_argument, output_cache
 
 logger = logging.getLogger(__name__)
 
@@ -262,8 +262,9 @@ def _generate_shared_prefix(model: PreTrainedModel, batch: dict[str, torch.Tenso
                     use_cache=True)
     cache = output_cache(prefill)  # the output's cache under either name (transformers 5.24 renamed it)
     cache.batch_repeat_interleave(n)
+    cache_kwarg = {cache_argument(model) or "past_key_values": cache}  # ``cache`` since 5.24 (the old name warns)
     return model.generate(input_ids=ids.repeat_interleave(n, dim=0), attention_mask=mask.repeat_interleave(n, dim=0),
-                          past_key_values=cache, **kwargs)
+                          **cache_kwarg, **kwargs)
 
 
 def vllm_available() -> bool:
