@@ -18,6 +18,7 @@ from csrm.alignment import align
 from csrm.alignment.align import run_align
 from csrm.alignment.audit import load_csrm_judge
 from csrm.alignment.config import AlignConfig
+from csrm.alignment.gain import compare_runs
 from csrm.alignment.items import prepare_items
 from csrm.alignment.policy import SamplingParams, completion_logps, generate, load_policy, prepare_tokenizer
 from csrm.alignment.state import StepState
@@ -141,6 +142,13 @@ def test_two_rounds_end_to_end(tmp_path, tiny_policy, tiny_csrm, item_files):
     overall = report["comparison"]["overall"]
     assert {"cosa_score", "violation_rate", "refusal_rate", "helpful_compliant_rate"} <= set(overall)
     assert "CoSA-Score" in (out / "report.md").read_text()
+    assert report["gain_interval"]["training"]["gain"] == pytest.approx(overall["cosa_score"]["delta"])
+    # evaluation only (rounds=0) of the final policy gives the run's own final evaluation (greedy answers)
+    again = run_align(recipe(tmp_path / "eval_only", out / "round_2" / "policy", tiny_csrm, item_files, rounds="0"))
+    assert not list((tmp_path / "eval_only").glob("round_*")) and "comparison" not in again
+    assert again["evaluation"]["training"]["cosa_score"] == pytest.approx(overall["cosa_score"]["after"])
+    pooled = compare_runs(out / "baseline" / "eval.json", [tmp_path / "eval_only"])["judges"]["training"]
+    assert pooled["gain"] == pytest.approx(overall["cosa_score"]["delta"])
     # round 2 started from round 1's policy: its reference (= start) differs from the original policy
     first = json.loads((out / "round_1" / "state.json").read_text())["info"]["policy"]
     assert first == str(out / "round_1" / "policy")
@@ -281,6 +289,10 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
         AlignConfig.load(None, ["sampling.k=one"])
     with pytest.raises(InputError, match="judge.strategy"):
         AlignConfig.load(None, ["judge.strategy=best"])
+    with pytest.raises(InputError, match="needs eval.enabled"):  # rounds=0 only evaluates
+        AlignConfig.load(None, ["rounds=0", "eval.enabled=false"])
+    with pytest.raises(InputError, match="must be >= 0"):
+        AlignConfig.load(None, ["rounds=-1"])
     cfg = AlignConfig.load(None, ["dpo.learning_rate=1e-5", "dpo.lora.target_modules=q_proj"])
     assert cfg.dpo.learning_rate == 1e-5 and cfg.dpo.lora.target_modules == ["q_proj"]
 

@@ -156,7 +156,8 @@ class AlignConfig:
     """The CoSAlign loop: sample -> judge with the CSRM -> (SFT) -> DPO, for N rounds, then evaluate."""
 
     output_dir: str = _f("runs/align", "output folder (round_{i}/, baseline/, report.json, report.md)")
-    rounds: int = _f(2, "rounds; each starts from the previous round's policy")
+    rounds: int = _f(2, "rounds; each starts from the previous round's policy. 0 only evaluates the start policy "
+                        "(policy.name_or_path, e.g. an earlier run's round_1/policy) on the held-out items")
     seed: int = _f(0, "training and sampling seed")
     device: str = _f("auto", "'cpu', 'cuda' or 'auto'")
     bf16: bool = _f(False, "bf16 mixed precision for training (GPU)")
@@ -174,7 +175,8 @@ class AlignConfig:
 
     def validate(self) -> None:
         checks = [
-            (self.rounds >= 1, "rounds", "must be >= 1"),
+            (self.rounds >= 0, "rounds", "must be >= 0"),
+            (self.rounds >= 1 or self.eval.enabled, "rounds", "0 (evaluation only) needs eval.enabled"),
             (self.device in {"cpu", "cuda", "auto"}, "device", "must be cpu, cuda or auto"),
             (self.data.source in {"augmentation", "files", "cosalign_test"}, "data.source",
              "must be 'augmentation', 'files' or 'cosalign_test'"),

@@ -1,6 +1,8 @@
 """The reports of ``csrm align``: ``round_i/metrics.json``, and ``report.json`` / ``report.md`` comparing the
 policy before and after (CoSA-Score, violation rate, per config; pairs, DPO margins and wall time per round;
-each independent judge's before -> after and the reward-hacking check of :mod:`csrm.alignment.audit`)."""
+each independent judge's before -> after with its item-bootstrap interval (:mod:`csrm.alignment.gain`), and
+the reward-hacking check of :mod:`csrm.alignment.audit`). An evaluation-only run (``rounds=0``) reports the start
+policy's metrics under ``evaluation``."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from typing import Any
 from csrm.alignment.audit import answer_profile, cosa_without_repetition
 from csrm.alignment.cosa_score import compare, render_markdown
 from csrm.alignment.distributed import is_main
+from csrm.alignment.gain import gain_interval, judgements_by_judge
 from csrm.alignment.state import STATE_FILE, STEPS, StepState
 from csrm.base.io import write_json
 
@@ -33,6 +36,10 @@ def write_report(run: Any, baseline: dict | None, final: dict | None, policy: st
     report: dict[str, Any] = {"final_policy": policy, "rounds": rounds,
                               "seconds": {k: v for k, v in all_timings(run.out, run.cfg.rounds).items()}}
     extra = ""
+    if baseline is not None and final is None:  # rounds=0: the start policy evaluated, nothing to compare
+        report["evaluation"] = {"training": baseline["metrics"]["overall"],
+                                **{name: r["metrics"]["overall"] for name, r in baseline.get("independent", {}).items()}}
+        report["answer_profile"] = answer_profile(baseline["judgements"])
     if baseline is not None and final is not None:
         comparison = compare(baseline["metrics"], final["metrics"])
         report["comparison"] = comparison
@@ -56,6 +63,10 @@ def write_report(run: Any, baseline: dict | None, final: dict | None, policy: st
         report["judges"] = {name: compare(baseline["independent"][name]["metrics"],
                                           final["independent"][name]["metrics"])["overall"]
                             for name in final.get("independent", {}) if name in baseline.get("independent", {})}
+        before_by, after_by = judgements_by_judge(baseline), judgements_by_judge(final)
+        report["gain_interval"] = {name: gain_interval(judged, [after_by[name]])
+                                   for name, judged in before_by.items() if name in after_by}
+        lines += gain_lines(report["gain_interval"])
         extra = "\n".join(lines)
         markdown = render_markdown(comparison, config_names={k: short(v) for k, v in names.items()}, extra=extra)
         if is_main():
@@ -63,6 +74,17 @@ def write_report(run: Any, baseline: dict | None, final: dict | None, policy: st
     if is_main():
         write_json(run.out / "report.json", report)
     return report
+
+
+def gain_lines(intervals: dict[str, dict[str, Any]]) -> list[str]:
+    """The CoSA-Score gain by each judge with its paired item-bootstrap interval (Markdown)."""
+    lines = ["", "## How sure is the gain", "",
+             "Paired bootstrap over the held-out items, within each config (`csrm.alignment.gain`): the interval "
+             "is what item sampling alone allows.", "",
+             "| judge | gain | 95% interval | items |", "|---|---:|---|---:|"]
+    lines += [f"| {name} | {g['gain']:+.3f} | [{g['low']:+.3f}, {g['high']:+.3f}] | {g['items']} |"
+              for name, g in intervals.items()]
+    return lines
 
 
 JUDGE_COLUMNS = (("cosa_score", "CoSA-Score"), ("violation_rate_disallowed", "violations on disallowed"),

@@ -89,6 +89,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CoSA-Score {comparison['cosa_score']['before']:.3f} -> {comparison['cosa_score']['after']:.3f}; "
               f"violation rate {comparison['violation_rate']['before']:.3f} -> "
               f"{comparison['violation_rate']['after']:.3f}; report: {Path(cfg.output_dir) / 'report.md'}")
+    elif report.get("evaluation") and is_main():  # rounds=0
+        for judge, overall in report["evaluation"].items():
+            print(f"{judge}: CoSA-Score {overall['cosa_score']:.3f}, violation rate {overall['violation_rate']:.3f}")
+        print(f"report: {Path(cfg.output_dir) / 'report.json'}")
     return 0
 
 

@@ -1,0 +1,134 @@
+"""How sure is a CoSA-Score gain? A paired bootstrap over the held-out items, pooled over runs (seeds).
+
+    python -m csrm.alignment.gain BEFORE AFTER [AFTER ...] [--judge NAME] [--out gain.json]
+
+BEFORE and each AFTER are ``eval.json`` files of ``csrm align`` or run folders (a folder means its last
+evaluation: the last ``round_i/eval.json``, or ``baseline/eval.json`` for an evaluation-only run, ``rounds=0``).
+All must judge the same held-out items. Judges: ``training`` (the judge the run was built with) and every
+independent judge (``eval.judges``) found in all the files; ``--judge`` keeps one.
+
+Why a bootstrap: CoSA-Score is a mean of ``h * s`` over a few hundred held-out answers, so the gain of one
+round moves by a few hundredths with *which* items are held out, more than it moves between seeds. The items
+are resampled with replacement within each config (CoSA-Score macro-averages over configs), the same draw for
+before and every after-run (the answers are paired by item), and the gain is the after-runs' mean minus
+before. The point estimate equals the difference of the reports' CoSA-Scores (averaged over the runs). The
+interval covers item sampling only: the variation between seeds shows in the per-run gains beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from csrm.base.errors import InputError
+
+TRAINING = "training"
+
+
+def item_values(judgements: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """``{config_id: {item_id: h * s}}``: each answer's contribution to its config's CoSA-Score."""
+    out: dict[str, dict[str, float]] = {}
+    for j in judgements:
+        out.setdefault(j["config_id"], {})[j["item_id"]] = float(j["h"]) * (1.0 if j["complies"] else -1.0)
+    return out
+
+
+def gain_interval(before: Sequence[dict[str, Any]], afters: Sequence[Sequence[dict[str, Any]]], *,
+                  level: float = 0.95, draws: int = 5000, seed: int = 0) -> dict[str, Any]:
+    """CoSA-Score gain of the mean over ``afters`` (judgement lists of one judge, one per run) over ``before``,
+    with a paired, config-stratified bootstrap interval (module doc). Raises :class:`InputError` when the runs
+    did not judge the same items."""
+    if not afters:
+        raise InputError("needs at least one after-run")
+    base = item_values(before)
+    runs = [item_values(a) for a in afters]
+    for k, run in enumerate(runs):
+        if {c: set(v) for c, v in run.items()} != {c: set(v) for c, v in base.items()}:
+            raise InputError(f"after-run {k + 1} judged other items than the before-run")
+    configs = sorted(base)
+    # per config: an (items,) vector of before values and a (runs, items) matrix of after values
+    per_config = []
+    for c in configs:
+        ids = sorted(base[c])
+        per_config.append((np.array([base[c][i] for i in ids]), np.array([[r[c][i] for i in ids] for r in runs])))
+    before_score = float(np.mean([b.mean() for b, _ in per_config]))
+    run_scores = [float(np.mean([a[k].mean() for _, a in per_config])) for k in range(len(runs))]
+    diffs = [a.mean(axis=0) - b for b, a in per_config]  # mean over runs, per item
+    rng = np.random.default_rng(seed)
+    boot = np.mean([d[rng.integers(0, len(d), size=(draws, len(d)))].mean(axis=1) for d in diffs], axis=0)
+    tail = (1.0 - level) / 2.0
+    return {"before": before_score, "after": float(np.mean(run_scores)), "gain": float(np.mean(run_scores)) - before_score,
+            "low": float(np.quantile(boot, tail)), "high": float(np.quantile(boot, 1.0 - tail)), "level": level,
+            "per_run_gain": [s - before_score for s in run_scores], "runs": len(runs),
+            "items": int(sum(len(d) for d in diffs)), "configs": len(configs), "draws": draws}
+
+
+def resolve_eval(path: str | Path) -> Path:
+    """An ``eval.json`` file, or a run folder's last evaluation (module doc)."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    rounds = sorted((int(d.name.split("_")[1]), d / "eval.json") for d in p.glob("round_*")
+                    if d.name.split("_")[1].isdigit() and (d / "eval.json").is_file())
+    if rounds:
+        return rounds[-1][1]
+    if (p / "baseline" / "eval.json").is_file():
+        return p / "baseline" / "eval.json"
+    raise InputError(f"no eval.json in {p} (nor in its round_*/ or baseline/ folders)", path=str(p))
+
+
+def judgements_by_judge(evaluation: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """``{"training": [...], <independent judge>: [...]}`` of one ``eval.json``."""
+    out = {TRAINING: evaluation["judgements"]}
+    out.update({name: r["judgements"] for name, r in (evaluation.get("independent") or {}).items()})
+    return out
+
+
+def compare_runs(before: str | Path, afters: Sequence[str | Path], *, judge: str | None = None,
+                 **kwargs: Any) -> dict[str, Any]:
+    """:func:`gain_interval` for every judge present in all the evaluations (or only ``judge``)."""
+    paths = [resolve_eval(before), *(resolve_eval(a) for a in afters)]
+    evals = [judgements_by_judge(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
+    judges = [j for j in evals[0] if all(j in e for e in evals[1:])]
+    if judge is not None:
+        if judge not in judges:
+            raise InputError(f"judge {judge!r} is not in all the evaluations; found: {', '.join(judges)}",
+                             field="judge")
+        judges = [judge]
+    return {"before": str(paths[0]), "afters": [str(p) for p in paths[1:]],
+            "judges": {j: gain_interval(evals[0][j], [e[j] for e in evals[1:]], **kwargs) for j in judges}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m csrm.alignment.gain", description=__doc__.split("\n\n")[0])
+    parser.add_argument("before", help="eval.json or run folder of the policy before")
+    parser.add_argument("afters", nargs="+", help="eval.json files or run folders after (one per seed)")
+    parser.add_argument("--judge", default=None, help="only this judge ('training' or an eval.judges entry)")
+    parser.add_argument("--level", type=float, default=0.95, help="interval level")
+    parser.add_argument("--draws", type=int, default=5000, help="bootstrap draws")
+    parser.add_argument("--out", default=None, help="also write the result as JSON here")
+    args = parser.parse_args(argv)
+    try:
+        result = compare_runs(args.before, args.afters, judge=args.judge, level=args.level, draws=args.draws)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"| judge | CoSA-Score before | after (mean of {len(args.afters)}) | gain | {args.level:.0%} interval "
+          "| gain per run | items |")
+    print("|---|---:|---:|---:|---|---|---:|")
+    for name, g in result["judges"].items():
+        print(f"| {name} | {g['before']:.3f} | {g['after']:.3f} | {g['gain']:+.3f} | [{g['low']:+.3f}, "
+              f"{g['high']:+.3f}] | {' / '.join(f'{x:+.3f}' for x in g['per_run_gain'])} | {g['items']} |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
