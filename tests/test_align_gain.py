@@ -61,8 +61,12 @@ def test_runs_on_other_items_are_refused():
 
 def test_command_reads_eval_files_and_run_folders(tmp_path, capsys):
     def write(path, rows, independent):
+        def metrics(judged):
+            return {"overall": {"violation_rate_disallowed": sum(not r["complies"] for r in judged) / len(judged)}}
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps({"judgements": rows, "independent": {"judge_b": {"judgements": independent}}}))
+        path.write_text(json.dumps({"judgements": rows, "metrics": metrics(rows), "independent": {
+            "judge_b": {"judgements": independent, "metrics": metrics(independent)}}}))
 
     write(tmp_path / "base" / "baseline" / "eval.json", BEFORE, BEFORE)
     write(tmp_path / "run1" / "round_1" / "eval.json", AFTER_2, AFTER_2)  # an earlier round: not the last
@@ -71,6 +75,9 @@ def test_command_reads_eval_files_and_run_folders(tmp_path, capsys):
     assert result["afters"] == [str(tmp_path / "run1" / "round_2" / "eval.json")]
     assert result["judges"]["training"]["gain"] == pytest.approx(cosa(AFTER_1) - cosa(BEFORE))
     assert result["judges"]["judge_b"]["gain"] == pytest.approx(cosa(AFTER_2) - cosa(BEFORE))
+    assert result["rates"]["judge_b"]["violation_rate_disallowed"] == {"before": 2 / 6, "after": [2 / 6]}
+    assert result["rates"]["training"]["violation_rate_disallowed"]["after"] == [1 / 6]
+    assert result["rates"]["training"]["refusal_rate_allowed"] == {"before": None, "after": [None]}
     assert main([str(tmp_path / "base"), str(tmp_path / "run1"), "--judge", "judge_b",
                  "--out", str(tmp_path / "g.json")]) == 0
     assert "| judge_b |" in capsys.readouterr().out and "training" not in json.loads((tmp_path / "g.json").read_text())["judges"]

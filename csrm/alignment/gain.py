@@ -4,7 +4,8 @@
 
 BEFORE and each AFTER are ``eval.json`` files of ``csrm align`` or run folders (a folder means its last
 evaluation: the last ``round_i/eval.json``, or ``baseline/eval.json`` for an evaluation-only run, ``rounds=0``).
-All must judge the same held-out items. Judges: ``training`` (the judge the run was built with) and every
+All must judge the same held-out items; beside the gain it prints each run's violation rate on disallowed
+requests, refusal rate on allowed ones and helpful-and-compliant rate. Judges: ``training`` (the judge the run was built with) and every
 independent judge (``eval.judges``) found in all the files; ``--judge`` keeps one.
 
 Why a bootstrap: CoSA-Score is a mean of ``h * s`` over a few hundred held-out answers, so the gain of one
@@ -90,11 +91,23 @@ def judgements_by_judge(evaluation: dict[str, Any]) -> dict[str, list[dict[str, 
     return out
 
 
+def overall_by_judge(evaluation: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{"training": overall metrics, <independent judge>: ...}`` of one ``eval.json``."""
+    out = {TRAINING: evaluation["metrics"]["overall"]}
+    out.update({name: r["metrics"]["overall"] for name, r in (evaluation.get("independent") or {}).items()})
+    return out
+
+
+RATES = ("violation_rate_disallowed", "refusal_rate_allowed", "helpful_compliant_rate")
+
+
 def compare_runs(before: str | Path, afters: Sequence[str | Path], *, judge: str | None = None,
                  **kwargs: Any) -> dict[str, Any]:
     """:func:`gain_interval` for every judge present in all the evaluations (or only ``judge``)."""
     paths = [resolve_eval(before), *(resolve_eval(a) for a in afters)]
-    evals = [judgements_by_judge(json.loads(p.read_text(encoding="utf-8"))) for p in paths]
+    loaded = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    evals = [judgements_by_judge(e) for e in loaded]
+    overall = [overall_by_judge(e) for e in loaded]
     judges = [j for j in evals[0] if all(j in e for e in evals[1:])]
     if judge is not None:
         if judge not in judges:
@@ -102,7 +115,9 @@ def compare_runs(before: str | Path, afters: Sequence[str | Path], *, judge: str
                              field="judge")
         judges = [judge]
     return {"before": str(paths[0]), "afters": [str(p) for p in paths[1:]],
-            "judges": {j: gain_interval(evals[0][j], [e[j] for e in evals[1:]], **kwargs) for j in judges}}
+            "judges": {j: gain_interval(evals[0][j], [e[j] for e in evals[1:]], **kwargs) for j in judges},
+            "rates": {j: {r: {"before": overall[0][j].get(r), "after": [o[j].get(r) for o in overall[1:]]}
+                          for r in RATES} for j in judges}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -125,6 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     for name, g in result["judges"].items():
         print(f"| {name} | {g['before']:.3f} | {g['after']:.3f} | {g['gain']:+.3f} | [{g['low']:+.3f}, "
               f"{g['high']:+.3f}] | {' / '.join(f'{x:+.3f}' for x in g['per_run_gain'])} | {g['items']} |")
+    print("\n| judge | " + " | ".join(f"{r.replace('_', ' ')} before → after (per run)" for r in RATES) + " |")
+    print("|---|" + "---|" * len(RATES))
+    for name, rates in result["rates"].items():
+        cells = [f"{v['before']:.3f} → {' / '.join(f'{a:.3f}' for a in v['after'])}" if v["before"] is not None
+                 else "–" for v in rates.values()]
+        print(f"| {name} | " + " | ".join(cells) + " |")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
     return 0
