@@ -4,12 +4,13 @@
 
 BEFORE and each AFTER are ``eval.json`` files of ``csrm align`` or run folders (a folder means its last
 evaluation: the last ``round_i/eval.json``, or ``baseline/eval.json`` for an evaluation-only run, ``rounds=0``).
-All must judge the same held-out items; beside the gain it prints each run's violation rate on disallowed
-requests, refusal rate on allowed ones and helpful-and-compliant rate. Judges: ``training`` (the judge the run was built with) and every
-independent judge (``eval.judges``) found in all the files; ``--judge`` keeps one.
+All must judge the same held-out items. Beside the gain it prints each run's violation rate on disallowed
+requests, refusal rate on allowed ones and helpful-and-compliant rate. Judges: ``training`` (the judge the run
+was built with) and every independent judge (``eval.judges``) found in all the files; ``--judge`` keeps one.
 
 Why a bootstrap: CoSA-Score is a mean of ``h * s`` over a few hundred held-out answers, so the gain of one
-round moves by a few hundredths with *which* items are held out, more than it moves between seeds. The items
+round moves by a few hundredths with *which* items are held out (on the CoSAlign recipe's 240 items, four times
+as much as between seeds; on all 819, about as much). The items
 are resampled with replacement within each config (CoSA-Score macro-averages over configs), the same draw for
 before and every after-run (the answers are paired by item), and the gain is the after-runs' mean minus
 before. The point estimate equals the difference of the reports' CoSA-Scores (averaged over the runs). The
