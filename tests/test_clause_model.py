@@ -595,3 +595,61 @@ def test_the_residual_reads_content_relative_to_the_saved_training_mean(model, t
               metadata={"format": "pt"})
     (tmp_path / "old" / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
     assert torch.count_nonzero(ClauseCSRMModel.from_pretrained(tmp_path / "old").content_mean) == 0
+
+
+def test_the_category_cross_entropy_leaves_categories_without_labels_alone(tokenizer):
+    """The matcher's category target is a softmax over the label space of the training data: with compliance and
+    pair losses off, a batch labelled only with one category (and "none") moves that category's residual row
+    and leaves the rows of every category no row is labelled with untouched (they say nothing either way)."""
+    from csrm.training.clause_train import JudgeStep, build_table
+
+    model = tiny_model(tokenizer, seed=2)
+    with torch.no_grad():
+        model.content_mean.normal_()  # a trained mean: the residual's input is not zero
+        model.match_scale.fill_(1.0)  # a random encoder's windows are all alike: keep every class's share finite
+    names = model.taxonomy.names
+    cfg, _ = load_train_config(CLAUSE_YAML, ["compliance_weight=0", "reward_weight=0"])
+    encoder = FeatureEncoder(model, tokenizer)
+    rows = [{"config_text": CONFIG_A, "config_policy": "", "messages": [{"role": "user", "content": text}],
+             "response": None, "label": 1, "categories": cats, "severity": sev, "is_refusal": False}
+            for text, cats, sev in [("How do I hit someone hard?", [names[2]], 2),
+                                    ("Where can I buy a gun?", [names[2]], 1),
+                                    ("What is the weather like?", [], 0)]]
+    table = build_table(encoder, rows, None, model.taxonomy, blind=False)
+    judge = JudgeStep(model, cfg, aux_weight=1.0)
+    model.category_head.weight.requires_grad_(True)
+    with torch.no_grad():
+        allowed = model.read_config(table.clauses)[0]
+    loss, _ = judge(table, allowed, torch.arange(3), torch.zeros(0, dtype=torch.long))
+    loss.backward()
+    grad = model.category_head.weight.grad.abs().sum(-1)
+    others = grad[[m for m in range(len(names)) if m != 2]]
+    assert grad[2] > 0 and torch.all(others < 1e-4 * grad[2])  # zero up to rounding in the renormalised softmax
+
+
+def test_category_transfer_retrains_without_each_category_and_reproduces_the_run(seed_data, trained, tmp_path,
+                                                                                 capsys):
+    """``eval.category_transfer``: on all rows with the run's seed the retrained judge reproduces the run's own
+    validation AUROC; each held-out category's retraining saw exactly the training rows without it."""
+    from eval import category_transfer as transfer
+
+    tmp, _ = trained  # its feature cache is reused: the same data and settings
+    assert train_cli.main([str(CLAUSE_YAML), *train_overrides(seed_data, tmp, "transfer")]) == 0
+    capsys.readouterr()
+    run = tmp / "transfer"
+    evals = json.loads((run / "train_results.json").read_text())["eval"]
+    out = tmp_path / "transfer.json"
+    assert transfer.main([str(run), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["validation"]["auroc"] == [pytest.approx(evals["eval_auroc"], abs=1e-6)]
+
+    rows = [json.loads(line) for line in (seed_data / "examples.train.jsonl").open()][:200]
+    val = [json.loads(line) for line in (seed_data / "examples.validation.jsonl").open()]
+    assert result["categories"], "the seed corpus labels some categories"
+    for name, entry in result["categories"].items():
+        labelled = [r for r in rows if name in r["categories"] and r["severity"] > 0]
+        assert labelled and entry["train_rows_left"] == 200 - sum(name in r["categories"] for r in rows)
+        assert entry["validation_rows"] == sum(name in r["categories"] for r in val)
+        assert 0.0 <= entry["auroc"][0] <= 1.0 and name[:40] in printed
+    assert "mean over held-out categories" in printed

@@ -155,13 +155,23 @@ class ClauseCSRMModel(PreTrainedModel):
         # the mean training content window: the residual reads x minus it (set by training; zero = no centring)
         self.register_buffer("content_mean", torch.zeros(dim))
         self.post_init()
-        with torch.no_grad():
-            nn.init.zeros_(self.category_head.weight)
-            for null in (self.null_head, self.request_null_head):
-                nn.init.zeros_(null.weight)
-                null.bias.fill_(4.0)
-            nn.init.zeros_(self.engage_head.weight)
-            self.engage_head.bias.fill_(3.0)
+        self.reset_judge_heads()
+
+    @torch.no_grad()
+    def reset_judge_heads(self) -> None:
+        """The matcher, "none", severity and engagement heads, ``match_scale`` and ``bias`` at their starting
+        values: pure similarity matching (zero residual), "none" and engagement leaning towards harmless and
+        engaged, a default-initialised severity head (from the global RNG: seed it for a reproducible start).
+        Training's judge stage starts here; :mod:`eval.category_transfer` retrains from here."""
+        nn.init.zeros_(self.category_head.weight)
+        for null in (self.null_head, self.request_null_head):
+            nn.init.zeros_(null.weight)
+            null.bias.fill_(4.0)
+        self.severity_head.reset_parameters()
+        nn.init.zeros_(self.engage_head.weight)
+        self.engage_head.bias.fill_(3.0)
+        self.match_scale.fill_(20.0)
+        self.bias.zero_()
 
     def _init_weights(self, module: nn.Module) -> None:
         if module is getattr(self, "category_head", None):  # zero: a checkpoint saved without it loads unchanged
