@@ -629,9 +629,9 @@ def test_the_category_cross_entropy_leaves_categories_without_labels_alone(token
 
 def test_category_transfer_retrains_without_each_category_and_reproduces_the_run(seed_data, trained, tmp_path,
                                                                                  capsys):
-    """``eval.category_transfer``: on all rows with the run's seed the retrained judge reproduces the run's own
+    """``csrm.training.category_transfer``: on all rows with the run's seed the retrained judge reproduces the run's own
     validation AUROC; each held-out category's retraining saw exactly the training rows without it."""
-    from eval import category_transfer as transfer
+    from csrm.training import category_transfer as transfer
 
     tmp, _ = trained  # its feature cache is reused: the same data and settings
     assert train_cli.main([str(CLAUSE_YAML), *train_overrides(seed_data, tmp, "transfer")]) == 0

@@ -162,7 +162,7 @@ class ClauseCSRMModel(PreTrainedModel):
         """The matcher, "none", severity and engagement heads, ``match_scale`` and ``bias`` at their starting
         values: pure similarity matching (zero residual), "none" and engagement leaning towards harmless and
         engaged, a default-initialised severity head (from the global RNG: seed it for a reproducible start).
-        Training's judge stage starts here; :mod:`eval.category_transfer` retrains from here."""
+        Training's judge stage starts here; :mod:`csrm.training.category_transfer` retrains from here."""
         nn.init.zeros_(self.category_head.weight)
         for null in (self.null_head, self.request_null_head):
             nn.init.zeros_(null.weight)

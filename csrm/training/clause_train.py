@@ -408,7 +408,7 @@ def train_judge(model: ClauseCSRMModel, cfg: CSRMTrainConfig, tables: dict[str, 
                 seed: int) -> tuple[JudgeStep, dict[str, Any]]:
     """Stage 3: the matcher, "none", severity, engagement heads and bias on ``tables["train"]`` with the reader
     frozen, from :meth:`~ClauseCSRMModel.reset_judge_heads` under ``seed`` (its own RNG: the stage is
-    reproducible from the features and the reader alone, which :mod:`eval.category_transfer` relies on).
+    reproducible from the features and the reader alone, which :mod:`csrm.training.category_transfer` relies on).
     Returns the prepared :class:`JudgeStep` and ``{log, seconds, examples_seen, pairs_seen}``."""
     t0 = time.perf_counter()
     train = tables["train"]

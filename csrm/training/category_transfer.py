@@ -1,6 +1,6 @@
 """Leave-one-category-out transfer: how well a clause CSRM judges content of a category it has no labels for.
 
-``python -m eval.category_transfer MODEL [key=value ...] [--seeds 42,1] [--out FILE]``
+``python -m csrm.training.category_transfer MODEL [key=value ...] [--seeds 42,1] [--out FILE]``
 
 Why: CoSAlign-Test's unseen configs are mostly about drugs, weapons and sexual content, and the shared recipe's
 sources label no drug or weapon content; the augmented validation split cannot show that gap, because every
@@ -100,7 +100,7 @@ def category_transfer(model_dir: str | Path, overrides: list[str] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.category_transfer", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m csrm.training.category_transfer", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a clause CSRM folder written by csrm train / csrm run (holds train_config.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the run's training config")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds of the judge stage (default: the run's)")
