@@ -31,6 +31,7 @@ import torch
 from accelerate import Accelerator
 from transformers import AutoTokenizer
 
+from csrm.base.errors import InputError
 from csrm.base.metrics import classification_metrics
 from csrm.model.clause_model import ClauseCSRMModel
 from csrm.training.clause_train import Table, _select, feature_tables, train_judge
@@ -75,7 +76,8 @@ def category_transfer(model_dir: str | Path, overrides: list[str] | None = None,
     model = ClauseCSRMModel.from_pretrained(model_dir).eval()
     tables, _ = feature_tables(cfg, model, AutoTokenizer.from_pretrained(model_dir), accelerator)
     if "eval" not in tables:
-        raise ValueError(f"{model_dir}: the run has no validation split (eval_split) to score")
+        raise InputError("the run has no validation split to score", path=str(model_dir / "train_config.yaml"),
+                         field="eval_split")
     train, val = tables["train"], tables["eval"]
     names = model.taxonomy.names
     result: dict[str, Any] = {"model": str(model_dir), "overrides": list(overrides or []), "seeds": list(seeds),
