@@ -492,55 +492,27 @@ def test_pseudo_label_prompts_are_read_and_labelled_by_similarity(model, tokeniz
     assert len(pseudo_labels(encoder, PSEUDO_PROMPTS[:10], limit=8, margin=2.0, seed=0).target) == 0
 
 
-def test_pseudo_labels_train_the_matchers_residual_on_categories_without_labels(seed_data, tmp_path):
-    """With ``pseudo_weight`` > 0 the trained matcher agrees more with the pseudo labels of a category the
-    training data does not label than without it, and trains on exactly those prompts; on the seed corpus,
-    which labels every category, it trains on none (the pseudo labels would only compete with the labels)."""
-    from datasets import load_from_disk
-
+def test_pseudo_labels_train_the_matchers_residual(seed_data, tmp_path):
+    """With ``pseudo_weight`` > 0 the trained matcher agrees more with the pseudo labels than without it; the
+    residual starts at zero, so a model saved before it existed loads unchanged."""
     from csrm.training.clause_train import pseudo_labels
 
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps(PSEUDO_PROMPTS))
-    cfg, _ = load_train_config(CLAUSE_YAML, [*train_overrides(seed_data, tmp_path, "probe"),
-                                             f"pseudo_label_prompts={prompts}", "pseudo_margin=-1"])
-    transformers.set_seed(cfg.seed)
-    probe, tok = build_clause_model(cfg)
-    labels = pseudo_labels(FeatureEncoder(probe, tok), read_json_list(prompts), limit=10, margin=-1.0, seed=0)
-    missing = int(labels.target.mode().values)  # the category most prompts are pseudo-labelled with
-    name = probe.taxonomy.names[missing]
-    data = tmp_path / "without"
-    examples = load_from_disk(str(seed_data / "examples"))
-    examples["train"] = examples["train"].filter(lambda row: name not in row["categories"])
-    examples.save_to_disk(str(data / "examples"))
-    load_from_disk(str(seed_data / "pairs")).save_to_disk(str(data / "pairs"))
-    rows = examples["train"].select(range(min(200, len(examples["train"]))))  # train_overrides caps at 200
-    labelled = {c for cats in rows["categories"] for c in cats}
-    unlabelled = torch.tensor([probe.taxonomy.names[int(t)] not in labelled for t in labels.target])
-    assert name not in labelled and unlabelled.any() and not unlabelled.all()
-
     losses = {}
     for weight in (0.0, 3.0):
-        cfg, _ = load_train_config(CLAUSE_YAML, [*train_overrides(data, tmp_path, f"w{weight}"),
-                                                 f"checkpoint_dir={tmp_path / 'without-checkpoints'}",
+        cfg, _ = load_train_config(CLAUSE_YAML, [*train_overrides(seed_data, tmp_path, f"w{weight}"),
                                                  f"pseudo_label_prompts={prompts}", f"pseudo_weight={weight}",
                                                  "pseudo_margin=-1", "num_train_epochs=4"])
         summary = run_training(cfg)
         assert summary["pseudo_labelled_prompts"] == 10
-        assert summary["pseudo_prompts_trained_on"] == int(unlabelled.sum())
         scorer = csrm.load(tmp_path / f"w{weight}", device="cpu")
-        mine = pseudo_labels(scorer.features, read_json_list(prompts), limit=10, margin=-1.0, seed=0)
-        assert torch.equal(mine.target, labels.target)
+        labels = pseudo_labels(scorer.features, read_json_list(prompts), limit=10, margin=-1.0, seed=0)
         with torch.no_grad():
-            logits = scorer.model.category_logits(mine.x[mine.target == missing])
-        losses[weight] = float(torch.nn.functional.cross_entropy(logits, mine.target[mine.target == missing]))
+            logits = scorer.model.category_logits(labels.x)
+        losses[weight] = float(torch.nn.functional.cross_entropy(logits, labels.target))
+        assert scorer.model.category_head.weight.abs().sum() > 0  # trained (aux targets alone move it too)
     assert losses[3.0] < losses[0.0]
-
-    cfg, _ = load_train_config(CLAUSE_YAML, [*train_overrides(seed_data, tmp_path, "all"),
-                                             f"checkpoint_dir={tmp_path / 'all-checkpoints'}", "max_train_examples=0",
-                                             f"pseudo_label_prompts={prompts}", "pseudo_margin=-1"])
-    summary = run_training(cfg)
-    assert summary["pseudo_labelled_prompts"] == 10 and summary["pseudo_prompts_trained_on"] == 0
 
 
 def read_json_list(path: Path) -> list[str]:
