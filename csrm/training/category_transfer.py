@@ -32,9 +32,8 @@ from accelerate import Accelerator
 from transformers import AutoTokenizer
 
 from csrm.base.errors import InputError
-from csrm.base.metrics import classification_metrics
 from csrm.model.clause_model import ClauseCSRMModel
-from csrm.training.clause_train import Table, _select, feature_tables, train_judge
+from csrm.training.clause_train import Table, evaluate_table, feature_tables, train_judge
 from csrm.training.config import load_train_config
 
 
@@ -52,16 +51,6 @@ def subset_table(table: Table, keep: torch.Tensor, *, pairs: bool = True) -> Tab
     for name in ("pair_config", "pair_chosen", "pair_rejected", "pair_margin"):
         fields[name] = fields[name][keep_pairs] if len(keep_pairs) else fields[name]
     return Table(**fields)
-
-
-def violation_auroc(model: ClauseCSRMModel, table: Table) -> float:
-    """Compliance AUROC (violation = positive) of ``table``'s rows; NaN when they hold one class only."""
-    with torch.no_grad():
-        out = model(table.clauses, _select(table.content, table.content_row), table.config_row)
-    violates = (1 - table.label).long().tolist()
-    if len(set(violates)) < 2:
-        return float("nan")
-    return float(classification_metrics(violates, (1 - torch.sigmoid(out.compliance_logits)).tolist())["auroc"])
 
 
 def category_transfer(model_dir: str | Path, overrides: list[str] | None = None, *,
@@ -86,14 +75,14 @@ def category_transfer(model_dir: str | Path, overrides: list[str] | None = None,
                 and len(set(val.label[val.categories[:, m] > 0].tolist())) == 2]
     for seed in seeds:
         train_judge(model, cfg, tables, accelerator, seed=seed)
-        result["validation"]["auroc"].append(violation_auroc(model, val))
+        result["validation"]["auroc"].append(evaluate_table(model, val)["eval_auroc"])
         for m in held_out:
             carries = train.categories[:, m] > 0
             train_judge(model, cfg, {**tables, "train": subset_table(train, ~carries)}, accelerator, seed=seed)
             rows = val.categories[:, m] > 0
             entry = result["categories"].setdefault(names[m], {"auroc": [], "train_rows_left": int((~carries).sum()),
                                                                "validation_rows": int(rows.sum())})
-            entry["auroc"].append(violation_auroc(model, subset_table(val, rows, pairs=False)))
+            entry["auroc"].append(evaluate_table(model, subset_table(val, rows, pairs=False))["eval_auroc"])
     for entry in [result["validation"], *result["categories"].values()]:
         entry["mean"] = float(np.mean(entry["auroc"]))
     result["mean_heldout"] = float(np.mean([e["mean"] for e in result["categories"].values()])) \

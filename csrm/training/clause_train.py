@@ -354,7 +354,8 @@ def _batches(n: int, size: int, generator: torch.Generator, rank: int, world: in
     return out
 
 
-def _evaluate(model: ClauseCSRMModel, table: Table) -> dict[str, float]:
+def evaluate_table(model: ClauseCSRMModel, table: Table) -> dict[str, float]:
+    """``eval_*`` metrics of violation (label 0) over ``table``'s rows, and pair accuracy where it has pairs."""
     with torch.no_grad():
         rows = torch.arange(len(table.label))
         out = model(table.clauses, _select(table.content, table.content_row), table.config_row[rows])
@@ -497,7 +498,7 @@ def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | No
     # stage 3: matcher, severity, engagement, bias (reader frozen)
     judge, judged = train_judge(model, cfg, tables, accelerator, seed=cfg.seed)
     log.extend(judged["log"])
-    eval_metrics = _evaluate(model, tables["eval"]) if "eval" in tables else {}
+    eval_metrics = evaluate_table(model, tables["eval"]) if "eval" in tables else {}
     summary = {
         "architecture": "clause",
         "output_dir": str(Path(cfg.output_dir).expanduser().resolve()),
