@@ -37,19 +37,19 @@ from csrm.training.clause_train import Table, evaluate_table, feature_tables, tr
 from csrm.training.config import load_train_config
 
 
-def subset_table(table: Table, keep: torch.Tensor, *, pairs: bool = True) -> Table:
-    """``table`` with the rows where ``keep`` is true; with ``pairs``, the preference pairs whose sides are
-    contents of kept rows or of no row at all (a pair side that only dropped rows had goes with them)."""
+def subset_table(table: Table, keep: torch.Tensor) -> Table:
+    """``table`` with the rows where ``keep`` is true and the preference pairs whose sides are contents of kept
+    rows or of no row at all (a pair side that only dropped rows had goes with them)."""
     rows = keep.nonzero().squeeze(-1)
     dropped = set(table.content_row[~keep].tolist()) - set(table.content_row[keep].tolist())
-    keep_pairs = torch.tensor([pairs and a not in dropped and b not in dropped for a, b in
+    keep_pairs = torch.tensor([a not in dropped and b not in dropped for a, b in
                                zip(table.pair_chosen.tolist(), table.pair_rejected.tolist(), strict=True)],
                               dtype=torch.bool)
     fields = {name: getattr(table, name) for name in table.__dataclass_fields__}
     for name in ("config_row", "content_row", "label", "categories", "severity", "refusal"):
         fields[name] = fields[name][rows]
     for name in ("pair_config", "pair_chosen", "pair_rejected", "pair_margin"):
-        fields[name] = fields[name][keep_pairs] if len(keep_pairs) else fields[name]
+        fields[name] = fields[name][keep_pairs]
     return Table(**fields)
 
 
@@ -82,7 +82,7 @@ def category_transfer(model_dir: str | Path, overrides: list[str] | None = None,
             rows = val.categories[:, m] > 0
             entry = result["categories"].setdefault(names[m], {"auroc": [], "train_rows_left": int((~carries).sum()),
                                                                "validation_rows": int(rows.sum())})
-            entry["auroc"].append(evaluate_table(model, subset_table(val, rows, pairs=False))["eval_auroc"])
+            entry["auroc"].append(evaluate_table(model, subset_table(val, rows))["eval_auroc"])
     for entry in [result["validation"], *result["categories"].values()]:
         entry["mean"] = float(np.mean(entry["auroc"]))
     result["mean_heldout"] = float(np.mean([e["mean"] for e in result["categories"].values()])) \
