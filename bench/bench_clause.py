@@ -115,7 +115,7 @@ def clause_train(args, data: Path, out_dir: Path, checkpoint_dir: Path, log_path
                  *(tiny_overrides() if args.tiny else []), *args.clause_set]
     cached = any(checkpoint_dir.glob("features-*.pt"))
     if args.in_process:  # smoke tests: what `csrm train` runs, in this process (RSS is not per run)
-        from csrm.training.config import load_train_config
+        from csrm.model.cross_encoder.args import load_train_config
         from csrm.training.train import run_training
 
         start = time.perf_counter()
@@ -151,7 +151,7 @@ def make_configs(n: int, rng: random.Random) -> list[str]:
 
 def make_groups(args, data: Path) -> dict[str, list[list]]:
     from csrm.base.score_types import ScoreItem
-    from csrm.training.data import load_augmented
+    from csrm.model.data import load_augmented
 
     examples = load_augmented(data, ["train"])["examples"]["train"]
     responses = sorted({r for r in examples["response"] if r})
@@ -190,7 +190,7 @@ class Scoring:
 
     def cold(self) -> None:
         """Empty the feature cache (a fresh :class:`FeatureEncoder`, same batching settings)."""
-        from csrm.model.clause_features import FeatureEncoder
+        from csrm.model.clause.features import FeatureEncoder
 
         s = self.scorer
         s.features = FeatureEncoder(s.model, s.tokenizer, max_tokens=s.max_tokens, max_rows=s.max_rows)
@@ -264,7 +264,7 @@ def validation_auroc(scorer, data: Path, split: str) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
     from csrm.base.score_types import ScoreItem
-    from csrm.training.data import load_augmented
+    from csrm.model.data import load_augmented
 
     rows = load_augmented(data, ["train", split])["examples"][split]
     items = [ScoreItem(c, m, r) for c, m, r in zip(rows["config_text"], rows["messages"], rows["response"],
@@ -285,8 +285,8 @@ def load_scorer(args, model_dir: Path | None):
     from transformers import AutoConfig, AutoTokenizer
 
     from csrm.base.paths import resolve_model_name
-    from csrm.model.clause_model import ClauseCSRMModel
-    from csrm.scoring.clause_scoring import ClauseScorer
+    from csrm.model.clause.modeling import ClauseCSRMModel
+    from csrm.model.clause.predictor import ClauseScorer
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
     if args.tiny:
@@ -308,9 +308,9 @@ def trl_child(args) -> dict[str, Any]:
     from transformers import TrainerCallback
 
     from csrm.base.paths import resolve_model_name
+    from csrm.model.cross_encoder.modeling import load_tokenizer
+    from csrm.model.data import load_augmented
     from csrm.model.formatting import InputFormatter, pad_batch
-    from csrm.model.modeling import load_tokenizer
-    from csrm.training.data import load_augmented
 
     threads = common.set_threads(args.threads)
     process_start = time.perf_counter()

@@ -28,7 +28,7 @@ TARGET = 3.0
 
 
 def tokenizer():
-    from csrm.model.modeling import load_tokenizer
+    from csrm.model.cross_encoder.modeling import load_tokenizer
 
     tok = load_tokenizer("minilm", decoder=True)
     tok.eos_token = "[SEP]"  # the formatter appends EOS and the decoder pools it
@@ -39,7 +39,7 @@ def build_model(tok, hidden: int, layers: int, seed: int = 0):
     import torch
     from transformers import LlamaConfig
 
-    from csrm.model.modeling import CSRMModel
+    from csrm.model.cross_encoder.modeling import CSRMModel
 
     torch.manual_seed(seed)
     heads = max(1, hidden // 64)

@@ -37,7 +37,7 @@ def build_model(max_length: int, random_init: bool, seed: int = 0):
     import torch
 
     from csrm.base.paths import resolve_model_name
-    from csrm.model.modeling import CSRMModel, load_tokenizer
+    from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
 
     if random_init:  # MiniLM's architecture without its weights (same speed)
         from transformers import AutoConfig

@@ -52,7 +52,7 @@ def build_scorer(tiny: bool, max_length: int):
     import torch
     from transformers import BertConfig
 
-    from csrm.model.modeling import CSRMModel, load_tokenizer
+    from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
     from csrm.scoring.scorer import CSRMScorer
 
     tokenizer = load_tokenizer("minilm", decoder=False)

@@ -222,7 +222,7 @@ def test_bad_option_values_exit_2_naming_the_field(argv, words, capsys):
 
 def test_align_default_recipe_resolves_from_any_folder(tmp_path, monkeypatch):
     from csrm.alignment.config import AlignConfig
-    from csrm.app.align_cli import items_from_augmentation
+    from csrm.app.align import items_from_augmentation
 
     monkeypatch.chdir(tmp_path)
     cfg = AlignConfig.load("configs/align/smollm2_cpu.yaml", ["data.train_items=2"])

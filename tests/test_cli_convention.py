@@ -10,11 +10,11 @@ import pytest
 import yaml
 
 from csrm.app import cli
+from csrm.app.eval import EvalConfig
 from csrm.scoring.export import ExportConfig
-from csrm.scoring.score_cli import ScoreConfig
+from csrm.scoring.score_file import ScoreConfig
 from csrm.scoring.server import ServeConfig
 from csrm.training.calibration import CalibrateConfig
-from eval.cli import EvalConfig
 
 # command, the arguments it needs, a field to override, a value, a wrong value
 COMMANDS = [

@@ -16,9 +16,9 @@ from scoring_fixtures import free_port
 
 from csrm.base.metrics import classification_metrics
 from csrm.base.paths import CONFIGS_DIR, PROJECT_ROOT
-from csrm.model.modeling import CSRMModel, load_tokenizer
+from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
+from csrm.model.data import load_augmented, tokenize_examples
 from csrm.training.calibration import compliance_logits
-from csrm.training.data import load_augmented, tokenize_examples
 
 pytestmark = pytest.mark.slow
 

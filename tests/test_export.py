@@ -175,7 +175,7 @@ def test_clause_csrm_export_is_the_folder_plus_a_card(tmp_path, capsys):
     from transformers import AutoTokenizer
 
     from csrm.base.paths import resolve_model_name
-    from csrm.model.clause_model import ClauseCSRMModel
+    from csrm.model.clause.modeling import ClauseCSRMModel
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
     torch.manual_seed(0)

@@ -85,7 +85,7 @@ KILL_IN_AUGMENT = """
 """
 
 KILL_IN_TRAIN = """
-    from csrm.training.trainer import CSRMTrainer
+    from csrm.model.cross_encoder.trainer import CSRMTrainer
     original = CSRMTrainer._save_checkpoint
     def save(self, model, trial):
         original(self, model, trial)

@@ -17,9 +17,9 @@ import csrm
 from csrm.base.errors import InputError
 from csrm.base.paths import CONFIGS_DIR
 from csrm.base.score_types import ScoreItem
+from csrm.model.cross_encoder.args import load_train_config
+from csrm.model.lora import has_lora
 from csrm.scoring.scorer import CSRMScorer
-from csrm.training.config import load_train_config
-from csrm.training.lora import has_lora
 from csrm.training.train import build_data, build_model, run_training
 
 TINY = CONFIGS_DIR / "train" / "tiny_test.yaml"

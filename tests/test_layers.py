@@ -118,7 +118,7 @@ def test_the_check_catches_each_kind_of_break(tmp_path: Path):
         _write(tmp_path, f"csrm/{layer}/__init__.py", "")
     _write(tmp_path, "csrm/__init__.py", "from csrm.scoring.scorer import load\n")
     _write(tmp_path, "csrm/base/io.py", "import json\nfrom csrm.base import errors\n")
-    _write(tmp_path, "csrm/base/records.py", "def f():\n    from csrm.model.modeling import M\n")  # upward, lazy
+    _write(tmp_path, "csrm/base/records.py", "def f():\n    from csrm.model.cross_encoder.modeling import M\n")  # upward, lazy
     _write(tmp_path, "csrm/scoring/scorer.py", "from csrm import __version__\nfrom csrm.model import modeling\n")
     _write(tmp_path, "csrm/training/train.py", "from csrm import load\n")  # the facade beyond __version__
     _write(tmp_path, "csrm/alignment/align.py", "import augmentation\n")  # only app may

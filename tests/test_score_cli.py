@@ -18,7 +18,7 @@ import csrm.scoring.scorer
 from csrm.app.cli import main as csrm_main
 from csrm.base.errors import InputError
 from csrm.base.safety_config import SafetyConfig
-from csrm.scoring.score_cli import main, read_done, read_items
+from csrm.scoring.score_file import main, read_done, read_items
 from csrm.scoring.scorer import CSRMScorer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -84,7 +84,7 @@ def test_no_wandb_run_unless_asked(tmp_path, encoder_model_dir, offline_wandb):
 
 
 def test_csrm_eval_logs_to_wandb_with_progress_bars(tmp_path, encoder_model_dir, eval_fixtures, offline_wandb, capfd):
-    from eval.cli import main
+    from csrm.app.eval import main
 
     out = tmp_path / "eval"
     assert main([str(encoder_model_dir), "--bench", "cosapien", "--data-dir", str(eval_fixtures), "--no-hub",
@@ -125,7 +125,7 @@ def test_cosa_score_logs_to_wandb(tmp_path, encoder_model_dir, offline_wandb):
 
 def test_evaluation_during_training_shows_a_progress_bar(tmp_path, capfd):
     from csrm.base.paths import CONFIGS_DIR
-    from csrm.training.config import load_train_config
+    from csrm.model.cross_encoder.args import load_train_config
     from csrm.training.train import run_training
 
     data = write_dataset(tmp_path / "data", n_train=40, n_validation=40)

@@ -19,12 +19,10 @@ from csrm.app import cli
 from csrm.base.errors import InputError
 from csrm.base.metrics import classification_metrics
 from csrm.base.paths import CONFIGS_DIR, default_backbone
-from csrm.model.formatting import InputFormatter
-from csrm.model.modeling import CSRMModel, load_tokenizer
-from csrm.model.objective import csrm_loss
-from csrm.training.calibration import compliance_logits
-from csrm.training.config import CSRMTrainConfig, check_config_dict, load_train_config
-from csrm.training.data import (
+from csrm.model.cross_encoder.args import CSRMTrainConfig, check_config_dict, load_train_config
+from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
+from csrm.model.cross_encoder.trainer import CSRMTrainer, NonFiniteLossError
+from csrm.model.data import (
     MixedBatchSampler,
     MixedCollator,
     MixedDataset,
@@ -33,8 +31,10 @@ from csrm.training.data import (
     tokenize_examples,
     tokenize_pairs,
 )
+from csrm.model.formatting import InputFormatter
+from csrm.model.objective import csrm_loss
+from csrm.training.calibration import compliance_logits
 from csrm.training.train import run_training
-from csrm.training.trainer import CSRMTrainer, NonFiniteLossError
 
 TINY = CONFIGS_DIR / "train" / "tiny_test.yaml"
 
@@ -293,7 +293,7 @@ def test_saved_model_loads_and_scores_like_the_trainer(trained, dataset):
     for key in ("accuracy", "f1", "auroc", "ece", "brier"):
         assert metrics[key] == pytest.approx(summary["eval"][f"eval_{key}"], abs=1e-6)
     checkpoints = sorted(p.name for p in Path(config.checkpoint_dir).iterdir())
-    # save_total_limit 2, no staging left; tokenized/ is the tokenization cache (csrm.training.token_cache)
+    # save_total_limit 2, no staging left; tokenized/ is the tokenization cache (csrm.model.token_cache)
     assert checkpoints == ["checkpoint-150", "checkpoint-300", "tokenized"]
 
 
@@ -433,7 +433,7 @@ def test_trainer_overrides_only_public_hooks():
 def test_csrm_config_exposes_the_backbone_hidden_size_for_deepspeed_auto_values():
     from transformers import BertConfig
 
-    from csrm.model.modeling import CSRMConfig
+    from csrm.model.cross_encoder.modeling import CSRMConfig
 
     config = CSRMConfig(backbone=BertConfig(hidden_size=48, num_attention_heads=4).to_dict())
     assert config.hidden_size == 48

@@ -1,4 +1,4 @@
-"""The CoSAlign loop of ``csrm align`` with the CSRM as judge (command line: :mod:`csrm.app.align_cli`).
+"""The CoSAlign loop of ``csrm align`` with the CSRM as judge (command line: :mod:`csrm.app.align`).
 
 Per round ``i`` (1..N), starting from the previous round's policy (round 1: ``policy.name_or_path``):
 
@@ -360,5 +360,5 @@ def run_align(cfg: AlignConfig, *, scorer: Any = None, restart: bool = False,
     :class:`InputError`; ``restart`` discards the earlier run's outputs first. ``item_sources`` reads
     ``data.source`` ``augmentation`` and ``cosalign_test``, and ``load_judge`` loads ``eval.judges``: this layer
     never imports :mod:`augmentation` or :mod:`eval`, so ``csrm align`` passes
-    :data:`csrm.app.align_cli.ITEM_SOURCES` and :func:`csrm.app.align_cli.load_judge`."""
+    :data:`csrm.app.align.ITEM_SOURCES` and :func:`csrm.app.align.load_judge`."""
     return AlignRun(cfg, scorer=scorer, restart=restart, item_sources=item_sources, load_judge=load_judge).run()

@@ -40,7 +40,7 @@ from transformers import (
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path
 from csrm.base.records import Message
-from csrm.model.modeling import DTYPES, load_tokenizer
+from csrm.model.cross_encoder.modeling import DTYPES, load_tokenizer
 from csrm.model.prefix_cache import cache_argument, output_cache
 
 logger = logging.getLogger(__name__)

@@ -11,15 +11,15 @@ import sys
 from csrm.base.errors import InputError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "augment": ("augmentation.cli", "synthesize config-targeted tuples and preference pairs from a YAML recipe"),
+    "augment": ("csrm.app.augment", "synthesize config-targeted tuples and preference pairs from a YAML recipe"),
     "train": ("csrm.training.train", "train a CSRM from a YAML config (runs under accelerate/torchrun/deepspeed)"),
     "calibrate": ("csrm.training.calibration", "fit a temperature on validation data and store it with the model"),
-    "score": ("csrm.scoring.score_cli", "score a JSONL file of (config, prompt, response) items, resumably"),
+    "score": ("csrm.scoring.score_file", "score a JSONL file of (config, prompt, response) items, resumably"),
     "serve": ("csrm.scoring.server", "serve a CSRM over HTTP (score, rank, health)"),
-    "eval": ("eval.cli", "evaluate a CSRM on CoSApien, DynaBench and CoSAlign-Test"),
+    "eval": ("csrm.app.eval", "evaluate a CSRM on CoSApien, DynaBench and CoSAlign-Test"),
     "run": ("csrm.app.pipeline", "run augment -> train -> calibrate -> eval -> report from one recipe"),
     "export": ("csrm.scoring.export", "write a CSRM as a standard transformers reward model (+ model card, --push-to-hub)"),
-    "align": ("csrm.app.align_cli", "CoSAlign loop: sample, judge with the CSRM, train a policy with DPO"),
+    "align": ("csrm.app.align", "CoSAlign loop: sample, judge with the CSRM, train a policy with DPO"),
 }
 
 

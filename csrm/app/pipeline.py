@@ -107,7 +107,7 @@ def check_recipe(cfg: PipelineConfig) -> None:
     overrides, the training config with its overrides (keys, types, a non-zero number of steps), the
     benchmark names and the evaluation limit."""
     import augmentation
-    from csrm.training.config import check_train_config
+    from csrm.model.cross_encoder.args import check_train_config
     from eval.benchmarks import resolve_names
 
     for name, value in (("augment", cfg.augment), ("train", cfg.train)):
@@ -184,7 +184,7 @@ class Pipeline:
                     target=self.data)
 
     def train(self, *, blind: bool = False) -> None:
-        from csrm.training.config import check_config_dict, merge, parse_overrides
+        from csrm.model.cross_encoder.args import check_config_dict, merge, parse_overrides
 
         target = self.model_dir(blind)
         checkpoints = Path(f"{target}-checkpoints")
@@ -209,7 +209,7 @@ class Pipeline:
                 command = [*shlex.split(self.cfg.train_launcher), "-m", "csrm.training.train", str(config_path), *overrides]
                 subprocess.run(command, check=True)
                 return
-            from csrm.training.config import load_train_config
+            from csrm.model.cross_encoder.args import load_train_config
             from csrm.training.train import run_training
 
             train_cfg, raw_cfg = load_train_config(config_path, overrides)

@@ -27,7 +27,7 @@ is the optional YAML file.
 
 Why not jsonargparse or OmegaConf: both would add a dependency for what ~200 lines do here, and neither keeps the
 YAML line of a bad key in its error; HfArgumentParser covers flat configs only (``csrm train``'s
-``TrainingArguments`` keeps its own field checks in :mod:`csrm.training.config`, fed by this module's
+``TrainingArguments`` keeps its own field checks in :mod:`csrm.model.cross_encoder.args`, fed by this module's
 override parser).
 """
 

@@ -41,8 +41,8 @@ from csrm.base.validation import (
     taxonomy_from_dict,
 )
 from csrm.model.batching import DEFAULT_MAX_ROWS, DEFAULT_MAX_TOKENS, default_max_tokens, token_budget_batches
+from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
 from csrm.model.formatting import Encoded, pad_batch
-from csrm.model.modeling import CSRMModel, load_tokenizer
 from csrm.model.prefix_cache import plan_prefix_batches, run_prefix_batch, supports_prefix_cache
 from csrm.scoring.ranking import estimated_error, rank
 from csrm.scoring.thresholds import (
@@ -280,15 +280,15 @@ def load(path_or_hub_id: str | Path, **kwargs) -> CSRMScorer:
     """Load a trained CSRM for scoring (``csrm.load``); ``kwargs`` as for :class:`CSRMScorer`.
 
     The architecture is read from the folder's ``config.json``: a clause-reading CSRM
-    (``model_type: csrm_clause``) gets a :class:`csrm.scoring.clause_scoring.ClauseScorer`, a cross-encoder CSRM a
+    (``model_type: csrm_clause``) gets a :class:`csrm.model.clause.predictor.ClauseScorer`, a cross-encoder CSRM a
     :class:`CSRMScorer`; both have the same scoring API."""
     from transformers import AutoConfig
 
-    import csrm.model.clause_model  # noqa: F401  (registers model_type csrm_clause)
+    import csrm.model.clause.modeling  # noqa: F401  (registers model_type csrm_clause)
 
     config = AutoConfig.from_pretrained(str(path_or_hub_id), trust_remote_code=kwargs.get("trust_remote_code", False))
     if config.model_type == "csrm_clause":
-        from csrm.scoring.clause_scoring import ClauseScorer
+        from csrm.model.clause.predictor import ClauseScorer
 
         return ClauseScorer.from_pretrained(path_or_hub_id, **kwargs)
     return CSRMScorer.from_pretrained(path_or_hub_id, **kwargs)

@@ -31,8 +31,8 @@ from csrm.base.metrics import (
     reliability_curve,
 )
 from csrm.base.validation import check_model_dir
-from csrm.model.clause_model import item_temperatures
-from csrm.training.data import MixedCollator, load_augmented, tokenize_examples
+from csrm.model.clause.modeling import item_temperatures
+from csrm.model.data import MixedCollator, load_augmented, tokenize_examples
 
 MIN_PER_TASK = 50  # fewer requests or responses than this: one joint temperature (a fit on a handful is noise)
 
@@ -95,7 +95,7 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     P(violation), observed rate and item count per non-empty bin). ``report_to`` including ``wandb`` also logs
     the metrics, the bin table and the diagram (:mod:`csrm.base.tracking`).
     """
-    from csrm.model.modeling import CSRMModel, load_tokenizer
+    from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
 
     model_dir = Path(model_dir)
     check_model_dir(model_dir)  # a missing folder, or one holding another kind of model, is named here
@@ -170,7 +170,7 @@ def _clause_logits(model_dir: Path, examples, max_examples: int | None, device: 
     """(raw logits, labels, is-request mask, current (temperature, request_temperature)) of a clause-reading
     CSRM on example rows."""
     from csrm.base.score_types import ScoreItem
-    from csrm.scoring.clause_scoring import ClauseScorer
+    from csrm.model.clause.predictor import ClauseScorer
 
     scorer = ClauseScorer.from_pretrained(model_dir, device=device)
     rows = examples.select(range(min(max_examples, len(examples)))) if max_examples else examples

@@ -2,7 +2,7 @@
 
 Runs as is (one process) and under ``accelerate launch``, ``torchrun`` and the ``deepspeed`` launcher
 (``python -m csrm.training.train`` is the module to launch; the launcher's ``--local_rank`` argument is accepted).
-The config is checked completely before anything is loaded; see :mod:`csrm.training.config` for the fields.
+The config is checked completely before anything is loaded; see :mod:`csrm.model.cross_encoder.args` for the fields.
 Exit codes: 0 done, 2 bad input, 3 training stopped on a non-finite loss.
 """
 
@@ -26,10 +26,10 @@ from transformers import AutoConfig, TrainerCallback, set_seed
 from csrm.base import config as config_system
 from csrm.base.errors import InputError
 from csrm.base.paths import resolve_model_name
-from csrm.model.modeling import DTYPES, CSRMModel, is_decoder_config, load_tokenizer
-from csrm.training.config import CSRMTrainConfig, fields_help, load_train_config
-from csrm.training.data import TokenizedSplit, load_augmented
-from csrm.training.trainer import CSRMTrainer, NonFiniteLossError, last_checkpoint
+from csrm.model.cross_encoder.args import CSRMTrainConfig, fields_help, load_train_config
+from csrm.model.cross_encoder.modeling import DTYPES, CSRMModel, is_decoder_config, load_tokenizer
+from csrm.model.cross_encoder.trainer import CSRMTrainer, NonFiniteLossError, last_checkpoint
+from csrm.model.data import TokenizedSplit, load_augmented
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def build_model(cfg: CSRMTrainConfig) -> tuple[CSRMModel, Any]:
     if cfg.blind_config:
         model.config.blind_config = True
     if cfg.peft_config:
-        from csrm.training.lora import apply_lora
+        from csrm.model.lora import apply_lora
 
         apply_lora(model, cfg.peft_config, gradient_checkpointing=cfg.gradient_checkpointing)
     return model, tokenizer
@@ -118,7 +118,7 @@ def build_model(cfg: CSRMTrainConfig) -> tuple[CSRMModel, Any]:
 
 def _load_kwargs(cfg: CSRMTrainConfig) -> dict[str, Any]:
     """Backbone ``from_pretrained`` arguments: the attention kernel and QLoRA's 4-bit quantization."""
-    from csrm.training.lora import quantization_kwargs
+    from csrm.model.lora import quantization_kwargs
 
     out = quantization_kwargs(cfg.peft_config)
     if cfg.attn_implementation:
@@ -130,7 +130,7 @@ def build_data(cfg: CSRMTrainConfig, formatter) -> tuple[TokenizedSplit, Tokeniz
     """Tokenized train and eval splits; logs the formatter's truncation counters."""
     from collections import Counter
 
-    from csrm.training.token_cache import tokenize_split
+    from csrm.model.token_cache import tokenize_split
 
     splits = [cfg.train_split] + ([cfg.eval_split] if cfg.eval_split else [])
     data = load_augmented(cfg.dataset_path, splits)
@@ -180,9 +180,9 @@ def resolve_resume(cfg: CSRMTrainConfig) -> str | None:
 def run_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | None = None,
                  callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Train, evaluate and save the final model to ``cfg.output_dir``; returns a summary (metrics, throughput,
-    peak memory). Raises :class:`~csrm.training.trainer.NonFiniteLossError` if the loss diverges."""
+    peak memory). Raises :class:`~csrm.model.cross_encoder.trainer.NonFiniteLossError` if the loss diverges."""
     if cfg.architecture == "clause":
-        from csrm.training.clause_train import run_clause_training
+        from csrm.model.clause.trainer import run_clause_training
 
         return run_clause_training(cfg, raw_config=raw_config)
     set_seed(cfg.seed)
@@ -234,7 +234,7 @@ def run_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | None = No
     if wandb_run is not None:
         summary["wandb_run_dir"] = str(Path(wandb_run.dir).parent)
     if cfg.peft_config:
-        from csrm.training.lora import merge_lora
+        from csrm.model.lora import merge_lora
 
         merge_lora(model)  # the final folder is a plain CSRM (csrm.load, csrm export need no peft)
     trainer.save_final_model(cfg.output_dir, extra_files=extra)

@@ -7,7 +7,7 @@ a frozen sentence encoder transfers to categories without labels (0.98 zero-shot
 the encoder loses it. So the encoder stays frozen, every input is short (a clause, a content window), and the
 trained parts are small heads that mirror :mod:`csrm.base.compliance`:
 
-1. **Config reader** (``A``): each clause ``k`` of the config (:mod:`csrm.model.clauses`) is compared with each
+1. **Config reader** (``A``): each clause ``k`` of the config (:mod:`csrm.model.clause.clauses`) is compared with each
    taxonomy category ``m`` by two scalars that carry no category identity, ``ms_km`` (late interaction: the
    category name's tokens matched to the clause's tokens, MaxSim) and ``cos_km`` (pooled clause vs "name:
    definition"), plus a low-dimensional projection of the clause's own embedding (its stance: permits,
@@ -39,7 +39,7 @@ trained parts are small heads that mirror :mod:`csrm.base.compliance`:
    ``0.1`` per allowed category used, ``2 + E[s]`` per violated one. It ranks helpful-compliant first and, among
    violations, the more severe lower; the Bradley–Terry pair loss tunes it.
 
-Everything is computed from per-text features (:mod:`csrm.model.clause_features`): a config's clauses are encoded
+Everything is computed from per-text features (:mod:`csrm.model.clause.features`): a config's clauses are encoded
 once for any number of responses, a response once for any number of configs, and nothing is truncated.
 """
 
@@ -58,7 +58,7 @@ from transformers.configuration_utils import SubConfigSpec
 from csrm.base.compliance import ALLOWED_CATEGORY_COST, UNHELPFUL_COST, VIOLATION_BASE
 from csrm.base.paths import resolve_model_name
 from csrm.base.taxonomy import RiskTaxonomy
-from csrm.model.modeling import CSRMOutput
+from csrm.model.cross_encoder.modeling import CSRMOutput
 
 SEVERITY_LEVELS = 3
 EPS = 1e-6
@@ -162,7 +162,7 @@ class ClauseCSRMModel(PreTrainedModel):
         """The matcher, "none", severity and engagement heads, ``match_scale`` and ``bias`` at their starting
         values: pure similarity matching (zero residual), "none" and engagement leaning towards harmless and
         engaged, a default-initialised severity head (from the global RNG: seed it for a reproducible start).
-        Training's judge stage starts here; :mod:`csrm.training.category_transfer` retrains from here."""
+        Training's judge stage starts here; :mod:`tools.category_transfer` retrains from here."""
         nn.init.zeros_(self.category_head.weight)
         for null in (self.null_head, self.request_null_head):
             nn.init.zeros_(null.weight)

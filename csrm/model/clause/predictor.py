@@ -1,8 +1,8 @@
-"""Scoring with a clause-reading CSRM (:mod:`csrm.model.clause_model`): the same API as :class:`CSRMScorer`.
+"""Scoring with a clause-reading CSRM (:mod:`csrm.model.clause.modeling`): the same API as :class:`CSRMScorer`.
 
 ``csrm.load(path)`` returns a :class:`ClauseScorer` for a folder whose ``config.json`` says
 ``model_type: csrm_clause``. Each call splits every distinct config into clauses and every item into content
-windows, encodes each distinct text once (cached across calls, :class:`~csrm.model.clause_features.FeatureEncoder`),
+windows, encodes each distinct text once (cached across calls, :class:`~csrm.model.clause.features.FeatureEncoder`),
 and runs the small heads over chunks of items. Thresholds, per-config thresholds, ranking and
 ``fit_thresholds`` are inherited unchanged.
 """
@@ -20,8 +20,8 @@ from csrm.base.paths import resolve_model_name
 from csrm.base.score_types import ScoreItem
 from csrm.base.validation import taxonomy_from_dict
 from csrm.model.batching import default_max_tokens
-from csrm.model.clause_features import FeatureEncoder, content_windows
-from csrm.model.clause_model import ClauseCSRMModel
+from csrm.model.clause.features import FeatureEncoder, content_windows
+from csrm.model.clause.modeling import ClauseCSRMModel
 from csrm.scoring.scorer import CSRMScorer
 
 ITEMS_PER_CHUNK = 512

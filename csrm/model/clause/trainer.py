@@ -1,10 +1,10 @@
-"""Train a clause-reading CSRM (:mod:`csrm.model.clause_model`) on an augmentation output: frozen features, small heads.
+"""Train a clause-reading CSRM (:mod:`csrm.model.clause.modeling`) on an augmentation output: frozen features, small heads.
 
 ``csrm train CONFIG architecture=clause`` (or a config with ``architecture: clause``) lands here from
 :func:`csrm.training.train.run_training`. Three steps:
 
 1. **Features.** Every distinct clause of every config and every distinct content window is encoded once by
-   the frozen encoder (:class:`~csrm.model.clause_features.FeatureEncoder`). Under several processes the main
+   the frozen encoder (:class:`~csrm.model.clause.features.FeatureEncoder`). Under several processes the main
    process encodes first and writes ``<checkpoint_dir>/features.pt``; the others read it
    (``main_process_first``), so a cluster encodes once.
 2. **Reader** (``reader_steps``): the config reader learns ``A_m^s`` (category ``m`` allowed up to severity
@@ -52,11 +52,11 @@ from csrm.base.io import atomic_path
 from csrm.base.metrics import classification_metrics, pair_accuracy
 from csrm.base.paths import data_dir, resolve_model_name
 from csrm.base.taxonomy import RiskTaxonomy
-from csrm.model.clause_features import FeatureEncoder, content_windows
-from csrm.model.clause_model import SEVERITY_LEVELS, ClauseCSRMModel, ClauseFeatures, ContentFeatures
+from csrm.model.clause.features import FeatureEncoder, content_windows
+from csrm.model.clause.modeling import SEVERITY_LEVELS, ClauseCSRMModel, ClauseFeatures, ContentFeatures
+from csrm.model.cross_encoder.args import CSRMTrainConfig
+from csrm.model.data import load_augmented
 from csrm.model.objective import csrm_loss
-from csrm.training.config import CSRMTrainConfig
-from csrm.training.data import load_augmented
 
 logger = logging.getLogger(__name__)
 
@@ -409,7 +409,7 @@ def train_judge(model: ClauseCSRMModel, cfg: CSRMTrainConfig, tables: dict[str, 
                 seed: int) -> tuple[JudgeStep, dict[str, Any]]:
     """Stage 3: the matcher, "none", severity, engagement heads and bias on ``tables["train"]`` with the reader
     frozen, from :meth:`~ClauseCSRMModel.reset_judge_heads` under ``seed`` (its own RNG: the stage is
-    reproducible from the features and the reader alone, which :mod:`csrm.training.category_transfer` relies on).
+    reproducible from the features and the reader alone, which :mod:`tools.category_transfer` relies on).
     Returns the prepared :class:`JudgeStep` and ``{log, seconds, examples_seen, pairs_seen}``."""
     t0 = time.perf_counter()
     train = tables["train"]

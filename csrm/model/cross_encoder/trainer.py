@@ -5,7 +5,7 @@ Why not ``trl.RewardTrainer``: it is Bradley–Terry only (``num_labels == 1``) 
 
 What this subclass changes:
 
-- **batches**: :class:`~csrm.training.data.MixedBatchSampler` (B examples + P pairs, length-grouped, seeded by
+- **batches**: :class:`~csrm.model.data.MixedBatchSampler` (B examples + P pairs, length-grouped, seeded by
   ``(seed, epoch)``), so after ``resume_from_checkpoint`` the Trainer's skip of the batches already seen lands
   on the same data order;
 - **loss**: :func:`~csrm.model.objective.csrm_loss` on one forward over the ``B + 2P`` padded sequences;
@@ -51,9 +51,9 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, se
 
 from csrm.base.io import replace_dir
 from csrm.base.metrics import classification_metrics, pair_accuracy
+from csrm.model.cross_encoder.args import CSRMTrainConfig
+from csrm.model.data import MixedBatchSampler, MixedCollator, MixedDataset, TokenizedSplit, eval_batches
 from csrm.model.objective import csrm_loss
-from csrm.training.config import CSRMTrainConfig
-from csrm.training.data import MixedBatchSampler, MixedCollator, MixedDataset, TokenizedSplit, eval_batches
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class CheckpointCallback(TrainerCallback):
 
 
 class CSRMTrainer(Trainer):
-    """Trainer over :class:`~csrm.training.data.TokenizedSplit` data for a :class:`~csrm.model.modeling.CSRMModel`."""
+    """Trainer over :class:`~csrm.model.data.TokenizedSplit` data for a :class:`~csrm.model.cross_encoder.modeling.CSRMModel`."""
 
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; the Trainer divides by accumulation
 
@@ -203,7 +203,7 @@ class CSRMTrainer(Trainer):
         return self.accelerator.prepare(loader)
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> DataLoader:
-        """This process's share of the split's evaluation batches (:func:`~csrm.training.data.eval_batches`).
+        """This process's share of the split's evaluation batches (:func:`~csrm.model.data.eval_batches`).
 
         Whole batches are dealt to processes in turn, and a process short of batches repeats its last one, so
         every rank runs the same number of forwards (ZeRO-3 needs it); :meth:`predict_split` gathers the rows

@@ -51,8 +51,8 @@ class CSRMTrainConfig(TrainingArguments):
     # -- model ------------------------------------------------------------------------------------------
     architecture: str = field(default="cross_encoder", metadata={
         "help": "clause: the clause-reading CSRM (frozen encoder; config split into clauses, content into "
-                "windows; small heads trained on cached features; csrm/model/clause_model.py). cross_encoder: one "
-                "sequence (config, conversation, response) through a fine-tuned backbone (csrm/model/modeling.py).",
+                "windows; small heads trained on cached features; csrm/model/clause/modeling.py). cross_encoder: one "
+                "sequence (config, conversation, response) through a fine-tuned backbone (csrm/model/cross_encoder/modeling.py).",
         "choices": ["clause", "cross_encoder"]})
     reader_dim: int = field(default=32, metadata={"help": "clause: width of the config reader's MLP."})
     reader_steps: int = field(default=400, metadata={
@@ -109,7 +109,7 @@ class CSRMTrainConfig(TrainingArguments):
     peft_config: dict | None = field(default=None, metadata={
         "help": "cross_encoder: train LoRA adapters instead of the whole backbone (heads stay fully trainable; "
                 "the final model is merged): {r, lora_alpha (alpha), lora_dropout (dropout), target_modules "
-                "(list or 'all-linear'), load_in_4bit (QLoRA, needs bitsandbytes)}. See csrm/training/lora.py."})
+                "(list or 'all-linear'), load_in_4bit (QLoRA, needs bitsandbytes)}. See csrm/model/lora.py."})
     tokenize_cache: bool = field(default=True, metadata={
         "help": "Cache the tokenized splits (datasets.map) under <checkpoint_dir>/tokenized, reused by reruns and "
                 "resumes with the same data, tokenizer and length settings."})
@@ -192,7 +192,7 @@ class CSRMTrainConfig(TrainingArguments):
             self.use_cpu = True
         check_steps(self.max_steps, self.num_train_epochs)
         if self.peft_config is not None:
-            from csrm.training.lora import check_peft_config
+            from csrm.model.lora import check_peft_config
 
             self.peft_config = check_peft_config(self.peft_config)
         if self.compliance_weight < 0 or self.reward_weight < 0:
