@@ -112,6 +112,7 @@ def recipe(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extr
     return AlignConfig.load(None, recipe_overrides(out, policy, csrm, files, **extra))
 
 
+@pytest.mark.slow
 def test_two_rounds_end_to_end(tmp_path, tiny_policy, tiny_csrm, item_files):
     cfg = recipe(tmp_path / "run", tiny_policy, tiny_csrm, item_files)
     report = run_align(cfg)

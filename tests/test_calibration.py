@@ -66,6 +66,7 @@ def overconfident(tmp_path_factory):
     return model_dir, data
 
 
+@pytest.mark.slow
 def test_calibrate_lowers_ece_of_an_overconfident_model(overconfident, capsys):
     model_dir, data = overconfident
     before_config = json.loads((model_dir / "config.json").read_text())
@@ -98,6 +99,7 @@ def test_calibrate_lowers_ece_of_an_overconfident_model(overconfident, capsys):
     assert expected_calibration_error(y_violation, 1 - p_comply) == pytest.approx(report["after"]["ece"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_dry_run_leaves_the_model_alone(overconfident, tmp_path):
     model_dir, data = overconfident
     config_before = (model_dir / "config.json").read_text()
@@ -107,6 +109,7 @@ def test_dry_run_leaves_the_model_alone(overconfident, tmp_path):
     assert (tmp_path / "out" / "report.json").is_file() and (tmp_path / "out" / "reliability.png").is_file()
 
 
+@pytest.mark.slow
 def test_calibrate_reports_bad_input(tmp_path, overconfident, capsys):
     _, data = overconfident
     assert cli.main(["calibrate", str(tmp_path), "--dataset-path", str(data)]) == 2

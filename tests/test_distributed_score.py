@@ -38,6 +38,7 @@ def test_merge_needs_every_shard_and_keeps_input_order(tmp_path):
         merge_shards(entries, out, 2)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_and_resume_per_shard(tmp_path):
     model = save(*tiny_encoder(), tmp_path / "model")
     inp, out, single = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "single.jsonl"

@@ -91,6 +91,7 @@ def test_pipeline_gives_the_csrm_reward_and_config_documents_the_rest(exported):
         assert heading in card
 
 
+@pytest.mark.slow
 def test_a_fresh_process_loads_it_without_csrm(exported, tmp_path):
     model_dir, out = exported
     script = f"""

@@ -155,6 +155,7 @@ def test_read_done_drops_corrupt_lines_and_rewrites_the_file(tmp_path):
     assert partial.read_text() == "".join(full_row(i) + "\n" for i in "ade")
 
 
+@pytest.mark.slow
 def test_real_kill_and_rerun(tmp_path, encoder_model_dir):
     """SIGKILL a real `csrm score` process mid-run (batches slowed so the kill lands), then finish it."""
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"

@@ -60,6 +60,7 @@ def test_reliability_figure_shows_bin_counts():
     assert texts == sorted(["n=50", "n=1", "n=20"])  # the lone middle item is labelled as one item
 
 
+@pytest.mark.slow
 def test_calibration_logs_metrics_bins_and_diagram_to_wandb(tmp_path, encoder_model_dir, offline_wandb, capfd):
     data = write_dataset(tmp_path / "data", n_train=10, n_validation=80)
     report = calibrate(encoder_model_dir, data, output_dir=tmp_path / "cal", write=False, report_to="wandb", batch_size=16)
@@ -123,6 +124,7 @@ def test_cosa_score_logs_to_wandb(tmp_path, encoder_model_dir, offline_wandb):
     assert any(f.startswith("media/images/cosa_score/by_config") for f in run["files"])
 
 
+@pytest.mark.slow
 def test_evaluation_during_training_shows_a_progress_bar(tmp_path, capfd):
     from csrm.base.paths import CONFIGS_DIR
     from csrm.model.cross_encoder.args import load_train_config
@@ -137,6 +139,7 @@ def test_evaluation_during_training_shows_a_progress_bar(tmp_path, capfd):
     assert "evaluating" in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_csrm_run_logs_every_stage_to_wandb(tmp_path, offline_wandb):
     import yaml
 

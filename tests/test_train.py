@@ -262,6 +262,7 @@ def trained(tmp_path_factory, dataset):
     return run_training(config, raw_config=raw), config
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_separates_the_synthetic_set(trained):
     summary, config = trained
     state = json.loads((Path(config.checkpoint_dir) / "checkpoint-300" / "trainer_state.json").read_text())
@@ -276,6 +277,7 @@ def test_training_lowers_the_loss_and_separates_the_synthetic_set(trained):
     assert summary["items_per_second"] > 0 and summary["peak_rss_mib"] > 0
 
 
+@pytest.mark.slow
 def test_saved_model_loads_and_scores_like_the_trainer(trained, dataset):
     summary, config = trained
     out = Path(config.output_dir)
@@ -319,6 +321,7 @@ def recorder(monkeypatch, log: list, stop_at: int | None = None) -> None:
     monkeypatch.setattr(CSRMTrainer, "compute_loss", compute_loss)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_checkpoint_with_the_same_data_order(tmp_path, dataset, monkeypatch):
     # 3 batches per epoch, checkpoint at step 4 (inside epoch 2), 8 steps: resume skips into an epoch and
     # crosses an epoch boundary afterwards
@@ -393,6 +396,7 @@ def test_cli_exit_code_for_a_diverged_run(tmp_path, monkeypatch, capsys, dataset
     assert "the loss became nan at step 4" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_writes_its_files(tmp_path, dataset, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -412,6 +416,7 @@ def test_wandb_offline_run_writes_its_files(tmp_path, dataset, monkeypatch):
     assert saved["blind_config"] is True  # the config-blind baseline is marked on the model
 
 
+@pytest.mark.slow
 def test_time_budget_stops_the_run_and_still_saves(tmp_path, dataset):
     config = tiny_config(tmp_path, dataset, max_steps=100_000, max_train_minutes=0.02, eval_strategy="no",
                          save_steps=100_000)
