@@ -16,7 +16,7 @@ Data: ``csrm augment configs/augment/seed.yaml output_dir=<tmp>`` (or ``--data``
    2-4 seed responses joined (a few sentences), conversations are seed prompts. Two shapes, ``--groups`` groups
    of ``--group-size`` items each: *one response under N configs* and *N responses under one config*. Methods:
 
-   - ``csrm``: one ``ClauseScorer.score_items(group)`` call, feature cache emptied before each group (so each
+   - ``csrm``: one ``Scorer.score_items(group)`` call, feature cache emptied before each group (so each
      distinct clause and window of the group is encoded once, nothing is reused across groups or repeats);
    - ``per-item``: the baseline, a per-item loop of single forward passes: one ``score_items([item])`` call
      per item with the feature cache emptied before each, so every item encodes its own config clauses and
@@ -173,7 +173,7 @@ def make_groups(args, data: Path) -> dict[str, list[list]]:
 
 
 class Scoring:
-    """The three methods over one :class:`ClauseScorer`, counting the tokens each sends through the encoder."""
+    """The three methods over one :class:`~csrm.scoring.scorer.Scorer` of a clause model, counting the tokens each sends through the encoder."""
 
     def __init__(self, scorer):
         self.scorer = scorer
@@ -192,14 +192,14 @@ class Scoring:
         """Empty the feature cache (a fresh :class:`FeatureEncoder`, same batching settings)."""
         from csrm.model.clause.features import FeatureEncoder
 
-        s = self.scorer
+        s = self.scorer.predictor
         s.features = FeatureEncoder(s.model, s.tokenizer, max_tokens=s.max_tokens, max_rows=s.max_rows)
 
     def prepare(self, method: str, group) -> None:
         """Untimed set-up: ``csrm-configs-cached`` encodes the group's configs before the timed call."""
         if method == "csrm-configs-cached":
             self.cold()
-            self.scorer.features.clause_features(list(dict.fromkeys(item.config for item in group)))
+            self.scorer.predictor.features.clause_features(list(dict.fromkeys(item.config for item in group)))
 
     def run(self, method: str, group) -> list[tuple[float, float]]:
         if method == "csrm":
@@ -286,7 +286,7 @@ def load_scorer(args, model_dir: Path | None):
 
     from csrm.base.paths import resolve_model_name
     from csrm.model.clause.modeling import ClauseCSRMModel
-    from csrm.model.clause.predictor import ClauseScorer
+    from csrm.scoring.scorer import Scorer
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
     if args.tiny:
@@ -295,7 +295,7 @@ def load_scorer(args, model_dir: Path | None):
         model = ClauseCSRMModel.from_backbone_config(config, tokenizer=tok)
     else:
         model = ClauseCSRMModel.from_backbone("minilm", tokenizer=tok)
-    return ClauseScorer(model, tok, device="cpu")
+    return Scorer(model, tok, device="cpu")
 
 
 # -- 3. trl.RewardTrainer to a held-out AUROC ----------------------------------------------------------------

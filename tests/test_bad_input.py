@@ -149,9 +149,9 @@ def test_the_cap_never_changes_what_the_model_reads(scorer):
     items = [ScoreItem("Policy: " + long, [{"role": "user", "content": "old " + long},
                                            {"role": "user", "content": long + " newest"}], "Answer: " + long),
              ScoreItem("short config", [{"role": "user", "content": "p"}], long)]
-    uncapped = scorer.formatter.encode_batch([i.config for i in items], [i.messages for i in items],
+    uncapped = scorer.predictor.formatter.encode_batch([i.config for i in items], [i.messages for i in items],
                                              [i.response for i in items])
-    assert [e.input_ids for e in scorer.encode(items)] == [e.input_ids for e in uncapped]
+    assert [e.input_ids for e in scorer.predictor.encode(items)] == [e.input_ids for e in uncapped]
 
 
 def test_cap_text_keeps_both_ends():

@@ -20,10 +20,11 @@ from csrm.base.paths import CONFIGS_DIR, resolve_model_name
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.model.clause.features import FeatureEncoder
 from csrm.model.clause.modeling import ClauseCSRMModel, ContentFeatures, word_mask
-from csrm.model.clause.predictor import ClauseScorer
+from csrm.model.clause.predictor import ClausePredictor
 from csrm.model.clause.trainer import build_clause_model, to_device
 from csrm.model.cross_encoder.args import load_train_config
 from csrm.scoring.ranking import rank_key
+from csrm.scoring.scorer import Scorer
 from csrm.training import train as train_cli
 from csrm.training.train import run_training
 
@@ -59,21 +60,21 @@ def model(tokenizer) -> ClauseCSRMModel:
 
 
 @pytest.fixture
-def scorer(model, tokenizer) -> ClauseScorer:
+def scorer(model, tokenizer) -> Scorer:
     """A fresh scorer (empty feature caches) on the shared tiny model."""
-    return ClauseScorer(model, tokenizer, device="cpu")
+    return Scorer(model, tokenizer, device="cpu")
 
 
-def encoded_texts(scorer: ClauseScorer, monkeypatch) -> list[str]:
+def encoded_texts(scorer: Scorer, monkeypatch) -> list[str]:
     """Every text the scorer's encoder runs through the frozen encoder from now on (one entry per encoding)."""
     seen: list[str] = []
-    original = scorer.features._encode
+    original = scorer.predictor.features._encode
 
     def spy(texts, *, tokens):
         seen.extend(texts)
         yield from original(texts, tokens=tokens)
 
-    monkeypatch.setattr(scorer.features, "_encode", spy)
+    monkeypatch.setattr(scorer.predictor.features, "_encode", spy)
     return seen
 
 
@@ -101,7 +102,7 @@ def test_save_and_load_round_trip(model, tokenizer, scorer, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "csrm_clause"
     loaded = csrm.load(tmp_path, device="cpu")
-    assert isinstance(loaded, ClauseScorer)
+    assert isinstance(loaded.predictor, ClausePredictor)
     state, again = model.state_dict(), loaded.model.state_dict()
     assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
     conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, how can I help?"},
@@ -130,7 +131,7 @@ def test_request_screening_uses_the_request_temperature_and_responses_do_not(sco
     config = scorer.model.config
     monkeypatch.setattr(config, "temperature", 1.0)
     monkeypatch.setattr(config, "request_temperature", None)
-    (_, logits, _), = scorer._raw([request, response])
+    (_, logits, _), = scorer.predictor._raw([request, response])
     joint = scorer.score_items([request, response])
     assert [r.p_comply for r in joint] == pytest.approx(torch.sigmoid(torch.tensor(logits)).tolist(), abs=1e-6)
     monkeypatch.setattr(config, "request_temperature", 0.25)
@@ -185,10 +186,10 @@ def test_one_response_under_8_configs_encodes_the_response_once(scorer, monkeypa
     results = scorer.score(CONFIGS_8, PROMPT, RESPONSES[2])
     assert len(results) == 8
     assert seen.count(RESPONSES[2]) == 1
-    clauses = {t for c in CONFIGS_8 for t in scorer.features.clause_texts(c)}
+    clauses = {t for c in CONFIGS_8 for t in scorer.predictor.features.clause_texts(c)}
     assert len(seen) == len(set(seen)) == len(clauses) + 1  # each distinct text once, nothing else
-    assert scorer.features.stats["encoded"] == len(seen)
-    assert scorer.features.stats["at_max_length"] == 0
+    assert scorer.predictor.features.stats["encoded"] == len(seen)
+    assert scorer.predictor.features.stats["at_max_length"] == 0
     again = scorer.score(CONFIGS_8, PROMPT, RESPONSES[2])  # cached across calls
     assert len(seen) == len(clauses) + 1
     assert all(same(a, b) for a, b in zip(results, again, strict=True))
@@ -198,7 +199,7 @@ def test_8_responses_under_one_config_encode_its_clauses_once(scorer, monkeypatc
     seen = encoded_texts(scorer, monkeypatch)
     ranked = scorer.score_responses(CONFIG_A, PROMPT, RESPONSES)
     assert len(ranked) == 8
-    clauses = scorer.features.clause_texts(CONFIG_A)
+    clauses = scorer.predictor.features.clause_texts(CONFIG_A)
     assert len(clauses) == 5
     assert all(seen.count(t) == 1 for t in clauses)
     assert len(seen) == len(set(seen)) == len(clauses) + len(set(RESPONSES))
@@ -214,7 +215,7 @@ def test_a_batch_larger_than_the_cache_still_gets_its_features(model, tokenizer)
 
 # -- no judged content lost ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def readable(tokenizer) -> ClauseScorer:
+def readable(tokenizer) -> Scorer:
     """A tiny model whose heads are set by hand so effects are visible, not drowned:
 
     - matcher: ``match_scale`` 2 and the "none" bias 8, so a window rarely matches a category and 21+ windows
@@ -235,7 +236,7 @@ def readable(tokenizer) -> ClauseScorer:
         last.weight[:3, 0] = 30.0  # permitted up to severity 1..3
         last.bias[:3] = -10.0
         last.bias[3] = -20.0  # nothing prohibited
-    return ClauseScorer(m, tokenizer, device="cpu")
+    return Scorer(m, tokenizer, device="cpu")
 
 
 FILLER = ["gardening", "cooking", "travel", "music", "chess", "painting", "astronomy", "cycling"]
@@ -271,7 +272,7 @@ def test_long_policy_and_20_turn_transcript_are_read_to_their_ends(readable):
     messages = transcript(BASE_TURN)
     assert len(messages) == 20
     base = readable.score(permits, messages, RESPONSE)
-    stats = readable.features.stats
+    stats = readable.predictor.features.stats
     assert stats["encoded"] > 150 and stats["at_max_length"] == 0
     assert 0.01 < base.p_comply < 0.99  # not saturated: a change anywhere can show
 
@@ -285,7 +286,7 @@ def test_long_policy_and_20_turn_transcript_are_read_to_their_ends(readable):
     assert len(silent) >= 25_000 and silent.rsplit("\n", 1)[0] == permits.rsplit("\n", 1)[0]
     denied = readable.score(silent, messages, RESPONSE)
     assert denied.p_comply < base.p_comply - 1e-3  # no clause permits Violence any more: less compliant
-    assert readable.features.stats["at_max_length"] == 0
+    assert readable.predictor.features.stats["at_max_length"] == 0
 
 
 def test_cjk_and_digit_content_is_not_truncated(scorer):
@@ -293,7 +294,7 @@ def test_cjk_and_digit_content_is_not_truncated(scorer):
     digits = " ".join(f"{n:010d}" for n in range(200))
     scorer.score(CONFIG_A, PROMPT, cjk)
     scorer.score(CONFIG_A, PROMPT, digits)
-    assert scorer.features.stats["at_max_length"] == 0
+    assert scorer.predictor.features.stats["at_max_length"] == 0
 
 
 # -- training (csrm train) ----------------------------------------------------------------------------------
@@ -339,7 +340,7 @@ def test_train_end_to_end(seed_data, trained):
     assert [e["stage"] for e in results["log"]].count("reader") >= 2
 
     scorer = csrm.load(out, device="cpu")
-    assert isinstance(scorer, ClauseScorer)
+    assert isinstance(scorer.predictor, ClausePredictor)
     result = scorer.score(CONFIG_A, PROMPT, RESPONSES[2])
     assert 0.0 <= result.p_comply <= 1.0
     ranked = scorer.score_responses(CONFIG_B, PROMPT, RESPONSES[:4])
@@ -507,7 +508,7 @@ def test_pseudo_labels_train_the_matchers_residual(seed_data, tmp_path):
         summary = run_training(cfg)
         assert summary["pseudo_labelled_prompts"] == 10
         scorer = csrm.load(tmp_path / f"w{weight}", device="cpu")
-        labels = pseudo_labels(scorer.features, read_json_list(prompts), limit=10, margin=-1.0, seed=0)
+        labels = pseudo_labels(scorer.predictor.features, read_json_list(prompts), limit=10, margin=-1.0, seed=0)
         with torch.no_grad():
             logits = scorer.model.category_logits(labels.x)
         losses[weight] = float(torch.nn.functional.cross_entropy(logits, labels.target))

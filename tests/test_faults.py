@@ -155,14 +155,14 @@ def rows(path: Path) -> dict[str, dict]:
 
 
 KILL_IN_SCORE = """
-    from csrm.scoring.scorer import CSRMScorer
-    original = CSRMScorer.iter_batches
+    from csrm.scoring.scorer import Scorer
+    original = Scorer.iter_batches
     def batches(self, items, thresholds=None):
         for n, batch in enumerate(original(self, items, thresholds)):
             yield batch
             if n == 3:  # four batches are flushed to the partial file
                 stall()
-    CSRMScorer.iter_batches = batches
+    Scorer.iter_batches = batches
     from csrm.app.cli import main
     sys.exit(main(ARGV))
 """

@@ -335,9 +335,9 @@ def _export_transformers(model_dir: Path, out: Path, *, report: str | Path | Non
     from safetensors.torch import save_file
 
     from csrm.scoring.model_card import write_card
-    from csrm.scoring.scorer import CSRMScorer
+    from csrm.scoring.scorer import Scorer
 
-    scorer = CSRMScorer.from_pretrained(model_dir, device="cpu")
+    scorer = Scorer.from_pretrained(model_dir, device="cpu")
     model, tokenizer = scorer.model, scorer.tokenizer
     if model.config.pooling in ("mean", "cls"):
         model.float()  # the BERT export is float32 (its averaging layer's constants overflow fp16)

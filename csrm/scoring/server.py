@@ -419,7 +419,7 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
                request_timeout_s: float | None = REQUEST_TIMEOUT_S, body_timeout_s: float = BODY_TIMEOUT_S,
                max_pending: int = MAX_PENDING, default_config: str | SafetyConfig | None = None,
                reward_output: str = "reward") -> FastAPI:
-    """The FastAPI app serving ``scorer`` (a :class:`csrm.scoring.scorer.CSRMScorer`); options as in the module doc.
+    """The FastAPI app serving ``scorer`` (a :class:`csrm.scoring.scorer.Scorer`); options as in the module doc.
     ``model_name`` is shown by ``/health``: give a name, not a path. ``default_config`` and ``reward_output``
     serve ``/get_reward`` (:mod:`csrm.scoring.openrlhf`)."""
     batcher = Batcher(scorer, wait_s=batch_wait_ms / 1000, max_tokens=batch_tokens, max_pending=max_pending)

@@ -170,9 +170,9 @@ def _clause_logits(model_dir: Path, examples, max_examples: int | None, device: 
     """(raw logits, labels, is-request mask, current (temperature, request_temperature)) of a clause-reading
     CSRM on example rows."""
     from csrm.base.score_types import ScoreItem
-    from csrm.model.clause.predictor import ClauseScorer
+    from csrm.model.clause.predictor import ClausePredictor
 
-    scorer = ClauseScorer.from_pretrained(model_dir, device=device)
+    scorer = ClausePredictor.from_pretrained(model_dir, device=device)
     rows = examples.select(range(min(max_examples, len(examples)))) if max_examples else examples
     if not len(rows):
         raise InputError("the split has no examples", path=str(model_dir))
