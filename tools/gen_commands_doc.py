@@ -9,11 +9,11 @@ Why generated: a hand-written option reference drifts the first time a field's h
 discovered through ``csrm.app.cli.COMMANDS`` (the table ``csrm`` dispatches on), not listed here, so a command
 that is added or moved is documented without touching this script. Each command's ``main(["--help"])`` is
 run in-process, which is exactly what ``csrm <cmd> --help`` prints. While it runs,
-``csrm.base.config.field_help`` is wrapped to record the config class the command's ``--help`` lists (every
-command builds its field list through ``help_text`` -> ``field_help``); that class's fields become the
-Markdown table. A command whose ``--help`` does not go through ``field_help`` gets its ``--help`` text
-verbatim instead, so nothing is left out. ``COLUMNS`` is pinned so argparse wraps the same way everywhere.
-``tests/test_docs.py`` runs ``--check``.
+``csrm.base.config.field_help`` is wrapped to record the config classes the command's ``--help`` lists (every
+command builds its field list through ``help_text`` -> ``field_help``); each class's fields become a Markdown
+table (``csrm train`` may list one class per model family). A command whose ``--help`` does not go through
+``field_help`` gets its ``--help`` text verbatim instead, so nothing is left out. ``COLUMNS`` is pinned so
+argparse wraps the same way everywhere. ``tests/test_docs.py`` regenerates into a temporary file and compares.
 """
 
 from __future__ import annotations
@@ -51,8 +51,9 @@ def commands() -> list[tuple[str, str, str]]:
     return out
 
 
-def capture_help(module_name: str) -> tuple[str, type | None]:
-    """(the ``--help`` output of ``module.main``, the config class its field list was built from, if any)."""
+def capture_help(module_name: str) -> tuple[str, list[type]]:
+    """(the ``--help`` output of ``module.main``, the config classes its field lists were built from, in order;
+    ``csrm train`` lists one per model family)."""
     from csrm.base import config
 
     original = config.field_help
@@ -61,7 +62,7 @@ def capture_help(module_name: str) -> tuple[str, type | None]:
 
     def recording(cls: type, prefix: str = "") -> list[tuple[str, str, str]]:
         nonlocal depth
-        if depth == 0:
+        if depth == 0 and cls not in seen:
             seen.append(cls)
         depth += 1
         try:
@@ -77,7 +78,7 @@ def capture_help(module_name: str) -> tuple[str, type | None]:
             module.main(["--help"])
     finally:
         config.field_help = original
-    return buffer.getvalue(), (seen[0] if seen else None)
+    return buffer.getvalue(), seen
 
 
 def cell(text: str) -> str:
@@ -87,20 +88,22 @@ def cell(text: str) -> str:
 def command_section(name: str, module: str, summary: str) -> str:
     from csrm.base.config import field_help
 
-    text, cls = capture_help(module)
+    text, classes = capture_help(module)
     usage, _, rest = text.partition("\n\n")
     description = rest.split("\n\n")[0].strip() if rest and not rest.startswith(("positional", "options")) else ""
     lines = [f"## `csrm {name}`", "", summary + ("." if summary and not summary.endswith(".") else ""), ""]
-    if cls is None:
+    if not classes:
         lines += ["```text", text.rstrip(), "```", ""]
         return "\n".join(lines)
     lines += ["```text", " ".join(usage.split()), "```", ""]
     if description and description != summary:
         lines += [description, ""]
-    lines += [f"Config class: `{cls.__module__}.{cls.__qualname__}`.", "",
-              "| field | type | help (default) |", "|---|---|---|"]
-    lines += [f"| `{field}` | {cell(kind)} | {cell(help_)} |" for field, kind, help_ in field_help(cls)]
-    return "\n".join(lines) + "\n"
+    for cls in classes:
+        lines += [f"Config class: `{cls.__module__}.{cls.__qualname__}`.", "",
+                  "| field | type | help (default) |", "|---|---|---|"]
+        lines += [f"| `{field}` | {cell(kind)} | {cell(help_)} |" for field, kind, help_ in field_help(cls)]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def render() -> str:
