@@ -115,8 +115,7 @@ def clause_train(args, data: Path, out_dir: Path, checkpoint_dir: Path, log_path
                  *(tiny_overrides() if args.tiny else []), *args.clause_set]
     cached = any(checkpoint_dir.glob("features-*.pt"))
     if args.in_process:  # smoke tests: what `csrm train` runs, in this process (RSS is not per run)
-        from csrm.model.cross_encoder.args import load_train_config
-        from csrm.training.train import run_training
+        from csrm.training.train import load_train_config, run_training
 
         start = time.perf_counter()
         cfg, raw = load_train_config(CLAUSE_RECIPE, overrides)

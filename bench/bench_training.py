@@ -113,9 +113,8 @@ def common_training_args(args, out: Path) -> dict[str, Any]:
 
 
 def run_csrm(args, out: Path, recorder: StepRecorder, *, pairs_only: bool) -> None:
-    from csrm.model.cross_encoder.args import load_train_config
     from csrm.model.cross_encoder.trainer import CSRMTrainer
-    from csrm.training.train import run_training
+    from csrm.training.train import load_train_config, run_training
 
     undo = recorder.wrap(CSRMTrainer)
     values = {**common_training_args(args, out / "model"), "model_name_or_path": args.backbone,

@@ -22,7 +22,7 @@ from csrm.alignment.gain import compare_runs
 from csrm.alignment.items import prepare_items
 from csrm.alignment.policy import SamplingParams, completion_logps, generate, load_policy, prepare_tokenizer
 from csrm.alignment.state import StepState
-from csrm.app import align_cli
+from csrm.app import align as align_cli
 from csrm.app.align import ITEM_SOURCES
 from csrm.base.errors import InputError
 

@@ -210,7 +210,7 @@ def test_commands_exit_2_with_a_located_error(tmp_path, encoder_model_dir, not_a
 
 
 @pytest.mark.parametrize(("argv", "words"), [
-    (["calibrate", "M", "--dataset-path", "D", "--batch-size", "0"], "field 'batch_size': must be >= 1, got 0"),
+    (["calibrate", "M", "--dataset-path", "D", "--batch-tokens", "0"], "field 'batch_tokens': must be >= 1, got 0"),
     (["eval", "M", "--dev-fraction", "1.5"], "field 'dev_fraction': must be between 0 and 1"),
     (["eval", "M", "--limit", "0"], "field 'limit': must be >= 1"),
     (["score", "M", "--input", "I", "--output", "O", "--batch-tokens", "0"], "field 'batch_tokens': must be >= 1"),

@@ -13,11 +13,10 @@ from fixtures.train.synthetic import write_dataset
 from csrm.app import cli
 from csrm.base.metrics import fit_temperature
 from csrm.base.paths import CONFIGS_DIR
-from csrm.model.cross_encoder.args import load_train_config
 from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
 from csrm.model.data import load_augmented, tokenize_examples
 from csrm.training.calibration import calibrate, compliance_logits, fit_task_temperatures
-from csrm.training.train import run_training
+from csrm.training.train import load_train_config, run_training
 
 
 def test_fit_recovers_a_known_temperature():

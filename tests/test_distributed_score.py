@@ -13,9 +13,9 @@ import pytest
 from scoring_fixtures import save, tiny_encoder
 from test_score_cli import read_rows, write_input
 
+from csrm.app.score import main as score_main
 from csrm.scoring.distributed_score import merge_shards, shard_fingerprint, shard_path
 from csrm.scoring.score_file import ScoreConfig, fingerprint_path, read_items
-from csrm.scoring.score_file import main as score_main
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTINEL = 0.123456789

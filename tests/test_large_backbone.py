@@ -17,10 +17,10 @@ import csrm
 from csrm.base.errors import InputError
 from csrm.base.paths import CONFIGS_DIR
 from csrm.base.score_types import ScoreItem
-from csrm.model.cross_encoder.args import load_train_config
-from csrm.model.lora import has_lora
+from csrm.model.cross_encoder.lora import has_lora
+from csrm.model.cross_encoder.train import build_data, build_model
 from csrm.scoring.scorer import Scorer
-from csrm.training.train import build_data, build_model, run_training
+from csrm.training.train import load_train_config, run_training
 
 TINY = CONFIGS_DIR / "train" / "tiny_test.yaml"
 LORA = "{r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: [query, value]}"

@@ -16,9 +16,10 @@ from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES
 
 import csrm.scoring.scorer
 from csrm.app.cli import main as csrm_main
+from csrm.app.score import main
 from csrm.base.errors import InputError
 from csrm.base.safety_config import SafetyConfig
-from csrm.scoring.score_file import main, read_done, read_items
+from csrm.scoring.score_file import read_done, read_items
 from csrm.scoring.scorer import Scorer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -127,8 +127,7 @@ def test_cosa_score_logs_to_wandb(tmp_path, encoder_model_dir, offline_wandb):
 @pytest.mark.slow
 def test_evaluation_during_training_shows_a_progress_bar(tmp_path, capfd):
     from csrm.base.paths import CONFIGS_DIR
-    from csrm.model.cross_encoder.args import load_train_config
-    from csrm.training.train import run_training
+    from csrm.training.train import load_train_config, run_training
 
     data = write_dataset(tmp_path / "data", n_train=40, n_validation=40)
     config, _ = load_train_config(CONFIGS_DIR / "train" / "tiny_test.yaml", [], dataset_path=str(data),

@@ -34,7 +34,7 @@ from transformers import AutoTokenizer
 from csrm.base.errors import InputError
 from csrm.model.clause.modeling import ClauseCSRMModel
 from csrm.model.clause.trainer import Table, evaluate_table, feature_tables, train_judge
-from csrm.model.cross_encoder.args import load_train_config
+from csrm.training.train import load_train_config
 
 
 def subset_table(table: Table, keep: torch.Tensor) -> Table:

@@ -46,7 +46,6 @@ once for any number of responses, a response once for any number of configs, and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,7 +57,7 @@ from transformers.configuration_utils import SubConfigSpec
 from csrm.base.compliance import ALLOWED_CATEGORY_COST, UNHELPFUL_COST, VIOLATION_BASE
 from csrm.base.paths import resolve_model_name
 from csrm.base.taxonomy import RiskTaxonomy
-from csrm.model.cross_encoder.modeling import CSRMOutput
+from csrm.model.outputs import CSRMOutput
 
 SEVERITY_LEVELS = 3
 EPS = 1e-6
@@ -202,23 +201,6 @@ class ClauseCSRMModel(PreTrainedModel):
         if tokenizer is not None:
             model.set_anchors(tokenizer)
         return model
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, *args: Any, trust_remote_code: bool = False, **kwargs: Any):
-        """``PreTrainedModel.from_pretrained``; a checkpoint saved before ``request_null_head`` gets its one
-        "none" head for requests too, and one saved before ``content_mean`` gets a zero mean (a missing buffer
-        is otherwise left uninitialised), so older checkpoints score exactly as they did."""
-        kwargs.setdefault("use_safetensors", True)
-        wants_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(path, *args, trust_remote_code=trust_remote_code,
-                                              output_loading_info=True, **kwargs)
-        missing = set(info.get("missing_keys", ()))
-        with torch.no_grad():
-            if "request_null_head.weight" in missing:
-                model.request_null_head.load_state_dict(model.null_head.state_dict())
-            if "content_mean" in missing:
-                model.content_mean.zero_()
-        return (model, info) if wants_info else model
 
     def train(self, mode: bool = True) -> ClauseCSRMModel:
         """Heads follow ``mode``; the frozen encoder always stays in eval mode (no dropout in the features)."""

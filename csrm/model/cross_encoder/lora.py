@@ -1,4 +1,4 @@
-"""LoRA / QLoRA for the cross-encoder CSRM (``peft_config`` in :class:`csrm.model.cross_encoder.args.CSRMTrainConfig`).
+"""LoRA / QLoRA for the cross-encoder CSRM (``peft_config`` in :class:`csrm.model.cross_encoder.args.CrossEncoderTrainConfig`).
 
 ``peft_config: {r: 16, lora_alpha: 32, lora_dropout: 0.05, target_modules: [q_proj, v_proj]}`` wraps the
 *backbone* in a peft LoRA model; the backbone's own weights are frozen, and the compliance and reward heads
