@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> dict:
                "reuse": Scorer(model, tok, device="cpu", prefix_cache=True, max_tokens=args.batch_tokens)}
     encoded = scorers["reuse"].predictor.encode(items)
     theory = bounds(encoded, args.hidden, args.layers, 4 * args.hidden)
-    work = computed_rows(encoded, scorers["no-reuse"].max_tokens, scorers["reuse"].prefix_max_tokens,
-                         scorers["reuse"].max_rows)
+    work = computed_rows(encoded, scorers["no-reuse"].max_tokens, scorers["reuse"].predictor.prefix_max_tokens,
+                         scorers["reuse"].predictor.max_rows)
     params = sum(p.numel() for p in model.parameters()) / 1e6
     print(f"prefix: {len(items)} items ({args.groups} prefixes x {args.responses}), Llama hidden {args.hidden}, "
           f"{args.layers} layers ({params:.0f}M parameters), prefix {theory['mean_prefix_tokens']:.0f} + suffix "
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> dict:
                "responses": args.responses, "chunk_overhead": csrm.model.prefix_cache.CPU_CHUNK_OVERHEAD,
                "hidden": args.hidden, "layers": args.layers,
                "parameters_m": round(params, 1), "threads": threads,
-               "batch_tokens": {"plain": scorers["no-reuse"].max_tokens, "prefix": scorers["reuse"].prefix_max_tokens},
+               "batch_tokens": {"plain": scorers["no-reuse"].max_tokens, "prefix": scorers["reuse"].predictor.prefix_max_tokens},
                **theory, **work, "bound_padded_rows": round(padded_bound, 3),
                "fraction_of_flop_bound": round(ratio / theory["bound_flops"], 3), "rows": rows, "seconds": times}
     if args.profile:

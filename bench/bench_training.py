@@ -117,7 +117,8 @@ def run_csrm(args, out: Path, recorder: StepRecorder, *, pairs_only: bool) -> No
     from csrm.training.train import load_train_config, run_training
 
     undo = recorder.wrap(CSRMTrainer)
-    values = {**common_training_args(args, out / "model"), "model_name_or_path": args.backbone,
+    values = {"architecture": "cross_encoder", **common_training_args(args, out / "model"),
+              "model_name_or_path": args.backbone,
               "max_length": args.max_length, "dataset_path": str(args.dataset), "eval_split": None,
               "margin_scale": 0.1, "center_rewards_coefficient": None, "group_by_length": True}
     if pairs_only:

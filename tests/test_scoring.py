@@ -225,3 +225,18 @@ def test_load_round_trip_gives_identical_scores(tmp_path):
     loaded = load(path)
     assert loaded.prefix_cache and not loaded.model.training
     assert all(close(a, b) for a, b in zip(loaded.score_items(items), direct, strict=True))
+
+
+def test_every_registered_family_is_a_loadable_model_type(tmp_path):
+    """csrm.base.validation (below the registry's layer) names the saved model types csrm.load accepts: the
+    same set as the registry's families; a folder of another model type is an error naming it."""
+    from csrm.base.errors import InputError
+    from csrm.base.validation import CSRM_MODEL_TYPES
+    from csrm.model.registry import FAMILIES, saved_family
+
+    assert set(CSRM_MODEL_TYPES) == {f.model_type for f in FAMILIES.values()}
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(InputError, match="model_type 'bert'"):
+        saved_family(tmp_path)
+    with pytest.raises(InputError, match="not a saved CSRM folder"):
+        load(tmp_path)
