@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from csrm.app import cli
+from csrm.app.serve import ServeConfig
 from csrm.scoring.export import ExportConfig
 from csrm.scoring.score_cli import ScoreConfig
-from csrm.scoring.server import ServeConfig
 from csrm.training.calibration import CalibrateConfig
 from eval.cli import EvalConfig
 

@@ -155,7 +155,7 @@ def test_serve_flags_default_config_file_and_reward_output(tmp_path, monkeypatch
     from fastapi.testclient import TestClient
     from scoring_fixtures import save, tiny_encoder
 
-    import csrm.scoring.server
+    import csrm.app.serve
     from csrm.scoring.scorer import load
 
     path = save(*tiny_encoder(), tmp_path / "model")
@@ -163,7 +163,7 @@ def test_serve_flags_default_config_file_and_reward_output(tmp_path, monkeypatch
     config_file.write_text("name: violence-ok\nallow: {Violence: 2}\n")
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
-    assert csrm.scoring.server.main([str(path), "--default-config", str(config_file), "--reward-output", "p_comply"]) == 0
+    assert csrm.app.serve.main([str(path), "--default-config", str(config_file), "--reward-output", "p_comply"]) == 0
     query = "User: " + PROMPTS[1] + "\nAssistant: " + RESPONSES[2]
     with TestClient(seen["app"]) as client:
         got = client.post("/get_reward", json={"query": [query]}).json()

@@ -13,10 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from scoring_fixtures import tiny_encoder
 
+from csrm.app.serve import read_token
 from csrm.base.errors import InputError
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.scoring.scorer import CSRMScorer
-from csrm.scoring.server import Batcher, Busy, create_app, read_token
+from csrm.scoring.server import Batcher, Busy, create_app
 
 
 class FakeScorer:

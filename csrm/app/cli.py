@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("csrm.training.train", "train a CSRM from a YAML config (runs under accelerate/torchrun/deepspeed)"),
     "calibrate": ("csrm.training.calibration", "fit a temperature on validation data and store it with the model"),
     "score": ("csrm.scoring.score_cli", "score a JSONL file of (config, prompt, response) items, resumably"),
-    "serve": ("csrm.scoring.server", "serve a CSRM over HTTP (score, rank, health)"),
+    "serve": ("csrm.app.serve", "serve a CSRM over HTTP (score, rank, health)"),
     "eval": ("eval.cli", "evaluate a CSRM on CoSApien, DynaBench and CoSAlign-Test"),
     "run": ("csrm.app.pipeline", "run augment -> train -> calibrate -> eval -> report from one recipe"),
     "export": ("csrm.scoring.export", "write a CSRM as a standard transformers reward model (+ model card, --push-to-hub)"),
