@@ -1,4 +1,4 @@
-"""``csrm serve MODEL``: a JSON API over HTTP (FastAPI + uvicorn) with dynamic batching.
+"""The FastAPI app of ``csrm serve`` (:func:`create_app`) and its auth and body-limit middleware.
 
 Endpoints:
 
@@ -7,33 +7,30 @@ Endpoints:
 - ``POST /rank`` ``{"config", "prompt" | "messages", "responses": [...]}`` -> ``{"ranking": [...]}`` best
   first (:mod:`csrm.scoring.ranking`);
 - ``POST /get_reward`` ``{"query": [str, ...], "prompts"?: [...]}`` -> ``{"rewards": [float, ...]}``: OpenRLHF's
-  remote reward protocol; the safety config comes from each query's system message, else ``--default-config``
-  (:mod:`csrm.scoring.openrlhf`);
-- ``GET /health`` -> status, model name (never a filesystem path), device and batching counters.
+  remote reward protocol; the safety config comes only from each query's *leading* system message(s), else
+  ``--default-config``; role tags inside the response are response text (:mod:`csrm.scoring.openrlhf`);
+- ``GET /health`` -> status, model name (never a filesystem path), device and batching counters;
+- ``/docs`` and ``/openapi.json`` only with ``docs=True`` (Swagger UI loads its script and style from a CDN,
+  which a serving machine may not reach, and an API description need not be public).
 
 ``config`` is a string or ``{"name", "text", "allow", "deny"}``.
 
-**Validation** is :mod:`csrm.base.validation`, the path the library and ``csrm score`` use: unknown fields, unknown
-or never-allowed categories (checked against the model's taxonomy) and lone surrogates are 4xx naming the
-field, found *before* a request joins a batch. **Limits and errors**: bodies over ``max_body_bytes`` get 413,
-a body not received within ``body_timeout_s`` 408, more than ``max_items`` items (or responses) 413, a schema
-error 422 and a semantic one 400; every error body is ``{"detail": [{"loc": [...], "msg": ...}]}`` with ``loc``
-naming the field (e.g. ``["body", "items", 2, "prompt"]``). A request not answered within
-``request_timeout_s`` gets 503 (its work is dropped), as does one arriving while more than ``max_pending``
-items wait (``Retry-After: 1``).
+**One path for every endpoint.** Each request is validated by :mod:`csrm.base.validation` (the path the library
+and ``csrm score`` use: unknown fields, unknown or never-allowed categories, lone surrogates anywhere) *before*
+it joins a batch, then goes through the same :meth:`Batcher.submit <csrm.scoring.server.batching.Batcher.submit>`
+with the same timeout and the same errors. **Limits and errors**: a body over ``max_body_bytes`` gets 413, one
+not received within ``body_timeout_s`` 408, one that is not UTF-8 or nests deeper than 32 levels 400, more than
+``max_items`` items (or responses, or queries) 413, a schema error 422 and a semantic one 400. A request that
+cannot be scored within ``request_timeout_s`` at the measured throughput is refused at once with 503 and a
+``Retry-After`` (:mod:`csrm.scoring.server.batching`); one admitted but not answered in time also gets 503 (its
+work is dropped). Every error body is ``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}`` with ``loc``
+naming the field (e.g. ``["body", "items", 2, "prompt"]``, ``["body", "query", 0]``).
 
 **Auth** (optional): with a token (``--token-file`` or ``--token-env``; never on the command line, where
 ``ps`` shows it) every endpoint but ``/health`` needs ``Authorization: Bearer <token>``, compared in constant
 time (:func:`hmac.compare_digest`); anything else gets 401 before its body is read.
-
-**Batching and fairness**: requests join a list of active jobs; one worker builds each forward batch under
-``batch_tokens`` (estimated tokens of the capped text, :mod:`csrm.base.text`) by taking items *round-robin* across
-the active requests, then moves the requests it served to the back. So a small request shares the next batch
-with a large one instead of waiting for all of it (a large request still progresses every batch). When idle,
-the worker waits up to ``batch_wait_ms`` for more requests before the first batch. **Isolation**: if a batch
-fails, each request in it is scored alone, so only the request at fault gets an error (400 for bad input,
-500 otherwise) and the others get their results.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,6 +43,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from csrm.base.errors import InputError
 from csrm.base.safety_config import SafetyConfig
@@ -54,15 +52,25 @@ from csrm.base.text import check_strings
 from csrm.base.validation import default_taxonomy
 from csrm.model.batching import DEFAULT_MAX_TOKENS
 from csrm.scoring.ranking import estimated_error, rank
-from csrm.scoring.server.batching import BATCH_WAIT_MS, MAX_PENDING, REQUEST_TIMEOUT_S, Batcher, Busy
+from csrm.scoring.server.batching import (
+    BATCH_WAIT_MS,
+    MAX_PENDING,
+    REQUEST_TIMEOUT_S,
+    Batcher,
+    Busy,
+    retry_seconds,
+)
 from csrm.scoring.server.schema import (
     GetRewardRequest,
     RankRequest,
     ScoreRequest,
     bad_field,
     field_loc,
+    json_body_error,
     result_json,
+    reward_items,
     schema_error,
+    structured_http_error,
     to_item,
 )
 
@@ -102,7 +110,8 @@ class BearerAuth:
 
 class BodyLimit:
     """ASGI middleware: 413 for bodies over ``max_bytes`` (by Content-Length or by counting the stream), 408
-    for a body not received within ``timeout_s`` (a client trickling bytes cannot hold a connection open)."""
+    for a body not received within ``timeout_s`` (a client trickling bytes cannot hold a connection open),
+    400 for a JSON body that is not UTF-8 or nests too deep (:func:`~csrm.scoring.server.schema.json_body_error`)."""
 
     def __init__(self, app, max_bytes: int = MAX_BODY_BYTES, timeout_s: float = BODY_TIMEOUT_S):
         self.app, self.max_bytes, self.timeout_s = app, max_bytes, timeout_s
@@ -134,6 +143,12 @@ class BodyLimit:
                 await too_large(scope, receive, send)
                 return
             more = message.get("more_body", False)
+        content_type = dict(scope["headers"]).get(b"content-type", b"")
+        body_error = json_body_error(b"".join(chunks)) if size and (not content_type or b"json" in content_type) \
+            else None
+        if body_error is not None:
+            await error_response(400, ["body"], *body_error)(scope, receive, send)
+            return
         replayed = False
 
         async def replay() -> dict[str, Any]:
@@ -152,15 +167,20 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
                model_name: str = "", auth_token: str | None = None,
                request_timeout_s: float | None = REQUEST_TIMEOUT_S, body_timeout_s: float = BODY_TIMEOUT_S,
                max_pending: int = MAX_PENDING, default_config: str | SafetyConfig | None = None,
-               reward_output: str = "reward") -> FastAPI:
+               reward_output: str = "reward", docs: bool = False, warm_up: bool = True) -> FastAPI:
     """The FastAPI app serving ``scorer`` (a :class:`csrm.scoring.scorer.CSRMScorer`); options as in the module doc.
     ``model_name`` is shown by ``/health``: give a name, not a path. ``default_config`` and ``reward_output``
-    serve ``/get_reward`` (:mod:`csrm.scoring.openrlhf`)."""
+    serve ``/get_reward`` (:mod:`csrm.scoring.openrlhf`). ``warm_up``: score one synthetic batch at startup to
+    measure the throughput admission needs (:meth:`Batcher.warm_up`)."""
     batcher = Batcher(scorer, wait_s=batch_wait_ms / 1000, max_tokens=batch_tokens, max_pending=max_pending)
     taxonomy = getattr(scorer, "taxonomy", None) or default_taxonomy()
+    if isinstance(default_config, SafetyConfig):
+        default_config = default_config.to_dict()  # validated per item like a config sent in JSON
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if warm_up:
+            await asyncio.get_running_loop().run_in_executor(batcher.executor, batcher.warm_up)
         worker = batcher.start()
         try:
             yield
@@ -170,8 +190,10 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
                 await worker
             batcher.executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="CSRM", lifespan=lifespan)
+    hidden = {} if docs else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    app = FastAPI(title="CSRM", lifespan=lifespan, **hidden)
     app.add_exception_handler(RequestValidationError, schema_error)
+    app.add_exception_handler(StarletteHTTPException, structured_http_error)
     app.add_middleware(BodyLimit, max_bytes=max_body_bytes, timeout_s=body_timeout_s)
     if auth_token is not None:
         app.add_middleware(BearerAuth, token=auth_token)  # added last = runs first: no body is read unauthenticated
@@ -182,14 +204,17 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
             raise bad_field(413, [loc], f"{n} entries; at most {max_items} per request")
 
     async def score_items(items: list[ScoreItem], thresholds: list[float]) -> list[ScoreResult]:
+        """The one way a request is scored: admission, batching, timeout and their errors (module doc)."""
         try:
             return await batcher.submit(items, thresholds, timeout=request_timeout_s)
         except Busy as err:
             raise HTTPException(503, detail=[{"loc": ["body"], "msg": f"server busy: {err}", "type": "busy"}],
-                                headers={"Retry-After": "1"}) from None
+                                headers={"Retry-After": str(retry_seconds(err.retry_after))}) from None
         except TimeoutError:
+            drain = batcher.queued_cost() / batcher.rate if batcher.rate else 1.0
             raise HTTPException(503, detail=[{"loc": ["body"], "msg": f"not scored within {request_timeout_s:g} s",
-                                              "type": "timeout"}], headers={"Retry-After": "1"}) from None
+                                              "type": "timeout"}],
+                                headers={"Retry-After": str(retry_seconds(drain))}) from None
         except InputError as err:  # validation runs before batching, so this is a scorer-side check
             raise bad_field(400, [], err.reason) from None
         except Exception as err:  # noqa: BLE001 - only this request fails (Batcher isolates it)
@@ -201,7 +226,7 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
         return {"status": "ok", "model": model_name, "device": str(getattr(scorer, "device", "")),
                 "prefix_cache": bool(getattr(scorer, "prefix_cache", False)), "queue": batcher.pending,
                 "max_items": max_items, "max_body_bytes": max_body_bytes, "auth": auth_token is not None,
-                **batcher.stats}
+                "request_timeout": request_timeout_s, **batcher.stats}
 
     @app.post("/score")
     async def score(request: ScoreRequest) -> dict[str, Any]:
@@ -227,21 +252,17 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
 
     @app.post("/get_reward")
     async def get_reward(request: GetRewardRequest) -> dict[str, Any]:
-        from csrm.scoring.openrlhf import QueryError, get_reward_body
         from csrm.scoring.reward_funcs import reward_value
 
         check_count(len(request.query), "query")
-        try:
-            parsed = get_reward_body(request.query, request.prompts, default_config)
-        except QueryError as err:
-            raise bad_field(400, list(err.loc), err.reason) from None
-        items = [ScoreItem(scorer.render(c), m, r) for c, m, r in parsed]
-        results = await batcher.submit(items, [scorer.threshold_for(c) for c, _, _ in parsed])
+        pairs = reward_items(request, default_config, taxonomy)
+        results = await score_items([p[0] for p in pairs], [scorer.threshold_for(p[1]) for p in pairs])
         rewards = [reward_value(r, reward_output) for r in results]
         return {"rewards": rewards, "scores": rewards,
                 "extra_logs": {"p_comply": [r.p_comply for r in results], "complies": [r.complies for r in results]}}
 
     return app
+
 
 def display_name(model: str) -> str:
     """What ``/health`` shows for ``model``: a local folder's last part, never its absolute path."""

@@ -7,18 +7,23 @@ naming the field (e.g. ``["body", "items", 2, "prompt"]``).
 
 from __future__ import annotations
 
+import array
+import itertools
+import re
 from typing import Annotated, Any, Literal
 
 from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from csrm.base.errors import InputError
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.base.text import find_lone_surrogate, surrogate_message
 from csrm.base.validation import parse_item
+from csrm.scoring.openrlhf import QueryError, get_reward_body
 
 NonEmpty = Annotated[str, Field(min_length=1)]
 
@@ -119,7 +124,64 @@ async def schema_error(_request, exc: RequestValidationError) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status)
 
 
+def reward_items(request: GetRewardRequest, default_config: str | dict[str, Any] | None, taxonomy
+                 ) -> list[tuple[ScoreItem, str | SafetyConfig]]:
+    """Validated items of a ``/get_reward`` body and their configs: each query is split by
+    :func:`csrm.scoring.openrlhf.get_reward_body` (config from its leading system turns only) and then checked
+    by :func:`csrm.base.validation.parse_item` like a ``/score`` item; 400 naming ``["body", "query", i]``."""
+    try:
+        parsed = get_reward_body(request.query, request.prompts, default_config)
+    except QueryError as err:
+        raise bad_field(400, list(err.loc), err.reason) from None
+    out = []
+    for i, (config, messages, response) in enumerate(parsed):
+        try:
+            item = parse_item({"config": config, "messages": messages, "response": response}, taxonomy,
+                              require_id=False)
+        except InputError as err:
+            raise bad_field(400, ["query", i], f"{err.field}: {err.reason}" if err.field else err.reason) from None
+        out.append((item.item, item.config))
+    return out
+
+
+async def structured_http_error(_request, exc: StarletteHTTPException) -> JSONResponse:
+    """Every HTTP error in the one shape ``{"detail": [{"loc", "msg", "type"}]}``: FastAPI's own (a body it
+    cannot parse, an unknown path or method) come with a plain-string detail."""
+    detail = exc.detail
+    if not isinstance(detail, list):
+        loc = ["path"] if exc.status_code in (404, 405) else ["body"]
+        detail = [{"loc": loc, "msg": str(detail), "type": "http_error"}]
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
 def result_json(result: ScoreResult) -> dict[str, Any]:
     return {"p_comply": result.p_comply, "p_violation": result.p_violation, "reward": result.reward,
             "complies": result.complies, "threshold": result.threshold}
 
+
+
+MAX_JSON_DEPTH = 32  # the deepest valid body (/score's items.N.config.allow.X) is 5 levels
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes included
+_OTHER_BYTES = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = bytes.maketrans(b"[]{}", b"\x01\xff\x01\xff")  # read as signed bytes: +1 / -1
+
+
+def json_body_error(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
+    """(message, type) when a JSON body is not valid UTF-8 or nests deeper than ``max_depth``, else ``None``.
+
+    Checked on the raw bytes before FastAPI parses them: its own answer for both is a 400 with a plain-string
+    detail and no ``loc``, and Python's parser raises RecursionError on deep nesting instead of refusing it.
+    The depth is counted in C (regex, ``bytes.translate``, ``itertools.accumulate``): about 0.1 s for a 2 MB
+    body of brackets, without a Python loop per byte."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return (f"body is not valid UTF-8: byte 0x{body[err.start]:02x} at offset {err.start} ({err.reason}); "
+                "send UTF-8 JSON", "invalid_utf8")
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return None
+    steps = array.array("b", _JSON_STRING.sub(b'""', body).translate(None, _OTHER_BYTES).translate(_DEPTH_STEP))
+    depth = max(itertools.accumulate(steps), default=0)
+    if depth > max_depth:
+        return f"JSON nested {depth} levels deep; at most {max_depth}", "too_deep"
+    return None
