@@ -45,6 +45,7 @@ REQUEST_TIMEOUT_S = 120.0
 MAX_PENDING = 4096
 ADMIT_HEADROOM = 0.75  # admitted work must fit in this share of the timeout (the rate is an estimate)
 RATE_SMOOTHING = 0.3  # weight of the newest batch in the throughput average
+PROVISIONAL_SHARE = 0.5  # share of the warm-up's rate admission counts on before a real batch is measured
 SMALL_SHARE = 4  # a request with at most batch_tokens / SMALL_SHARE tokens left may go ahead (module doc)
 
 
@@ -117,6 +118,7 @@ class Batcher:
         self.average: float | None = None  # estimated tokens scored per second, EWMA over batches
         self.rate: float | None = None  # what admission assumes: min(average, latest batch)
         self.inflight_cost = 0
+        self.provisional = False  # the rate comes from the warm-up only
         self.seq = itertools.count()
 
     def start(self) -> asyncio.Task:
@@ -142,20 +144,31 @@ class Batcher:
         # admission uses the lower of the average and the latest batch: it reacts at once when scoring slows
         # down (a busier machine, longer texts), and a fast batch raises it only gradually
         self.rate = min(self.average, observed)
+        self.provisional = False
         self.stats["tokens_per_second"] = round(self.rate, 1)
 
     def warm_up(self) -> None:
-        """Score one synthetic batch (about half of ``max_tokens``) and take its throughput as the first
-        estimate, so admission works from the first request on (blocking; the app runs it before serving)."""
-        tokens = 128 if not self.max_length else min(128, self.max_length)
-        count = max(1, min(16, self.max_tokens // (2 * tokens)))
-        text = "warm up " * (tokens * 4 // 8 // 2)
-        # distinct configs and prompts: a prefix cache must not make the warm-up faster than real traffic
-        items = [ScoreItem(f"Warm-up policy {i}.", [{"role": "user", "content": f"{i} {text}"}], text)
-                 for i in range(count)]
+        """Score one synthetic batch (about half of ``max_tokens``) and take its throughput as a provisional
+        estimate, so admission works from the first request on (blocking; the app runs it before serving).
+
+        The items look like real ones (a policy of eight distinct rules, a prompt, a few sentences of response,
+        about 300 estimated tokens) and no two share a text, so caches (a prefix cache, the clause model's
+        per-text features) cannot make the warm-up faster than cold traffic. Until a real batch has been
+        measured, admission counts only half of this rate (:data:`PROVISIONAL_SHARE`)."""
+        words = ("alpha", "bravo", "cedar", "delta", "ember", "fable", "grove", "harbor", "island", "jasper")
+        count = max(1, min(16, self.max_tokens // (2 * 300)))
+        items = []
+        for i in range(count):
+            w = [words[(i + k) % len(words)] + str(i) for k in range(len(words))]
+            rules = "\n".join(f"{k + 1}. Content about {w[k]} and {w[(k + 3) % 10]} is limited to general "
+                              f"discussion; never give {w[(k + 5) % 10]} instructions." for k in range(8))
+            prompt = f"Question {i}: tell me about {w[1]} {w[2]} and how {w[3]} relates to {w[4]} today."
+            response = " ".join(f"The {w[k]} answer covers {w[(k + 2) % 10]} in plain terms." for k in range(6))
+            items.append(ScoreItem(rules, [{"role": "user", "content": prompt}], response))
         start = time.perf_counter()
         self.scorer.score_items(items, [0.5] * count)
         self._measure(sum(estimate_tokens(i, self.cap, self.max_length) for i in items), time.perf_counter() - start)
+        self.provisional = True
 
     def admit(self, cost: int, n_items: int, timeout: float | None) -> None:
         """Raise :class:`Busy` unless a request of ``n_items`` items and ``cost`` estimated tokens can be taken."""
@@ -166,7 +179,7 @@ class Batcher:
         queued = self.queued_cost()
         if timeout is None or self.rate is None or queued == 0:
             return
-        budget = ADMIT_HEADROOM * timeout * self.rate
+        budget = ADMIT_HEADROOM * timeout * self.rate * (PROVISIONAL_SHARE if self.provisional else 1.0)
         if queued + cost > budget:
             self.stats["busy"] += 1
             raise Busy(f"the {queued + cost} tokens queued with this request would take "
