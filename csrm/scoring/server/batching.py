@@ -10,8 +10,8 @@ batch goes ahead of earlier ones when, at the measured throughput, every request
 deadline (so a 1-item request is not stuck behind a 64-item one that has time to spare).
 
 **Admission: only what can be scored in time.** The worker keeps an exponentially weighted average of its
-throughput in estimated tokens per second (:data:`RATE_SMOOTHING`; the app measures a warm-up batch before it
-opens the port, :meth:`Batcher.warm_up`). A request with a timeout is admitted only if the work queued before
+speed in seconds per estimated token (:data:`RATE_SMOOTHING`) and assumes the lower of that rate and the
+latest batch's (the app measures a warm-up batch before it opens the port, :meth:`Batcher.warm_up`). A request with a timeout is admitted only if the work queued before
 it, the batch in flight and its own work fit in :data:`ADMIT_HEADROOM` of its timeout at that rate (or if
 nothing else waits); otherwise it gets :class:`Busy` at once, with the seconds until enough work has drained
 as its ``Retry-After``. ``max_pending`` still bounds the waiting items whatever the rate. So under a burst the
@@ -115,8 +115,8 @@ class Batcher:
         self.cap = getattr(self.scorer, "char_cap", None)
         model_config = getattr(getattr(self.scorer, "model", None), "config", None)
         self.max_length = getattr(model_config, "max_length", None)
-        self.average: float | None = None  # estimated tokens scored per second, EWMA over batches
-        self.rate: float | None = None  # what admission assumes: min(average, latest batch)
+        self.average: float | None = None  # seconds per estimated token, EWMA over batches
+        self.rate: float | None = None  # tokens/s admission assumes: min(1 / average, latest batch)
         self.inflight_cost = 0
         self.provisional = False  # the rate comes from the warm-up only
         self.seq = itertools.count()
@@ -139,11 +139,12 @@ class Batcher:
         if cost <= 0 or seconds <= 0:
             return
         observed = cost / seconds
-        self.average = observed if self.average is None else \
-            RATE_SMOOTHING * observed + (1 - RATE_SMOOTHING) * self.average
-        # admission uses the lower of the average and the latest batch: it reacts at once when scoring slows
-        # down (a busier machine, longer texts), and a fast batch raises it only gradually
-        self.rate = min(self.average, observed)
+        # the average is taken over seconds per token, so one fast batch (all its texts cached) raises the
+        # rate by at most 1 / (1 - RATE_SMOOTHING) while a slow one lowers it at once (the min below)
+        per_token = seconds / cost
+        self.average = per_token if self.average is None else \
+            RATE_SMOOTHING * per_token + (1 - RATE_SMOOTHING) * self.average
+        self.rate = min(1 / self.average, observed)
         self.provisional = False
         self.stats["tokens_per_second"] = round(self.rate, 1)
 
