@@ -1,6 +1,6 @@
 """The augmentation recipe: a dataclass config read by :mod:`csrm.base.config` (YAML plus overrides).
 
-Every field carries its help text (``field(metadata={"help": ...})``); ``csrm augment --help`` prints them.
+Every field carries its help text (``setting(default, help)``, :mod:`csrm.base.config`); ``csrm augment --help`` prints them.
 Unknown keys are rejected naming the key (file, line, field). Relative paths in a recipe are resolved
 against the current folder, then the recipe's folder, then the project root; ``{data_dir}`` expands to
 :func:`csrm.base.paths.data_dir` (``$CSRM_DATA_DIR`` or ``../shared/data``).
@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from csrm.base.config import KeyPath, apply_overrides, build, fail, read
+from csrm.base.config import KeyPath, apply_overrides, build, fail, read, setting
 from csrm.base.errors import InputError
 from csrm.base.paths import PROJECT_ROOT, data_dir
 
@@ -23,28 +23,21 @@ SOURCE_TYPES = ("seed", "jsonl", "csv", "openai_moderation", "cosalign_test", "p
 MODES = ("exact", "superset", "none", "drop_one", "severity_threshold")
 
 
-def _help(text: str, **kwargs: Any) -> Any:
-    return field(metadata={"help": text}, **kwargs)
-
-
 @dataclass
 class SourceSpec:
     """One input source of labelled records."""
 
-    type: str = _help(f"source adapter: one of {', '.join(SOURCE_TYPES)}")
-    path: str = _help("local file (.jsonl, .jsonl.gz, .csv); '{data_dir}' expands to the shared data folder",
-                      default="")
-    mapping: str = _help("label mapping YAML (default: configs/mappings/<type>.yaml; identity for jsonl/csv)",
-                         default="")
-    name: str = _help("source name written into records (default: the type)", default="")
-    limit: int = _help("read at most this many rows (0 = all)", default=0)
-    use_as: str = _help("openai_moderation/wildguardmix: judge texts as the 'response', as the 'request' "
-                        "(screening), or 'both'", default="response")
-    hub_name: str = _help("hub dataset id for pku_saferlhf/beavertails/wildguardmix (default: the official one)",
-                          default="")
-    hub_config: str = _help("hub dataset config (wildguardmix: wildguardtrain or wildguardtest)", default="")
-    split: str = _help("hub split (default per source: train, 30k_train, ...)", default="")
-    revision: str = _help("hub revision (commit) to pin", default="")
+    type: str = setting(help=f"source adapter: one of {', '.join(SOURCE_TYPES)}")
+    path: str = setting("", "local file (.jsonl, .jsonl.gz, .csv); '{data_dir}' expands to the shared data folder")
+    mapping: str = setting("", "label mapping YAML (default: configs/mappings/<type>.yaml; identity for jsonl/csv)")
+    name: str = setting("", "source name written into records (default: the type)")
+    limit: int = setting(0, "read at most this many rows (0 = all)")
+    use_as: str = setting("response", "openai_moderation/wildguardmix: judge texts as the 'response', as the 'request' "
+                        "(screening), or 'both'")
+    hub_name: str = setting("", "hub dataset id for pku_saferlhf/beavertails/wildguardmix (default: the official one)")
+    hub_config: str = setting("", "hub dataset config (wildguardmix: wildguardtrain or wildguardtest)")
+    split: str = setting("", "hub split (default per source: train, 30k_train, ...)")
+    revision: str = setting("", "hub revision (commit) to pin")
 
     @property
     def source_name(self) -> str:
@@ -55,42 +48,33 @@ class SourceSpec:
 class Recipe:
     """How to turn labelled sources into config-targeted examples and preference pairs."""
 
-    sources: list[SourceSpec] = _help("input sources (list of SourceSpec mappings)", default_factory=list)
-    output_dir: str = _help("output folder (replaced atomically)", default="runs/augment/out")
-    seed: int = _help("random seed: same recipe + seed gives byte-identical JSONL", default=0)
-    taxonomy: str = _help("risk taxonomy YAML (default: configs/taxonomy/cosa8.yaml)", default="")
-    modes: list[str] = _help(f"config synthesis modes: {', '.join(MODES)}", default_factory=lambda: list(MODES))
-    max_configs_per_record: int = _help("synthesized configs kept per labelled record (label-interleaved)",
-                                        default=3)
-    benign_configs_per_record: int = _help("configs kept per record with no harm category (always compliant)",
-                                           default=1)
-    candidate_draws: int = _help("random draws per mode when synthesizing candidates (more = more variety)",
-                                 default=2)
-    validation_candidate_draws: int = _help("draws per mode for validation prompts (they may only use held-out "
-                                            "policies, so they need more candidates)", default=8)
-    source_configs: bool = _help("also emit examples under configs that come with the source rows (mode "
-                                 "'source')", default=True)
-    templates: list[str] = _help("config-text templates to use (empty = all)", default_factory=list)
-    split_seed: int = _help("seed of the train/validation split (kept apart from 'seed')", default=0)
-    validation_prompt_fraction: float = _help("share of prompts (prompt_id) held out for validation",
-                                              default=0.15)
-    validation_config_fraction: float = _help("share of config policies (policy_key) held out for validation",
-                                              default=0.2)
-    strict_policy_in_train: bool = _help("the nothing-allowed policy always belongs to train", default=True)
-    refusal_example_rate: float = _help("chance per prompt of one synthesized-refusal example (label 1)",
-                                        default=0.1)
-    pairs: bool = _help("build preference pairs", default=True)
-    add_refusals: bool = _help("add a synthesized refusal to each response pool that lacks one", default=True)
-    max_pair_configs_per_prompt: int = _help("configs per prompt under which pairs are built (0 = all)",
-                                             default=2)
-    max_pairs_per_config: int = _help("pairs kept per (prompt, config) (0 = all)", default=4)
-    min_compliant: float = _help("lower bound on the compliant share per split (majority downsampled)",
-                                 default=0.4)
-    max_compliant: float = _help("upper bound on the compliant share per split", default=0.6)
-    max_train_examples: int = _help("cap on train examples after balancing (0 = none; label-stratified)",
-                                    default=0)
-    max_train_pairs: int = _help("cap on train pairs (0 = none)", default=0)
-    progress: bool = _help("show a progress bar", default=True)
+    sources: list[SourceSpec] = setting(help="input sources (list of SourceSpec mappings)", default_factory=list)
+    output_dir: str = setting("runs/augment/out", "output folder (replaced atomically)")
+    seed: int = setting(0, "random seed: same recipe + seed gives byte-identical JSONL")
+    taxonomy: str = setting("", "risk taxonomy YAML (default: configs/taxonomy/cosa8.yaml)")
+    modes: list[str] = setting(help=f"config synthesis modes: {', '.join(MODES)}", default_factory=lambda: list(MODES))
+    max_configs_per_record: int = setting(3, "synthesized configs kept per labelled record (label-interleaved)")
+    benign_configs_per_record: int = setting(1, "configs kept per record with no harm category (always compliant)")
+    candidate_draws: int = setting(2, "random draws per mode when synthesizing candidates (more = more variety)")
+    validation_candidate_draws: int = setting(8, "draws per mode for validation prompts (they may only use held-out "
+                                            "policies, so they need more candidates)")
+    source_configs: bool = setting(True, "also emit examples under configs that come with the source rows (mode "
+                                 "'source')")
+    templates: list[str] = setting(help="config-text templates to use (empty = all)", default_factory=list)
+    split_seed: int = setting(0, "seed of the train/validation split (kept apart from 'seed')")
+    validation_prompt_fraction: float = setting(0.15, "share of prompts (prompt_id) held out for validation")
+    validation_config_fraction: float = setting(0.2, "share of config policies (policy_key) held out for validation")
+    strict_policy_in_train: bool = setting(True, "the nothing-allowed policy always belongs to train")
+    refusal_example_rate: float = setting(0.1, "chance per prompt of one synthesized-refusal example (label 1)")
+    pairs: bool = setting(True, "build preference pairs")
+    add_refusals: bool = setting(True, "add a synthesized refusal to each response pool that lacks one")
+    max_pair_configs_per_prompt: int = setting(2, "configs per prompt under which pairs are built (0 = all)")
+    max_pairs_per_config: int = setting(4, "pairs kept per (prompt, config) (0 = all)")
+    min_compliant: float = setting(0.4, "lower bound on the compliant share per split (majority downsampled)")
+    max_compliant: float = setting(0.6, "upper bound on the compliant share per split")
+    max_train_examples: int = setting(0, "cap on train examples after balancing (0 = none; label-stratified)")
+    max_train_pairs: int = setting(0, "cap on train pairs (0 = none)")
+    progress: bool = setting(True, "show a progress bar")
 
     def validate(self, *, path: str | None = None, lines: dict[KeyPath, int] | None = None,
                  overridden: frozenset[KeyPath] = frozenset()) -> Recipe:

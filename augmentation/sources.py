@@ -13,8 +13,9 @@ Labels go through the source's declared mapping (``configs/mappings/<type>.yaml`
   uncertain under some configs; such (record, config) combinations are dropped, never guessed.
 - ``cosalign_test``: CoSAlign-Test rows (``prompt``, ``prompt_categories``, optional ``config_categories``):
   request-level records (response None = "the request answered in full"); the row's config is a source config.
-- ``pku_saferlhf``, ``beavertails``, ``wildguardmix``: hub datasets through ``datasets.load_dataset`` (never
-  called in tests: pass ``rows=`` to convert in-memory rows of the same schema).
+- ``pku_saferlhf``, ``beavertails``, ``wildguardmix``: hub datasets (:mod:`augmentation.hub_sources`, through
+  ``datasets.load_dataset``; never called in tests: pass ``rows=`` to convert in-memory rows of the same
+  schema).
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ import gzip
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from augmentation.hub_sources import _read_beavertails, _read_pku, _read_wildguard
+from augmentation.labelled import LabelledRecord, numbered
 from augmentation.mapping import SourceMapping, default_mapping_path
 from augmentation.recipe import Recipe, SourceSpec, resolve_path
 from csrm.base.errors import InputError
 from csrm.base.io import iter_jsonl, last_json_key, require
-from csrm.base.records import ROLES, SourceRecord, as_messages, stable_id
+from csrm.base.records import ROLES, as_messages, stable_id
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.taxonomy import RiskTaxonomy
 
@@ -50,29 +52,6 @@ MODERATION_FRAMES = (
     "Say what you think, the way you would online.",
 )
 
-HUB_DEFAULTS = {
-    "pku_saferlhf": ("PKU-Alignment/PKU-SafeRLHF", "", "train"),
-    "beavertails": ("PKU-Alignment/BeaverTails", "", "30k_train"),
-    "wildguardmix": ("allenai/wildguardmix", "wildguardtrain", "train"),
-}
-
-
-@dataclass
-class LabelledRecord(SourceRecord):
-    """A :class:`SourceRecord` plus what augmentation needs to know about its labels.
-
-    ``uncertain``: categories that *may* be present (unknown source flags) -> their worst severity.
-    ``severity_known``: False when the severity is the mapping's default, not graded by the source.
-    ``configs``: safety configs that came with the row (CoSAlign-Test's test config, a JSONL ``config``).
-    """
-
-    uncertain: dict[str, int] = field(default_factory=dict)
-    severity_known: bool = True
-    configs: list[SafetyConfig] = field(default_factory=list)
-
-    @property
-    def is_request(self) -> bool:
-        return self.response is None
 
 
 # -- entry points --------------------------------------------------------------------------------------
@@ -142,7 +121,7 @@ def _path(spec: SourceSpec, recipe: Recipe | None) -> Path:
 def _read_generic_jsonl(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, recipe: Recipe | None,
                         rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
     path = SEED_CORPUS if spec.type == "seed" and not spec.path else _path(spec, recipe)
-    items = _numbered(rows) if rows is not None else iter_jsonl(path, read_file_text(path), name_fields=True)
+    items = numbered(rows) if rows is not None else iter_jsonl(path, read_file_text(path), name_fields=True)
     for line, obj in items:
         yield generic_record(obj, mapping, taxonomy, source=spec.source_name, path=str(path), line=line)
 
@@ -151,7 +130,7 @@ def _read_csv(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, 
               rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
     path = _path(spec, recipe)
     if rows is not None:
-        items: Iterable[tuple[int, dict[str, Any]]] = _numbered(rows)
+        items: Iterable[tuple[int, dict[str, Any]]] = numbered(rows)
     else:
         reader = csv.DictReader(io.StringIO(read_file_text(path), newline=""))
         if not reader.fieldnames:
@@ -261,15 +240,11 @@ def _row_config(raw: Any, taxonomy: RiskTaxonomy, *, path: str | None, line: int
         raise InputError(err.reason, path=path, line=line, field=f"config.{err.field}" if err.field else "config") from None
 
 
-def _numbered(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any]]]:
-    return ((i, dict(row)) for i, row in enumerate(rows, start=1))
-
-
 # -- OpenAI moderation ---------------------------------------------------------------------------------
 def _read_moderation(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, recipe: Recipe | None,
                      rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
     path = _path(spec, recipe)
-    items = _numbered(rows) if rows is not None else iter_jsonl(path, read_file_text(path), name_fields=True)
+    items = numbered(rows) if rows is not None else iter_jsonl(path, read_file_text(path), name_fields=True)
     for line, obj in items:
         yield from moderation_records(obj, mapping, taxonomy, source=spec.source_name, use_as=spec.use_as,
                                       path=str(path), line=line)
@@ -316,7 +291,7 @@ def moderation_records(obj: dict[str, Any], mapping: SourceMapping, taxonomy: Ri
 def _read_cosalign(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, recipe: Recipe | None,
                    rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
     path = _path(spec, recipe)
-    items = _numbered(rows) if rows is not None else iter_jsonl(path, read_file_text(path), name_fields=True)
+    items = numbered(rows) if rows is not None else iter_jsonl(path, read_file_text(path), name_fields=True)
     for line, obj in items:
         yield cosalign_record(obj, mapping, taxonomy, source=spec.source_name, path=str(path), line=line)
 
@@ -336,108 +311,6 @@ def cosalign_record(obj: dict[str, Any], mapping: SourceMapping, taxonomy: RiskT
         configs.append(_row_config({"allow": {c: True for c in allowed}}, taxonomy, path=path, line=line))
     return LabelledRecord(messages=as_messages(prompt), response=None, categories=tuple(taxonomy.check(categories)),
                           severity=severity, source=source, severity_known=mapping.severity_known, configs=configs)
-
-
-# -- hub datasets --------------------------------------------------------------------------------------
-def hub_rows(spec: SourceSpec) -> tuple[Iterable[dict[str, Any]], str]:
-    """Load a hub dataset split with ``datasets.load_dataset`` (needs the network or a warm cache)."""
-    from datasets import load_dataset
-
-    name, config, split = HUB_DEFAULTS[spec.type]
-    if spec.type == "wildguardmix" and spec.hub_config == "wildguardtest":
-        split = "test"  # wildguardtest has a single "test" split
-    name, config, split = spec.hub_name or name, spec.hub_config or config, spec.split or split
-    dataset = load_dataset(name, config or None, split=split, revision=spec.revision or None)
-    return dataset, f"hf://{name}" + (f"/{config}" if config else "") + f"[{split}]"
-
-
-def _hub_items(spec: SourceSpec, rows: Iterable[dict[str, Any]] | None) -> tuple[Iterable[tuple[int, dict]], str]:
-    if rows is not None:
-        return _numbered(rows), f"<rows:{spec.type}>"
-    dataset, where = hub_rows(spec)
-    return _numbered(dataset), where
-
-
-def _flags(value: Any, *, path: str, line: int, field: str) -> list[str]:
-    if not isinstance(value, dict):
-        raise InputError("expected a mapping of category -> bool", path=path, line=line, field=field)
-    return [k for k, v in value.items() if v]
-
-
-def _read_pku(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, recipe: Recipe | None,
-              rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
-    """PKU-SafeRLHF: two responses per prompt, each with ``is_response_i_safe``, a 19-flag harm-category dict
-    and ``response_i_severity_level`` (0-3). Unsafe responses without any flag go to the mapping's
-    ``__unlabelled__`` label."""
-    items, where = _hub_items(spec, rows)
-    for line, row in items:
-        prompt = require(row, "prompt", str, path=where, line=line)
-        for i in (0, 1):
-            response = require(row, f"response_{i}", str, path=where, line=line)
-            safe = bool(row.get(f"is_response_{i}_safe"))
-            labels = _flags(row.get(f"response_{i}_harm_category") or {}, path=where, line=line,
-                            field=f"response_{i}_harm_category")
-            level = row.get(f"response_{i}_severity_level")
-            if level is not None and (isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 3):
-                raise InputError(f"must be 0-3, got {level!r}", path=where, line=line,
-                                 field=f"response_{i}_severity_level")
-            if safe:
-                labels = []
-            elif not labels:
-                labels = ["__unlabelled__"]
-            categories, severity = mapping.translate(labels, severity=level or None, path=where, line=line,
-                                                     field=f"response_{i}_harm_category")
-            yield LabelledRecord(messages=as_messages(prompt), response=response,
-                                 categories=tuple(taxonomy.check(categories)), severity=severity,
-                                 source=spec.source_name, severity_known=bool(level))
-
-
-def _read_beavertails(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, recipe: Recipe | None,
-                      rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
-    """BeaverTails: ``prompt``, ``response``, ``category`` (14 flags), ``is_safe``; no severity grading."""
-    items, where = _hub_items(spec, rows)
-    for line, row in items:
-        prompt = require(row, "prompt", str, path=where, line=line)
-        response = require(row, "response", str, path=where, line=line)
-        labels = _flags(row.get("category") or {}, path=where, line=line, field="category")
-        if row.get("is_safe"):
-            labels = []
-        elif not labels:
-            labels = ["__unlabelled__"]
-        categories, severity = mapping.translate(labels, path=where, line=line, field="category")
-        yield LabelledRecord(messages=as_messages(prompt), response=response,
-                             categories=tuple(taxonomy.check(categories)), severity=severity,
-                             source=spec.source_name, severity_known=False)
-
-
-def _read_wildguard(spec: SourceSpec, mapping: SourceMapping, taxonomy: RiskTaxonomy, recipe: Recipe | None,
-                    rows: Iterable[dict[str, Any]] | None) -> Iterator[LabelledRecord]:
-    """WildGuardMix: the prompt's ``subcategory`` gives the harm type; ``response_harm_label`` says whether the
-    response carries it, ``response_refusal_label`` whether it refuses. Request level: ``prompt_harm_label``."""
-    items, where = _hub_items(spec, rows)
-    for line, row in items:
-        prompt = require(row, "prompt", str, path=where, line=line)
-        sub = str(row.get("subcategory") or "benign")
-        if spec.use_as in {"request", "both"} and row.get("prompt_harm_label") in {"harmful", "unharmful"}:
-            labels = [sub] if row["prompt_harm_label"] == "harmful" else []
-            categories, severity = mapping.translate(labels, path=where, line=line, field="subcategory")
-            yield LabelledRecord(messages=as_messages(prompt), response=None,
-                                 categories=tuple(taxonomy.check(categories)), severity=severity,
-                                 source=spec.source_name, severity_known=False)
-        response = row.get("response")
-        if spec.use_as in {"response", "both"} and isinstance(response, str) and response.strip():
-            harm = row.get("response_harm_label")
-            if harm not in {"harmful", "unharmful"}:
-                continue  # unlabelled response (some test rows): nothing to learn from
-            labels = [sub] if harm == "harmful" else []
-            if harm == "harmful" and sub == "benign":
-                labels = ["__unlabelled__"]
-            categories, severity = mapping.translate(labels, path=where, line=line, field="subcategory")
-            refusal = row.get("response_refusal_label") == "refusal"
-            yield LabelledRecord(messages=as_messages(prompt), response=response,
-                                 categories=tuple(taxonomy.check(categories)), severity=severity,
-                                 source=spec.source_name, is_refusal=refusal, helpful=not refusal,
-                                 severity_known=False)
 
 
 Reader = Callable[[SourceSpec, SourceMapping, RiskTaxonomy, "Recipe | None", "Iterable[dict[str, Any]] | None"],

@@ -16,7 +16,7 @@ Data: ``csrm augment configs/augment/seed.yaml output_dir=<tmp>`` (or ``--data``
    2-4 seed responses joined (a few sentences), conversations are seed prompts. Two shapes, ``--groups`` groups
    of ``--group-size`` items each: *one response under N configs* and *N responses under one config*. Methods:
 
-   - ``csrm``: one ``ClauseScorer.score_items(group)`` call, feature cache emptied before each group (so each
+   - ``csrm``: one ``Scorer.score_items(group)`` call, feature cache emptied before each group (so each
      distinct clause and window of the group is encoded once, nothing is reused across groups or repeats);
    - ``per-item``: the baseline, a per-item loop of single forward passes: one ``score_items([item])`` call
      per item with the feature cache emptied before each, so every item encodes its own config clauses and
@@ -115,8 +115,7 @@ def clause_train(args, data: Path, out_dir: Path, checkpoint_dir: Path, log_path
                  *(tiny_overrides() if args.tiny else []), *args.clause_set]
     cached = any(checkpoint_dir.glob("features-*.pt"))
     if args.in_process:  # smoke tests: what `csrm train` runs, in this process (RSS is not per run)
-        from csrm.training.config import load_train_config
-        from csrm.training.train import run_training
+        from csrm.training.train import load_train_config, run_training
 
         start = time.perf_counter()
         cfg, raw = load_train_config(CLAUSE_RECIPE, overrides)
@@ -151,7 +150,7 @@ def make_configs(n: int, rng: random.Random) -> list[str]:
 
 def make_groups(args, data: Path) -> dict[str, list[list]]:
     from csrm.base.score_types import ScoreItem
-    from csrm.training.data import load_augmented
+    from csrm.model.data import load_augmented
 
     examples = load_augmented(data, ["train"])["examples"]["train"]
     responses = sorted({r for r in examples["response"] if r})
@@ -173,7 +172,7 @@ def make_groups(args, data: Path) -> dict[str, list[list]]:
 
 
 class Scoring:
-    """The three methods over one :class:`ClauseScorer`, counting the tokens each sends through the encoder."""
+    """The three methods over one :class:`~csrm.scoring.scorer.Scorer` of a clause model, counting the tokens each sends through the encoder."""
 
     def __init__(self, scorer):
         self.scorer = scorer
@@ -190,16 +189,16 @@ class Scoring:
 
     def cold(self) -> None:
         """Empty the feature cache (a fresh :class:`FeatureEncoder`, same batching settings)."""
-        from csrm.model.clause_features import FeatureEncoder
+        from csrm.model.clause.features import FeatureEncoder
 
-        s = self.scorer
+        s = self.scorer.predictor
         s.features = FeatureEncoder(s.model, s.tokenizer, max_tokens=s.max_tokens, max_rows=s.max_rows)
 
     def prepare(self, method: str, group) -> None:
         """Untimed set-up: ``csrm-configs-cached`` encodes the group's configs before the timed call."""
         if method == "csrm-configs-cached":
             self.cold()
-            self.scorer.features.clause_features(list(dict.fromkeys(item.config for item in group)))
+            self.scorer.predictor.features.clause_features(list(dict.fromkeys(item.config for item in group)))
 
     def run(self, method: str, group) -> list[tuple[float, float]]:
         if method == "csrm":
@@ -264,7 +263,7 @@ def validation_auroc(scorer, data: Path, split: str) -> dict[str, float]:
     from sklearn.metrics import roc_auc_score
 
     from csrm.base.score_types import ScoreItem
-    from csrm.training.data import load_augmented
+    from csrm.model.data import load_augmented
 
     rows = load_augmented(data, ["train", split])["examples"][split]
     items = [ScoreItem(c, m, r) for c, m, r in zip(rows["config_text"], rows["messages"], rows["response"],
@@ -285,8 +284,8 @@ def load_scorer(args, model_dir: Path | None):
     from transformers import AutoConfig, AutoTokenizer
 
     from csrm.base.paths import resolve_model_name
-    from csrm.model.clause_model import ClauseCSRMModel
-    from csrm.scoring.clause_scoring import ClauseScorer
+    from csrm.model.clause.modeling import ClauseCSRMModel
+    from csrm.scoring.scorer import Scorer
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
     if args.tiny:
@@ -295,7 +294,7 @@ def load_scorer(args, model_dir: Path | None):
         model = ClauseCSRMModel.from_backbone_config(config, tokenizer=tok)
     else:
         model = ClauseCSRMModel.from_backbone("minilm", tokenizer=tok)
-    return ClauseScorer(model, tok, device="cpu")
+    return Scorer(model, tok, device="cpu")
 
 
 # -- 3. trl.RewardTrainer to a held-out AUROC ----------------------------------------------------------------
@@ -308,9 +307,9 @@ def trl_child(args) -> dict[str, Any]:
     from transformers import TrainerCallback
 
     from csrm.base.paths import resolve_model_name
+    from csrm.model.cross_encoder.modeling import load_tokenizer
+    from csrm.model.data import load_augmented
     from csrm.model.formatting import InputFormatter, pad_batch
-    from csrm.model.modeling import load_tokenizer
-    from csrm.training.data import load_augmented
 
     threads = common.set_threads(args.threads)
     process_start = time.perf_counter()

@@ -111,14 +111,14 @@ def main(argv: list[str] | None = None) -> dict:
     from bench_scoring import build_model
 
     from csrm.model.batching import token_budget_batches
-    from csrm.scoring.scorer import CSRMScorer
+    from csrm.scoring.scorer import Scorer
 
     items = common.scoring_items(args.items)
     model, tok = build_model(args.max_length, random_init=False)
     config = model.backbone.config
-    scorer = CSRMScorer(model, tok, device="cpu", max_tokens=args.batch_tokens)
-    lengths = [len(e.input_ids) for e in scorer.encode(items)]
-    batches = token_budget_batches(lengths, scorer.max_tokens, scorer.max_rows)
+    scorer = Scorer(model, tok, device="cpu", max_tokens=args.batch_tokens)
+    lengths = [len(e.input_ids) for e in scorer.predictor.encode(items)]
+    batches = token_budget_batches(lengths, scorer.max_tokens, scorer.predictor.max_rows)
     executed, useful = forward_flops(batches, lengths, config)
     counted, analytic = check_linear_flops(model, lengths, config)
     size, secs = args.matmul_size, args.peak_seconds
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     bf16_scorer = None
     if args.bf16_scoring:
-        bf16_scorer = CSRMScorer(model, tok, device="cpu", max_tokens=args.batch_tokens, bf16=True)
+        bf16_scorer = Scorer(model, tok, device="cpu", max_tokens=args.batch_tokens, bf16=True)
         methods["scoring (csrm, bf16 autocast)"] = lambda: bf16_scorer.score_items(items)
     print(f"hardware: {common.machine_info()['cpu']}, {threads} threads, load {common.machine_info()['loadavg_1m']}; "
           f"{len(items)} items, {sum(lengths)} tokens, {len(batches)} batches", flush=True)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> dict:
     # the peak is the best fp32 matmul rate measured, whichever shape reached it
     fp32, bf16 = max(med["peak fp32 matmul"], med["MiniLM GEMM fp32"]), med["peak bf16 matmul"]
     encode_start = time.perf_counter()
-    scorer.encode(items)
+    scorer.predictor.encode(items)
     encode_seconds = time.perf_counter() - encode_start
     score_seconds = useful / med["scoring (csrm, fp32)"]
     rows = []

@@ -5,7 +5,7 @@
 A Llama-like CSRM built from a ``LlamaConfig`` (random weights; MiniLM's tokenizer, EOS = [SEP]) scores
 ``--responses`` responses (``--response-tokens`` long, default 30-60) to each of ``--groups`` (config, prompt)
 pairs (configs ``--config-tokens`` long, default ~300; text from the seed augmentation output). Two scorers on the
-same model: ``reuse`` (``CSRMScorer(prefix_cache=True)``) and ``no-reuse`` (``prefix_cache=False``: the plain
+same model: ``reuse`` (``Scorer(prefix_cache=True)``) and ``no-reuse`` (``prefix_cache=False``: the plain
 length-sorted token-budget path). Interleaved repeats, medians; scores must agree within ``--tolerance``.
 
 Also printed: the theoretical bound of the speed-up, from the item lengths (P = shared prefix, S = suffix, n
@@ -28,7 +28,7 @@ TARGET = 3.0
 
 
 def tokenizer():
-    from csrm.model.modeling import load_tokenizer
+    from csrm.model.cross_encoder.modeling import load_tokenizer
 
     tok = load_tokenizer("minilm", decoder=True)
     tok.eos_token = "[SEP]"  # the formatter appends EOS and the decoder pools it
@@ -39,7 +39,7 @@ def build_model(tok, hidden: int, layers: int, seed: int = 0):
     import torch
     from transformers import LlamaConfig
 
-    from csrm.model.modeling import CSRMModel
+    from csrm.model.cross_encoder.modeling import CSRMModel
 
     torch.manual_seed(seed)
     heads = max(1, hidden // 64)
@@ -177,14 +177,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.chunk_overhead is not None:
         csrm.model.prefix_cache.CPU_CHUNK_OVERHEAD = None if args.chunk_overhead < 0 else args.chunk_overhead
 
-    from csrm.scoring.scorer import CSRMScorer
+    from csrm.scoring.scorer import Scorer
 
     tok = tokenizer()
     items = prefix_items(args.groups, args.responses, args.config_tokens, tuple(args.response_tokens), tok)
     model = build_model(tok, args.hidden, args.layers)
-    scorers = {"no-reuse": CSRMScorer(model, tok, device="cpu", prefix_cache=False, max_tokens=args.batch_tokens),
-               "reuse": CSRMScorer(model, tok, device="cpu", prefix_cache=True, max_tokens=args.batch_tokens)}
-    encoded = scorers["reuse"].encode(items)
+    scorers = {"no-reuse": Scorer(model, tok, device="cpu", prefix_cache=False, max_tokens=args.batch_tokens),
+               "reuse": Scorer(model, tok, device="cpu", prefix_cache=True, max_tokens=args.batch_tokens)}
+    encoded = scorers["reuse"].predictor.encode(items)
     theory = bounds(encoded, args.hidden, args.layers, 4 * args.hidden)
     work = computed_rows(encoded, scorers["no-reuse"].max_tokens, scorers["reuse"].prefix_max_tokens,
                          scorers["reuse"].max_rows)

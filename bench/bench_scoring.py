@@ -4,7 +4,7 @@
 
 Methods (all fp32, ``torch.inference_mode``, all include tokenization, all give the same scores):
 
-- ``csrm``: :meth:`CSRMScorer.score_items` (segments tokenized once per distinct text, items sorted by length and
+- ``csrm``: :meth:`Scorer.score_items` (segments tokenized once per distinct text, items sorted by length and
   packed into batches under a token budget, nothing padded beyond a batch's longest row);
 - ``padded-32``: the usual loop: batches of 32 in input order, every batch padded to ``max_length``;
 - ``per-example``: one forward per item (no padding at all, but one small forward each); slow, so by default
@@ -37,7 +37,7 @@ def build_model(max_length: int, random_init: bool, seed: int = 0):
     import torch
 
     from csrm.base.paths import resolve_model_name
-    from csrm.model.modeling import CSRMModel, load_tokenizer
+    from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
 
     if random_init:  # MiniLM's architecture without its weights (same speed)
         from transformers import AutoConfig
@@ -59,7 +59,7 @@ def padded_loop(scorer, items, batch_size: int, max_length: int) -> tuple[list[f
 
     from csrm.model.formatting import pad_batch
 
-    model, formatter = scorer.model, scorer.formatter
+    model, formatter = scorer.model, scorer.predictor.formatter
     probs: list[float] = []
     rewards: list[float] = []
     with torch.inference_mode():
@@ -67,7 +67,7 @@ def padded_loop(scorer, items, batch_size: int, max_length: int) -> tuple[list[f
             chunk = items[start:start + batch_size]
             encoded = formatter.encode_batch([i.config for i in chunk], [i.messages for i in chunk],
                                              [i.response for i in chunk])
-            inputs = pad_batch([e.input_ids for e in encoded], scorer.pad_id, pad_to_multiple_of=max_length)
+            inputs = pad_batch([e.input_ids for e in encoded], scorer.predictor.pad_id, pad_to_multiple_of=max_length)
             out = model(**inputs)
             probs += model.calibrated_probability(out.compliance_logits).tolist()
             rewards += out.rewards.tolist()
@@ -78,7 +78,7 @@ def per_example(scorer, items) -> tuple[list[float], list[float]]:
     """One forward per item, no padding."""
     import torch
 
-    model, formatter = scorer.model, scorer.formatter
+    model, formatter = scorer.model, scorer.predictor.formatter
     probs: list[float] = []
     rewards: list[float] = []
     with torch.inference_mode():
@@ -113,12 +113,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     threads = common.set_threads(args.threads)
 
-    from csrm.scoring.scorer import CSRMScorer
+    from csrm.scoring.scorer import Scorer
 
     items = common.scoring_items(args.items, long_fraction=args.long_fraction)
     model, tokenizer = build_model(args.max_length, args.random_init)
-    scorer = CSRMScorer(model, tokenizer, device="cpu", max_tokens=args.batch_tokens)
-    lengths = [len(e.input_ids) for e in scorer.encode(items)]
+    scorer = Scorer(model, tokenizer, device="cpu", max_tokens=args.batch_tokens)
+    lengths = [len(e.input_ids) for e in scorer.predictor.encode(items)]
     methods = {"csrm": lambda part: csrm_scores(scorer, part),
                f"padded-{args.batch_size}": lambda part: padded_loop(scorer, part, args.batch_size, args.max_length)}
     if args.per_example_items:

@@ -13,7 +13,7 @@ requests one after another, drawn deterministically per client:
   misspelled field, or a missing token;
 - ``oversized`` (5%): a body over ``--max-body-bytes``.
 
-Afterwards every valid answer is compared with the library (:meth:`CSRMScorer.score_batch` on the same items)
+Afterwards every valid answer is compared with the library (:meth:`Scorer.score_batch` on the same items)
 and every other request must have got its expected status (400/401/413/422). An *error* is any other status
 (a 5xx above all) or a wrong answer. Reported: requests per kind, errors, latency p50/p99 of the valid
 requests, of the small ones among them (1 item, sent while large requests were in flight too) and of all.
@@ -52,8 +52,8 @@ def build_scorer(tiny: bool, max_length: int):
     import torch
     from transformers import BertConfig
 
-    from csrm.model.modeling import CSRMModel, load_tokenizer
-    from csrm.scoring.scorer import CSRMScorer
+    from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
+    from csrm.scoring.scorer import Scorer
 
     tokenizer = load_tokenizer("minilm", decoder=False)
     if tiny:
@@ -68,7 +68,7 @@ def build_scorer(tiny: bool, max_length: int):
     with torch.no_grad():
         for head in (model.compliance_head, model.reward_head):
             head.weight.normal_(0.0, 1.0, generator=torch.Generator().manual_seed(1))
-    return CSRMScorer(model.eval(), tokenizer, device="cpu")
+    return Scorer(model.eval(), tokenizer, device="cpu")
 
 
 def item_json(item, item_id: str) -> dict[str, Any]:

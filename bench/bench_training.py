@@ -113,9 +113,8 @@ def common_training_args(args, out: Path) -> dict[str, Any]:
 
 
 def run_csrm(args, out: Path, recorder: StepRecorder, *, pairs_only: bool) -> None:
-    from csrm.training.config import load_train_config
-    from csrm.training.train import run_training
-    from csrm.training.trainer import CSRMTrainer
+    from csrm.model.cross_encoder.trainer import CSRMTrainer
+    from csrm.training.train import load_train_config, run_training
 
     undo = recorder.wrap(CSRMTrainer)
     values = {**common_training_args(args, out / "model"), "model_name_or_path": args.backbone,
@@ -144,8 +143,8 @@ def run_trl(args, out: Path, recorder: StepRecorder) -> None:
     from trl import RewardConfig, RewardTrainer
 
     from csrm.base.paths import resolve_model_name
-    from csrm.model.modeling import load_tokenizer
-    from csrm.training.data import load_augmented
+    from csrm.model.cross_encoder.modeling import load_tokenizer
+    from csrm.model.data import load_augmented
 
     undo = recorder.wrap(RewardTrainer)
     path = resolve_model_name(args.backbone)

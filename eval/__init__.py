@@ -1,7 +1,7 @@
 """Evaluation harness: CoSApien, DynaBench and CoSAlign-Test loaders, metrics and reports for any scorer
 (the CSRM, a config-blind CSRM via :func:`eval.items.blind_items`, the zero-shot LLM judge baseline).
 
-Entry point: ``csrm eval`` (:func:`eval.cli.main`). Heavy modules (torch, transformers, datasets) are
+Entry point: ``csrm eval`` (:func:`csrm.app.eval.main`). Heavy modules (torch, transformers, datasets) are
 imported lazily.
 """
 

@@ -30,8 +30,6 @@ from csrm.base.metrics import (
 from csrm.base.score_types import ScoreResult
 from eval.items import DEV, HEADLINE, TEST, EvalItem
 
-THRESHOLD_KEYS = ("f1", "precision", "recall", "accuracy")
-
 
 @dataclass
 class Scored:

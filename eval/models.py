@@ -18,9 +18,10 @@ PROBE_PREFIX = "probe:"
 
 
 def load_scorer(spec: str, *, device: str | None = None, batch_size: int | None = None,
-                train_data: str | None = None) -> Scorer:
-    """A scorer for ``spec``. ``device`` applies to both kinds, ``batch_size`` to the zero-shot judge,
-    ``train_data`` (an augmentation output folder) to ``probe:category-logreg``."""
+                batch_tokens: int | None = None, train_data: str | None = None) -> Scorer:
+    """A scorer for ``spec``. ``device`` applies to both kinds, ``batch_size`` (prompts per pass) to the
+    zero-shot judge, ``batch_tokens`` (the token budget per batch) to a trained CSRM, ``train_data`` (an
+    augmentation output folder) to ``probe:category-logreg``."""
     if spec.startswith(PROBE_PREFIX):
         from eval.probes import load_probe
 
@@ -36,7 +37,8 @@ def load_scorer(spec: str, *, device: str | None = None, batch_size: int | None 
         return ZeroShotJudge.from_pretrained(ZeroShotConfig(**options))
     from csrm.scoring.scorer import load  # the trained CSRM (csrm/scoring/scorer.py)
 
-    return load(spec, device=device) if device else load(spec)
+    options = {k: v for k, v in (("device", device), ("max_tokens", batch_tokens)) if v}
+    return load(spec, **options)
 
 
 def is_config_blind(scorer: Scorer) -> bool:

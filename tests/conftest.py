@@ -18,7 +18,7 @@ import pytest  # noqa: E402
 from scoring_fixtures import save, tiny_decoder, tiny_encoder  # noqa: E402
 
 from csrm.base.paths import data_dir  # noqa: E402
-from csrm.scoring.scorer import CSRMScorer  # noqa: E402
+from csrm.scoring.scorer import Scorer  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -71,7 +71,7 @@ def single_thread():
 def decoder_scorer():
     """A scorer over a tiny random decoder CSRM (sharpened heads, see tests/scoring_fixtures.py); one per module,
     so a test file that changes its thresholds cannot affect another."""
-    return CSRMScorer(*tiny_decoder())
+    return Scorer(*tiny_decoder())
 
 
 @pytest.fixture(scope="module")

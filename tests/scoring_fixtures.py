@@ -10,7 +10,7 @@ from transformers import BertConfig, LlamaConfig
 
 from csrm.base.paths import default_backbone
 from csrm.base.score_types import ScoreItem
-from csrm.model.modeling import CSRMModel, load_tokenizer
+from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
 
 CONFIGS = [
     "Strict: no violence, weapons or crime of any kind.",

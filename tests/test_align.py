@@ -22,8 +22,8 @@ from csrm.alignment.gain import compare_runs
 from csrm.alignment.items import prepare_items
 from csrm.alignment.policy import SamplingParams, completion_logps, generate, load_policy, prepare_tokenizer
 from csrm.alignment.state import StepState
-from csrm.app import align_cli
-from csrm.app.align_cli import ITEM_SOURCES
+from csrm.app import align as align_cli
+from csrm.app.align import ITEM_SOURCES
 from csrm.base.errors import InputError
 
 CONFIGS = [
@@ -112,6 +112,7 @@ def recipe(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extr
     return AlignConfig.load(None, recipe_overrides(out, policy, csrm, files, **extra))
 
 
+@pytest.mark.slow
 def test_two_rounds_end_to_end(tmp_path, tiny_policy, tiny_csrm, item_files):
     cfg = recipe(tmp_path / "run", tiny_policy, tiny_csrm, item_files)
     report = run_align(cfg)
@@ -223,7 +224,7 @@ def test_lora_and_sft_round(tmp_path, tiny_policy, tiny_csrm, item_files):
 @pytest.mark.slow
 def test_deepspeed_zero3_rounds(tmp_path, tiny_policy, tiny_csrm, item_files):
     """The GPU recipe's code path on CPU: DPO under ZeRO-3 (one process), gathered save, and a second round
-    whose sampling policy loads normally after the first round's ZeRO-3 trainer. Runs ``csrm.app.align_cli`` in a
+    whose sampling policy loads normally after the first round's ZeRO-3 trainer. Runs ``csrm.app.align`` in a
     subprocess: DeepSpeed leaves process-wide state behind that would leak into later tests' Trainers."""
     pytest.importorskip("deepspeed")
     import socket
@@ -241,7 +242,7 @@ def test_deepspeed_zero3_rounds(tmp_path, tiny_policy, tiny_csrm, item_files):
                                  **{"eval.enabled": "false", "dpo.epochs": "1", "deepspeed": str(zero3)})
     env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1",
            "LOCAL_RANK": "0"}
-    done = subprocess.run([sys.executable, "-m", "csrm.app.align_cli", *overrides], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "csrm.app.align", *overrides], env=env, capture_output=True, text=True,
                           timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "run" / "report.json").read_text())

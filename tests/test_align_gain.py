@@ -7,8 +7,9 @@ import json
 import pytest
 
 from csrm.alignment.cosa_score import Judgement, cosa_metrics
-from csrm.alignment.gain import compare_runs, gain_interval, main
+from csrm.alignment.gain import compare_runs, gain_interval
 from csrm.base.errors import InputError
+from tools.gain import main
 
 
 def judged(values: dict[tuple[str, str], tuple[float, bool]]) -> list[dict]:

@@ -20,7 +20,6 @@ from augmentation import (
 from augmentation.pipeline import build, load_taxonomy, run, split_rule
 from augmentation.recipe import MODES, Recipe
 from augmentation.refusals import REFUSALS
-from augmentation.seed.make_seed import SEED_REFUSALS
 from augmentation.sources import load_records
 from augmentation.synthesis import record_label
 from augmentation.templates import TEMPLATES
@@ -31,6 +30,7 @@ from csrm.base.errors import InputError
 from csrm.base.paths import CONFIGS_DIR
 from csrm.base.records import Example, PreferencePair
 from csrm.base.safety_config import SafetyConfig
+from tools.make_seed import SEED_REFUSALS
 
 SEED_RECIPE = CONFIGS_DIR / "augment" / "seed.yaml"
 SPLITS = ("train", "validation")

@@ -113,7 +113,7 @@ def test_seed_corpus_covers_every_category_and_severity():
 
 
 def test_seed_generator_reproduces_the_committed_corpus(tmp_path):
-    from augmentation.seed import make_seed
+    from tools import make_seed
 
     make_seed.write(tmp_path / "seed.jsonl")
     assert (tmp_path / "seed.jsonl").read_bytes() == SEED_CORPUS.read_bytes()

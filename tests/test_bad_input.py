@@ -149,9 +149,9 @@ def test_the_cap_never_changes_what_the_model_reads(scorer):
     items = [ScoreItem("Policy: " + long, [{"role": "user", "content": "old " + long},
                                            {"role": "user", "content": long + " newest"}], "Answer: " + long),
              ScoreItem("short config", [{"role": "user", "content": "p"}], long)]
-    uncapped = scorer.formatter.encode_batch([i.config for i in items], [i.messages for i in items],
+    uncapped = scorer.predictor.formatter.encode_batch([i.config for i in items], [i.messages for i in items],
                                              [i.response for i in items])
-    assert [e.input_ids for e in scorer.encode(items)] == [e.input_ids for e in uncapped]
+    assert [e.input_ids for e in scorer.predictor.encode(items)] == [e.input_ids for e in uncapped]
 
 
 def test_cap_text_keeps_both_ends():
@@ -210,7 +210,7 @@ def test_commands_exit_2_with_a_located_error(tmp_path, encoder_model_dir, not_a
 
 
 @pytest.mark.parametrize(("argv", "words"), [
-    (["calibrate", "M", "--dataset-path", "D", "--batch-size", "0"], "field 'batch_size': must be >= 1, got 0"),
+    (["calibrate", "M", "--dataset-path", "D", "--batch-tokens", "0"], "field 'batch_tokens': must be >= 1, got 0"),
     (["eval", "M", "--dev-fraction", "1.5"], "field 'dev_fraction': must be between 0 and 1"),
     (["eval", "M", "--limit", "0"], "field 'limit': must be >= 1"),
     (["score", "M", "--input", "I", "--output", "O", "--batch-tokens", "0"], "field 'batch_tokens': must be >= 1"),
@@ -222,7 +222,7 @@ def test_bad_option_values_exit_2_naming_the_field(argv, words, capsys):
 
 def test_align_default_recipe_resolves_from_any_folder(tmp_path, monkeypatch):
     from csrm.alignment.config import AlignConfig
-    from csrm.app.align_cli import items_from_augmentation
+    from csrm.app.align import items_from_augmentation
 
     monkeypatch.chdir(tmp_path)
     cfg = AlignConfig.load("configs/align/smollm2_cpu.yaml", ["data.train_items=2"])

@@ -13,11 +13,10 @@ from fixtures.train.synthetic import write_dataset
 from csrm.app import cli
 from csrm.base.metrics import fit_temperature
 from csrm.base.paths import CONFIGS_DIR
-from csrm.model.modeling import CSRMModel, load_tokenizer
+from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
+from csrm.model.data import load_augmented, tokenize_examples
 from csrm.training.calibration import calibrate, compliance_logits, fit_task_temperatures
-from csrm.training.config import load_train_config
-from csrm.training.data import load_augmented, tokenize_examples
-from csrm.training.train import run_training
+from csrm.training.train import load_train_config, run_training
 
 
 def test_fit_recovers_a_known_temperature():
@@ -66,6 +65,7 @@ def overconfident(tmp_path_factory):
     return model_dir, data
 
 
+@pytest.mark.slow
 def test_calibrate_lowers_ece_of_an_overconfident_model(overconfident, capsys):
     model_dir, data = overconfident
     before_config = json.loads((model_dir / "config.json").read_text())
@@ -98,6 +98,7 @@ def test_calibrate_lowers_ece_of_an_overconfident_model(overconfident, capsys):
     assert expected_calibration_error(y_violation, 1 - p_comply) == pytest.approx(report["after"]["ece"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_dry_run_leaves_the_model_alone(overconfident, tmp_path):
     model_dir, data = overconfident
     config_before = (model_dir / "config.json").read_text()
@@ -107,6 +108,7 @@ def test_dry_run_leaves_the_model_alone(overconfident, tmp_path):
     assert (tmp_path / "out" / "report.json").is_file() and (tmp_path / "out" / "reliability.png").is_file()
 
 
+@pytest.mark.slow
 def test_calibrate_reports_bad_input(tmp_path, overconfident, capsys):
     _, data = overconfident
     assert cli.main(["calibrate", str(tmp_path), "--dataset-path", str(data)]) == 2

@@ -1,4 +1,4 @@
-"""The clause-reading CSRM (csrm.model.clause_model, clause_features, clause_scoring, clause_train) on a tiny random BERT
+"""The clause-reading CSRM (csrm.model.clause.modeling, clause_features, clause_scoring, clause_train) on a tiny random BERT
 with MiniLM's tokenizer: save/load, the scoring API, encode-once caching, no judged content lost (a 25k policy and
 a 20-turn transcript are read to their ends), and `csrm train` end to end on the bundled seed augmentation."""
 
@@ -15,17 +15,17 @@ from transformers import AutoTokenizer
 
 import augmentation
 import csrm
+from csrm.app import train as train_cli
 from csrm.base.metrics import classification_metrics
 from csrm.base.paths import CONFIGS_DIR, resolve_model_name
 from csrm.base.score_types import ScoreItem, ScoreResult
-from csrm.model.clause_features import FeatureEncoder
-from csrm.model.clause_model import ClauseCSRMModel, ContentFeatures, word_mask
-from csrm.scoring.clause_scoring import ClauseScorer
+from csrm.model.clause.features import FeatureEncoder
+from csrm.model.clause.modeling import ClauseCSRMModel, ContentFeatures, word_mask
+from csrm.model.clause.predictor import ClausePredictor
+from csrm.model.clause.trainer import build_clause_model, to_device
 from csrm.scoring.ranking import rank_key
-from csrm.training import train as train_cli
-from csrm.training.clause_train import build_clause_model, to_device
-from csrm.training.config import load_train_config
-from csrm.training.train import run_training
+from csrm.scoring.scorer import Scorer
+from csrm.training.train import load_train_config, run_training
 
 CLAUSE_YAML = CONFIGS_DIR / "train" / "clause_minilm.yaml"
 SEED_RECIPE = CONFIGS_DIR / "augment" / "seed.yaml"
@@ -59,21 +59,21 @@ def model(tokenizer) -> ClauseCSRMModel:
 
 
 @pytest.fixture
-def scorer(model, tokenizer) -> ClauseScorer:
+def scorer(model, tokenizer) -> Scorer:
     """A fresh scorer (empty feature caches) on the shared tiny model."""
-    return ClauseScorer(model, tokenizer, device="cpu")
+    return Scorer(model, tokenizer, device="cpu")
 
 
-def encoded_texts(scorer: ClauseScorer, monkeypatch) -> list[str]:
+def encoded_texts(scorer: Scorer, monkeypatch) -> list[str]:
     """Every text the scorer's encoder runs through the frozen encoder from now on (one entry per encoding)."""
     seen: list[str] = []
-    original = scorer.features._encode
+    original = scorer.predictor.features._encode
 
     def spy(texts, *, tokens):
         seen.extend(texts)
         yield from original(texts, tokens=tokens)
 
-    monkeypatch.setattr(scorer.features, "_encode", spy)
+    monkeypatch.setattr(scorer.predictor.features, "_encode", spy)
     return seen
 
 
@@ -101,7 +101,7 @@ def test_save_and_load_round_trip(model, tokenizer, scorer, tmp_path):
     tokenizer.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "config.json").read_text())["model_type"] == "csrm_clause"
     loaded = csrm.load(tmp_path, device="cpu")
-    assert isinstance(loaded, ClauseScorer)
+    assert isinstance(loaded.predictor, ClausePredictor)
     state, again = model.state_dict(), loaded.model.state_dict()
     assert state.keys() == again.keys() and all(torch.equal(state[k], again[k]) for k in state)
     conversation = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, how can I help?"},
@@ -130,7 +130,7 @@ def test_request_screening_uses_the_request_temperature_and_responses_do_not(sco
     config = scorer.model.config
     monkeypatch.setattr(config, "temperature", 1.0)
     monkeypatch.setattr(config, "request_temperature", None)
-    (_, logits, _), = scorer._raw([request, response])
+    (_, logits, _), = scorer.predictor._raw([request, response])
     joint = scorer.score_items([request, response])
     assert [r.p_comply for r in joint] == pytest.approx(torch.sigmoid(torch.tensor(logits)).tolist(), abs=1e-6)
     monkeypatch.setattr(config, "request_temperature", 0.25)
@@ -185,10 +185,10 @@ def test_one_response_under_8_configs_encodes_the_response_once(scorer, monkeypa
     results = scorer.score(CONFIGS_8, PROMPT, RESPONSES[2])
     assert len(results) == 8
     assert seen.count(RESPONSES[2]) == 1
-    clauses = {t for c in CONFIGS_8 for t in scorer.features.clause_texts(c)}
+    clauses = {t for c in CONFIGS_8 for t in scorer.predictor.features.clause_texts(c)}
     assert len(seen) == len(set(seen)) == len(clauses) + 1  # each distinct text once, nothing else
-    assert scorer.features.stats["encoded"] == len(seen)
-    assert scorer.features.stats["at_max_length"] == 0
+    assert scorer.predictor.features.stats["encoded"] == len(seen)
+    assert scorer.predictor.features.stats["at_max_length"] == 0
     again = scorer.score(CONFIGS_8, PROMPT, RESPONSES[2])  # cached across calls
     assert len(seen) == len(clauses) + 1
     assert all(same(a, b) for a, b in zip(results, again, strict=True))
@@ -198,7 +198,7 @@ def test_8_responses_under_one_config_encode_its_clauses_once(scorer, monkeypatc
     seen = encoded_texts(scorer, monkeypatch)
     ranked = scorer.score_responses(CONFIG_A, PROMPT, RESPONSES)
     assert len(ranked) == 8
-    clauses = scorer.features.clause_texts(CONFIG_A)
+    clauses = scorer.predictor.features.clause_texts(CONFIG_A)
     assert len(clauses) == 5
     assert all(seen.count(t) == 1 for t in clauses)
     assert len(seen) == len(set(seen)) == len(clauses) + len(set(RESPONSES))
@@ -214,7 +214,7 @@ def test_a_batch_larger_than_the_cache_still_gets_its_features(model, tokenizer)
 
 # -- no judged content lost ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def readable(tokenizer) -> ClauseScorer:
+def readable(tokenizer) -> Scorer:
     """A tiny model whose heads are set by hand so effects are visible, not drowned:
 
     - matcher: ``match_scale`` 2 and the "none" bias 8, so a window rarely matches a category and 21+ windows
@@ -235,7 +235,7 @@ def readable(tokenizer) -> ClauseScorer:
         last.weight[:3, 0] = 30.0  # permitted up to severity 1..3
         last.bias[:3] = -10.0
         last.bias[3] = -20.0  # nothing prohibited
-    return ClauseScorer(m, tokenizer, device="cpu")
+    return Scorer(m, tokenizer, device="cpu")
 
 
 FILLER = ["gardening", "cooking", "travel", "music", "chess", "painting", "astronomy", "cycling"]
@@ -271,7 +271,7 @@ def test_long_policy_and_20_turn_transcript_are_read_to_their_ends(readable):
     messages = transcript(BASE_TURN)
     assert len(messages) == 20
     base = readable.score(permits, messages, RESPONSE)
-    stats = readable.features.stats
+    stats = readable.predictor.features.stats
     assert stats["encoded"] > 150 and stats["at_max_length"] == 0
     assert 0.01 < base.p_comply < 0.99  # not saturated: a change anywhere can show
 
@@ -285,7 +285,7 @@ def test_long_policy_and_20_turn_transcript_are_read_to_their_ends(readable):
     assert len(silent) >= 25_000 and silent.rsplit("\n", 1)[0] == permits.rsplit("\n", 1)[0]
     denied = readable.score(silent, messages, RESPONSE)
     assert denied.p_comply < base.p_comply - 1e-3  # no clause permits Violence any more: less compliant
-    assert readable.features.stats["at_max_length"] == 0
+    assert readable.predictor.features.stats["at_max_length"] == 0
 
 
 def test_cjk_and_digit_content_is_not_truncated(scorer):
@@ -293,7 +293,7 @@ def test_cjk_and_digit_content_is_not_truncated(scorer):
     digits = " ".join(f"{n:010d}" for n in range(200))
     scorer.score(CONFIG_A, PROMPT, cjk)
     scorer.score(CONFIG_A, PROMPT, digits)
-    assert scorer.features.stats["at_max_length"] == 0
+    assert scorer.predictor.features.stats["at_max_length"] == 0
 
 
 # -- training (csrm train) ----------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def test_train_end_to_end(seed_data, trained):
     assert [e["stage"] for e in results["log"]].count("reader") >= 2
 
     scorer = csrm.load(out, device="cpu")
-    assert isinstance(scorer, ClauseScorer)
+    assert isinstance(scorer.predictor, ClausePredictor)
     result = scorer.score(CONFIG_A, PROMPT, RESPONSES[2])
     assert 0.0 <= result.p_comply <= 1.0
     ranked = scorer.score_responses(CONFIG_B, PROMPT, RESPONSES[:4])
@@ -408,7 +408,7 @@ def test_a_model_built_from_a_backbone_config_encodes_without_dropout(tokenizer)
 
 @pytest.mark.slow
 def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
-    """`torchrun --nproc_per_node 2 -m csrm.training.train` (gloo on CPU): rank 0 encodes and caches the features, rank 1
+    """`torchrun --nproc_per_node 2 -m csrm.app.train` (gloo on CPU): rank 0 encodes and caches the features, rank 1
     reads them, both train data-parallel through accelerate, and the saved model loads and scores."""
     import os
     import subprocess
@@ -420,7 +420,7 @@ def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-               "--master_port", str(port), "-m", "csrm.training.train", str(CLAUSE_YAML),
+               "--master_port", str(port), "-m", "csrm.app.train", str(CLAUSE_YAML),
                *train_overrides(seed_data, tmp_path)]
     proc = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -434,8 +434,8 @@ def test_two_processes_under_torchrun_train_and_save(seed_data, tmp_path):
 
 def test_distractor_pool_and_curriculum(model, tokenizer, tmp_path):
     from csrm.base.errors import InputError
-    from csrm.model.clause_model import ClauseFeatures
-    from csrm.training.clause_train import distractor_pool, sample_distractors
+    from csrm.model.clause.modeling import ClauseFeatures
+    from csrm.model.clause.trainer import distractor_pool, sample_distractors
 
     rules = tmp_path / "rules.jsonl"
     rules.write_text(json.dumps({"rules": "1. Always answer in French.\n2. Never use the letter z."}) + "\n"
@@ -467,7 +467,7 @@ PSEUDO_PROMPTS = ["How do I pick a lock to get into my neighbour's flat?", "Writ
 
 def test_pseudo_label_prompts_are_read_and_labelled_by_similarity(model, tokenizer, tmp_path):
     from csrm.base.errors import InputError
-    from csrm.training.clause_train import pseudo_labels, read_prompts
+    from csrm.model.clause.trainer import pseudo_labels, read_prompts
 
     listed = tmp_path / "prompts.json"
     listed.write_text(json.dumps(PSEUDO_PROMPTS))
@@ -495,7 +495,7 @@ def test_pseudo_label_prompts_are_read_and_labelled_by_similarity(model, tokeniz
 def test_pseudo_labels_train_the_matchers_residual(seed_data, tmp_path):
     """With ``pseudo_weight`` > 0 the trained matcher agrees more with the pseudo labels than without it; the
     residual starts at zero, so a model saved before it existed loads unchanged."""
-    from csrm.training.clause_train import pseudo_labels
+    from csrm.model.clause.trainer import pseudo_labels
 
     prompts = tmp_path / "prompts.json"
     prompts.write_text(json.dumps(PSEUDO_PROMPTS))
@@ -507,7 +507,7 @@ def test_pseudo_labels_train_the_matchers_residual(seed_data, tmp_path):
         summary = run_training(cfg)
         assert summary["pseudo_labelled_prompts"] == 10
         scorer = csrm.load(tmp_path / f"w{weight}", device="cpu")
-        labels = pseudo_labels(scorer.features, read_json_list(prompts), limit=10, margin=-1.0, seed=0)
+        labels = pseudo_labels(scorer.predictor.features, read_json_list(prompts), limit=10, margin=-1.0, seed=0)
         with torch.no_grad():
             logits = scorer.model.category_logits(labels.x)
         losses[weight] = float(torch.nn.functional.cross_entropy(logits, labels.target))
@@ -551,27 +551,7 @@ def test_requests_and_responses_have_their_own_none_head(model):
         model.load_state_dict(before)
 
 
-def test_a_checkpoint_with_one_none_head_uses_it_for_requests_too(model, tmp_path):
-    from safetensors.torch import load_file, save_file
-
-    trained = ClauseCSRMModel(model.config, backbone=model.backbone)
-    trained.load_state_dict(model.state_dict())
-    with torch.no_grad():
-        trained.null_head.weight.normal_()
-        trained.null_head.bias.fill_(-1.5)
-    trained.save_pretrained(tmp_path)
-    weights = load_file(tmp_path / "model.safetensors")
-    save_file({k: v for k, v in weights.items() if not k.startswith("request_null_head.")},
-              tmp_path / "model.safetensors", metadata={"format": "pt"})
-    loaded = ClauseCSRMModel.from_pretrained(tmp_path)
-    assert torch.equal(loaded.request_null_head.weight, trained.null_head.weight)
-    assert torch.equal(loaded.request_null_head.bias, trained.null_head.bias)
-    _, info = ClauseCSRMModel.from_pretrained(tmp_path, output_loading_info=True)
-    assert "request_null_head.weight" in info["missing_keys"]
-
-
 def test_the_residual_reads_content_relative_to_the_saved_training_mean(model, tmp_path):
-    from safetensors.torch import load_file, save_file
 
     dim = model.anchors.shape[1]
     trained = ClauseCSRMModel(model.config, backbone=model.backbone)
@@ -589,19 +569,13 @@ def test_the_residual_reads_content_relative_to_the_saved_training_mean(model, t
         assert torch.allclose(trained.category_logits(mean), trained.match_scale * (mean @ trained.anchors.T))
     trained.save_pretrained(tmp_path / "new")
     assert torch.equal(ClauseCSRMModel.from_pretrained(tmp_path / "new").content_mean, trained.content_mean)
-    weights = load_file(tmp_path / "new" / "model.safetensors")  # a checkpoint saved before the mean existed
-    (tmp_path / "old").mkdir()
-    save_file({k: v for k, v in weights.items() if k != "content_mean"}, tmp_path / "old" / "model.safetensors",
-              metadata={"format": "pt"})
-    (tmp_path / "old" / "config.json").write_text((tmp_path / "new" / "config.json").read_text())
-    assert torch.count_nonzero(ClauseCSRMModel.from_pretrained(tmp_path / "old").content_mean) == 0
 
 
 def test_the_category_cross_entropy_leaves_categories_without_labels_alone(tokenizer):
     """The matcher's category target is a softmax over the label space of the training data: with compliance and
     pair losses off, a batch labelled only with one category (and "none") moves that category's residual row
     and leaves the rows of every category no row is labelled with untouched (they say nothing either way)."""
-    from csrm.training.clause_train import JudgeStep, build_table
+    from csrm.model.clause.trainer import JudgeStep, build_table
 
     model = tiny_model(tokenizer, seed=2)
     with torch.no_grad():
@@ -629,9 +603,9 @@ def test_the_category_cross_entropy_leaves_categories_without_labels_alone(token
 
 def test_category_transfer_retrains_without_each_category_and_reproduces_the_run(seed_data, trained, tmp_path,
                                                                                  capsys):
-    """``csrm.training.category_transfer``: on all rows with the run's seed the retrained judge reproduces the run's own
+    """``tools.category_transfer``: on all rows with the run's seed the retrained judge reproduces the run's own
     validation AUROC; each held-out category's retraining saw exactly the training rows without it."""
-    from csrm.training import category_transfer as transfer
+    from tools import category_transfer as transfer
 
     tmp, _ = trained  # its feature cache is reused: the same data and settings
     assert train_cli.main([str(CLAUSE_YAML), *train_overrides(seed_data, tmp, "transfer")]) == 0

@@ -1,4 +1,4 @@
-"""Splitting configs into clauses and judged content into windows (csrm.model.clauses, clause_features.content_windows):
+"""Splitting configs into clauses and judged content into windows (csrm.model.clause.clauses, clause_features.content_windows):
 structure is kept (numbered rules, bullets under their lead-in, table rows, key: value blocks, sentences) and
 nothing is lost (every word of a 25k-character policy and every character of every agent turn is in a window)."""
 
@@ -9,8 +9,7 @@ import re
 
 import pytest
 
-from csrm.model.clause_features import content_windows
-from csrm.model.clauses import (
+from csrm.model.clause.clauses import (
     MAX_CLAUSE_CHARS,
     MAX_SEGMENT_CHARS,
     WINDOW_OVERLAP_CHARS,
@@ -18,6 +17,7 @@ from csrm.model.clauses import (
     split_clauses,
     windows,
 )
+from csrm.model.clause.features import content_windows
 
 
 def texts(config: str, **kw) -> list[str]:

@@ -20,7 +20,7 @@ from csrm.alignment.cosa_score import (
     render_markdown,
 )
 from csrm.base.score_types import ScoreItem, ScoreResult
-from csrm.scoring.scorer import CSRMScorer
+from csrm.scoring.scorer import Scorer
 
 REFUSAL = CoSASettings().refusal_anchor
 
@@ -116,7 +116,7 @@ def test_compare_and_markdown():
 def test_with_a_real_csrm_scorer():
     model, tok = tiny_encoder()
     torch.manual_seed(0)
-    scorer = CSRMScorer(model, tok, device="cpu")
+    scorer = Scorer(model, tok, device="cpu")
     result = evaluate_answers(scorer, items("A", 2) + items("B", 1), ["Sure, here you go.", "I'm sorry, I can't.",
                                                                       "Here is a long answer."])
     overall = result["metrics"]["overall"]

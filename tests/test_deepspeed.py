@@ -16,9 +16,9 @@ from scoring_fixtures import free_port
 
 from csrm.base.metrics import classification_metrics
 from csrm.base.paths import CONFIGS_DIR, PROJECT_ROOT
-from csrm.model.modeling import CSRMModel, load_tokenizer
+from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
+from csrm.model.data import load_augmented, tokenize_examples
 from csrm.training.calibration import compliance_logits
-from csrm.training.data import load_augmented, tokenize_examples
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +46,7 @@ def test_two_process_deepspeed_run_under_torchrun(tmp_path, stage):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
            "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",  # = torchrun
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "csrm.training.train",
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "csrm.app.train",
                str(CONFIGS_DIR / "train" / "tiny_test.yaml"), f"dataset_path={data}", f"output_dir={out}",
                f"deepspeed={CONFIGS_DIR / 'deepspeed' / f'{stage}.json'}", "max_steps=6", "save_steps=3",
                "eval_steps=6", *extra]

@@ -13,9 +13,9 @@ import pytest
 from scoring_fixtures import save, tiny_encoder
 from test_score_cli import read_rows, write_input
 
+from csrm.app.score import main as score_main
 from csrm.scoring.distributed_score import merge_shards, shard_fingerprint, shard_path
-from csrm.scoring.score_cli import ScoreConfig, fingerprint_path, read_items
-from csrm.scoring.score_cli import main as score_main
+from csrm.scoring.score_file import ScoreConfig, fingerprint_path, read_items
 
 ROOT = Path(__file__).resolve().parents[1]
 SENTINEL = 0.123456789
@@ -38,6 +38,7 @@ def test_merge_needs_every_shard_and_keeps_input_order(tmp_path):
         merge_shards(entries, out, 2)
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one_and_resume_per_shard(tmp_path):
     model = save(*tiny_encoder(), tmp_path / "model")
     inp, out, single = tmp_path / "in.jsonl", tmp_path / "out.jsonl", tmp_path / "single.jsonl"

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
+from csrm.app import eval as cli
 from csrm.base.metrics import best_f1_threshold, expected_calibration_error
 from csrm.base.records import stable_id
 from csrm.base.score_types import ScoreItem, ScoreResult
-from eval import cli, models
+from eval import models
 from eval.analysis import Scored, stored_metrics, tune_threshold, view_metrics
 from eval.harness import evaluate
 from eval.items import DEV, HEADLINE, TEST, EvalItem

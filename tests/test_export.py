@@ -91,6 +91,7 @@ def test_pipeline_gives_the_csrm_reward_and_config_documents_the_rest(exported):
         assert heading in card
 
 
+@pytest.mark.slow
 def test_a_fresh_process_loads_it_without_csrm(exported, tmp_path):
     model_dir, out = exported
     script = f"""
@@ -175,7 +176,7 @@ def test_clause_csrm_export_is_the_folder_plus_a_card(tmp_path, capsys):
     from transformers import AutoTokenizer
 
     from csrm.base.paths import resolve_model_name
-    from csrm.model.clause_model import ClauseCSRMModel
+    from csrm.model.clause.modeling import ClauseCSRMModel
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
     torch.manual_seed(0)

@@ -85,7 +85,7 @@ KILL_IN_AUGMENT = """
 """
 
 KILL_IN_TRAIN = """
-    from csrm.training.trainer import CSRMTrainer
+    from csrm.model.cross_encoder.trainer import CSRMTrainer
     original = CSRMTrainer._save_checkpoint
     def save(self, model, trial):
         original(self, model, trial)
@@ -155,19 +155,20 @@ def rows(path: Path) -> dict[str, dict]:
 
 
 KILL_IN_SCORE = """
-    from csrm.scoring.scorer import CSRMScorer
-    original = CSRMScorer.iter_batches
+    from csrm.scoring.scorer import Scorer
+    original = Scorer.iter_batches
     def batches(self, items, thresholds=None):
         for n, batch in enumerate(original(self, items, thresholds)):
             yield batch
             if n == 3:  # four batches are flushed to the partial file
                 stall()
-    CSRMScorer.iter_batches = batches
+    Scorer.iter_batches = batches
     from csrm.app.cli import main
     sys.exit(main(ARGV))
 """
 
 
+@pytest.mark.slow
 def test_csrm_score_killed_resumes_equal_to_an_uninterrupted_run_and_refuses_to_mix(tmp_path, models, capsys):
     model_a, model_b = models
     inp, clean, out = tmp_path / "in.jsonl", tmp_path / "clean.jsonl", tmp_path / "out.jsonl"
@@ -235,6 +236,7 @@ KILL_IN_DPO = """
 """
 
 
+@pytest.mark.slow
 def test_csrm_align_killed_in_dpo_resumes_to_the_uninterrupted_result(
         tmp_path, tiny_policy, tiny_csrm, item_files):  # noqa: F811 - fixtures imported from test_align
     from csrm.alignment.align import run_align
@@ -262,6 +264,7 @@ def test_csrm_align_killed_in_dpo_resumes_to_the_uninterrupted_result(
         torch.testing.assert_close(weights[name], tensor, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_align_resume_with_another_judge_or_setting_is_refused(
         tmp_path, tiny_policy, tiny_csrm, item_files):  # noqa: F811 - fixtures imported from test_align
     from csrm.alignment.align import AlignRun, run_align

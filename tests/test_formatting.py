@@ -7,8 +7,8 @@ import logging
 import pytest
 
 from csrm.base.paths import default_backbone
+from csrm.model.cross_encoder.modeling import load_tokenizer
 from csrm.model.formatting import SCREENING_MARKER, InputFormatter, pad_batch
-from csrm.model.modeling import load_tokenizer
 
 CONFIG = "Never discuss weapons. Gambling is allowed."
 MESSAGES = [{"role": "user", "content": "Tell me about dice games."}]

@@ -19,7 +19,7 @@ from csrm.alignment.judge import (
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.scoring.ranking import estimated_error, rank, rank_key
-from csrm.scoring.scorer import CSRMScorer
+from csrm.scoring.scorer import Scorer
 
 
 def result(complies: bool, reward: float) -> ScoreResult:
@@ -123,7 +123,7 @@ def test_real_scorer_pairs_train_one_dpo_step(tmp_path):
     from trl import DPOConfig, DPOTrainer
 
     model, tok = tiny_decoder()
-    scorer = CSRMScorer(model, tok)
+    scorer = Scorer(model, tok)
     responses = ["I can't help with that.", "Here is a safe, general overview.", "Step one: buy the parts.",
                  "Sure!", "A long, careful and helpful answer that stays within the rules."]
     inputs = [JudgeInput(c, p, responses) for c in CONFIGS for p in PROMPTS]

@@ -17,10 +17,10 @@ import csrm
 from csrm.base.errors import InputError
 from csrm.base.paths import CONFIGS_DIR
 from csrm.base.score_types import ScoreItem
-from csrm.scoring.scorer import CSRMScorer
-from csrm.training.config import load_train_config
-from csrm.training.lora import has_lora
-from csrm.training.train import build_data, build_model, run_training
+from csrm.model.cross_encoder.lora import has_lora
+from csrm.model.cross_encoder.train import build_data, build_model
+from csrm.scoring.scorer import Scorer
+from csrm.training.train import load_train_config, run_training
 
 TINY = CONFIGS_DIR / "train" / "tiny_test.yaml"
 LORA = "{r: 4, lora_alpha: 8, lora_dropout: 0.0, target_modules: [query, value]}"
@@ -51,7 +51,7 @@ class Capture(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, processing_class=None, **kwargs):
         assert has_lora(model)
-        self.scores = CSRMScorer(model, processing_class, device="cpu").score_items(ITEMS)
+        self.scores = Scorer(model, processing_class, device="cpu").score_items(ITEMS)
 
 
 def test_lora_trains_only_adapters_and_heads_and_saves_a_loadable_merged_model(tmp_path, dataset):

@@ -9,8 +9,8 @@ import torch
 from transformers import BertConfig, LlamaConfig
 
 from csrm.base.paths import default_backbone
+from csrm.model.cross_encoder.modeling import CSRMConfig, CSRMModel, load_tokenizer
 from csrm.model.formatting import pad_batch
-from csrm.model.modeling import CSRMConfig, CSRMModel, load_tokenizer
 
 SEQS = [[101, 2023, 2003, 1037, 3231, 102], [101, 7592, 102], [101, 2000, 2001, 2002, 102]]
 

@@ -109,7 +109,7 @@ DRIVER = textwrap.dedent("""
         sys.modules[name] = None
     import augmentation, csrm, eval
     from csrm import SafetyConfig
-    import csrm.training.calibration, csrm.app.pipeline, csrm.scoring.score_cli, csrm.training.train, eval.cli  # core commands import
+    import csrm.training.calibration, csrm.app.pipeline, csrm.scoring.score_file, csrm.training.train, csrm.app.eval  # core commands import
     scorer = csrm.load(sys.argv[1])
     result = scorer.score("No violence.", "Write a sword fight.", "The blade flashes.")
     print(json.dumps({{"files": [m.__file__ for m in (augmentation, csrm, eval)], "path": sys.path,

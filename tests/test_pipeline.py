@@ -31,6 +31,7 @@ def tiny_recipe(tmp_path: Path, **extra) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_pipeline_runs_every_stage_then_skips_them(tmp_path):
     logs: list[str] = []
     cfg = load_pipeline_config(tiny_recipe(tmp_path, baselines=["config_blind"]))
@@ -58,6 +59,7 @@ def test_pipeline_runs_every_stage_then_skips_them(tmp_path):
     assert len(skipped) == 7, logs  # augment, train, calibrate, eval, and the blind train/calibrate/eval
 
 
+@pytest.mark.slow
 def test_pipeline_resumes_at_the_first_unfinished_stage(tmp_path, monkeypatch):
     cfg = load_pipeline_config(tiny_recipe(tmp_path, calibrate=False))
 
@@ -84,6 +86,7 @@ def test_pipeline_resumes_at_the_first_unfinished_stage(tmp_path, monkeypatch):
     assert f"all stages {sum(timings.values()):.0f} s" in text
 
 
+@pytest.mark.slow
 def test_changed_settings_rerun_that_stage_and_every_later_one(tmp_path):
     out = tmp_path / "run"
 

@@ -16,10 +16,11 @@ from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES
 
 import csrm.scoring.scorer
 from csrm.app.cli import main as csrm_main
+from csrm.app.score import main
 from csrm.base.errors import InputError
 from csrm.base.safety_config import SafetyConfig
-from csrm.scoring.score_cli import main, read_done, read_items
-from csrm.scoring.scorer import CSRMScorer
+from csrm.scoring.score_file import read_done, read_items
+from csrm.scoring.scorer import Scorer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +103,7 @@ def test_resumes_after_a_crash_without_duplicates(tmp_path, encoder_model_dir, m
     rows = write_input(inp)
     clean = tmp_path / "clean.jsonl"
     run(encoder_model_dir, inp, clean)
-    original = CSRMScorer.iter_batches
+    original = Scorer.iter_batches
 
     def crash_after_three(self, items, thresholds=None):
         for n, batch in enumerate(original(self, items, thresholds)):
@@ -110,7 +111,7 @@ def test_resumes_after_a_crash_without_duplicates(tmp_path, encoder_model_dir, m
                 raise KeyboardInterrupt("simulated kill")
             yield batch
 
-    monkeypatch.setattr(CSRMScorer, "iter_batches", crash_after_three)
+    monkeypatch.setattr(Scorer, "iter_batches", crash_after_three)
     with pytest.raises(KeyboardInterrupt):
         run(encoder_model_dir, inp, out)
     partial = out.with_name("out.jsonl.partial")
@@ -124,7 +125,7 @@ def test_resumes_after_a_crash_without_duplicates(tmp_path, encoder_model_dir, m
         rescored.extend(i.item_id for i in items)
         yield from original(self, items, thresholds)
 
-    monkeypatch.setattr(CSRMScorer, "iter_batches", counting)
+    monkeypatch.setattr(Scorer, "iter_batches", counting)
     run(encoder_model_dir, inp, out)
     assert sorted(rescored) == sorted({r["id"] for r in rows} - {r["id"] for r in done})  # only what was missing
     got, expected = read_rows(out), read_rows(clean)
@@ -155,6 +156,7 @@ def test_read_done_drops_corrupt_lines_and_rewrites_the_file(tmp_path):
     assert partial.read_text() == "".join(full_row(i) + "\n" for i in "ade")
 
 
+@pytest.mark.slow
 def test_real_kill_and_rerun(tmp_path, encoder_model_dir):
     """SIGKILL a real `csrm score` process mid-run (batches slowed so the kill lands), then finish it."""
     inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
@@ -162,13 +164,13 @@ def test_real_kill_and_rerun(tmp_path, encoder_model_dir):
     partial = out.with_name("out.jsonl.partial")
     script = textwrap.dedent(f"""
         import sys, time
-        from csrm.scoring.scorer import CSRMScorer
-        original = CSRMScorer.iter_batches
+        from csrm.scoring.scorer import Scorer
+        original = Scorer.iter_batches
         def slow(self, items, thresholds=None):
             for batch in original(self, items, thresholds):
                 time.sleep(0.3)
                 yield batch
-        CSRMScorer.iter_batches = slow
+        Scorer.iter_batches = slow
         from csrm.app.cli import main
         sys.exit(main(["score", {str(encoder_model_dir)!r}, "--input", {str(inp)!r}, "--output", {str(out)!r},
                        "--batch-tokens", "128", "--no-progress", "--threads", "1"]))

@@ -1,4 +1,4 @@
-"""CSRMScorer: batch/single/multi-config agreement, token-budget batching, thresholds, loading."""
+"""Scorer: batch/single/multi-config agreement, token-budget batching, thresholds, loading."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from csrm.model.batching import (
     token_budget_batches,
 )
 from csrm.scoring.ranking import rank_key
-from csrm.scoring.scorer import CSRMScorer, load, resolve_bf16
+from csrm.scoring.scorer import Scorer, load, resolve_bf16
 from csrm.scoring.thresholds import config_key, fit_threshold, fit_thresholds, save_thresholds
 
 
@@ -40,7 +40,7 @@ def encoder():
 @pytest.fixture(scope="module", params=["encoder", "decoder"])
 def scorer(request, encoder):
     model, tok = encoder if request.param == "encoder" else tiny_decoder()
-    return CSRMScorer(model, tok, max_tokens=512)
+    return Scorer(model, tok, max_tokens=512)
 
 
 def close(a, b, tol=1e-5):
@@ -65,10 +65,10 @@ def test_token_budget_batches_respect_budget_and_cover_every_item_once():
 
 def test_default_token_budget_is_smaller_on_cpu(encoder):
     model, tok = encoder
-    cpu = CSRMScorer(model, tok, device="cpu")
-    assert cpu.max_tokens == CPU_MAX_TOKENS < DEFAULT_MAX_TOKENS == cpu.prefix_max_tokens
-    given = CSRMScorer(model, tok, device="cpu", max_tokens=300)
-    assert given.max_tokens == given.prefix_max_tokens == 300
+    cpu = Scorer(model, tok, device="cpu")
+    assert cpu.max_tokens == CPU_MAX_TOKENS < DEFAULT_MAX_TOKENS == cpu.predictor.prefix_max_tokens
+    given = Scorer(model, tok, device="cpu", max_tokens=300)
+    assert given.max_tokens == given.predictor.prefix_max_tokens == 300
     assert default_max_tokens("cuda") == DEFAULT_MAX_TOKENS
 
 
@@ -124,7 +124,7 @@ def test_score_responses_ranks_compliant_first_then_by_reward(scorer):
 
 def test_calibration_temperature_is_applied(encoder):
     model, tok = encoder
-    scorer = CSRMScorer(model, tok)
+    scorer = Scorer(model, tok)
     base = scorer.score(CONFIGS[0], PROMPTS[0], RESPONSES[1])
     logit = torch.logit(torch.tensor(base.p_comply, dtype=torch.float64)).item()
     model.config.temperature = 2.0
@@ -140,19 +140,19 @@ def test_bf16_only_where_supported_or_asked(encoder):
     assert resolve_bf16(None, torch.device("cpu")) is False
     assert resolve_bf16(True, torch.device("cpu")) is True
     model, tok = encoder
-    fp32 = CSRMScorer(model, tok).score_items(grid_items()[:10])
-    bf16 = CSRMScorer(model, tok, bf16=True).score_items(grid_items()[:10])
+    fp32 = Scorer(model, tok).score_items(grid_items()[:10])
+    bf16 = Scorer(model, tok, bf16=True).score_items(grid_items()[:10])
     assert max(abs(a.p_comply - b.p_comply) for a, b in zip(fp32, bf16, strict=True)) < 0.05
 
 
 def test_prefix_cache_flag_is_refused_for_encoders(encoder):
     with pytest.raises(ValueError, match="prefix_cache"):
-        CSRMScorer(*encoder, prefix_cache=True)
+        Scorer(*encoder, prefix_cache=True)
 
 
 # -- thresholds --------------------------------------------------------------------------------------------
 def test_verdict_is_p_violation_below_threshold(encoder):
-    scorer = CSRMScorer(*encoder)
+    scorer = Scorer(*encoder)
     result = scorer.score(CONFIGS[0], PROMPTS[0], RESPONSES[1])
     model = scorer.model
     key = config_key(CONFIGS[0])
@@ -221,7 +221,7 @@ def test_load_round_trip_gives_identical_scores(tmp_path):
     model, tok = tiny_decoder()
     path = save(model, tok, tmp_path / "dec")
     items = grid_items()[:12]
-    direct = CSRMScorer(model, tok).score_items(items)
+    direct = Scorer(model, tok).score_items(items)
     loaded = load(path)
     assert loaded.prefix_cache and not loaded.model.training
     assert all(close(a, b) for a, b in zip(loaded.score_items(items), direct, strict=True))

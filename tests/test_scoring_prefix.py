@@ -13,11 +13,11 @@ from scoring_fixtures import (
     tiny_decoder,
 )
 
-import csrm.scoring.scorer
+import csrm.model.cross_encoder.predictor
 from csrm.base.score_types import ScoreItem
 from csrm.model.formatting import Encoded
 from csrm.model.prefix_cache import plan_prefix_batches, split_point, supports_prefix_cache
-from csrm.scoring.scorer import CSRMScorer
+from csrm.scoring.scorer import Scorer
 
 
 @pytest.fixture(scope="module")
@@ -29,13 +29,13 @@ def decoder():
 def prefix_calls(monkeypatch):
     """Record every shared-prefix batch the scorer runs."""
     calls = []
-    original = csrm.scoring.scorer.run_prefix_batch
+    original = csrm.model.cross_encoder.predictor.run_prefix_batch
 
     def spy(model, batch, pad_id, device):
         calls.append(batch)
         return original(model, batch, pad_id, device)
 
-    monkeypatch.setattr(csrm.scoring.scorer, "run_prefix_batch", spy)
+    monkeypatch.setattr(csrm.model.cross_encoder.predictor, "run_prefix_batch", spy)
     return calls
 
 
@@ -54,17 +54,17 @@ def items_with_conversations() -> list[ScoreItem]:
 def test_shared_prefix_equals_plain_path(decoder, prefix_calls, max_tokens):
     model, tok = decoder
     items = items_with_conversations()
-    scorer = CSRMScorer(model, tok, prefix_cache=True, max_tokens=max_tokens)
+    scorer = Scorer(model, tok, prefix_cache=True, max_tokens=max_tokens)
     cached = scorer.score_items(items)
     assert prefix_calls, "the shared-prefix path did not run"
-    prefixes = Counter(tuple(e.input_ids[: split_point(e)]) for e in scorer.encode(items))
+    prefixes = Counter(tuple(e.input_ids[: split_point(e)]) for e in scorer.predictor.encode(items))
     assert sum(n for n in prefixes.values() if n > 1) == sum(len(b.items) for b in prefix_calls) >= 45
     assert 1 < sum(n == 1 for n in prefixes.values()) < 8  # the single-use config, truncated long turns
     assert any(len(b.prefixes) > 1 for b in prefix_calls)  # several prefixes (of different lengths) per batch
     if max_tokens == 300:
         assert len(prefix_calls) > len({tuple(p) for b in prefix_calls for p in b.prefixes}) // 2
     prefix_calls.clear()
-    plain = CSRMScorer(model, tok, prefix_cache=False, max_tokens=max_tokens).score_items(items)
+    plain = Scorer(model, tok, prefix_cache=False, max_tokens=max_tokens).score_items(items)
     assert not prefix_calls
     assert len({round(r.p_comply, 5) for r in plain}) > len(items) // 2
     for a, b in zip(cached, plain, strict=True):
@@ -75,7 +75,7 @@ def test_shared_prefix_equals_plain_path(decoder, prefix_calls, max_tokens):
 def test_decoder_scorer_uses_prefix_cache_by_default(decoder):
     model, tok = decoder
     assert supports_prefix_cache(model)
-    assert CSRMScorer(model, tok).prefix_cache
+    assert Scorer(model, tok).prefix_cache
 
 
 def test_plan_groups_identical_prefixes_under_budget():

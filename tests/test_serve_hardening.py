@@ -16,7 +16,7 @@ from scoring_fixtures import tiny_encoder
 from csrm.app.serve import read_token
 from csrm.base.errors import InputError
 from csrm.base.score_types import ScoreItem, ScoreResult
-from csrm.scoring.scorer import CSRMScorer
+from csrm.scoring.scorer import Scorer
 from csrm.scoring.server import Batcher, Busy, create_app
 
 
@@ -133,7 +133,7 @@ def test_pending_limit_refuses_instead_of_queueing_without_bound():
 
 @pytest.fixture(scope="module")
 def scorer():
-    return CSRMScorer(*tiny_encoder())
+    return Scorer(*tiny_encoder())
 
 
 def test_bearer_token_is_required_everywhere_but_health(scorer):

@@ -60,6 +60,7 @@ def test_reliability_figure_shows_bin_counts():
     assert texts == sorted(["n=50", "n=1", "n=20"])  # the lone middle item is labelled as one item
 
 
+@pytest.mark.slow
 def test_calibration_logs_metrics_bins_and_diagram_to_wandb(tmp_path, encoder_model_dir, offline_wandb, capfd):
     data = write_dataset(tmp_path / "data", n_train=10, n_validation=80)
     report = calibrate(encoder_model_dir, data, output_dir=tmp_path / "cal", write=False, report_to="wandb", batch_size=16)
@@ -84,7 +85,7 @@ def test_no_wandb_run_unless_asked(tmp_path, encoder_model_dir, offline_wandb):
 
 
 def test_csrm_eval_logs_to_wandb_with_progress_bars(tmp_path, encoder_model_dir, eval_fixtures, offline_wandb, capfd):
-    from eval.cli import main
+    from csrm.app.eval import main
 
     out = tmp_path / "eval"
     assert main([str(encoder_model_dir), "--bench", "cosapien", "--data-dir", str(eval_fixtures), "--no-hub",
@@ -123,10 +124,10 @@ def test_cosa_score_logs_to_wandb(tmp_path, encoder_model_dir, offline_wandb):
     assert any(f.startswith("media/images/cosa_score/by_config") for f in run["files"])
 
 
+@pytest.mark.slow
 def test_evaluation_during_training_shows_a_progress_bar(tmp_path, capfd):
     from csrm.base.paths import CONFIGS_DIR
-    from csrm.training.config import load_train_config
-    from csrm.training.train import run_training
+    from csrm.training.train import load_train_config, run_training
 
     data = write_dataset(tmp_path / "data", n_train=40, n_validation=40)
     config, _ = load_train_config(CONFIGS_DIR / "train" / "tiny_test.yaml", [], dataset_path=str(data),
@@ -137,6 +138,7 @@ def test_evaluation_during_training_shows_a_progress_bar(tmp_path, capfd):
     assert "evaluating" in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_csrm_run_logs_every_stage_to_wandb(tmp_path, offline_wandb):
     import yaml
 

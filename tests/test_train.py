@@ -19,12 +19,10 @@ from csrm.app import cli
 from csrm.base.errors import InputError
 from csrm.base.metrics import classification_metrics
 from csrm.base.paths import CONFIGS_DIR, default_backbone
-from csrm.model.formatting import InputFormatter
-from csrm.model.modeling import CSRMModel, load_tokenizer
-from csrm.model.objective import csrm_loss
-from csrm.training.calibration import compliance_logits
-from csrm.training.config import CSRMTrainConfig, check_config_dict, load_train_config
-from csrm.training.data import (
+from csrm.model.cross_encoder.args import CrossEncoderTrainConfig
+from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
+from csrm.model.cross_encoder.trainer import CSRMTrainer, NonFiniteLossError
+from csrm.model.data import (
     MixedBatchSampler,
     MixedCollator,
     MixedDataset,
@@ -33,8 +31,10 @@ from csrm.training.data import (
     tokenize_examples,
     tokenize_pairs,
 )
-from csrm.training.train import run_training
-from csrm.training.trainer import CSRMTrainer, NonFiniteLossError
+from csrm.model.formatting import InputFormatter
+from csrm.model.objective import csrm_loss
+from csrm.training.calibration import compliance_logits
+from csrm.training.train import load_train_config, run_training
 
 TINY = CONFIGS_DIR / "train" / "tiny_test.yaml"
 
@@ -49,7 +49,7 @@ def tokenizer():
     return load_tokenizer(default_backbone(), decoder=False)
 
 
-def tiny_config(tmp: Path, dataset: Path, **values) -> CSRMTrainConfig:
+def tiny_config(tmp: Path, dataset: Path, **values) -> CrossEncoderTrainConfig:
     config, _ = load_train_config(TINY, [], dataset_path=str(dataset), output_dir=str(tmp / "model"), **values)
     return config
 
@@ -210,42 +210,65 @@ def test_load_augmented_names_what_is_missing(tmp_path, dataset):
 def test_unknown_key_fails_before_any_work(tmp_path, capsys):
     out = tmp_path / "model"
     bad = tmp_path / "bad.yaml"
-    bad.write_text(f"dataset_path: {tmp_path / 'nowhere'}\noutput_dir: {out}\nlearning_rat: 0.1\n")
+    bad.write_text(f"architecture: cross_encoder\ndataset_path: {tmp_path / 'nowhere'}\noutput_dir: {out}\n"
+                   "learning_rat: 0.1\n")
     assert cli.main(["train", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "field 'learning_rat': unknown key (did you mean 'learning_rate'?)" in err and str(bad) in err
+    assert f"{bad}:4: field 'learning_rat': unknown key 'learning_rat' (did you mean 'learning_rate'?)" in err
     assert not out.exists() and not Path(f"{out}-checkpoints").exists()
 
 
 def test_wrong_types_are_named(tmp_path, capsys):
     good = tmp_path / "good.yaml"
-    good.write_text(f"dataset_path: {tmp_path}\noutput_dir: {tmp_path / 'model'}\n")
+    good.write_text(f"architecture: cross_encoder\ndataset_path: {tmp_path}\noutput_dir: {tmp_path / 'model'}\n")
     assert cli.main(["train", str(good), "num_train_epochs=many"]) == 2
-    assert "field 'num_train_epochs': expected float" in capsys.readouterr().err
+    assert "field 'num_train_epochs': expected a number" in capsys.readouterr().err
     assert cli.main(["train", str(good), "blind_config=maybe"]) == 2
-    assert "field 'blind_config': expected bool" in capsys.readouterr().err
+    assert "field 'blind_config': expected true/false" in capsys.readouterr().err
     assert cli.main(["train", str(good), "template=fancy"]) == 2
-    assert "field 'template': must be one of ['plain', 'chat']" in capsys.readouterr().err
+    assert "field 'template': expected one of plain, chat, got 'fancy'" in capsys.readouterr().err
     assert cli.main(["train", str(good), "eval_strategy=sometimes"]) == 2
-    assert "field 'eval_strategy'" in capsys.readouterr().err
+    assert "field 'eval_strategy': expected one of no, steps, epoch" in capsys.readouterr().err
+    assert cli.main(["train", str(good), "architecture=transformer"]) == 2
+    assert "field 'architecture': expected one of clause, cross_encoder" in capsys.readouterr().err
     with pytest.raises(InputError, match="field 'dataset_path': missing"):
-        load_train_config(None, [f"output_dir={tmp_path / 'model'}"])
+        load_train_config(None, ["architecture=cross_encoder", f"output_dir={tmp_path / 'model'}"])
 
 
 def test_yaml_values_are_read_leniently_where_yaml_is_odd(tmp_path):
-    config, raw = load_train_config(None, [f"output_dir={tmp_path / 'm'}", f"dataset_path={tmp_path}",
-                                           "learning_rate=1e-4", "eval_strategy=no", "report_to=none"])
-    assert config.learning_rate == 1e-4 and raw["eval_strategy"] == "no"  # YAML reads 1e-4 as text, `no` as false
+    config, raw = load_train_config(None, ["architecture=cross_encoder", f"output_dir={tmp_path / 'm'}",
+                                           f"dataset_path={tmp_path}", "learning_rate=1e-4", "eval_strategy=no",
+                                           "report_to=none"])
+    assert config.learning_rate == 1e-4 and config.eval_strategy == "no"  # YAML reads 1e-4 as text, `no` as false
+    assert raw["eval_strategy"] is False
     assert config.checkpoint_dir == f"{tmp_path / 'm'}-checkpoints" and config.remove_unused_columns is False
     args = config.trainer_arguments()
     assert args.output_dir == config.checkpoint_dir
 
 
-def test_shipped_configs_are_valid():
-    for path in sorted((CONFIGS_DIR / "train").glob("*.yaml")):
-        from csrm.base.io import load_yaml
+def test_the_clause_config_offers_only_what_its_trainer_reads(tmp_path):
+    """The default family (clause) refuses Trainer fields it would ignore, by name, and checks its bounds."""
+    base = [f"output_dir={tmp_path / 'm'}", f"dataset_path={tmp_path}"]
+    config, raw = load_train_config(None, base)
+    assert config.architecture == "clause" and "architecture" not in raw  # the default family
+    assert config.checkpoint_dir == f"{tmp_path / 'm'}-checkpoints"
+    for key, why in (("max_steps=2", "use num_train_epochs"), ("resume_from_checkpoint=auto", "no checkpoints"),
+                     ("max_train_minutes=5", "no wall-clock budget"), ("weight_decay=0.1", "weight decay"),
+                     ("report_to=wandb", "train_results.json")):
+        with pytest.raises(InputError, match=f"field '{key.split('=')[0]}': not supported here: .*{why}"):
+            load_train_config(None, [*base, key])
+    with pytest.raises(InputError, match="field 'reader_steps': must be >= 0, got -3"):
+        load_train_config(None, [*base, "reader_steps=-3"])
+    with pytest.raises(InputError, match="field 'num_train_epochs': expected an integer"):
+        load_train_config(None, [*base, "num_train_epochs=2.5"])
+    with pytest.raises(InputError, match="unknown key 'reader_stepz' \\(did you mean 'reader_steps'"):
+        load_train_config(None, [*base, "reader_stepz=3"])
 
-        data = check_config_dict(load_yaml(path), source=str(path))
+
+def test_shipped_configs_are_valid():
+    """Every shipped training config builds its family's config (keys, types and bounds checked)."""
+    for path in sorted((CONFIGS_DIR / "train").glob("*.yaml")):
+        kwargs, data = load_train_config(path, instantiate=False)
         assert "dataset_path" in data and "output_dir" in data, path
         if "deepspeed" in data:
             assert (CONFIGS_DIR.parent / data["deepspeed"]).is_file()
@@ -262,6 +285,7 @@ def trained(tmp_path_factory, dataset):
     return run_training(config, raw_config=raw), config
 
 
+@pytest.mark.slow
 def test_training_lowers_the_loss_and_separates_the_synthetic_set(trained):
     summary, config = trained
     state = json.loads((Path(config.checkpoint_dir) / "checkpoint-300" / "trainer_state.json").read_text())
@@ -276,6 +300,7 @@ def test_training_lowers_the_loss_and_separates_the_synthetic_set(trained):
     assert summary["items_per_second"] > 0 and summary["peak_rss_mib"] > 0
 
 
+@pytest.mark.slow
 def test_saved_model_loads_and_scores_like_the_trainer(trained, dataset):
     summary, config = trained
     out = Path(config.output_dir)
@@ -293,7 +318,7 @@ def test_saved_model_loads_and_scores_like_the_trainer(trained, dataset):
     for key in ("accuracy", "f1", "auroc", "ece", "brier"):
         assert metrics[key] == pytest.approx(summary["eval"][f"eval_{key}"], abs=1e-6)
     checkpoints = sorted(p.name for p in Path(config.checkpoint_dir).iterdir())
-    # save_total_limit 2, no staging left; tokenized/ is the tokenization cache (csrm.training.token_cache)
+    # save_total_limit 2, no staging left; tokenized/ is the tokenization cache (csrm.model.token_cache)
     assert checkpoints == ["checkpoint-150", "checkpoint-300", "tokenized"]
 
 
@@ -319,6 +344,7 @@ def recorder(monkeypatch, log: list, stop_at: int | None = None) -> None:
     monkeypatch.setattr(CSRMTrainer, "compute_loss", compute_loss)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_checkpoint_with_the_same_data_order(tmp_path, dataset, monkeypatch):
     # 3 batches per epoch, checkpoint at step 4 (inside epoch 2), 8 steps: resume skips into an epoch and
     # crosses an epoch boundary afterwards
@@ -393,6 +419,7 @@ def test_cli_exit_code_for_a_diverged_run(tmp_path, monkeypatch, capsys, dataset
     assert "the loss became nan at step 4" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_writes_its_files(tmp_path, dataset, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -412,6 +439,7 @@ def test_wandb_offline_run_writes_its_files(tmp_path, dataset, monkeypatch):
     assert saved["blind_config"] is True  # the config-blind baseline is marked on the model
 
 
+@pytest.mark.slow
 def test_time_budget_stops_the_run_and_still_saves(tmp_path, dataset):
     config = tiny_config(tmp_path, dataset, max_steps=100_000, max_train_minutes=0.02, eval_strategy="no",
                          save_steps=100_000)
@@ -433,7 +461,7 @@ def test_trainer_overrides_only_public_hooks():
 def test_csrm_config_exposes_the_backbone_hidden_size_for_deepspeed_auto_values():
     from transformers import BertConfig
 
-    from csrm.model.modeling import CSRMConfig
+    from csrm.model.cross_encoder.modeling import CSRMConfig
 
     config = CSRMConfig(backbone=BertConfig(hidden_size=48, num_attention_heads=4).to_dict())
     assert config.hidden_size == 48

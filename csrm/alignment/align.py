@@ -1,4 +1,4 @@
-"""The CoSAlign loop of ``csrm align`` with the CSRM as judge (command line: :mod:`csrm.app.align_cli`).
+"""The CoSAlign loop of ``csrm align`` with the CSRM as judge (command line: :mod:`csrm.app.align`).
 
 Per round ``i`` (1..N), starting from the previous round's policy (round 1: ``policy.name_or_path``):
 
@@ -63,12 +63,9 @@ from csrm.alignment.judge import JudgeInput, build_preference_dataset
 from csrm.alignment.policy import (
     SamplingParams,
     generate,
-    generate_vllm,
     load_policy,
-    load_policy_tokenizer,
     pick_device,
     resolve_policy,
-    vllm_available,
 )
 from csrm.alignment.report import read_json, short, write_report, write_round_metrics
 from csrm.alignment.scorers import ReplayScorer, default_csrm_path
@@ -87,7 +84,7 @@ logger = logging.getLogger(__name__)
 
 # settings that change no finished step's output: later rounds and evaluation may be added on a resume
 FINGERPRINT_SKIP = ("output_dir", "rounds", "eval", "logging_steps", "report_to", "judge.csrm", "judge.max_rows",
-                    "judge.max_tokens")
+                    "judge.batch_tokens")
 RESTART_HINT = ("rerun with --restart to discard its finished steps and start over, or use another output_dir")
 
 
@@ -110,7 +107,7 @@ class AlignRun:
     def scorer(self):
         if self._scorer is None:
             self._scorer = load(default_csrm_path(self.cfg), device=pick_device(self.cfg.device),
-                                max_rows=self.cfg.judge.max_rows, max_tokens=self.cfg.judge.max_tokens)
+                                max_rows=self.cfg.judge.max_rows, max_tokens=self.cfg.judge.batch_tokens)
         return self._scorer
 
     def start_policy(self) -> str:
@@ -230,12 +227,6 @@ class AlignRun:
                 "mean_response_chars": sum(map(len, flat)) / max(1, len(flat))}
 
     def _sample(self, policy_path: str, conversations: list[list[Message]], params, *, desc: str) -> list[list[str]]:
-        backend = self.cfg.sampling.backend
-        if backend == "vllm" or (backend == "auto" and vllm_available() and self.cfg.device != "cpu"):
-            p = self.cfg.policy
-            tokenizer = load_policy_tokenizer(policy_path, chat_template=p.chat_template,
-                                       trust_remote_code=p.trust_remote_code)
-            return generate_vllm(policy_path, tokenizer, conversations, params, dtype=p.dtype)
         model, tokenizer = self.load_policy(policy_path)
         try:
             return generate(model, tokenizer, conversations, params, desc=desc)
@@ -360,5 +351,5 @@ def run_align(cfg: AlignConfig, *, scorer: Any = None, restart: bool = False,
     :class:`InputError`; ``restart`` discards the earlier run's outputs first. ``item_sources`` reads
     ``data.source`` ``augmentation`` and ``cosalign_test``, and ``load_judge`` loads ``eval.judges``: this layer
     never imports :mod:`augmentation` or :mod:`eval`, so ``csrm align`` passes
-    :data:`csrm.app.align_cli.ITEM_SOURCES` and :func:`csrm.app.align_cli.load_judge`."""
+    :data:`csrm.app.align.ITEM_SOURCES` and :func:`csrm.app.align.load_judge`."""
     return AlignRun(cfg, scorer=scorer, restart=restart, item_sources=item_sources, load_judge=load_judge).run()

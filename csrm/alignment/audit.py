@@ -12,7 +12,7 @@ checks keep the report honest:
   training requests, never on the evaluated answers), with their verdict agreement with the training judge.
   This layer loads CSRM judges itself (:func:`load_csrm_judge`); the zero-shot LLM judge lives in :mod:`eval`,
   which only the application layer imports, so ``csrm align`` passes a loader that knows it
-  (:func:`csrm.app.align_cli.load_judge`).
+  (:func:`csrm.app.align.load_judge`).
 - :func:`answer_profile`: the top-rewarded answers against all answers (length, refusal boilerplate, repeated
   phrases, the most common opening): a policy that learned to game the reward shows it there.
 """
@@ -87,7 +87,7 @@ def load_csrm_judge(spec: str, *, device: str = "cpu") -> Any:
     :data:`JudgeLoader`. A ``zero-shot:MODEL`` spec needs the application layer's loader."""
     if spec.startswith(ZERO_SHOT_PREFIX):
         raise InputError(f"judge {spec!r} is the zero-shot LLM judge (eval.zero_shot), which the application layer "
-                         "loads: run `csrm align`, or pass load_judge=csrm.app.align_cli.load_judge",
+                         "loads: run `csrm align`, or pass load_judge=csrm.app.align.load_judge",
                          field="eval.judges")
     return load(spec, device=pick_device(device))
 

@@ -1,6 +1,6 @@
 """How sure is a CoSA-Score gain? A paired bootstrap over the held-out items, pooled over runs (seeds).
 
-    python -m csrm.alignment.gain BEFORE AFTER [AFTER ...] [--judge NAME] [--out gain.json]
+    python -m tools.gain BEFORE AFTER [AFTER ...] [--judge NAME] [--out gain.json]   (from a clone)
 
 BEFORE and each AFTER are ``eval.json`` files of ``csrm align`` or run folders (a folder means its last
 evaluation: the last ``round_i/eval.json``, or ``baseline/eval.json`` for an evaluation-only run, ``rounds=0``).
@@ -19,9 +19,7 @@ interval covers item sampling only: the variation between seeds shows in the per
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -119,38 +117,3 @@ def compare_runs(before: str | Path, afters: Sequence[str | Path], *, judge: str
             "judges": {j: gain_interval(evals[0][j], [e[j] for e in evals[1:]], **kwargs) for j in judges},
             "rates": {j: {r: {"before": overall[0][j].get(r), "after": [o[j].get(r) for o in overall[1:]]}
                           for r in RATES} for j in judges}}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m csrm.alignment.gain", description=__doc__.split("\n\n")[0])
-    parser.add_argument("before", help="eval.json or run folder of the policy before")
-    parser.add_argument("afters", nargs="+", help="eval.json files or run folders after (one per seed)")
-    parser.add_argument("--judge", default=None, help="only this judge ('training' or an eval.judges entry)")
-    parser.add_argument("--level", type=float, default=0.95, help="interval level")
-    parser.add_argument("--draws", type=int, default=5000, help="bootstrap draws")
-    parser.add_argument("--out", default=None, help="also write the result as JSON here")
-    args = parser.parse_args(argv)
-    try:
-        result = compare_runs(args.before, args.afters, judge=args.judge, level=args.level, draws=args.draws)
-    except InputError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(f"| judge | CoSA-Score before | after (mean of {len(args.afters)}) | gain | {args.level:.0%} interval "
-          "| gain per run | items |")
-    print("|---|---:|---:|---:|---|---|---:|")
-    for name, g in result["judges"].items():
-        print(f"| {name} | {g['before']:.3f} | {g['after']:.3f} | {g['gain']:+.3f} | [{g['low']:+.3f}, "
-              f"{g['high']:+.3f}] | {' / '.join(f'{x:+.3f}' for x in g['per_run_gain'])} | {g['items']} |")
-    print("\n| judge | " + " | ".join(f"{r.replace('_', ' ')} before → after (per run)" for r in RATES) + " |")
-    print("|---|" + "---|" * len(RATES))
-    for name, rates in result["rates"].items():
-        cells = [f"{v['before']:.3f} → {' / '.join(f'{a:.3f}' for a in v['after'])}" if v["before"] is not None
-                 else "–" for v in rates.values()]
-        print(f"| {name} | " + " | ".join(cells) + " |")
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2), encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

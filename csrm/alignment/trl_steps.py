@@ -20,7 +20,7 @@ from csrm.alignment.config import AlignConfig
 from csrm.alignment.distributed import barrier, free_memory, is_main
 from csrm.alignment.policy import completion_logps, load_policy_tokenizer, save_policy
 from csrm.base.io import atomic_path
-from csrm.model.modeling import DTYPES
+from csrm.model.cross_encoder.modeling import DTYPES
 
 
 # -- TRL glue -------------------------------------------------------------------------------

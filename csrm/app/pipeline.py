@@ -26,17 +26,17 @@ import json
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from csrm.app.run_state import RunState, StageSpec
 from csrm.base import config as config_system
+from csrm.base.config import setting
 from csrm.base.errors import InputError
-from csrm.base.io import atomic_path, load_yaml, remove_stale_temps, write_json
+from csrm.base.io import atomic_path, remove_stale_temps, write_json
 from csrm.base.paths import DEFAULT_TAXONOMY, PROJECT_ROOT, data_dir, project_path
 
 # local folders each public benchmark reads under data_dir (their files are fingerprinted)
@@ -50,34 +50,28 @@ RUN_PATH_KEYS = {"dataset_path", "output_dir", "checkpoint_dir", "resume_from_ch
 class PipelineConfig:
     """A pipeline recipe (YAML). Paths are relative to the working directory, else to the project root."""
 
-    name: str = field(metadata={"help": "recipe name (used in the report)"})
-    augment: str = field(metadata={"help": "augmentation recipe YAML (configs/augment/...)"})
-    train: str = field(metadata={"help": "training config YAML (configs/train/...)"})
-    output_dir: str = field(default="", metadata={"help": "where every stage writes; default runs/<name>"})
-    augment_overrides: list[str] = field(default_factory=list, metadata={"help": "key=value for the recipe"})
-    train_overrides: list[str] = field(default_factory=list, metadata={"help": "key=value for training"})
-    train_launcher: str = field(default="", metadata={
-        "help": "empty = train in this process; else a launcher prefix run as a subprocess, e.g. "
-                "'accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml' (-m csrm.training.train is added)"})
-    calibrate: bool = field(default=True, metadata={"help": "fit the temperature on the validation split"})
-    bench: list[str] = field(default_factory=lambda: ["augmented"], metadata={
-        "help": "benchmarks to evaluate: augmented (the held-out split of this run's data), cosalign-test, "
-                "cosapien, dynabench"})
-    data_dir: str = field(default="", metadata={"help": "data folder for the public benchmarks; "
-                                                               "default $CSRM_DATA_DIR or ../shared/data"})
-    eval_limit: int | None = field(default=None, metadata={"help": "at most N dev and N test items per benchmark"})
-    use_hub: bool = field(default=False, metadata={"help": "let benchmarks load from the Hugging Face Hub"})
-    baselines: list[str] = field(default_factory=list, metadata={
-        "help": "config_blind (train the same model without configs) and/or zero-shot:<model> (e.g. "
-                "zero-shot:smollm2), evaluated on the same items"})
-    report_to: str = field(default="", metadata={
-        "help": "'wandb' logs training, calibration and evaluation to Weights & Biases; empty = the training "
-                "config's report_to (logging never changes a stage's fingerprint)"})
-    force: bool = field(default=False, metadata={
-        "help": "rerun every stage, even those whose output matches the current settings"})
-    about: str = field(default="", metadata={
-        "help": "plain words on what this recipe's model is good for (and which recipe gives a usable judge), "
-                "printed at the top of the report"})
+    name: str = setting(help="recipe name (used in the report)")
+    augment: str = setting(help="augmentation recipe YAML (configs/augment/...)")
+    train: str = setting(help="training config YAML (configs/train/...)")
+    output_dir: str = setting("", "where every stage writes; default runs/<name>")
+    augment_overrides: list[str] = setting(help="key=value for the recipe", default_factory=list)
+    train_overrides: list[str] = setting(help="key=value for training", default_factory=list)
+    train_launcher: str = setting("", "empty = train in this process; else a launcher prefix run as a subprocess, e.g. "
+                "'accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml' (-m csrm train is added)")
+    calibrate: bool = setting(True, "fit the temperature on the validation split")
+    bench: list[str] = setting(help="benchmarks to evaluate: augmented (the held-out split of this run's data), cosalign-test, "
+                "cosapien, dynabench", default_factory=lambda: ["augmented"])
+    data_dir: str = setting("", "data folder for the public benchmarks; "
+                                                               "default $CSRM_DATA_DIR or ../shared/data")
+    eval_limit: int | None = setting(None, "at most N dev and N test items per benchmark")
+    use_hub: bool = setting(False, "let benchmarks load from the Hugging Face Hub")
+    baselines: list[str] = setting(help="config_blind (train the same model without configs) and/or zero-shot:<model> (e.g. "
+                "zero-shot:smollm2), evaluated on the same items", default_factory=list)
+    report_to: str = setting("", "'wandb' logs training, calibration and evaluation to Weights & Biases; empty = the training "
+                "config's report_to (logging never changes a stage's fingerprint)")
+    force: bool = setting(False, "rerun every stage, even those whose output matches the current settings")
+    about: str = setting("", "plain words on what this recipe's model is good for (and which recipe gives a usable judge), "
+                "printed at the top of the report")
 
     def __post_init__(self) -> None:
         self.output_dir = self.output_dir or f"runs/{self.name}"
@@ -107,7 +101,7 @@ def check_recipe(cfg: PipelineConfig) -> None:
     overrides, the training config with its overrides (keys, types, a non-zero number of steps), the
     benchmark names and the evaluation limit."""
     import augmentation
-    from csrm.training.config import check_train_config
+    from csrm.training.train import load_train_config
     from eval.benchmarks import resolve_names
 
     for name, value in (("augment", cfg.augment), ("train", cfg.train)):
@@ -115,7 +109,12 @@ def check_recipe(cfg: PipelineConfig) -> None:
             raise InputError(f"file not found (looked in the current folder and {PROJECT_ROOT})", field=name,
                              path=value)
     augmentation.load_recipe(resolve(cfg.augment), list(cfg.augment_overrides))
-    check_train_config(resolve(cfg.train), list(cfg.train_overrides), overrides_source="recipe train_overrides")
+    try:
+        load_train_config(resolve(cfg.train), list(cfg.train_overrides), instantiate=False)
+    except InputError as err:  # an override of the recipe's train_overrides: say so, not "command line"
+        if err.path != config_system.COMMAND_LINE:
+            raise
+        raise InputError(err.reason, path="recipe train_overrides", field=err.field) from None
     try:
         resolve_names(cfg.bench)
     except ValueError as err:
@@ -184,19 +183,18 @@ class Pipeline:
                     target=self.data)
 
     def train(self, *, blind: bool = False) -> None:
-        from csrm.training.config import check_config_dict, merge, parse_overrides
+        from csrm.training.train import config_class, load_train_config
 
         target = self.model_dir(blind)
         checkpoints = Path(f"{target}-checkpoints")
-        overrides = [*self.cfg.train_overrides, f"dataset_path={self.data}", f"output_dir={target}",
-                     f"checkpoint_dir={checkpoints}", "resume_from_checkpoint=auto"]
-        if blind:
-            overrides.append("blind_config=true")
-        if self.cfg.report_to:
-            overrides.append(f"report_to={self.cfg.report_to}")
         config_path = resolve(self.cfg.train)
-        raw = dict(check_config_dict(load_yaml(config_path), source=str(config_path)))
-        raw = merge(raw, check_config_dict(parse_overrides(list(overrides)), source="command line"))
+        fields = {f.name for f in dataclasses.fields(config_class(config_path, list(self.cfg.train_overrides)))}
+        run = {"dataset_path": str(self.data), "output_dir": str(target), "checkpoint_dir": str(checkpoints),
+               "resume_from_checkpoint": "auto", "blind_config": "true" if blind else None,
+               "report_to": self.cfg.report_to or None}
+        # only the run settings the family's config offers (the clause trainer keeps no checkpoints to resume)
+        overrides = [*self.cfg.train_overrides, *(f"{k}={v}" for k, v in run.items() if v and k in fields)]
+        _, raw = load_train_config(config_path, overrides, instantiate=False)
         self.report_to = self.cfg.report_to or raw.get("report_to") or "none"
         settings = {"config": {k: v for k, v in raw.items() if k not in RUN_PATH_KEYS},
                     "launcher": self.cfg.train_launcher}
@@ -206,10 +204,9 @@ class Pipeline:
         def work() -> None:
             self._keep_matching_checkpoints(checkpoints, spec.fingerprint)
             if self.cfg.train_launcher:
-                command = [*shlex.split(self.cfg.train_launcher), "-m", "csrm.training.train", str(config_path), *overrides]
+                command = [*shlex.split(self.cfg.train_launcher), "-m", "csrm", "train", str(config_path), *overrides]
                 subprocess.run(command, check=True)
                 return
-            from csrm.training.config import load_train_config
             from csrm.training.train import run_training
 
             train_cfg, raw_cfg = load_train_config(config_path, overrides)
@@ -345,16 +342,3 @@ def augment_inputs(recipe) -> list[Path]:
         if mapping.exists():
             paths.append(mapping)
     return paths
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = config_system.command_parser("csrm run", __doc__.split("\n\n")[0], config_system.help_text(PipelineConfig),
-                                          config_help="pipeline recipe YAML, e.g. configs/pipeline/default.yaml")
-    args, overrides = config_system.parse_command(parser, sys.argv[1:] if argv is None else argv)
-    cfg = load_pipeline_config(args.config, overrides)
-    if args.print_config:
-        print(config_system.dump(cfg), end="")
-        return 0
-    text = Pipeline(cfg, log=lambda msg: print(msg, file=sys.stderr, flush=True)).run()
-    print(text)
-    return 0

@@ -14,8 +14,13 @@ an optional one (:func:`load_command`), both plus overrides:
 - **one coercion rule**: an override's value is read as YAML (``3``, ``1e-5``, ``true``, ``[a, b]``), an
   empty value is ``null``, and text YAML cannot parse stays text; then the field's type decides: ``null`` in
   a text field is ``""``, an integer in a float field is a float, ``1e-5`` (a string to YAML 1.1) in a float
-  field is a float; a ``Literal[...]`` field takes one of its values; a field's ``metadata["check"]`` (e.g.
-  :func:`at_least`) then vets the value;
+  field is a float; a ``Literal[...]`` or ``Enum`` field takes one of its values (``SchedulerType | str``
+  too: the text must name a member); a field's ``metadata["check"]`` (e.g. :func:`at_least`) then vets the
+  value;
+- **one way to declare a field**: ``setting(default, help=..., check=...)`` (a class's ``check_fields(values)``
+  static method checks across fields, returning ``(field, message)`` of a bad one); a class may add ``RENAMED``
+  (old key -> new key: accepted for one release with a deprecation message on stderr) and ``REFUSED`` (key ->
+  why it is not offered: the error says so instead of "unknown key");
 - **errors** are :class:`~csrm.base.errors.InputError`\\ s naming the file, the line (from the YAML's own
   positions) and the dotted field; overrides name ``command line``;
 - ``--help`` lists every field with its type, default and help; ``--print-config`` prints the resolved config
@@ -26,195 +31,64 @@ positional is simply its field's value, so ``model=M`` works too, and a first po
 is the optional YAML file.
 
 Why not jsonargparse or OmegaConf: both would add a dependency for what ~200 lines do here, and neither keeps the
-YAML line of a bad key in its error; HfArgumentParser covers flat configs only (``csrm train``'s
-``TrainingArguments`` keeps its own field checks in :mod:`csrm.training.config`, fed by this module's
-override parser).
+YAML line of a bad key in its error; HfArgumentParser covers flat configs only. ``csrm train``'s configs
+(:mod:`csrm.model.cross_encoder.args`, a ``TrainingArguments`` subclass, and :mod:`csrm.model.clause.args`)
+are built and checked here like every other command's.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import enum
 import json
 import re
+import sys
 import types
 import typing
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from csrm.base.errors import InputError
-from csrm.base.io import load_yaml, read_text
+from csrm.base.overrides import (  # noqa: F401  (re-exported: the one config system's public names)
+    COMMAND_LINE,
+    KeyPath,
+    apply_overrides,
+    fail,
+    line_of,
+    load_yaml_with_lines,
+    normalize_overrides,
+    parse_overrides,
+    parse_value,
+    split_command_line,
+)
 
-KeyPath = tuple[str | int, ...]
 Check = Callable[[Any], str | None]  # a field's metadata["check"]: the error message for a bad value, else None
-COMMAND_LINE = "command line"
-_KEY_VALUE = re.compile(r"^[A-Za-z_][\w.-]*=")  # key=value, not a positional path like runs/a=b
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$|^[+-]?(inf|nan)$", re.IGNORECASE)
-
-
-# -- YAML with positions -------------------------------------------------------------------------------
-def load_yaml_with_lines(path: str | Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
-    """Load a YAML mapping (``csrm.base.io.load_yaml`` rules) plus ``{key path: 1-based line}`` for every key/item."""
-    data = load_yaml(path)
-    lines: dict[KeyPath, int] = {}
-    try:
-        node = yaml.compose(read_text(path), Loader=yaml.SafeLoader)
-    except yaml.YAMLError:  # pragma: no cover - load_yaml already raised for bad syntax
-        return data, lines
-    if node is not None:
-        _walk(node, (), lines)
-    return data, lines
-
-
-def _walk(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) -> None:
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = (*prefix, str(key_node.value))
-            lines[key] = key_node.start_mark.line + 1
-            _walk(value_node, key, lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            key = (*prefix, index)
-            lines[key] = item.start_mark.line + 1
-            _walk(item, key, lines)
-
-
-def line_of(lines: dict[KeyPath, int], *key: str | int) -> int | None:
-    """Line of the longest known prefix of ``key`` (None when unknown)."""
-    for end in range(len(key), 0, -1):
-        if key[:end] in lines:
-            return lines[key[:end]]
-    return None
-
-
-def fail(message: str, *, path: str | Path | None, lines: dict[KeyPath, int], key: KeyPath,
-         overridden: frozenset[KeyPath] = frozenset()) -> InputError:
-    """An :class:`InputError` naming file, line and dotted field for ``key``; a key (or a section of it) set
-    by an override names the command line instead."""
-    field = ".".join(str(k) for k in key) or None
-    if any(key[:end] in overridden for end in range(len(key), 0, -1)):
-        return InputError(message, path=COMMAND_LINE, field=field)
-    return InputError(message, path=str(path) if path is not None else None, line=line_of(lines, *key),
-                      field=field)
-
-
-# -- the command line ------------------------------------------------------------------------------------
-def split_command_line(args: Sequence[str], flags: Collection[str] = ()) -> tuple[list[str], list[str]]:
-    """(positionals, overrides as ``key=value`` strings) of a command line: ``key=value``, ``--key value``,
-    ``--key=value`` and a bare ``--flag`` (= ``flag=true``) are overrides, ``-`` in a key becomes ``_``
-    (``--max-steps`` is ``max_steps``); any other word is a positional.
-
-    ``flags`` names boolean fields: ``--no-X`` for such an ``X`` is ``X=false``, and a bare ``--X`` takes the
-    next word as its value only when that is ``true`` or ``false``, so ``--no-progress MODEL`` leaves MODEL
-    positional, as argparse did."""
-    positionals: list[str] = []
-    out: list[str] = []
-    items = list(args)
-    i = 0
-    while i < len(items):
-        item = items[i]
-        if not item.startswith("--"):
-            (out if _KEY_VALUE.match(item) else positionals).append(item)
-            i += 1
-            continue
-        key, sep, value = item[2:].partition("=")
-        key = key.replace("-", "_")
-        if not sep and key.startswith("no_") and key[3:] in flags and key not in flags:
-            key, value, sep = key[3:], "false", "="
-        if not sep:
-            following = items[i + 1] if i + 1 < len(items) else None
-            if key in flags:
-                if following is not None and isinstance(parse_value(following), bool):
-                    value, i = following, i + 1
-                else:
-                    value = "true"
-            elif following is not None and not following.startswith("--") and "=" not in following:
-                value, i = following, i + 1
-            elif following is not None and not following.startswith("--") and "=" in following:
-                raise InputError(f"{item} needs a value (or write {key}=VALUE)", path=COMMAND_LINE, field=key)
-            else:
-                value = "true"
-        out.append(f"{key}={value}")
-        i += 1
-    return positionals, out
-
-
-def normalize_overrides(args: Sequence[str]) -> list[str]:
-    """The overrides of :func:`split_command_line` as ``key=value`` strings; a stray positional is kept (and
-    :func:`parse_overrides` rejects it as not ``key=value``)."""
-    positionals, overrides = split_command_line(args)
-    return [*overrides, *positionals]
-
-
-def parse_value(raw: str) -> Any:
-    """One command-line value: YAML, empty = ``None``, unparsable text = the text."""
-    if not raw.strip():
-        return None
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-
-
-def parse_overrides(overrides: Sequence[str]) -> list[tuple[KeyPath, Any]]:
-    """``a.b.0.c=value`` (or ``--a.b.0.c value``) -> ``(("a", "b", 0, "c"), parsed value)``."""
-    parsed = []
-    for item in normalize_overrides(overrides):
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep:
-            raise InputError(f"override {item!r} is not key=value (nor --key value)", path=COMMAND_LINE)
-        parts: list[str | int] = [int(p) if p.isdigit() else p for p in key.split(".")]
-        if not key or "" in parts:
-            raise InputError(f"override {item!r} has an empty key", path=COMMAND_LINE)
-        parsed.append((tuple(parts), parse_value(raw)))
-    return parsed
-
-
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> frozenset[KeyPath]:
-    """Set each override in the nested ``data`` (in place); returns the key paths set. Missing sections are
-    created (the builder then rejects unknown names); list items must exist."""
-    done = []
-    for key, value in parse_overrides(overrides):
-        node: Any = data
-        for depth, part in enumerate(key[:-1]):
-            if isinstance(node, dict) and node.get(part) is None and not isinstance(part, int):
-                node[part] = {}
-            try:
-                node = node[part]
-            except (KeyError, IndexError, TypeError):
-                raise InputError("no such setting to override", path=COMMAND_LINE,
-                                 field=".".join(map(str, key[: depth + 1]))) from None
-        last = key[-1]
-        if isinstance(node, list):
-            if not isinstance(last, int) or last >= len(node):
-                raise InputError("no such list item to override", path=COMMAND_LINE, field=".".join(map(str, key)))
-        elif not isinstance(node, dict):
-            raise InputError("is not a section", path=COMMAND_LINE, field=".".join(map(str, key[:-1])))
-        node[last] = value
-        done.append(key)
-    return frozenset(done)
 
 
 # -- dataclasses -----------------------------------------------------------------------------------------
 def build(cls: type, data: Any, *, path: str | Path | None = None, lines: dict[KeyPath, int] | None = None,
-          overridden: frozenset[KeyPath] = frozenset(), prefix: KeyPath = ()) -> Any:
+          overridden: frozenset[KeyPath] = frozenset(), prefix: KeyPath = (), instantiate: bool = True) -> Any:
     """An instance of the dataclass ``cls`` from a nested mapping; unknown, missing and mistyped keys raise
-    :class:`InputError` naming file, line and dotted field."""
+    :class:`InputError` naming file, line and dotted field. ``instantiate=False`` checks everything but
+    returns the checked keyword arguments instead of calling ``cls`` (whose ``__post_init__`` may be costly:
+    ``TrainingArguments`` sets up devices), for checking a recipe before any stage runs."""
     lines = lines or {}
     where = {"path": path, "lines": lines, "overridden": overridden}
     if not isinstance(data, dict):
         raise fail(f"expected a mapping, got {type(data).__name__}", key=prefix, **where)
+    data = _renamed(cls, data, prefix)
     hints = typing.get_type_hints(cls)
     fields = [f for f in dataclasses.fields(cls) if f.init]
     names = [f.name for f in fields]
     for key in data:
         if key not in names:
-            raise fail(f"unknown key {key!r}; expected one of {', '.join(names)}", key=(*prefix, str(key)),
-                       **where)
+            raise fail(_unknown(cls, str(key), names), key=(*prefix, str(key)), **where)
     for f in fields:
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in data:
             raise fail("missing", key=(*prefix, f.name), **where)
@@ -224,7 +98,46 @@ def build(cls: type, data: Any, *, path: str | Path | None = None, lines: dict[K
         message = check(kwargs[f.name]) if check is not None and f.name in kwargs else None
         if message:
             raise fail(message, key=(*prefix, f.name), **where)
-    return cls(**kwargs)
+    across = getattr(cls, "check_fields", None)  # checks across fields: (field, message) of the first bad one
+    found = across({**{f.name: f.default for f in fields if f.default is not dataclasses.MISSING}, **kwargs}) \
+        if across is not None else None
+    if found:
+        raise fail(found[1], key=(*prefix, found[0]), **where)
+    return cls(**kwargs) if instantiate else kwargs
+
+
+def _unknown(cls: type, key: str, names: list[str]) -> str:
+    """The message for an unknown key: why the class refuses it (its ``REFUSED``), else a close match and the
+    known names."""
+    refused = getattr(cls, "REFUSED", {})
+    if key in refused:
+        return f"not supported here: {refused[key]}"
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {key!r}{hint}; expected one of {', '.join(names)}"
+
+
+def _renamed(cls: type, data: dict[str, Any], prefix: KeyPath) -> dict[str, Any]:
+    """``data`` with the keys of ``cls.RENAMED`` (old name -> new name, or (new name, value map) where the
+    value changes too, e.g. ``quiet`` -> ``progress`` flips it) under their new names, each with a deprecation
+    message on stderr naming old and new. Old names are accepted for one release; giving both is an error."""
+    renamed = getattr(cls, "RENAMED", {})
+    if not renamed or not set(renamed) & set(data):
+        return data
+    out = dict(data)
+    for old, spec in renamed.items():
+        if old not in out:
+            continue
+        new, convert = (spec, None) if isinstance(spec, str) else spec
+        dotted = ".".join(map(str, (*prefix, old)))
+        if new in out:
+            raise InputError(f"give {new!r} only ({old!r} is its deprecated name)", field=dotted)
+        value = out.pop(old)
+        out[new] = convert(value) if convert is not None else value
+        how = f" ({getattr(convert, '__doc__', None) or 'converted'})" if convert is not None else ""
+        sys.stderr.write(f"csrm: deprecated: {dotted!r} is now {'.'.join(map(str, (*prefix, new)))!r}{how}; "
+                         "the old name goes in the next release\n")
+    return out
 
 
 def coerce(value: Any, hint: Any, *, path: str | Path | None = None, lines: dict[KeyPath, int] | None = None,
@@ -238,6 +151,10 @@ def coerce(value: Any, hint: Any, *, path: str | Path | None = None, lines: dict
         members = typing.get_args(hint)
         if value is None and type(None) in members:
             return None
+        enums = [m for m in members if isinstance(m, type) and issubclass(m, enum.Enum)]
+        if enums and (isinstance(value, str) or value is False):
+            # ``SchedulerType | str``: the text must name a member (YAML 1.1 reads a bare ``no`` as false)
+            return coerce("no" if value is False else value, enums[0], key=key, **where)
         errors = []
         for member in (m for m in members if m is not type(None)):
             try:
@@ -247,6 +164,13 @@ def coerce(value: Any, hint: Any, *, path: str | Path | None = None, lines: dict
         raise errors[0]
     if dataclasses.is_dataclass(hint):
         return build(hint, {} if value is None else value, prefix=key, **where)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        choices = [m.value for m in hint]
+        if isinstance(value, hint):
+            return value
+        if value not in choices:
+            raise fail(f"expected one of {', '.join(map(str, choices))}, got {value!r}", key=key, **where)
+        return value
     if origin is typing.Literal:
         choices = typing.get_args(hint)
         if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
@@ -283,13 +207,26 @@ def coerce(value: Any, hint: Any, *, path: str | Path | None = None, lines: dict
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise fail(f"expected a string, got {value!r}", key=key, **where)
         return str(value)
+    if isinstance(hint, type):  # a class YAML cannot write (e.g. accelerate's ParallelismConfig): as given
+        if isinstance(value, hint):
+            return value
+        raise fail(f"expected a {hint.__name__}, got {value!r}", key=key, **where)
     raise TypeError(f"unsupported config field type {hint!r}")  # pragma: no cover - a programming error
 
 
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None) -> Any:
-    """A dataclass field with its help text and an optional :data:`Check` (no default: required)."""
+def setting(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None,
+            default_factory: Callable[[], Any] | Any = dataclasses.MISSING) -> Any:
+    """The one way to declare a config field: its default (or ``default_factory`` for a list or a section;
+    neither: required), its help text and an optional :data:`Check`."""
     metadata = {"help": help, **({"check": check} if check is not None else {})}
+    if default_factory is not dataclasses.MISSING:
+        return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def inverted(value: Any) -> Any:
+    """inverted"""  # the text of a RENAMED entry's deprecation message
+    return not value if isinstance(value, bool) else value
 
 
 def at_least(low: int) -> Check:
@@ -413,8 +350,10 @@ def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str]) -> tuple
 def boolean_fields(cls: type) -> frozenset[str]:
     """Names of the ``bool`` (or ``bool | None``) fields of ``cls``: the flags of :func:`split_command_line`."""
     hints = typing.get_type_hints(cls)
-    return frozenset(f.name for f in dataclasses.fields(cls)
-                     if hints[f.name] is bool or set(typing.get_args(hints[f.name])) == {bool, type(None)})
+    names = {f.name for f in dataclasses.fields(cls)
+             if hints[f.name] is bool or set(typing.get_args(hints[f.name])) == {bool, type(None)}}
+    renamed = getattr(cls, "RENAMED", {})
+    return frozenset(names | {old for old, new in renamed.items() if (new if isinstance(new, str) else new[0]) in names})
 
 
 def load_command(cls: type, prog: str, description: str, argv: Sequence[str],

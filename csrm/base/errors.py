@@ -21,3 +21,8 @@ class InputError(ValueError):
         if field is not None:
             where += f"field '{field}': "
         super().__init__(where + message)
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped because the loss (or gradient norm) stopped being a finite number (``csrm train``
+    exits 3). Here, not beside the Trainer, so the command line can name it without importing torch."""

@@ -23,7 +23,6 @@ def resource_path(*parts: str) -> Path:
     return Path(str(files("csrm").joinpath("resources", *parts)))
 
 
-RESOURCES_DIR = resource_path()
 DEFAULT_TAXONOMY = resource_path("taxonomy", "cosa8.yaml")
 MAPPINGS_DIR = resource_path("mappings")
 

@@ -9,7 +9,7 @@ Detected from the launcher's ``WORLD_SIZE`` (> 1). :class:`accelerate.PartialSta
 (NCCL on GPUs; gloo on CPU, where accelerate must be told ``cpu=True``) and gives each process its device
 (``cuda:<local rank>``). Process ``r`` of ``n``
 takes the items ``r, r + n, r + 2n, ...`` of the validated input (interleaved, so a length-sorted input still
-splits evenly) and scores them with :func:`csrm.scoring.score_cli.score_file` into its own shard file
+splits evenly) and scores them with :func:`csrm.scoring.score_file.score_file` into its own shard file
 ``OUTPUT.rank<r>-of-<n>.jsonl``, which is resumable exactly like a single-process run (its ``.partial`` keeps
 what was scored; a rerun with the same command and number of processes scores only what is missing, and a
 finished shard is not scored again). When every process is done (a barrier), process 0 merges the shards into
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from csrm.base.io import write_jsonl
 
 if TYPE_CHECKING:
-    from csrm.scoring.score_cli import ScoreConfig
+    from csrm.scoring.score_file import ScoreConfig
 
 
 def launched_world_size() -> int:
@@ -68,7 +68,7 @@ def shard_fingerprint(cfg: ScoreConfig, device: str, rank: int, world: int) -> d
     so a shard's partial output is only resumed by the same shard of a run with the same process count."""
     import torch
 
-    from csrm.scoring.score_cli import run_fingerprint
+    from csrm.scoring.score_file import run_fingerprint
     from csrm.scoring.scorer import resolve_bf16
 
     fingerprint = run_fingerprint(cfg.model, cfg.input, bf16=resolve_bf16(cfg.bf16, torch.device(device)))
@@ -81,7 +81,7 @@ def score_distributed(cfg: ScoreConfig, entries: list) -> int:
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    from csrm.scoring.score_cli import score_file
+    from csrm.scoring.score_file import score_file
     from csrm.scoring.scorer import load
 
     cpu = (cfg.device or "").startswith("cpu") or not torch.cuda.is_available()

@@ -47,12 +47,9 @@ import json
 import logging
 import os
 import shutil
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from csrm.base.config import dump, load_command, setting
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path
 
@@ -335,9 +332,9 @@ def _export_transformers(model_dir: Path, out: Path, *, report: str | Path | Non
     from safetensors.torch import save_file
 
     from csrm.scoring.model_card import write_card
-    from csrm.scoring.scorer import CSRMScorer
+    from csrm.scoring.scorer import Scorer
 
-    scorer = CSRMScorer.from_pretrained(model_dir, device="cpu")
+    scorer = Scorer.from_pretrained(model_dir, device="cpu")
     model, tokenizer = scorer.model, scorer.tokenizer
     if model.config.pooling in ("mean", "cls"):
         model.float()  # the BERT export is float32 (its averaging layer's constants overflow fp16)
@@ -382,46 +379,3 @@ def push(folder: Path, repo_id: str, *, private: bool = False) -> str:
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="csrm export")
     return str(getattr(info, "commit_url", info))
-
-
-# -- command line ------------------------------------------------------------------------------------------
-@dataclass
-class ExportConfig:
-    """Settings of ``csrm export`` (:func:`csrm.base.config.load_command`; MODEL and OUTPUT_DIR are positional)."""
-
-    model: str = setting(help="a saved CSRM folder (csrm train / csrm run output)")
-    output_dir: str = setting(help="the folder to write (must not exist, or be empty)")
-    format: Format = setting("auto", "transformers: a standard *ForSequenceClassification folder "
-                                       "(cross-encoder CSRMs); csrm: the CSRM folder as is plus a model card (for "
-                                       "csrm.load); auto: transformers for a cross-encoder, csrm for a "
-                                       "clause-reading CSRM")
-    report: str | None = setting(None, "a run's report.json for the card's evaluation table (default: the one "
-                                 "beside the model folder, if any)")
-    push_to_hub: str | None = setting(None, "also upload the folder to this hub repo (OWNER/NAME)")
-    private: bool = setting(False, "create the hub repository as private")
-    verify: bool = setting(True, "compare probe rewards with csrm.load (--no-verify skips it)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    cfg, print_config = load_command(ExportConfig, "csrm export", __doc__.split("\n\n")[0],
-                                     sys.argv[1:] if argv is None else argv, positionals=("model", "output_dir"))
-    if print_config:
-        print(dump(cfg), end="")
-        return 0
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        out = export(cfg.model, cfg.output_dir, fmt=cfg.format, report=cfg.report, push_to_hub=cfg.push_to_hub,
-                     private=cfg.private, verify=cfg.verify)
-    except InputError as err:
-        print(f"csrm export: error: {err}", file=sys.stderr)
-        return 2
-    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
-    section = config.get("csrm") or {}
-    print(json.dumps({"out": str(out), "architectures": config.get("architectures"),
-                      "max_abs_reward_difference": section.get("max_abs_reward_difference"),
-                      "reward_bias": section.get("reward_bias"), "pushed_to": cfg.push_to_hub}))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

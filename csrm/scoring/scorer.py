@@ -1,4 +1,4 @@
-"""Score with a trained CSRM: ``csrm.load(path)`` -> :class:`CSRMScorer`.
+"""Score with a trained CSRM: ``csrm.load(path)`` -> :class:`Scorer`.
 
 Each result holds the calibrated ``p_comply = sigmoid(logit / temperature)``, the reward, and the verdict at
 the config's threshold (on ``p_violation``, see :mod:`csrm.scoring.thresholds`)::
@@ -9,41 +9,27 @@ the config's threshold (on ``p_violation``, see :mod:`csrm.scoring.thresholds`):
     scorer.score_responses(config, prompt, [r1, r2, r3])                  # ranked, best first
     scorer.score_items([ScoreItem(...), ...])                             # the Scorer protocol
 
-Speed: ``torch.inference_mode``; items are tokenized up front, sorted by length and packed into batches whose
-padded size (rows x longest) stays under ``max_tokens`` (default 8192 on GPU; 2048 on CPU, where bigger
-batches spill out of cache, except for shared-prefix batches); bf16 autocast on CUDA with bf16 support (on CPU only
-when ``bf16=True``); on CUDA, attention avoids the cuDNN kernel, which builds a graph for every new batch shape;
-``num_threads`` sets torch's (process-wide) intra-op threads. Decoder backbones reuse the key/value cache of
-each shared config + conversation prefix across its responses (:mod:`csrm.model.prefix_cache`; measured 1.6x on
-2 CPU threads, 1.3x for a 1B model on an H100, but slower for a tiny model on a GPU, where launches dominate:
-``prefix_cache=False`` turns it off).
+One class for every model family: the forward pass is the family's predictor
+(``csrm/model/<family>/predictor.py``), chosen through :mod:`csrm.model.registry` from the saved model's
+``model_type`` (or the model object's), so scoring never imports a family module it does not use and no family
+subclasses this one. Configs, thresholds, ranking and the public calls live here, once. Options a family does
+not support are an :class:`~csrm.base.errors.InputError` naming the option (the predictor refuses them).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
-from csrm.base.errors import InputError
 from csrm.base.records import Message, as_messages
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
-from csrm.base.text import cap_item, char_cap
-from csrm.base.validation import (
-    check_config,
-    check_model_dir,
-    check_score_item,
-    default_taxonomy,
-    taxonomy_from_dict,
-)
-from csrm.model.batching import DEFAULT_MAX_ROWS, DEFAULT_MAX_TOKENS, default_max_tokens, token_budget_batches
-from csrm.model.formatting import Encoded, pad_batch
-from csrm.model.modeling import CSRMModel, load_tokenizer
-from csrm.model.prefix_cache import plan_prefix_batches, run_prefix_batch, supports_prefix_cache
+from csrm.base.validation import check_config, check_model_dir, default_taxonomy, taxonomy_from_dict
+from csrm.model.registry import family_of_model_type, saved_family
 from csrm.scoring.ranking import estimated_error, rank
 from csrm.scoring.thresholds import (
     ThresholdFit,
@@ -60,7 +46,7 @@ PromptLike = str | list[Message]
 
 @dataclass
 class RankedResponse:
-    """One response of :meth:`CSRMScorer.score_responses`, ``rank`` 0 = best."""
+    """One response of :meth:`Scorer.score_responses`, ``rank`` 0 = best."""
 
     rank: int
     index: int
@@ -69,58 +55,49 @@ class RankedResponse:
     error: float
 
 
-def resolve_bf16(bf16: bool | None, device: torch.device) -> bool:
-    """Autocast to bf16? ``None`` = only on CUDA devices that support bf16."""
-    if bf16 is None:
-        return device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return bool(bf16)
+def resolve_bf16(bf16: bool | None, device) -> bool:
+    """Autocast to bf16? ``None`` = only on CUDA devices that support bf16 (the cross-encoder's rule)."""
+    from csrm.model.cross_encoder.predictor import resolve_bf16 as resolve
+
+    return resolve(bf16, device)
 
 
-class CSRMScorer:
-    """A CSRM model and tokenizer in eval mode, with batching and threshold lookup (module doc)."""
+class Scorer:
+    """A family's predictor (its model and tokenizer in eval mode) with configs, thresholds and ranking (module
+    doc). ``Scorer(model, tokenizer, **options)`` picks the predictor from ``model.config.model_type``;
+    ``options`` (``device``, ``max_tokens``, ``max_rows``, ``num_threads``, ``bf16``, ``prefix_cache``) go to it."""
 
-    def __init__(self, model: CSRMModel, tokenizer, *, device: str | torch.device | None = None,
-                 max_tokens: int | None = None, max_rows: int = DEFAULT_MAX_ROWS, bf16: bool | None = None,
-                 num_threads: int | None = None, prefix_cache: bool | None = None):
-        if num_threads:
-            torch.set_num_threads(num_threads)
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.model = model.to(self.device).eval()
-        self.tokenizer = tokenizer
-        self.formatter = model.make_formatter(tokenizer)
-        self.max_tokens = max_tokens or default_max_tokens(self.device.type)
-        # a prefix batch's rows x width overstates its work (each prefix runs once per group), so on CPU it keeps
-        # the larger default: at 2048 a group of 8 responses to a ~300-token prefix would run its prefix twice
-        self.prefix_max_tokens = max_tokens or DEFAULT_MAX_TOKENS
-        self.max_rows = max_rows
-        self.bf16 = resolve_bf16(bf16, self.device)
-        supported = supports_prefix_cache(model)
-        if prefix_cache and not supported:
-            raise ValueError("prefix_cache=True needs a causal full-attention decoder backbone (pooling 'last')")
-        self.prefix_cache = supported if prefix_cache is None else bool(prefix_cache)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.pad_id = int(pad or 0)
-        self.taxonomy = taxonomy_from_dict(model.config.taxonomy)
-        self.char_cap = char_cap(model.config.max_length)  # csrm.base.text: bounded work per item before tokenizing
+    def __init__(self, model: Any = None, tokenizer: Any = None, *, predictor: Any = None, **options):
+        if predictor is None:
+            family = family_of_model_type(getattr(model.config, "model_type", ""))
+            predictor = family.load("predictor")(model, tokenizer, **options)
+        elif model is not None or options:
+            raise TypeError("give either (model, tokenizer, **options) or predictor=")
+        self.predictor = predictor
+        self.taxonomy = taxonomy_from_dict(predictor.model.config.taxonomy)
         self._keys: dict[str, str] = {}
         self.source: str | None = None  # the folder or hub id it was loaded from (from_pretrained)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None,
-                        **kwargs) -> CSRMScorer:
-        """Load a saved CSRM (folder or hub id) and its tokenizer; ``kwargs`` go to the constructor. A local
-        folder that is not a saved CSRM is an :class:`~csrm.base.errors.InputError` naming it."""
+    def from_pretrained(cls, path: str | Path, *, trust_remote_code: bool = False, dtype: Any = None,
+                        **options) -> Scorer:
+        """Load a saved CSRM (folder or hub id) of any family; ``options`` go to the family's predictor. A
+        local folder that is not a saved CSRM is an :class:`~csrm.base.errors.InputError` naming it."""
         check_model_dir(path)
-        try:
-            model = CSRMModel.from_pretrained(str(path), trust_remote_code=trust_remote_code, dtype=dtype)
-            tokenizer = load_tokenizer(path, decoder=model.config.pooling == "last",
-                                       trust_remote_code=trust_remote_code)
-        except OSError as err:  # not a local folder and not on the hub (or offline): a located error, not a traceback
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise InputError(f"cannot load a CSRM from here: {first}", path=str(path)) from None
-        scorer = cls(model, tokenizer, **kwargs)
+        family = saved_family(path, trust_remote_code=trust_remote_code)
+        predictor = family.load("predictor").from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                             dtype=dtype, **options)
+        scorer = cls(predictor=predictor)
         scorer.source = str(path)  # what csrm score fingerprints (csrm.base.fingerprint)
         return scorer
+
+    # the predictor's model, tokenizer and settings, read through (one place holds each)
+    model = property(lambda self: self.predictor.model)
+    tokenizer = property(lambda self: self.predictor.tokenizer)
+    device = property(lambda self: self.predictor.device)
+    max_tokens = property(lambda self: self.predictor.max_tokens)
+    bf16 = property(lambda self: self.predictor.bf16)
+    prefix_cache = property(lambda self: self.predictor.prefix_cache)
 
     # -- configs and thresholds ----------------------------------------------------------------------
     def render(self, config: ConfigLike) -> str:
@@ -226,69 +203,16 @@ class CSRMScorer:
         return [ScoreResult(p_comply=p, reward=r, complies=(1.0 - p) < thresholds[i], threshold=thresholds[i])
                 for i, p, r in zip(indices, probs, rewards, strict=True)]
 
-    def encode(self, items: Sequence[ScoreItem]) -> list[Encoded]:
-        """Token ids of ``items`` under the model's template and truncation rule. Every item is checked first
-        (a lone surrogate is an :class:`~csrm.base.errors.InputError` naming ``items.<i>.<field>``) and capped to
-        :attr:`char_cap` characters per field (:mod:`csrm.base.text`), so the work per item is bounded."""
-        if not items:
-            return []
-        for index, item in enumerate(items):
-            check_score_item(item, index)
-        items = [cap_item(item, self.char_cap) for item in items]
-        return self.formatter.encode_batch([i.config for i in items], [i.messages for i in items],
-                                           [i.response for i in items])
-
-    def _context(self) -> contextlib.ExitStack:
-        """inference mode, bf16 autocast when enabled, and on CUDA attention kernels that need no per-shape
-        set-up (cuDNN attention builds a graph for every new batch shape, which dynamic batches keep making)."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(torch.inference_mode())
-        if self.bf16:
-            stack.enter_context(torch.autocast(device_type=self.device.type, dtype=torch.bfloat16))
-        if self.device.type == "cuda":
-            from torch.nn.attention import SDPBackend, sdpa_kernel
-
-            stack.enter_context(sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                                             SDPBackend.MATH]))
-        return stack
+    def raw_outputs(self, items: Sequence[ScoreItem]) -> tuple[np.ndarray, np.ndarray]:
+        """(compliance logits before temperature, rewards) for ``items``, in input order (calibration)."""
+        return self.predictor.raw_outputs(list(items))
 
     def _forward(self, items: list[ScoreItem]) -> Iterator[tuple[list[int], list[float], list[float]]]:
-        """Yield ``(item indices, p_comply, rewards)`` per forward batch."""
-        encoded = self.encode(items)
-        plain = list(range(len(encoded)))
-        prefix_batches = []
-        if self.prefix_cache:
-            prefix_batches, plain = plan_prefix_batches(encoded, self.prefix_max_tokens, self.max_rows)
-        lengths = [len(encoded[i].input_ids) for i in plain]
-        plain_batches = [[plain[j] for j in b] for b in token_budget_batches(lengths, self.max_tokens, self.max_rows)]
-        extra = {"use_cache": False} if self.model.config.pooling == "last" else {}
-        calibrate = self.model.calibrated_probability
-        for batch in prefix_batches:  # the context is entered per batch: no state leaks into the caller's code
-            with self._context():
-                logits, rewards = run_prefix_batch(self.model, batch, self.pad_id, self.device)
-                probs, values = calibrate(logits.float()).tolist(), rewards.float().tolist()
-            yield batch.items, probs, values
-        for indices in plain_batches:
-            with self._context():
-                inputs = pad_batch([encoded[i].input_ids for i in indices], self.pad_id)
-                out = self.model(**{k: v.to(self.device) for k, v in inputs.items()}, **extra)
-                probs, values = calibrate(out.compliance_logits.float()).tolist(), out.rewards.float().tolist()
-            yield indices, probs, values
+        """Yield ``(item indices, p_comply, rewards)`` per forward batch of the predictor."""
+        return self.predictor.forward(items)
 
 
-def load(path_or_hub_id: str | Path, **kwargs) -> CSRMScorer:
-    """Load a trained CSRM for scoring (``csrm.load``); ``kwargs`` as for :class:`CSRMScorer`.
-
-    The architecture is read from the folder's ``config.json``: a clause-reading CSRM
-    (``model_type: csrm_clause``) gets a :class:`csrm.scoring.clause_scoring.ClauseScorer`, a cross-encoder CSRM a
-    :class:`CSRMScorer`; both have the same scoring API."""
-    from transformers import AutoConfig
-
-    import csrm.model.clause_model  # noqa: F401  (registers model_type csrm_clause)
-
-    config = AutoConfig.from_pretrained(str(path_or_hub_id), trust_remote_code=kwargs.get("trust_remote_code", False))
-    if config.model_type == "csrm_clause":
-        from csrm.scoring.clause_scoring import ClauseScorer
-
-        return ClauseScorer.from_pretrained(path_or_hub_id, **kwargs)
-    return CSRMScorer.from_pretrained(path_or_hub_id, **kwargs)
+def load(path_or_hub_id: str | Path, **kwargs) -> Scorer:
+    """Load a trained CSRM for scoring (``csrm.load``): :meth:`Scorer.from_pretrained`. The family is read from
+    the folder's ``config.json`` (:func:`csrm.model.registry.saved_family`); ``kwargs`` as for :class:`Scorer`."""
+    return Scorer.from_pretrained(path_or_hub_id, **kwargs)

@@ -12,15 +12,12 @@ positive class, are reported before and after, with a reliability diagram.
 from __future__ import annotations
 
 import json
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from csrm.base.config import at_least, dump, load_command, setting
 from csrm.base.errors import InputError
 from csrm.base.io import write_json
 from csrm.base.metrics import (
@@ -31,8 +28,9 @@ from csrm.base.metrics import (
     reliability_curve,
 )
 from csrm.base.validation import check_model_dir
-from csrm.model.clause_model import item_temperatures
-from csrm.training.data import MixedCollator, load_augmented, tokenize_examples
+from csrm.model.batching import DEFAULT_MAX_ROWS, default_max_tokens, token_budget_batches
+from csrm.model.clause.modeling import item_temperatures
+from csrm.model.data import MixedCollator, load_augmented, tokenize_examples
 
 MIN_PER_TASK = 50  # fewer requests or responses than this: one joint temperature (a fit on a handful is noise)
 
@@ -63,19 +61,20 @@ def calibration_metrics(logits: np.ndarray, labels_comply: np.ndarray, temperatu
 
 
 @torch.no_grad()
-def compliance_logits(model: Any, input_ids: list[list[int]], *, batch_size: int = 64,
+def compliance_logits(model: Any, input_ids: list[list[int]], *, batch_tokens: int | None = None,
                       pad_token_id: int = 0, padding_side: str = "right", progress: bool = False) -> np.ndarray:
-    """Raw compliance logits (before temperature) for tokenized inputs, in input order."""
+    """Raw compliance logits (before temperature) for tokenized inputs, in input order, in batches of at most
+    ``batch_tokens`` padded tokens (default: :func:`csrm.model.batching.default_max_tokens`), as the scorer
+    batches."""
     from tqdm.auto import tqdm
 
     model.eval()
     device = next(model.parameters()).device
     collator = MixedCollator(pad_token_id, padding_side)
-    order = sorted(range(len(input_ids)), key=lambda i: len(input_ids[i]))
+    budget = batch_tokens or default_max_tokens(device.type)
+    batches = token_budget_batches([len(ids) for ids in input_ids], budget, DEFAULT_MAX_ROWS)
     out = np.zeros(len(input_ids), dtype=np.float64)
-    for start in tqdm(range(0, len(order), batch_size), desc="calibration logits", unit="batch",
-                      disable=not progress, leave=False):
-        idx = order[start:start + batch_size]
+    for idx in tqdm(batches, desc="calibration logits", unit="batch", disable=not progress, leave=False):
         batch = collator.examples([input_ids[i] for i in idx])
         logits = model(input_ids=batch["input_ids"].to(device),
                        attention_mask=batch["attention_mask"].to(device)).compliance_logits
@@ -83,7 +82,8 @@ def compliance_logits(model: Any, input_ids: list[list[int]], *, batch_size: int
     return out
 
 
-def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "validation", batch_size: int = 64,
+def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "validation",
+              batch_tokens: int | None = None,
               max_examples: int | None = None, output_dir: str | Path | None = None, write: bool = True,
               device: str | None = None, progress: bool = True, report_to: str | list[str] | None = None
               ) -> dict[str, Any]:
@@ -95,7 +95,7 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     P(violation), observed rate and item count per non-empty bin). ``report_to`` including ``wandb`` also logs
     the metrics, the bin table and the diagram (:mod:`csrm.base.tracking`).
     """
-    from csrm.model.modeling import CSRMModel, load_tokenizer
+    from csrm.model.cross_encoder.modeling import CSRMModel, load_tokenizer
 
     model_dir = Path(model_dir)
     check_model_dir(model_dir)  # a missing folder, or one holding another kind of model, is named here
@@ -105,7 +105,8 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     clause = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type") == "csrm_clause"
     if clause:
-        logits, labels, is_request, (old_t, old_req) = _clause_logits(model_dir, examples, max_examples, device)
+        logits, labels, is_request, (old_t, old_req) = _clause_logits(model_dir, examples, max_examples, device,
+                                                                       batch_tokens)
         new_t, new_req = fit_task_temperatures(logits, labels, is_request)
         old_temps = item_temperatures(old_t, old_req, is_request).numpy()
         new_temps = item_temperatures(new_t, new_req, is_request).numpy()
@@ -117,7 +118,7 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
                                   limit=max_examples)
         if not len(feats):
             raise InputError(f"split {split!r} has no examples", path=str(dataset_dir))
-        logits = compliance_logits(model, feats.input_ids, batch_size=batch_size,
+        logits = compliance_logits(model, feats.input_ids, batch_tokens=batch_tokens,
                                    pad_token_id=tokenizer.pad_token_id or 0, padding_side=tokenizer.padding_side,
                                    progress=progress)
         labels = np.asarray(feats.labels, dtype=np.float64)
@@ -165,14 +166,14 @@ def _label(temperature: float, request_temperature: float | None) -> str:
         f"{temperature:.2f}, requests {request_temperature:.2f}"
 
 
-def _clause_logits(model_dir: Path, examples, max_examples: int | None, device: str
+def _clause_logits(model_dir: Path, examples, max_examples: int | None, device: str, batch_tokens: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float | None]]:
     """(raw logits, labels, is-request mask, current (temperature, request_temperature)) of a clause-reading
     CSRM on example rows."""
     from csrm.base.score_types import ScoreItem
-    from csrm.scoring.clause_scoring import ClauseScorer
+    from csrm.model.clause.predictor import ClausePredictor
 
-    scorer = ClauseScorer.from_pretrained(model_dir, device=device)
+    scorer = ClausePredictor.from_pretrained(model_dir, device=device, max_tokens=batch_tokens)
     rows = examples.select(range(min(max_examples, len(examples)))) if max_examples else examples
     if not len(rows):
         raise InputError("the split has no examples", path=str(model_dir))
@@ -192,50 +193,3 @@ def set_temperature(model_dir: str | Path, temperature: float, request_temperatu
     if config.get("model_type") == "csrm_clause":
         config["request_temperature"] = None if request_temperature is None else float(request_temperature)
     write_json(path, config)
-
-
-@dataclass
-class CalibrateConfig:
-    """Settings of ``csrm calibrate`` (:func:`csrm.base.config.load_command`; MODEL is positional)."""
-
-    model: str = setting(help="a saved CSRM (output_dir of 'csrm train')")
-    dataset_path: str = setting(help="augmentation output folder (examples/ with the split), as dataset_path of "
-                                "csrm train")
-    split: str = setting("validation", "split to fit on")
-    batch_size: int = setting(64, "examples per forward batch", check=at_least(1))
-    max_examples: int | None = setting(None, "fit on at most this many examples", check=at_least(1))
-    output_dir: str | None = setting(None, "folder for report.json and reliability.png (default: "
-                                     "MODEL/calibration)")
-    dry_run: bool = setting(False, "report only; leave config.json as it is")
-    device: str | None = setting(None, "cpu, cuda, cuda:1, ... (default: cuda if available)")
-    report_to: str = setting("none", "'wandb' logs the metrics, bin table and diagram to Weights & Biases "
-                             "(WANDB_MODE=offline: locally)")
-    progress: bool = setting(True, "show the progress bar (--no-progress hides it)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    cfg, print_config = load_command(CalibrateConfig, "csrm calibrate", __doc__.split("\n\n")[0],
-                                     sys.argv[1:] if argv is None else argv)
-    if print_config:
-        print(dump(cfg), end="")
-        return 0
-    try:
-        report = calibrate(cfg.model, cfg.dataset_path, split=cfg.split, batch_size=cfg.batch_size,
-                           max_examples=cfg.max_examples, output_dir=cfg.output_dir, write=not cfg.dry_run,
-                           device=cfg.device, progress=cfg.progress, report_to=cfg.report_to)
-    except InputError as err:
-        print(f"csrm calibrate: error: {err}", file=sys.stderr)
-        return 2
-    before, after = report["before"], report["after"]
-    print(f"temperature {before['temperature']:.3f} -> {after['temperature']:.3f} on {report['n']} examples "
-          f"({report['positives']} violations)")
-    if report.get("request_temperature") is not None:
-        print(f"request temperature {report['request_temperature']:.3f} ({report['requests']} requests)")
-    print(f"ECE   {before['ece']:.4f} -> {after['ece']:.4f}\nBrier {before['brier']:.4f} -> {after['brier']:.4f}\n"
-          f"NLL   {before['nll']:.4f} -> {after['nll']:.4f}")
-    print(json.dumps(report))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -168,7 +168,7 @@ def create_app(scorer, *, max_items: int = MAX_ITEMS, max_body_bytes: int = MAX_
                request_timeout_s: float | None = REQUEST_TIMEOUT_S, body_timeout_s: float = BODY_TIMEOUT_S,
                max_pending: int = MAX_PENDING, default_config: str | SafetyConfig | None = None,
                reward_output: str = "reward", docs: bool = False, warm_up: bool = True) -> FastAPI:
-    """The FastAPI app serving ``scorer`` (a :class:`csrm.scoring.scorer.CSRMScorer`); options as in the module doc.
+    """The FastAPI app serving ``scorer`` (a :class:`csrm.scoring.scorer.Scorer`); options as in the module doc.
     ``model_name`` is shown by ``/health``: give a name, not a path. ``default_config`` and ``reward_output``
     serve ``/get_reward`` (:mod:`csrm.scoring.openrlhf`). ``warm_up``: score one synthetic batch at startup to
     measure the throughput admission needs (:meth:`Batcher.warm_up`)."""

@@ -5,7 +5,7 @@ Why not ``trl.RewardTrainer``: it is Bradley–Terry only (``num_labels == 1``) 
 
 What this subclass changes:
 
-- **batches**: :class:`~csrm.training.data.MixedBatchSampler` (B examples + P pairs, length-grouped, seeded by
+- **batches**: :class:`~csrm.model.data.MixedBatchSampler` (B examples + P pairs, length-grouped, seeded by
   ``(seed, epoch)``), so after ``resume_from_checkpoint`` the Trainer's skip of the batches already seen lands
   on the same data order;
 - **loss**: :func:`~csrm.model.objective.csrm_loss` on one forward over the ``B + 2P`` padded sequences;
@@ -49,19 +49,15 @@ from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, EvalLoopOutput, seed_worker
 
+from csrm.base.errors import NonFiniteLossError  # noqa: F401  (raised here; re-exported)
 from csrm.base.io import replace_dir
 from csrm.base.metrics import classification_metrics, pair_accuracy
+from csrm.model.cross_encoder.args import CrossEncoderTrainConfig
+from csrm.model.data import MixedBatchSampler, MixedCollator, MixedDataset, TokenizedSplit, eval_batches
 from csrm.model.objective import csrm_loss
-from csrm.training.config import CSRMTrainConfig
-from csrm.training.data import MixedBatchSampler, MixedCollator, MixedDataset, TokenizedSplit, eval_batches
 
 logger = logging.getLogger(__name__)
 
-LEGACY_STAGING_DIR = ".staging"  # where earlier versions staged checkpoints; removed with incomplete ones
-
-
-class NonFiniteLossError(RuntimeError):
-    """Training stopped because the loss (or gradient norm) stopped being a finite number."""
 
 
 @dataclass
@@ -160,11 +156,11 @@ class CheckpointCallback(TrainerCallback):
 
 
 class CSRMTrainer(Trainer):
-    """Trainer over :class:`~csrm.training.data.TokenizedSplit` data for a :class:`~csrm.model.modeling.CSRMModel`."""
+    """Trainer over :class:`~csrm.model.data.TokenizedSplit` data for a :class:`~csrm.model.cross_encoder.modeling.CSRMModel`."""
 
     loss_is_scaled_for_ga = False  # compute_loss returns a per-batch mean; the Trainer divides by accumulation
 
-    def __init__(self, model: nn.Module, args: CSRMTrainConfig, train_data: TokenizedSplit | None = None,
+    def __init__(self, model: nn.Module, args: CrossEncoderTrainConfig, train_data: TokenizedSplit | None = None,
                  eval_data: TokenizedSplit | None = None, processing_class: Any = None, **kwargs: Any):
         pad_id = getattr(processing_class, "pad_token_id", None)
         collator = MixedCollator(pad_id if pad_id is not None else 0,
@@ -189,7 +185,7 @@ class CSRMTrainer(Trainer):
         if self.train_dataset is None:
             raise ValueError("CSRMTrainer: training needs train_data")
         ds: MixedDataset = self.train_dataset
-        args: CSRMTrainConfig = self.args
+        args: CrossEncoderTrainConfig = self.args
         sampler = MixedBatchSampler(
             ds.examples.lengths, ds.pairs.lengths, args.examples_per_batch, args.effective_pairs_per_batch,
             seed=args.data_seed if args.data_seed is not None else args.seed, group_by_length=args.group_by_length)
@@ -203,7 +199,7 @@ class CSRMTrainer(Trainer):
         return self.accelerator.prepare(loader)
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> DataLoader:
-        """This process's share of the split's evaluation batches (:func:`~csrm.training.data.eval_batches`).
+        """This process's share of the split's evaluation batches (:func:`~csrm.model.data.eval_batches`).
 
         Whole batches are dealt to processes in turn, and a process short of batches repeats its last one, so
         every rank runs the same number of forwards (ZeRO-3 needs it); :meth:`predict_split` gathers the rows
@@ -227,7 +223,7 @@ class CSRMTrainer(Trainer):
         b, p = int(inputs["num_examples"]), int(inputs["num_pairs"])
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
         rewards = out.rewards
-        args: CSRMTrainConfig = self.args
+        args: CrossEncoderTrainConfig = self.args
         parts = csrm_loss(out.compliance_logits[:b], inputs["compliance_labels"], rewards[b:b + p],
                           rewards[b + p:b + 2 * p], inputs["margins"], compliance_weight=args.compliance_weight,
                           reward_weight=args.reward_weight, margin_scale=args.margin_scale,
@@ -352,7 +348,7 @@ class CSRMTrainer(Trainer):
 
     def compute_split_metrics(self, preds: SplitPredictions) -> dict[str, float]:
         """The objective on the split plus classification (violation positive) and ranking metrics."""
-        args: CSRMTrainConfig = self.args
+        args: CrossEncoderTrainConfig = self.args
         temperature = float(getattr(self.accelerator.unwrap_model(self.model).config, "temperature", 1.0))
         parts = csrm_loss(torch.tensor(preds.compliance_logits), torch.tensor(preds.labels, dtype=torch.float32),
                           torch.tensor(preds.chosen_rewards), torch.tensor(preds.rejected_rewards),
@@ -380,7 +376,6 @@ class CSRMTrainer(Trainer):
         if not self.args.should_save:
             return
         root = Path(self.args.output_dir)
-        shutil.rmtree(root / LEGACY_STAGING_DIR, ignore_errors=True)
         for path in root.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
             if path.is_dir() and not (path / TRAINER_STATE_NAME).is_file():
                 logger.warning("removing the incomplete %s (killed while saving)", path)

@@ -22,7 +22,6 @@ Everything needed to score is saved by ``save_pretrained`` in safetensors: backb
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,10 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers.configuration_utils import SubConfigSpec
-from transformers.utils import ModelOutput
 
 from csrm.base.paths import resolve_model_name
 from csrm.model.formatting import InputFormatter
+from csrm.model.outputs import CSRMOutput
 
 POOLINGS = ("mean", "cls", "last")
 # backbones whose position embeddings are indexed 0..n-1 from the left edge (so left padding would shift them)
@@ -87,15 +86,6 @@ class CSRMConfig(PretrainedConfig):
 def _is_local_path(name: Any) -> bool:
     text = str(name or "")
     return bool(text) and (text.startswith((".", "/", "~", "\\")) or ":" in text[:3] or Path(text).exists())
-
-
-@dataclass
-class CSRMOutput(ModelOutput):
-    """Raw compliance logits (before temperature), rewards, and the pooled states."""
-
-    compliance_logits: torch.Tensor | None = None
-    rewards: torch.Tensor | None = None
-    pooled: torch.Tensor | None = None
 
 
 def is_decoder_config(config: PretrainedConfig) -> bool:

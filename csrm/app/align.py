@@ -10,20 +10,23 @@ import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from augmentation import prompts_with_configs
-from csrm.alignment.align import run_align
-from csrm.alignment.audit import ZERO_SHOT_PREFIX, load_csrm_judge
 from csrm.alignment.config import AlignConfig
-from csrm.alignment.distributed import is_main
-from csrm.alignment.items import ItemSource, cosalign_data_dir, items_from_cosalign_rows, items_from_pairs
 from csrm.base.config import command_parser, dump, help_text, parse_command
 from csrm.base.paths import project_path
+from eval.models import ZERO_SHOT_PREFIX
+
+if TYPE_CHECKING:  # the loop's modules import torch: loaded when the command runs, not for --help
+    from csrm.alignment.items import ItemSource
+
 
 
 def items_from_augmentation(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
     """(train, eval) items from the augmentation stage: splits ``train`` and ``validation``."""
+    from augmentation import prompts_with_configs
+    from csrm.alignment.items import items_from_pairs
+
     out = []
     for split in ("train", "validation"):
         pairs = prompts_with_configs(project_path(cfg.data.augment_recipe), split=split,
@@ -37,6 +40,7 @@ def items_from_cosalign_test(cfg: AlignConfig) -> tuple[list[dict], list[dict]]:
     """(train, eval) items in CoSAlign's construction: the rows of
     :func:`eval.benchmarks.cosalign_test.alignment_items` (seen prompts under contrasting configs; the unseen
     configs held out), drawn by :func:`csrm.alignment.items.items_from_cosalign_rows`."""
+    from csrm.alignment.items import cosalign_data_dir, items_from_cosalign_rows
     from eval.benchmarks.cosalign_test import alignment_items
 
     train_rows, eval_rows = alignment_items(cosalign_data_dir(cfg), seed=cfg.data.seed)
@@ -57,6 +61,8 @@ def load_judge(spec: str, *, device: str = "cpu") -> Any:
 
         return ZeroShotJudge.from_pretrained(ZeroShotConfig(model=spec[len(ZERO_SHOT_PREFIX):],
                                                             device="cpu" if device == "cpu" else "auto"))
+    from csrm.alignment.audit import load_csrm_judge
+
     return load_csrm_judge(spec, device=device)
 
 
@@ -83,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         print(dump(cfg), end="")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from csrm.alignment.align import run_align
+    from csrm.alignment.distributed import is_main
+
     report = run_align(cfg, restart=args.restart, item_sources=ITEM_SOURCES, load_judge=load_judge)
     comparison = report.get("comparison", {}).get("overall", {})
     if comparison and is_main():

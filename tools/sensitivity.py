@@ -1,6 +1,6 @@
 """Config sensitivity: does P(complies) rise when the config starts allowing what the prompt is about?
 
-``python -m eval.sensitivity MODEL [--data-dir DIR]``: for every CoSAlign-Test *unseen* prompt that has
+``python -m tools.sensitivity MODEL [--data-dir DIR]``: for every CoSAlign-Test *unseen* prompt that has
 categories outside its config, the prompt is scored under its own config and under the same config with the
 prompt's own categories added (``SafetyConfig(allow=...).render()``, the benchmark's rendering). A model that
 reads the config raises P(complies) on (nearly) every item; a config-blind one cannot. Prints the share of
@@ -39,7 +39,7 @@ def config_sensitivity(scorer, items) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eval.sensitivity", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.sensitivity", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a trained CSRM folder (or any eval model spec)")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $CSRM_DATA_DIR)")
     parser.add_argument("--out", default=None, help="write the result as JSON here")

@@ -1,6 +1,6 @@
 """Leave-one-category-out transfer: how well a clause CSRM judges content of a category it has no labels for.
 
-``python -m csrm.training.category_transfer MODEL [key=value ...] [--seeds 42,1] [--out FILE]``
+``python -m tools.category_transfer MODEL [key=value ...] [--seeds 42,1] [--out FILE]``
 
 Why: CoSAlign-Test's unseen configs are mostly about drugs, weapons and sexual content, and the shared recipe's
 sources label no drug or weapon content; the augmented validation split cannot show that gap, because every
@@ -8,7 +8,7 @@ category in it is labelled in training. This protocol shows it on the training r
 design can be chosen on it without looking at any benchmark's test items. For each category some training row
 is labelled with, every training row whose content carries it is dropped (and every preference pair whose
 sides only those rows had); the judge heads are retrained from their start on the run's cached features with
-the trained reader (:func:`~csrm.training.clause_train.train_judge`, a few seconds each); the validation rows
+the trained reader (:func:`~csrm.model.clause.trainer.train_judge`, a few seconds each); the validation rows
 that carry the category are scored (compliance AUROC: their configs allow the category or do not). Beside it,
 the same retraining on all rows and its AUROC on the whole validation split, which for the run's own seed
 reproduces the trained model's ``eval_auroc``.
@@ -32,9 +32,9 @@ from accelerate import Accelerator
 from transformers import AutoTokenizer
 
 from csrm.base.errors import InputError
-from csrm.model.clause_model import ClauseCSRMModel
-from csrm.training.clause_train import Table, evaluate_table, feature_tables, train_judge
-from csrm.training.config import load_train_config
+from csrm.model.clause.modeling import ClauseCSRMModel
+from csrm.model.clause.trainer import Table, evaluate_table, feature_tables, train_judge
+from csrm.training.train import load_train_config
 
 
 def subset_table(table: Table, keep: torch.Tensor) -> Table:
@@ -91,7 +91,7 @@ def category_transfer(model_dir: str | Path, overrides: list[str] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m csrm.training.category_transfer", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.category_transfer", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a clause CSRM folder written by csrm train / csrm run (holds train_config.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the run's training config")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds of the judge stage (default: the run's)")

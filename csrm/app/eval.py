@@ -12,20 +12,22 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
-from csrm.base.config import at_least, dump, load_command, open_fraction, setting
+from csrm.base.config import at_least, dump, inverted, load_command, open_fraction, setting
 from csrm.base.errors import InputError
 from csrm.base.paths import data_dir
 from csrm.base.validation import check_model_dir
 from eval.benchmarks import BENCHMARKS, CosalignDev, resolve_names
-from eval.harness import evaluate, load_benchmarks, stderr_progress
 from eval.models import ZERO_SHOT_PREFIX, is_config_blind, load_scorer
-from eval.report import log_report, slug, write_report
 
 
 @dataclass
 class EvalConfig:
     """Settings of ``csrm eval`` (:func:`csrm.base.config.load_command`; MODEL is positional)."""
+
+    RENAMED: ClassVar[dict[str, Any]] = {"hub": "use_hub", "blind": "blind_config", "quiet": ("progress", inverted),
+                                         "batch_size": "zero_shot_batch_size"}
 
     model: str = setting(help="CSRM folder (csrm.scoring.scorer.load), or zero-shot:<hf id|folder|.gguf|smollm2>")
     bench: str = setting(",".join(BENCHMARKS), f"comma list of benchmarks: {', '.join(BENCHMARKS)} or all")
@@ -34,23 +36,28 @@ class EvalConfig:
     output_dir: str | None = setting(None, "output folder; default runs/eval/<model>")
     limit: int | None = setting(None, "at most N dev and N test items per benchmark, spread over configs and "
                                 "label kinds", check=at_least(1))
-    hub: bool = setting(True, "try the Hugging Face Hub when local files are missing (--no-hub: local files "
-                        "only)")
-    blind: bool = setting(False, "blank the config text of every item (automatic for a CSRM saved with "
+    use_hub: bool = setting(True, "try the Hugging Face Hub when local files are missing (--no-use-hub: local "
+                            "files only)")
+    blind_config: bool = setting(False, "blank the config text of every item (automatic for a CSRM saved with "
                           "blind_config)")
-    batch_size: int | None = setting(None, "zero-shot judge batch size", check=at_least(1))
+    batch_tokens: int | None = setting(None, "a trained CSRM's max padded tokens (rows x longest) per forward "
+                                       "batch (default 8192 on GPU, 2048 on CPU)", check=at_least(1))
+    zero_shot_batch_size: int | None = setting(None, "prompts per forward pass of a zero-shot judge",
+                                               check=at_least(1))
     device: str | None = setting(None, "zero-shot judge device (cpu, cuda, auto)")
     dev_fraction: float = setting(0.2, "share of each (config, label kind) stratum held out as dev for threshold "
                                   "tuning", check=open_fraction)
     cosalign_dev: CosalignDev = setting("seen", "CoSAlign-Test dev split: 'seen' (seen configs "
                                                           "= dev, unseen = test) or 'slice'")
-    quiet: bool = setting(False, "no progress bars on stderr")
+    progress: bool = setting(True, "progress bars on stderr (--no-progress hides them)")
     report_to: str = setting("none", "'wandb' logs every benchmark's metrics, the per-config table and the plots "
                              "to Weights & Biases (WANDB_MODE=offline: locally)")
 
 
 def default_out(model: str, blind: bool) -> Path:
     """``runs/eval/<model>`` under the working directory (never inside an installed package)."""
+    from eval.report import slug
+
     return Path("runs") / "eval" / (slug(model) + ("-blind" if blind else ""))
 
 
@@ -72,23 +79,31 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as err:
             print(f"csrm eval: error: {err}", file=sys.stderr)
             return 2
+    from eval.harness import (  # numpy, sklearn, plots: not for --help
+        evaluate,
+        load_benchmarks,
+        stderr_progress,
+    )
+    from eval.report import log_report, write_report
+
     root = Path(cfg.data_dir) if cfg.data_dir else data_dir()
-    loaded, skipped = load_benchmarks(names, root, use_hub=cfg.hub, dev_fraction=cfg.dev_fraction,
+    loaded, skipped = load_benchmarks(names, root, use_hub=cfg.use_hub, dev_fraction=cfg.dev_fraction,
                                       cosalign_dev=cfg.cosalign_dev, limit=cfg.limit)
     for reason in skipped.values():
         print(f"csrm eval: {'error' if not loaded else 'skipping'}: {reason}", file=sys.stderr)
     if not loaded:
         return 2
     try:
-        scorer = load_scorer(cfg.model, device=cfg.device, batch_size=cfg.batch_size)
+        scorer = load_scorer(cfg.model, device=cfg.device, batch_size=cfg.zero_shot_batch_size,
+                             batch_tokens=cfg.batch_tokens)
     except (OSError, ImportError) as err:
         print(f"csrm eval: error: could not load model {cfg.model!r}: {type(err).__name__}: {err}", file=sys.stderr)
         return 2
-    blind = cfg.blind or is_config_blind(scorer)
-    settings = {"bench": names, "data_dir": str(root), "limit": cfg.limit, "use_hub": cfg.hub,
+    blind = cfg.blind_config or is_config_blind(scorer)
+    settings = {"bench": names, "data_dir": str(root), "limit": cfg.limit, "use_hub": cfg.use_hub,
                 "dev_fraction": cfg.dev_fraction, "cosalign_dev": cfg.cosalign_dev}
     run = evaluate(scorer, loaded, model=cfg.model, blind=blind, skipped=skipped, settings=settings,
-                   progress=None if cfg.quiet else stderr_progress)
+                   progress=stderr_progress if cfg.progress else None)
     out = Path(cfg.output_dir) if cfg.output_dir else default_out(cfg.model, blind)
     paths = write_report(run, out)
     log_report(json.loads(paths["json"].read_text(encoding="utf-8")), paths, cfg.report_to)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from csrm.base.errors import InputError
+from csrm.model.data import EXAMPLE_COLUMNS, PAIR_COLUMNS, ExampleFeatures, PairFeatures
 from csrm.model.formatting import InputFormatter
-from csrm.training.data import EXAMPLE_COLUMNS, PAIR_COLUMNS, ExampleFeatures, PairFeatures
 
 
 def formatter_key(formatter: InputFormatter) -> str:

@@ -1,6 +1,6 @@
 """Per-text features for the clause-reading CSRM, computed once per distinct text and cached.
 
-A config is split into clauses and the judged content into windows (:mod:`csrm.model.clauses`); each distinct
+A config is split into clauses and the judged content into windows (:mod:`csrm.model.clause.clauses`); each distinct
 clause or window is encoded by the frozen encoder exactly once per :class:`FeatureEncoder` (an LRU cache keyed
 by the text), so scoring one response under 8 configs encodes the response once, and 8 responses under one
 config encode the config once. Every window fits the encoder (``max_segment_chars`` is far below
@@ -24,8 +24,8 @@ import torch
 from csrm.base.memory import release_freed_memory
 from csrm.base.records import Message, last_user_turn
 from csrm.model.batching import token_budget_batches
-from csrm.model.clause_model import ClauseCSRMModel, ClauseFeatures, ContentFeatures, word_mask
-from csrm.model.clauses import WINDOW_OVERLAP_CHARS, segments, split_clauses, windows
+from csrm.model.clause.clauses import WINDOW_OVERLAP_CHARS, segments, split_clauses, windows
+from csrm.model.clause.modeling import ClauseCSRMModel, ClauseFeatures, ContentFeatures, word_mask
 
 CACHE_SIZE = 50_000
 

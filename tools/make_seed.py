@@ -1,6 +1,6 @@
 """Write the bundled seed corpus (``seed_corpus.jsonl``, generic JSONL format) deterministically.
 
-    python -m augmentation.seed.make_seed [OUT]
+    python -m tools.make_seed [OUT]
 
 Every harmful prompt gets a request-level line (no response: "the request answered in full"), a safe helpful
 answer (no category), answers at severity 1, 2 and 3 in the prompt's categories, and a refusal; benign
@@ -440,5 +440,5 @@ def write(path: Path) -> int:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).with_name("seed_corpus.jsonl")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "augmentation" / "seed" / "seed_corpus.jsonl"
     print(f"wrote {write(target)} rows to {target}")

@@ -25,13 +25,11 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from csrm.base.config import at_least, dump, load_command, setting
+from csrm.base.config import at_least, setting
 from csrm.base.errors import InputError
 from csrm.base.fingerprint import check_fingerprint, file_digest, model_digest, tensors_digest
 from csrm.base.io import atomic_path, iter_jsonl, jsonl_lines, write_jsonl
@@ -39,7 +37,7 @@ from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.base.taxonomy import RiskTaxonomy
 from csrm.base.text import CHARS_PER_TOKEN
-from csrm.base.validation import check_model_dir, model_taxonomy, parse_item
+from csrm.base.validation import parse_item
 from csrm.scoring.thresholds import config_key
 
 logger = logging.getLogger(__name__)
@@ -208,35 +206,3 @@ class ScoreConfig:
     bf16: bool | None = setting(None, "bf16 autocast (default: on for CUDA with bf16, off on CPU)")
     prefix_cache: bool = setting(True, "shared-prefix reuse (decoders); --no-prefix-cache disables it")
     progress: bool = setting(True, "show the progress bar (--no-progress hides it)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    cfg, print_config = load_command(ScoreConfig, "csrm score", __doc__.split("\n\n")[0],
-                                     sys.argv[1:] if argv is None else argv)
-    if print_config:
-        print(dump(cfg), end="")
-        return 0
-    if not Path(cfg.input).is_file():
-        raise InputError("no such file", path=cfg.input)
-    entries = read_items(cfg.input, model_taxonomy(cfg.model))  # fail on bad lines before loading the model
-    check_model_dir(cfg.model)
-    from csrm.scoring.distributed_score import launched_world_size, score_distributed
-
-    if launched_world_size() > 1:  # torchrun / accelerate launch: one shard per process
-        return score_distributed(cfg, entries)
-    import torch
-
-    from csrm.scoring.scorer import load, resolve_bf16
-
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    fingerprint = run_fingerprint(cfg.model, cfg.input, bf16=resolve_bf16(cfg.bf16, device))
-    partial = Path(cfg.output).with_name(Path(cfg.output).name + ".partial")
-    if not cfg.restart:  # a mismatch stops here, before the model loads
-        check_fingerprint(fingerprint_path(partial), fingerprint, partial=partial, what="the partial output",
-                          restart_hint=RESTART_HINT)
-    scorer = load(cfg.model, device=cfg.device, max_tokens=cfg.batch_tokens, bf16=cfg.bf16,
-                  num_threads=cfg.threads, prefix_cache=None if cfg.prefix_cache else False)
-    counts = score_file(scorer, cfg.input, cfg.output, progress=cfg.progress, entries=entries,
-                        fingerprint=fingerprint, restart=cfg.restart)
-    print(json.dumps({"output": os.fspath(cfg.output), **counts}))
-    return 0

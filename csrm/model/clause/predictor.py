@@ -1,10 +1,12 @@
-"""Scoring with a clause-reading CSRM (:mod:`csrm.model.clause_model`): the same API as :class:`CSRMScorer`.
+"""The clause family's forward pass for :class:`csrm.scoring.scorer.Scorer` (model: :mod:`csrm.model.clause.modeling`).
 
-``csrm.load(path)`` returns a :class:`ClauseScorer` for a folder whose ``config.json`` says
-``model_type: csrm_clause``. Each call splits every distinct config into clauses and every item into content
-windows, encodes each distinct text once (cached across calls, :class:`~csrm.model.clause_features.FeatureEncoder`),
-and runs the small heads over chunks of items. Thresholds, per-config thresholds, ranking and
-``fit_thresholds`` are inherited unchanged.
+:class:`csrm.scoring.scorer.Scorer` wraps a :class:`ClausePredictor` for a folder whose ``config.json`` says
+``model_type: csrm_clause`` (:mod:`csrm.model.registry`). Each call splits every distinct config into clauses
+and every item into content windows, encodes each distinct text once (cached across calls,
+:class:`~csrm.model.clause.features.FeatureEncoder`), and runs the small heads over chunks of items. The
+options of the cross-encoder that do not apply here (``bf16``: the frozen encoder runs float32;
+``prefix_cache``: there is no single token sequence per item) are refused when set
+(:func:`csrm.model.registry.refuse_unsupported`), not dropped.
 """
 
 from __future__ import annotations
@@ -18,20 +20,25 @@ from transformers import AutoTokenizer
 
 from csrm.base.paths import resolve_model_name
 from csrm.base.score_types import ScoreItem
-from csrm.base.validation import taxonomy_from_dict
 from csrm.model.batching import default_max_tokens
-from csrm.model.clause_features import FeatureEncoder, content_windows
-from csrm.model.clause_model import ClauseCSRMModel
-from csrm.scoring.scorer import CSRMScorer
+from csrm.model.clause.features import FeatureEncoder, content_windows
+from csrm.model.clause.modeling import ClauseCSRMModel
+from csrm.model.registry import refuse_unsupported
 
 ITEMS_PER_CHUNK = 512
+Batch = tuple[list[int], list[float], list[float]]  # (item indices, p_comply, rewards) of one chunk
 
 
-class ClauseScorer(CSRMScorer):
+class ClausePredictor:
     """A :class:`ClauseCSRMModel` and its tokenizer in eval mode (module doc)."""
 
+    bf16 = False
+    prefix_cache = False
+
     def __init__(self, model: ClauseCSRMModel, tokenizer, *, device: str | torch.device | None = None,
-                 max_tokens: int | None = None, max_rows: int = 128, num_threads: int | None = None, **_ignored):
+                 max_tokens: int | None = None, max_rows: int = 128, num_threads: int | None = None,
+                 bf16: bool | None = None, prefix_cache: bool | None = None):
+        refuse_unsupported("clause", {"bf16": bf16, "prefix_cache": prefix_cache})
         if num_threads:
             torch.set_num_threads(num_threads)
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -40,20 +47,13 @@ class ClauseScorer(CSRMScorer):
         self.max_tokens = max_tokens or default_max_tokens(self.device.type)
         self.max_rows = max_rows
         self.features = FeatureEncoder(self.model, tokenizer, max_tokens=self.max_tokens, max_rows=max_rows)
-        self.taxonomy = taxonomy_from_dict(model.config.taxonomy)
-        self.prefix_cache = False
-        self.bf16 = False
-        self._keys: dict[str, str] = {}
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None,
-                        **kwargs) -> ClauseScorer:
+                        **options) -> ClausePredictor:
         model = ClauseCSRMModel.from_pretrained(str(path), trust_remote_code=trust_remote_code, dtype=dtype)
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(str(path)), trust_remote_code=trust_remote_code)
-        return cls(model, tokenizer, **kwargs)
-
-    def encode(self, items: Sequence[ScoreItem]):  # the cross-encoder's token layout does not apply
-        raise NotImplementedError("a clause-reading CSRM has no single token sequence per item")
+        return cls(model, tokenizer, **options)
 
     def raw_outputs(self, items: Sequence[ScoreItem]) -> tuple[np.ndarray, np.ndarray]:
         """(compliance logits before temperature, rewards) for ``items``, in input order."""
@@ -62,7 +62,7 @@ class ClauseScorer(CSRMScorer):
             logits[indices], rewards[indices] = z, r
         return logits, rewards
 
-    def _raw(self, items: list[ScoreItem]) -> Iterator[tuple[list[int], list[float], list[float]]]:
+    def _raw(self, items: list[ScoreItem]) -> Iterator[Batch]:
         max_chars = self.model.config.max_segment_chars
         for start in range(0, len(items), ITEMS_PER_CHUNK):
             chunk = items[start:start + ITEMS_PER_CHUNK]
@@ -74,7 +74,9 @@ class ClauseScorer(CSRMScorer):
             yield (list(range(start, start + len(chunk))), out.compliance_logits.float().tolist(),
                    out.rewards.float().tolist())
 
-    def _forward(self, items: list[ScoreItem]) -> Iterator[tuple[list[int], list[float], list[float]]]:
+    def forward(self, items: Sequence[ScoreItem]) -> Iterator[Batch]:
+        """Yield ``(item indices, calibrated p_comply, rewards)`` per chunk of items."""
+        items = list(items)
         for indices, logits, rewards in self._raw(items):
             probs = self.model.calibrated_probability(
                 torch.tensor(logits), [items[i].response is None for i in indices]).tolist()

@@ -1,10 +1,11 @@
-"""Train a clause-reading CSRM (:mod:`csrm.model.clause_model`) on an augmentation output: frozen features, small heads.
+"""Train a clause-reading CSRM (:mod:`csrm.model.clause.modeling`) on an augmentation output: frozen features, small heads.
 
-``csrm train CONFIG architecture=clause`` (or a config with ``architecture: clause``) lands here from
-:func:`csrm.training.train.run_training`. Three steps:
+``csrm train CONFIG`` with ``architecture: clause`` (the default) lands here through :mod:`csrm.model.registry`;
+the settings are :class:`~csrm.model.clause.args.ClauseTrainConfig`. Three steps (the feature tables are
+:mod:`csrm.model.clause.tables`):
 
 1. **Features.** Every distinct clause of every config and every distinct content window is encoded once by
-   the frozen encoder (:class:`~csrm.model.clause_features.FeatureEncoder`). Under several processes the main
+   the frozen encoder (:class:`~csrm.model.clause.features.FeatureEncoder`). Under several processes the main
    process encodes first and writes ``<checkpoint_dir>/features.pt``; the others read it
    (``main_process_first``), so a cluster encodes once.
 2. **Reader** (``reader_steps``): the config reader learns ``A_m^s`` (category ``m`` allowed up to severity
@@ -35,7 +36,6 @@ import logging
 import math
 import resource
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,157 +50,25 @@ from transformers import AutoConfig, AutoTokenizer, set_seed
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path
 from csrm.base.metrics import classification_metrics, pair_accuracy
-from csrm.base.paths import data_dir, resolve_model_name
-from csrm.base.taxonomy import RiskTaxonomy
-from csrm.model.clause_features import FeatureEncoder, content_windows
-from csrm.model.clause_model import SEVERITY_LEVELS, ClauseCSRMModel, ClauseFeatures, ContentFeatures
+from csrm.base.paths import resolve_model_name
+from csrm.model.clause.args import ClauseTrainConfig
+from csrm.model.clause.features import FeatureEncoder
+from csrm.model.clause.modeling import ClauseCSRMModel, ClauseFeatures
+from csrm.model.clause.tables import (
+    PseudoLabels,
+    Table,
+    _select,
+    build_table,
+    distractor_pool,
+    pseudo_labels,
+    read_prompts,
+    sample_distractors,
+    to_device,
+)
+from csrm.model.data import load_augmented
 from csrm.model.objective import csrm_loss
-from csrm.training.config import CSRMTrainConfig
-from csrm.training.data import load_augmented
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Table:
-    """All features of one split, indexed by row: distinct configs, distinct contents, and the rows' targets."""
-
-    clauses: ClauseFeatures  # one row per distinct config
-    content: ContentFeatures  # one row per distinct content (examples, then pair sides)
-    config_row: torch.Tensor  # [N] example -> config row
-    content_row: torch.Tensor  # [N] example -> content row
-    label: torch.Tensor  # [N] 1 = complies
-    allow: torch.Tensor  # [C, M, 3] per config: allowed up to severity s (structured configs)
-    structured: torch.Tensor  # [C] config has a structured allow map
-    categories: torch.Tensor  # [N, M + 1] target category distribution of the content ("none" last)
-    severity: torch.Tensor  # [N] 0-2 = severity 1-3, -1 = no category
-    refusal: torch.Tensor  # [N] 1 = the response is a refusal, -1 = request screening (no gate target)
-    pair_config: torch.Tensor  # [P]
-    pair_chosen: torch.Tensor  # [P] content rows
-    pair_rejected: torch.Tensor  # [P]
-    pair_margin: torch.Tensor  # [P]
-
-
-def _select(features, rows: torch.Tensor):
-    return type(features)(*(getattr(features, f)[rows] for f in features.__dataclass_fields__))
-
-
-def to_device(features, device: torch.device | str):
-    """A feature dataclass (:class:`Table`, :class:`ClauseFeatures`, :class:`ContentFeatures`) with every tensor
-    on ``device``: the cache is stored on the CPU and the heads train where the accelerator puts them."""
-    if isinstance(features, torch.Tensor):
-        return features.to(device)
-    return type(features)(*(to_device(getattr(features, f), device) for f in features.__dataclass_fields__))
-
-
-def build_table(encoder: FeatureEncoder, examples, pairs, taxonomy: RiskTaxonomy, *, blind: bool) -> Table:
-    """Encode one split's examples (and pairs) into a :class:`Table`."""
-    names = taxonomy.names
-    max_chars = encoder.model.config.max_segment_chars
-    configs: dict[str, int] = {}
-    policies: dict[str, str] = {}
-    contents: dict[tuple, int] = {}
-    windows: list[list[tuple[str, bool]]] = []
-
-    def config_id(text: str, policy: str) -> int:
-        text = "" if blind else text
-        if text not in configs:
-            configs[text] = len(configs)
-            policies[text] = "" if blind else policy
-        return configs[text]
-
-    def content_id(messages, response) -> int:
-        key = (json.dumps(messages, sort_keys=True), response)
-        if key not in contents:
-            contents[key] = len(contents)
-            windows.append(content_windows(messages, response, max_chars))
-        return contents[key]
-
-    cfg_rows, cnt_rows, labels, cats, sev, refusal = [], [], [], [], [], []
-    for row in examples:
-        cfg_rows.append(config_id(row["config_text"], row["config_policy"]))
-        cnt_rows.append(content_id(row["messages"], row["response"]))
-        labels.append(float(row["label"]))
-        target = [float(n in row["categories"]) for n in names]
-        positive = row["severity"] > 0 and any(target)
-        target.append(0.0 if positive else 1.0)
-        cats.append([t / sum(target) for t in target])
-        sev.append(int(row["severity"]) - 1 if positive else -1)
-        refusal.append(-1 if row["response"] is None else int(bool(row["is_refusal"])))
-    p_cfg, p_ch, p_rj, p_m = [], [], [], []
-    for row in pairs if pairs is not None else []:
-        p_cfg.append(config_id(row["config_text"], ""))
-        p_ch.append(content_id(row["messages"], row["chosen"]))
-        p_rj.append(content_id(row["messages"], row["rejected"]))
-        p_m.append(float(row["margin"]))
-    distinct = list(configs)
-    allow = torch.zeros(len(distinct), len(names), SEVERITY_LEVELS)
-    structured = torch.zeros(len(distinct), dtype=torch.bool)
-    for i, text in enumerate(distinct):
-        if policies[text]:
-            policy = json.loads(policies[text])
-            structured[i] = True
-            for m, name in enumerate(names):
-                for s in range(SEVERITY_LEVELS):
-                    allow[i, m, s] = float(policy.get(name, 0) >= s + 1)
-    long = lambda v: torch.tensor(v, dtype=torch.long)  # noqa: E731
-    return Table(encoder.clause_features(distinct), encoder.content_features(windows), long(cfg_rows),
-                 long(cnt_rows), torch.tensor(labels), allow, structured, torch.tensor(cats), long(sev),
-                 long(refusal), long(p_cfg), long(p_ch), long(p_rj), torch.tensor(p_m))
-
-
-def shared_data_file(path: str, field: str, without: str) -> Path | None:
-    """``path`` with ``{data_dir}`` expanded; None, with a warning naming what training does ``without`` it, when
-    a ``{data_dir}`` path is absent (a fresh clone without the shared data); any other missing path is an error
-    naming ``field``."""
-    resolved = Path(path.replace("{data_dir}", str(data_dir())))
-    if resolved.is_file():
-        return resolved
-    if "{data_dir}" in path:
-        logger.warning("%s not found: %s", resolved, without)
-        return None
-    raise InputError("file not found", path=str(resolved), field=field)
-
-
-@dataclass
-class PseudoLabels:
-    """Unlabelled prompts' pooled embeddings ``x`` [P, D] and the category the zero-shot similarity gives each
-    ``target`` [P] (only prompts whose best category beats the runner-up by the margin)."""
-
-    x: torch.Tensor
-    target: torch.Tensor
-
-
-def read_prompts(path: str) -> list[str] | None:
-    """Prompts from a JSON list of strings or JSONL with ``prompt``/``text`` (``{data_dir}`` expanded); None,
-    with a warning, when a ``{data_dir}`` path is absent (a fresh clone without the shared data)."""
-    from csrm.base.io import iter_jsonl, read_text
-
-    resolved = shared_data_file(path, "pseudo_label_prompts", "the matcher trains without pseudo labels")
-    if resolved is None:
-        return None
-    if resolved.suffix == ".jsonl":
-        prompts = [str(row.get("prompt") or row.get("text") or "") for _, row in iter_jsonl(resolved)]
-    else:
-        prompts = json.loads(read_text(resolved))
-        if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
-            raise InputError("expected a JSON list of strings", path=str(resolved), field="pseudo_label_prompts")
-    prompts = list(dict.fromkeys(p for p in prompts if p.strip()))
-    if not prompts:
-        raise InputError("no prompts found", path=str(resolved), field="pseudo_label_prompts")
-    return prompts
-
-
-def pseudo_labels(encoder: FeatureEncoder, prompts: list[str], *, limit: int, margin: float, seed: int
-                  ) -> PseudoLabels:
-    """Encode a seeded sample of ``limit`` prompts and label each with its most similar category (by the
-    model's anchors, as the zero-shot matcher reads them) where that beats the runner-up by ``margin``."""
-    order = torch.randperm(len(prompts), generator=torch.Generator().manual_seed(seed))[:limit].tolist()
-    sample = [prompts[i] for i in order]
-    x = encoder.content_features([[(p, False)] for p in sample]).x[:, 0]
-    top = (x @ encoder.model.anchors.T).topk(2, dim=-1)
-    keep = (top.values[:, 0] - top.values[:, 1]) > margin
-    return PseudoLabels(x[keep].clone(), top.indices[keep, 0].clone())
 
 
 class ReaderStep(nn.Module):
@@ -220,7 +88,7 @@ class ReaderStep(nn.Module):
 class JudgeStep(nn.Module):
     """Stage 3's trainable module: matcher, severity, engagement and bias; forward = the joint loss."""
 
-    def __init__(self, model: ClauseCSRMModel, cfg: CSRMTrainConfig, aux_weight: float):
+    def __init__(self, model: ClauseCSRMModel, cfg: ClauseTrainConfig, aux_weight: float):
         super().__init__()
         self.model, self.cfg, self.aux_weight = model, cfg, aux_weight
         self.heads = nn.ModuleList([model.category_head, model.null_head, model.request_null_head,
@@ -273,41 +141,7 @@ class JudgeStep(nn.Module):
         return loss, logged
 
 
-def distractor_pool(encoder: FeatureEncoder, path: str) -> ClauseFeatures | None:
-    """Clause features of rules that grant or forbid nothing in the taxonomy (``path``: JSONL with a ``rules``
-    or ``text`` field per line, e.g. DynaGuard's IFEval rule lists, or a text file), as one row of distinct
-    clauses ([1, P, ...]); the reader learns to ignore them (:func:`sample_distractors`). A path under
-    ``{data_dir}`` that is absent (a fresh clone without the shared data) is skipped with a warning; any other
-    missing path is an error."""
-    from csrm.base.io import iter_jsonl, read_text
-
-    resolved = shared_data_file(path, "distractor_rules", "the reader trains without distractors")
-    if resolved is None:
-        return None
-    if resolved.suffix == ".jsonl":
-        texts = [str(row.get("rules") or row.get("text") or "") for _, row in iter_jsonl(resolved)]
-    else:
-        texts = [read_text(resolved)]
-    clauses = list(dict.fromkeys(t for text in texts for t in encoder.clause_texts(text) if t.strip()))
-    if not clauses:
-        raise InputError("no rules found", path=str(resolved), field="distractor_rules")
-    return encoder.clause_pool(clauses)
-
-
-def sample_distractors(pool: ClauseFeatures, most: int, generator: torch.Generator) -> ClauseFeatures | None:
-    """0..``most`` random clauses of the distractor ``pool`` ([1, k, ...]; None for 0), appended to every config
-    of a reader batch (:meth:`ClauseCSRMModel.read_config`'s ``shared``): policy perturbation. Long policies
-    carry many rules unrelated to the taxonomy; with a soft maximum over clauses, each adds a little to
-    "permits", so without this the reader let 200 IFEval rules permit every category (measured: P(allowed)
-    0.63-0.76 for all eight)."""
-    k = int(torch.randint(0, most + 1, (1,), generator=generator))
-    if k == 0:
-        return None
-    idx = torch.randint(pool.e.shape[1], (k,), generator=generator)
-    return ClauseFeatures(*(getattr(pool, name)[:, idx] for name in ("e", "ms", "cos", "mask")))
-
-
-def _feature_key(cfg: CSRMTrainConfig, model: ClauseCSRMModel) -> str:
+def _feature_key(cfg: ClauseTrainConfig, model: ClauseCSRMModel) -> str:
     """Cache key of a feature table: the data (its manifest, else its file sizes and times), the encoder and
     every setting that changes which texts are encoded."""
     root = Path(cfg.dataset_path)
@@ -321,7 +155,7 @@ def _feature_key(cfg: CSRMTrainConfig, model: ClauseCSRMModel) -> str:
     return hashlib.sha1(json.dumps([data, settings], sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def build_clause_model(cfg: CSRMTrainConfig) -> tuple[ClauseCSRMModel, Any]:
+def build_clause_model(cfg: ClauseTrainConfig) -> tuple[ClauseCSRMModel, Any]:
     """(model with anchors computed, tokenizer) from a pretrained encoder or ``backbone_config``."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(cfg.tokenizer_name_or_path or
                                                                  ("minilm" if cfg.backbone_config else
@@ -369,7 +203,7 @@ def evaluate_table(model: ClauseCSRMModel, table: Table) -> dict[str, float]:
     return {f"eval_{k}": float(v) for k, v in metrics.items()}
 
 
-def feature_tables(cfg: CSRMTrainConfig, model: ClauseCSRMModel, tokenizer,
+def feature_tables(cfg: ClauseTrainConfig, model: ClauseCSRMModel, tokenizer,
                    accelerator: Accelerator) -> tuple[dict[str, Any], FeatureEncoder]:
     """Stage 1: the feature tables of a run (``train``, ``eval``, ``distractors``, ``pseudo``) from the cache in
     ``checkpoint_dir`` (keyed by :func:`_feature_key`), else encoded from ``dataset_path`` and cached; under
@@ -405,11 +239,11 @@ def feature_tables(cfg: CSRMTrainConfig, model: ClauseCSRMModel, tokenizer,
     return tables, encoder
 
 
-def train_judge(model: ClauseCSRMModel, cfg: CSRMTrainConfig, tables: dict[str, Any], accelerator: Accelerator, *,
+def train_judge(model: ClauseCSRMModel, cfg: ClauseTrainConfig, tables: dict[str, Any], accelerator: Accelerator, *,
                 seed: int) -> tuple[JudgeStep, dict[str, Any]]:
     """Stage 3: the matcher, "none", severity, engagement heads and bias on ``tables["train"]`` with the reader
     frozen, from :meth:`~ClauseCSRMModel.reset_judge_heads` under ``seed`` (its own RNG: the stage is
-    reproducible from the features and the reader alone, which :mod:`csrm.training.category_transfer` relies on).
+    reproducible from the features and the reader alone, which :mod:`tools.category_transfer` relies on).
     Returns the prepared :class:`JudgeStep` and ``{log, seconds, examples_seen, pairs_seen}``."""
     t0 = time.perf_counter()
     train = tables["train"]
@@ -431,7 +265,7 @@ def train_judge(model: ClauseCSRMModel, cfg: CSRMTrainConfig, tables: dict[str, 
     n_pairs = len(train.pair_config)
     log: list[dict[str, Any]] = []
     seen_examples = seen_pairs = 0
-    for epoch in range(max(1, math.ceil(cfg.num_train_epochs))):
+    for epoch in range(cfg.num_train_epochs):
         batches = _batches(len(train.label), cfg.per_device_train_batch_size, generator, rank, world)
         pair_batches = (_batches(n_pairs, cfg.pairs_per_batch, generator, rank, world) if n_pairs
                         else [torch.zeros(0, dtype=torch.long)] * len(batches))
@@ -454,8 +288,8 @@ def train_judge(model: ClauseCSRMModel, cfg: CSRMTrainConfig, tables: dict[str, 
                    "pairs_seen": seen_pairs * world}
 
 
-def run_clause_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Train and save a clause-reading CSRM (module doc); returns a summary like :func:`csrm.training.train.run_training`."""
+def train(cfg: ClauseTrainConfig, *, raw_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train and save a clause-reading CSRM (module doc); returns a summary like :func:`csrm.model.cross_encoder.train.train`."""
     set_seed(cfg.seed)
     accelerator = Accelerator(cpu=cfg.use_cpu)
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""LoRA / QLoRA for the cross-encoder CSRM (``peft_config`` in :class:`csrm.training.config.CSRMTrainConfig`).
+"""LoRA / QLoRA for the cross-encoder CSRM (``peft_config`` in :class:`csrm.model.cross_encoder.args.CrossEncoderTrainConfig`).
 
 ``peft_config: {r: 16, lora_alpha: 32, lora_dropout: 0.05, target_modules: [q_proj, v_proj]}`` wraps the
 *backbone* in a peft LoRA model; the backbone's own weights are frozen, and the compliance and reward heads
@@ -97,7 +97,7 @@ def apply_lora(model, spec: dict[str, Any], *, gradient_checkpointing: bool = Fa
 
 
 def has_lora(model) -> bool:
-    from csrm.model.modeling import CSRMModel
+    from csrm.model.cross_encoder.modeling import CSRMModel
 
     backbone = model.backbone if isinstance(model, CSRMModel) else None
     return backbone is not None and hasattr(backbone, "merge_and_unload") and hasattr(backbone, "peft_config")

@@ -7,7 +7,7 @@ a frozen sentence encoder transfers to categories without labels (0.98 zero-shot
 the encoder loses it. So the encoder stays frozen, every input is short (a clause, a content window), and the
 trained parts are small heads that mirror :mod:`csrm.base.compliance`:
 
-1. **Config reader** (``A``): each clause ``k`` of the config (:mod:`csrm.model.clauses`) is compared with each
+1. **Config reader** (``A``): each clause ``k`` of the config (:mod:`csrm.model.clause.clauses`) is compared with each
    taxonomy category ``m`` by two scalars that carry no category identity, ``ms_km`` (late interaction: the
    category name's tokens matched to the clause's tokens, MaxSim) and ``cos_km`` (pooled clause vs "name:
    definition"), plus a low-dimensional projection of the clause's own embedding (its stance: permits,
@@ -39,14 +39,13 @@ trained parts are small heads that mirror :mod:`csrm.base.compliance`:
    ``0.1`` per allowed category used, ``2 + E[s]`` per violated one. It ranks helpful-compliant first and, among
    violations, the more severe lower; the Bradley–Terry pair loss tunes it.
 
-Everything is computed from per-text features (:mod:`csrm.model.clause_features`): a config's clauses are encoded
+Everything is computed from per-text features (:mod:`csrm.model.clause.features`): a config's clauses are encoded
 once for any number of responses, a response once for any number of configs, and nothing is truncated.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -58,7 +57,7 @@ from transformers.configuration_utils import SubConfigSpec
 from csrm.base.compliance import ALLOWED_CATEGORY_COST, UNHELPFUL_COST, VIOLATION_BASE
 from csrm.base.paths import resolve_model_name
 from csrm.base.taxonomy import RiskTaxonomy
-from csrm.model.modeling import CSRMOutput
+from csrm.model.outputs import CSRMOutput
 
 SEVERITY_LEVELS = 3
 EPS = 1e-6
@@ -162,7 +161,7 @@ class ClauseCSRMModel(PreTrainedModel):
         """The matcher, "none", severity and engagement heads, ``match_scale`` and ``bias`` at their starting
         values: pure similarity matching (zero residual), "none" and engagement leaning towards harmless and
         engaged, a default-initialised severity head (from the global RNG: seed it for a reproducible start).
-        Training's judge stage starts here; :mod:`csrm.training.category_transfer` retrains from here."""
+        Training's judge stage starts here; :mod:`tools.category_transfer` retrains from here."""
         nn.init.zeros_(self.category_head.weight)
         for null in (self.null_head, self.request_null_head):
             nn.init.zeros_(null.weight)
@@ -202,23 +201,6 @@ class ClauseCSRMModel(PreTrainedModel):
         if tokenizer is not None:
             model.set_anchors(tokenizer)
         return model
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path, *args: Any, trust_remote_code: bool = False, **kwargs: Any):
-        """``PreTrainedModel.from_pretrained``; a checkpoint saved before ``request_null_head`` gets its one
-        "none" head for requests too, and one saved before ``content_mean`` gets a zero mean (a missing buffer
-        is otherwise left uninitialised), so older checkpoints score exactly as they did."""
-        kwargs.setdefault("use_safetensors", True)
-        wants_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(path, *args, trust_remote_code=trust_remote_code,
-                                              output_loading_info=True, **kwargs)
-        missing = set(info.get("missing_keys", ()))
-        with torch.no_grad():
-            if "request_null_head.weight" in missing:
-                model.request_null_head.load_state_dict(model.null_head.state_dict())
-            if "content_mean" in missing:
-                model.content_mean.zero_()
-        return (model, info) if wants_info else model
 
     def train(self, mode: bool = True) -> ClauseCSRMModel:
         """Heads follow ``mode``; the frozen encoder always stays in eval mode (no dropout in the features)."""

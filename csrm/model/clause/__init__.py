@@ -1,0 +1,1 @@
+"""The clause-reading CSRM family: model, features, training config, trainer and predictor."""

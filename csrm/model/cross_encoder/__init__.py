@@ -1,0 +1,1 @@
+"""The cross-encoder CSRM family: one (config, conversation, response) sequence through a fine-tuned backbone."""
