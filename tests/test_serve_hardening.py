@@ -235,3 +235,23 @@ def test_admission_refuses_at_once_what_cannot_be_scored_in_time():
     assert refused_after < 0.05 and refused.retry_after > 0 and "timeout" in str(refused)
     assert len(admitted) == 1 and batcher.stats["busy"] == 1 and batcher.stats["timeouts"] == 0
     assert not any(i.startswith("b") for call in scorer.calls for i in call)  # the refused request never ran
+
+
+def test_small_batches_do_not_change_the_measured_rate():
+    """A one-item batch at idle is mostly fixed overhead: it must not make the next burst look expensive."""
+    scorer = FakeScorer(seconds_per_call=0.05)
+
+    async def main():
+        batcher = Batcher(scorer, wait_s=0.0, max_tokens=4 * 1001)
+        batcher.warm_up()
+        after_warm_up = batcher.rate
+        worker = batcher.start()
+        await batcher.submit(items("tiny", 1), [0.5], timeout=30)  # 2 estimated tokens in 0.05 s
+        after_tiny = batcher.rate
+        await batcher.submit(items("full", 4, chars=3996), [0.5] * 4, timeout=30)  # a full batch counts
+        worker.cancel()
+        return after_warm_up, after_tiny, batcher.rate, batcher.provisional
+
+    after_warm_up, after_tiny, after_full, provisional = asyncio.run(main())
+    assert after_tiny == after_warm_up  # unchanged by the tiny batch
+    assert after_full != after_warm_up and not provisional  # measured on the full batch

@@ -11,10 +11,12 @@ deadline (so a 1-item request is not stuck behind a 64-item one that has time to
 
 **Admission: only what can be scored in time.** The worker keeps an exponentially weighted average of its
 speed in seconds per estimated token (:data:`RATE_SMOOTHING`) and assumes the lower of that rate and the
-latest batch's (the app measures a warm-up batch before it opens the port, :meth:`Batcher.warm_up`). A request with a timeout is admitted only if the work queued before
-it, the batch in flight and its own work fit in :data:`ADMIT_HEADROOM` of its timeout at that rate (or if
-nothing else waits); otherwise it gets :class:`Busy` at once, with the seconds until enough work has drained
-as its ``Retry-After``. ``max_pending`` still bounds the waiting items whatever the rate. So under a burst the
+latest batch's (the app measures a warm-up batch before it opens the port, :meth:`Batcher.warm_up`). Only
+batches of at least a quarter of ``batch_tokens`` count (:data:`MEASURE_SHARE`): a one-item batch at idle
+takes mostly fixed overhead and would make the next burst look far too expensive; under load, batches are
+full. A request with a timeout is admitted only if the work queued before it, the batch in flight and its own
+work fit in :data:`ADMIT_HEADROOM` of its timeout at that rate (or if nothing else waits); otherwise it gets
+:class:`Busy` at once, with the seconds until enough work has drained as its ``Retry-After``. ``max_pending`` still bounds the waiting items whatever the rate. So under a burst the
 requests admitted complete and the rest are refused early, instead of every request waiting out its timeout.
 
 **Isolation**: if a batch fails, each request in it is scored alone, so only the request at fault gets the
@@ -46,7 +48,8 @@ MAX_PENDING = 4096
 ADMIT_HEADROOM = 0.75  # admitted work must fit in this share of the timeout (the rate is an estimate)
 RATE_SMOOTHING = 0.3  # weight of the newest batch in the throughput average
 PROVISIONAL_SHARE = 0.5  # share of the warm-up's rate admission counts on before a real batch is measured
-SMALL_SHARE = 4  # a request with at most batch_tokens / SMALL_SHARE tokens left may go ahead (module doc)
+SMALL_SHARE = 4
+MEASURE_SHARE = 4  # only batches of at least batch_tokens / MEASURE_SHARE estimated tokens update the rate  # a request with at most batch_tokens / SMALL_SHARE tokens left may go ahead (module doc)
 
 
 class Busy(Exception):
@@ -265,7 +268,9 @@ class Batcher:
             for pick in picks:
                 await self._score([pick])
             return
-        self._measure(sum(c for job, a, b in picks for c in job.costs[a:b]), time.perf_counter() - start)
+        cost = sum(c for job, a, b in picks for c in job.costs[a:b])
+        if cost >= self.max_tokens // MEASURE_SHARE:  # a small batch's time is mostly fixed overhead
+            self._measure(cost, time.perf_counter() - start)
         start_index = 0
         for job, a, b in picks:
             if not job.future.done():
