@@ -551,6 +551,18 @@ def test_requests_and_responses_have_their_own_none_head(model):
         model.load_state_dict(before)
 
 
+def test_options_the_clause_family_lacks_are_named_not_swallowed(model, tokenizer):
+    """bf16 and prefix_cache belong to the cross-encoder's predictor: set on a clause model they are an
+    InputError naming the option; unset (None) or off (False) they are accepted (the family does neither)."""
+    from csrm.base.errors import InputError
+
+    for option in ("bf16", "prefix_cache"):
+        with pytest.raises(InputError, match=f"field '{option}': the clause family does not support {option}=True"):
+            Scorer(model, tokenizer, device="cpu", **{option: True})
+    scorer = Scorer(model, tokenizer, device="cpu", bf16=False, prefix_cache=None)
+    assert isinstance(scorer.predictor, ClausePredictor) and not scorer.bf16 and not scorer.prefix_cache
+
+
 def test_the_residual_reads_content_relative_to_the_saved_training_mean(model, tmp_path):
 
     dim = model.anchors.shape[1]

@@ -13,7 +13,8 @@ run in-process, which is exactly what ``csrm <cmd> --help`` prints. While it run
 command builds its field list through ``help_text`` -> ``field_help``); each class's fields become a Markdown
 table (``csrm train`` may list one class per model family). A command whose ``--help`` does not go through
 ``field_help`` gets its ``--help`` text verbatim instead, so nothing is left out. ``COLUMNS`` is pinned so
-argparse wraps the same way everywhere. ``tests/test_docs.py`` regenerates into a temporary file and compares.
+argparse wraps the same way everywhere. The training config of every model family (``csrm.model.registry``) gets
+its own table too. ``tests/test_docs.py`` regenerates into a temporary file and compares.
 """
 
 from __future__ import annotations
@@ -106,6 +107,29 @@ def command_section(name: str, module: str, summary: str) -> str:
     return "\n".join(lines)
 
 
+def family_sections() -> list[str]:
+    """One field table per model family's training config, found through ``csrm.model.registry.FAMILIES``:
+    ``csrm train --help`` lists only the family its config names (``architecture``), so the others would
+    otherwise be missing here. Empty when the registry has no families table."""
+    from csrm.base.config import field_help
+
+    try:
+        from csrm.model.registry import FAMILIES
+    except ImportError:
+        return []
+    lines = ["## Training configs of the model families", "",
+             "`csrm train` reads the config class of the family its YAML names with `architecture` "
+             "(`csrm train CONFIG.yaml --help` lists that one).", ""]
+    for name, fam in FAMILIES.items():
+        cls = fam.load("args")
+        lines += [f"### `architecture: {name}`", "", fam.summary + ".", "",
+                  f"Config class: `{cls.__module__}.{cls.__qualname__}`.", "",
+                  "| field | type | help (default) |", "|---|---|---|"]
+        lines += [f"| `{field}` | {cell(kind)} | {cell(help_)} |" for field, kind, help_ in field_help(cls)]
+        lines.append("")
+    return ["\n".join(lines)]
+
+
 def render() -> str:
     os.environ["COLUMNS"] = "100"
     os.environ.pop("CSRM_DATA_DIR", None)  # defaults shown as the code spells them, not this machine's path
@@ -113,7 +137,7 @@ def render() -> str:
     table = ["| command | what it does |", "|---|---|"]
     table += [f"| [`csrm {name}`](#csrm-{name}) | {cell(summary)} |" for name, _, summary in rows]
     sections = [command_section(name, module, summary) for name, module, summary in rows]
-    return "\n".join([HEADER, *table, "", *sections]).rstrip() + "\n"
+    return "\n".join([HEADER, *table, "", *sections, *family_sections()]).rstrip() + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

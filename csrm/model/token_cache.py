@@ -7,7 +7,7 @@ files' sizes and modification times), the tokenizer
 (class, vocabulary, special tokens), ``max_length``, template, decoder flag, ``blind_config`` and the row
 limit; so a rerun or a resume loads the arrow file instead of tokenizing again, and a change to any of them
 writes a new one. The formatter's truncation counters are stored beside it (``.stats.json``) so a cached run
-still logs them. :func:`csrm.training.train.build_data` calls it under ``TrainingArguments.main_process_first``: on a
+still logs them. :func:`csrm.model.cross_encoder.train.build_data` calls it under ``TrainingArguments.main_process_first``: on a
 multi-process run the main process of each node tokenizes and writes the cache, the others then load it.
 """
 

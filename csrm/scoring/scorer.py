@@ -179,8 +179,8 @@ class Scorer:
                      ) -> Iterator[tuple[list[int], list[ScoreResult]]]:
         """Score lazily, yielding ``(item indices, results)`` per forward batch (for streaming writers)."""
         thresholds = self._thresholds(items, thresholds)
-        for indices, probs, rewards in self._forward(list(items)):
-            yield indices, self._results(indices, probs, rewards, thresholds)
+        for indices, probs, rewards, *extra in self._forward(list(items)):
+            yield indices, self._results(indices, probs, rewards, thresholds, *extra)
 
     # -- internals -----------------------------------------------------------------------------------
     def _thresholds(self, items: Sequence[ScoreItem], given: Sequence[float] | None) -> list[float]:
@@ -192,23 +192,27 @@ class Scorer:
 
     def _score(self, items: list[ScoreItem], thresholds: list[float]) -> list[ScoreResult]:
         out: list[ScoreResult | None] = [None] * len(items)
-        for indices, probs, rewards in self._forward(items):
-            for i, result in zip(indices, self._results(indices, probs, rewards, thresholds), strict=True):
+        for indices, probs, rewards, *extra in self._forward(items):
+            for i, result in zip(indices, self._results(indices, probs, rewards, thresholds, *extra), strict=True):
                 out[i] = result
         return out  # type: ignore[return-value]
 
     @staticmethod
-    def _results(indices: list[int], probs: list[float], rewards: list[float],
-                 thresholds: list[float]) -> list[ScoreResult]:
-        return [ScoreResult(p_comply=p, reward=r, complies=(1.0 - p) < thresholds[i], threshold=thresholds[i])
-                for i, p, r in zip(indices, probs, rewards, strict=True)]
+    def _results(indices: list[int], probs: list[float], rewards: list[float], thresholds: list[float],
+                 fields: list[dict[str, Any]] | None = None) -> list[ScoreResult]:
+        """One result per item; ``fields`` (optional, one mapping per item) are further ``ScoreResult`` fields a
+        family's predictor yields as a fourth element (e.g. which rule and turn drove the verdict)."""
+        fields = fields or [{}] * len(indices)
+        return [ScoreResult(p_comply=p, reward=r, complies=(1.0 - p) < thresholds[i], threshold=thresholds[i], **f)
+                for i, p, r, f in zip(indices, probs, rewards, fields, strict=True)]
 
     def raw_outputs(self, items: Sequence[ScoreItem]) -> tuple[np.ndarray, np.ndarray]:
         """(compliance logits before temperature, rewards) for ``items``, in input order (calibration)."""
         return self.predictor.raw_outputs(list(items))
 
-    def _forward(self, items: list[ScoreItem]) -> Iterator[tuple[list[int], list[float], list[float]]]:
-        """Yield ``(item indices, p_comply, rewards)`` per forward batch of the predictor."""
+    def _forward(self, items: list[ScoreItem]) -> Iterator[tuple]:
+        """Yield ``(item indices, p_comply, rewards[, further ScoreResult fields per item])`` per forward batch of
+        the predictor."""
         return self.predictor.forward(items)
 
 
