@@ -153,7 +153,8 @@ def scaffold(rng: random.Random, bank: ValueBank, split: str, *, n_agent: int | 
     if rng.random() < 0.15:
         turns.append(Turn("assistant", rng.choice(OPENERS)))
         n_agent = max(n_agent, 2)
+    asks = rng.sample(domain.user, len(domain.user))
     while sum(t.role == "assistant" for t in turns) < n_agent:
-        turns.append(Turn("user", fill(rng.choice(domain.user), bank, split, rng)))
+        turns.append(Turn("user", fill(asks.pop(), bank, split, rng)))
         turns.append(Turn("assistant", agent_filler(domain, bank, split, rng, rng.choice((1, 1, 2, 2, 3, 4)))))
     return Transcript(turns, {}, [frozenset({f"domain:{domain.key}"})] * len(turns), domain.key)

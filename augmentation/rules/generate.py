@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from augmentation.rules import dialogue, disclosure, obligation
+from augmentation.rules import dialogue, disclosure, ifeval, obligation, topic
 from augmentation.rules.balance import balance_lengths, lengths_probe_auroc
 from augmentation.rules.core import SPLITS
 from augmentation.rules.policy import contrast_policies, make_row, verified_pool
@@ -33,22 +33,10 @@ def _families(spec: RulesSpec, bank: ValueBank, resolve) -> tuple[dict[str, Any]
     """The family modules in use and the distractor sources (every family's business rules, IFEval rules)."""
     modules: dict[str, Any] = {"disclosure": disclosure, "obligation": obligation}
     sources = [lambda rng, split, n, m=m: m.distractors(rng, bank, split, n) for m in modules.values()]
-    try:
-        from augmentation.rules import topic
-
-        content = topic.load_content(resolve(spec.moderation) if spec.moderation else None)
-        modules["topic"] = topic.Family(content)
-        sources.append(lambda rng, split, n: modules["topic"].distractors(rng, bank, split, n))
-    except ImportError:
-        pass
-    try:
-        from augmentation.rules import ifeval
-
-        pool = ifeval.load_rules(resolve(spec.ifeval_rules))
-        modules["format"] = ifeval.Family(pool)
-        sources.append(lambda rng, split, n: modules["format"].distractors(rng, bank, split, n))
-    except ImportError:
-        pass
+    content = topic.load_content(resolve(spec.moderation) if spec.moderation else None)
+    modules["topic"] = topic.Family(content)
+    modules["format"] = ifeval.Family(ifeval.load_rules(resolve(spec.ifeval_rules)))
+    sources += [lambda rng, split, n, m=modules[f]: m.distractors(rng, bank, split, n) for f in ("topic", "format")]
     return modules, sources
 
 

@@ -93,8 +93,11 @@ def rule(rng: random.Random, split: str, y: str, kind: str, z: str) -> RuleItem:
 
 
 def _append(tr: Transcript, i: int, line: str, front: bool = False) -> None:
+    """Add ``line`` to turn ``i``; an Agent turn is then marked as holding an aside (off any domain's scope)."""
     text = tr.turns[i].text
     tr.turns[i] = Turn(tr.turns[i].role, f"{line} {text}" if front else f"{text} {line}")
+    if tr.turns[i].role == "assistant":
+        tr.topics[i] = tr.topics[i] | {"aside"}
 
 
 def make_base(rng: random.Random, bank: ValueBank, split: str, skeleton: Transcript):
