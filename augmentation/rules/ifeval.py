@@ -86,15 +86,21 @@ def _words(t: str) -> dict | None:
 def _end(t: str) -> dict | None:
     if not re.search(r"\b(end|finish)\b", t, re.I):
         return None
-    m = re.search(r"phrase:?\s*[\"']?([^\"']+?)[\"']?\s*(?:\.|$)", t) or re.search(r"with \"([^\"]+)\"", t)
+    m = re.search(r'"([^"]+)"', t) or re.search(r"phrase:\s*(.+?)\.?$", t)
     return {"end_phrase": m.group(1).strip()} if m and len(m.group(1)) < 80 else None
+
+
+def _capital(t: str) -> dict | None:
+    if re.search(r"all capital letters|all caps|capitalize all|in all uppercase", t, re.I) \
+            and not re.search(r"at least|times|words (with|in) all capital", t, re.I):
+        return {}
+    return None
 
 
 PARSERS: list[tuple[str, Callable[[str], dict | None]]] = [
     ("punctuation:no_comma", lambda t: {} if re.search(r"\bcommas?\b", t, re.I) and _NEG.search(t) else None),
     ("change_case:english_lowercase", lambda t: {} if re.search(r"lower\s?case", t, re.I) else None),
-    ("change_case:english_capital", lambda t: {} if re.search(r"all capital letters|all caps|capitalize all|in all "
-                                                               r"uppercase", t, re.I) else None),
+    ("change_case:english_capital", _capital),
     ("keywords:forbidden_words", _forbidden),
     ("keywords:existence", _existence),
     ("keywords:frequency", _frequency),
@@ -113,6 +119,12 @@ PARSERS: list[tuple[str, Callable[[str], dict | None]]] = [
     ("detectable_format:json_format", lambda t: {} if re.search(r"\bJSON\b", t) else None),
     ("detectable_format:constrained_response", lambda t: {} if "My answer is yes" in t else None),
 ]
+# constraints no parser reads (sentence or paragraph counts need nltk data; genres and languages no checker
+# here verifies): a rule that names one is left out, even when one parser reads the rest of it
+UNREAD = re.compile(r"\bsentences?\b|\bparagraphs?\b|\bsections? \d|\bSECTION\b|language|\bletter [a-z]\b|"
+                    r"\b(poem|essay|story|song|rap|blog|itinerary|resume|tweet|limerick|riddle|haiku|joke|"
+                    r"email|letter|ad|advertisement|summary|critique|lines?|question|style|tone|twice|once)\b",
+                    re.I)
 LANGDETECT = {"change_case:english_lowercase", "change_case:english_capital"}
 PAD = ("We can go through the remaining details together whenever suits you.",
        "The team has reviewed the request and everything is in order.",
@@ -135,7 +147,7 @@ class IFRule:
 def parse(text: str) -> IFRule | None:
     """The rule as one IFEval instruction, or None (no parser or several read it)."""
     found = [(name, kw) for name, parse_one in PARSERS if (kw := parse_one(text)) is not None]
-    if len(found) != 1:
+    if len(found) != 1 or UNREAD.search(text):
         return None
     name, kwargs = found[0]
     return IFRule(text, name, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items())))
@@ -233,8 +245,10 @@ class Family:
         def check(tr: Transcript) -> list[int]:
             return [i for i in tr.agent_indices() if not checker.check_following(tr.turns[i].text)]
 
+        # two keyword rules may share a policy ("never say X", "include Y"); two length or case rules may not
+        subject = rule.instruction + (str(rule.kwargs) if rule.instruction.startswith("keywords:") else "")
         return RuleItem(rule.text, "format", f"ifeval:{rule.text[:60]}", f"format:{rule.text}", check,
-                        frozenset({f"ifeval:{rule.instruction}"}))
+                        frozenset({f"ifeval:{subject}"}))
 
     def make_base(self, rng: random.Random, bank: ValueBank, split: str, skeleton: Transcript):
         rule = rng.choice(self.by_split[split])

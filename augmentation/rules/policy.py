@@ -38,7 +38,7 @@ def verified_pool(rng: random.Random, split: str, target: RuleItem, transcripts:
                   sources: list[Distractors], want: int) -> list[RuleItem]:
     """Up to ``want`` distractors no transcript breaks, sharing no subject with the target or each other."""
     used, texts, out = set(target.subjects), {target.text}, []
-    per_source = max(4, want // max(1, len(sources)) + 8)
+    per_source = max(4, want // 2 + 25)  # the disclosure, topic and format subjects run out well before
     candidates = [r for source in sources for r in source(rng, split, per_source)]
     rng.shuffle(candidates)
     for rule in candidates:
