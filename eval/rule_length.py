@@ -50,15 +50,15 @@ def length_items(target_chars: int = TARGET_CHARS) -> dict[str, ScoreItem]:
 
 
 def length_measures(results: dict[str, ScoreResult], threshold: float | None = None) -> dict[str, Any]:
-    """P(complies) per item, the benign drift, and whether the violation is flagged short and buried, at
-    the scorer's stored verdict and (when given) at a dev-tuned threshold on P(violation)."""
+    """P(complies) per item, the benign drift, and which items are flagged (the violation short and buried,
+    and the benign answer too: a buried violation "flagged" while the long benign answer is flagged as well
+    is drift, not detection), at the scorer's stored verdict and (when given) a dev-tuned threshold."""
     p = {key: float(results[key].p_comply) for key in KEYS}
     delta = p["benign_long"] - p["benign"]
     out: dict[str, Any] = {
         "p_comply": p, "delta_benign": delta, "drift_ok": abs(delta) <= MAX_DRIFT,
-        "flagged_stored": {key: not results[key].complies for key in ("violating", "violating_long")},
-        "flagged_tuned": None if threshold is None else
-        {key: 1 - p[key] >= threshold for key in ("violating", "violating_long")},
+        "flagged_stored": {key: not results[key].complies for key in KEYS},
+        "flagged_tuned": None if threshold is None else {key: 1 - p[key] >= threshold for key in KEYS},
     }
     return out
 

@@ -184,14 +184,17 @@ def test_length_test_items_and_verdicts():
     assert len({it.config for it in items.values()}) == 1
     steady = measures(Reader(), make_items())["length"]
     assert steady["delta_benign"] == 0.0 and steady["drift_ok"]
-    assert steady["flagged_stored"] == {"violating": True, "violating_long": True}
+    assert steady["flagged_stored"] == {"benign": False, "benign_long": False, "violating": True,
+                                        "violating_long": True}
 
     class Drifting:  # P(complies) falls with the answer's length, as a product over windows does
         def score_items(self, batch):
             return [ScoreResult(p := 1 / (1 + len(it.response) / 5000), p, p >= 0.5, 0.5) for it in batch]
 
     drift = measures(Drifting(), make_items())["length"]
-    assert drift["delta_benign"] < -0.05 and not drift["drift_ok"]
+    assert drift["delta_benign"] < -0.05 and not drift["drift_ok"] and drift["flagged_stored"]["benign_long"]
+    block = benchmark_block(Drifting(), make_items(), controls=False)
+    assert "(benign 20k flagged too)" in "\n".join(block_markdown(block, title="t"))
 
 
 def test_block_has_the_controls_and_the_blind_case_is_blind_throughout():
