@@ -107,10 +107,18 @@ def named_rule(items: Sequence[EvalItem], results: Sequence[ScoreResult]) -> dic
 
 
 def measures(scorer, items: Sequence[EvalItem], results: Sequence[ScoreResult] | None = None, *,
-             group_key: str = DYNABENCH_GROUP, length_test: bool = True) -> dict[str, Any]:
+             group_key: str = DYNABENCH_GROUP, length_test: bool = True, contrasts_on: str | None = None
+             ) -> dict[str, Any]:
     """Every measure (module doc) for one scorer of ScoreItems; ``results`` (aligned with ``items``) are
-    reused when given, else the items are scored here."""
+    reused when given, else the items are scored here. ``contrasts_on``: build swap, removal, pairs and
+    named rule from the items of that split only (generated data: the test split; DynaBench: all)."""
     results = list(results) if results is not None else score(scorer, [it.item for it in items])
+    all_results = results
+    if contrasts_on is not None:
+        keep = [i for i, it in enumerate(items) if it.split == contrasts_on]
+        all_items, items, results = items, [items[i] for i in keep], [results[i] for i in keep]
+    else:
+        all_items = items
     pv = [1.0 - float(r.p_comply) for r in results]
     swaps, removals = swap_contrasts(items, group_key), removal_contrasts(items)
     changed = score(scorer, [c.changed for c in swaps + removals])
@@ -128,7 +136,7 @@ def measures(scorer, items: Sequence[EvalItem], results: Sequence[ScoreResult] |
         chosen = [(pv[c.index], q) for c, q in zip(removals, removal_pv, strict=True) if c.note == note]
         out["removal"][note.replace(" ", "_")] = {
             "n": len(chosen), "share": share_more_violating([a for a, _ in chosen], [b for _, b in chosen])}
-    view = view_metrics([Scored(it, r) for it, r in zip(items, results, strict=True)], HEADLINE)
+    view = view_metrics([Scored(it, r) for it, r in zip(all_items, all_results, strict=True)], HEADLINE)
     overall = view.get("overall") or {}
     out.update({"n_test": view["n_test"], "auroc": (overall.get("stored") or {}).get("auroc"),
                 "f1_tuned": (overall.get("tuned") or {}).get("f1"), "threshold": view["tuned_threshold"]})
@@ -137,18 +145,19 @@ def measures(scorer, items: Sequence[EvalItem], results: Sequence[ScoreResult] |
     return out
 
 
-def references(items: Sequence[EvalItem]) -> dict[str, Any]:
+def references(items: Sequence[EvalItem], contrasts_on: str | None = None) -> dict[str, Any]:
     """Scorer-free reference values: the shorter-policy heuristic on the pairs, always-FAIL F1 on test."""
     test = [it.label_violation for it in items if it.split == TEST]
     positives = sum(test)
-    return {"shorter_policy_fail": shorter_policy_share(items, transcript_pairs(items)),
+    pool = [it for it in items if contrasts_on is None or it.split == contrasts_on]
+    return {"shorter_policy_fail": shorter_policy_share(pool, transcript_pairs(pool)),
             "always_fail_f1": 2 * positives / (len(test) + positives) if test else None,
             "config_blind": 0.5}
 
 
 def benchmark_block(scorer, items: Sequence[EvalItem], results: Sequence[ScoreResult] | None = None, *,
                     blind: bool = False, group_key: str = DYNABENCH_GROUP, source: str = "",
-                    controls: bool = True) -> dict[str, Any]:
+                    controls: bool = True, contrasts_on: str | None = None) -> dict[str, Any]:
     """The rule-reading block of one scorer on one item set: its columns, the references and the targets.
     ``blind``: the scorer is evaluated config-blind (``results`` were scored on blanked items), so every
     contrast is blanked too and the "config blanked" column would repeat it. ``controls``: add the config
@@ -158,19 +167,21 @@ def benchmark_block(scorer, items: Sequence[EvalItem], results: Sequence[ScoreRe
     if base is None:
         return {"status": "skipped", "reason": "this scorer reads the items' structured allow sets only"}
     is_probe = base is not scorer
+    options = {"group_key": group_key, "contrasts_on": contrasts_on}
     columns: dict[str, Any] = {MODEL: measures(BlankedScorer(base) if blind else base, items,
-                                               None if is_probe else results, group_key=group_key)}
+                                               None if is_probe else results, **options)}
     if controls and not blind and not is_probe:
-        columns[BLANKED] = measures(BlankedScorer(base), items, group_key=group_key)
+        columns[BLANKED] = measures(BlankedScorer(base), items, **options)
     if controls and not is_probe:
         from eval.surface import SurfaceProbe
 
         probe = SurfaceProbe()
         if probe.unsupported(items) is None:
-            columns[LENGTHS] = measures(probe.fitted(items), items, group_key=group_key)
+            columns[LENGTHS] = measures(probe.fitted(items), items, **options)
     groups = sorted({str(metadata(it).get(group_key)) for it in items if metadata(it).get(group_key) is not None})
     return {"status": "ok", "source": source, "group_key": group_key, "groups": groups, "n_items": len(items),
-            "columns": columns, "references": references(items), "targets": TARGETS,
+            "contrasts_on": contrasts_on or "all", "columns": columns,
+            "references": references(items, contrasts_on), "targets": TARGETS,
             "seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -192,14 +203,14 @@ def main(argv: list[str] | None = None) -> int:
     from eval.models import load_scorer
     from eval.rule_tests import load_rule_data
 
-    sets: dict[str, tuple[list[EvalItem], str, str]] = {}
+    sets: dict[str, tuple[list[EvalItem], str, str, str | None]] = {}
     try:
         if not args.no_dynabench:
             bench = load_benchmark("dynabench", args.data_dir, use_hub=False, limit=args.limit)
-            sets["DynaBench (Aug) dev half"] = (bench.items, bench.source, DYNABENCH_GROUP)
+            sets["DynaBench (Aug) dev half"] = (bench.items, bench.source, DYNABENCH_GROUP, None)
         if args.rule_data:
             items, source = load_rule_data(args.rule_data)
-            sets["generated rule data (test split)"] = (items, source, GENERATED_GROUP)
+            sets["generated rule data (test split)"] = (items, source, GENERATED_GROUP, TEST)
     except (BenchmarkUnavailable, InputError) as err:
         print(f"python -m eval.rule_reading: error: {err}", file=sys.stderr)
         return 2
@@ -207,8 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("nothing to evaluate: drop --no-dynabench or give --rule-data")
     scorer = load_scorer(args.model)
     blocks = {}
-    for title, (items, source, key) in sets.items():
-        blocks[title] = benchmark_block(scorer, items, group_key=key, source=source, controls=not args.no_controls)
+    for title, (items, source, key, contrasts_on) in sets.items():
+        blocks[title] = benchmark_block(scorer, items, group_key=key, source=source, controls=not args.no_controls,
+                                        contrasts_on=contrasts_on)
         print("\n".join(block_markdown(blocks[title], title=f"Rule reading, {title}: `{args.model}`")) + "\n")
     if args.out:
         Path(args.out).write_text(json.dumps(blocks, indent=2) + "\n", encoding="utf-8")

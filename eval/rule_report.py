@@ -65,7 +65,9 @@ def counts_line(block: dict[str, Any]) -> str:
     """How many items each measure rests on, and where they came from."""
     m = next(iter((block.get("columns") or {}).values()), {})
     removal = m.get("removal") or {}
-    return (f"Data: `{block.get('source', '')}`, {block.get('n_items')} items; rule swap over "
+    on = block.get("contrasts_on", "all")
+    return (f"Data: `{block.get('source', '')}`, {block.get('n_items')} items (contrasts built from "
+            f"{'all of them' if on == 'all' else f'the {on} split'}); rule swap over "
             f"{(m.get('swap') or {}).get('n')} single-rule FAIL items (donor: another `{block.get('group_key')}`, "
             f"closest policy length), rule removal over {removal.get('n')} FAIL items "
             f"({(removal.get('rules_left') or {}).get('n')} with rules left, {(removal.get('empty') or {}).get('n')} "

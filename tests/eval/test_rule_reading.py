@@ -226,6 +226,9 @@ def test_generated_rule_data_runs_the_same_tests(tmp_path: Path):
     assert block["groups"] == ["disclosure", "obligation"]
     blind = benchmark_block(Blind(), items, group_key="family")["columns"][MODEL]
     assert blind["swap"]["share"] == 0.5
+    on_test = benchmark_block(Reader(), items, group_key="family", contrasts_on=TEST, controls=False)
+    assert on_test["columns"][MODEL]["swap"]["n"] == 6 and on_test["columns"][MODEL]["removal"]["n"] == 9
+    assert on_test["columns"][MODEL]["n_test"] == 14  # AUROC/F1: every test item, threshold from dev.jsonl
 
 
 def test_cli_prints_the_table(tmp_path: Path, monkeypatch, capsys):
