@@ -57,6 +57,8 @@ class Recipe:
 
     sources: list[SourceSpec] = _help("input sources (list of SourceSpec mappings)", default_factory=list)
     output_dir: str = _help("output folder (replaced atomically)", default="runs/augment/out")
+    overwrite: bool = _help("write into a non-empty output_dir that is not an earlier csrm augment output (only "
+                            "the files augment writes are replaced; everything else in it is kept)", default=False)
     seed: int = _help("random seed: same recipe + seed gives byte-identical JSONL", default=0)
     taxonomy: str = _help("risk taxonomy YAML (default: configs/taxonomy/cosa8.yaml)", default="")
     modes: list[str] = _help(f"config synthesis modes: {', '.join(MODES)}", default_factory=lambda: list(MODES))

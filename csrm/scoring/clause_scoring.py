@@ -52,6 +52,11 @@ class ClauseScorer(CSRMScorer):
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(str(path)), trust_remote_code=trust_remote_code)
         return cls(model, tokenizer, **kwargs)
 
+    def clear_cache(self) -> None:
+        """Forget every cached text feature: what follows is scored as by a fresh scorer (``csrm score``
+        starts each block so, which makes a resumed run byte-identical to an uninterrupted one)."""
+        self.features.clear()
+
     def encode(self, items: Sequence[ScoreItem]):  # the cross-encoder's token layout does not apply
         raise NotImplementedError("a clause-reading CSRM has no single token sequence per item")
 

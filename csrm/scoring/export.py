@@ -54,7 +54,7 @@ from typing import Any, Literal, get_args
 
 from csrm.base.config import dump, load_command, setting
 from csrm.base.errors import InputError
-from csrm.base.io import atomic_path
+from csrm.base.io import atomic_path, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -302,7 +302,8 @@ def probe_difference(scorer, seq, tokenizer, reward_bias: float) -> float:
 
 
 def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", report: str | Path | None = None,
-           push_to_hub: str | None = None, private: bool = False, verify: bool = True) -> Path:
+           push_to_hub: str | None = None, private: bool = False, verify: bool = True,
+           overwrite: bool = False) -> Path:
     """Write the export of ``model_dir`` to ``out_dir`` (atomically); returns ``out_dir``. See the module doc."""
     from csrm.scoring.model_card import write_card
 
@@ -317,9 +318,8 @@ def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", rep
                          "(one per config clause and content window), which no single-forward transformers "
                          "architecture reproduces: export it with --format csrm and load it with csrm.load",
                          path=str(model_dir))
-    if out.exists() and any(out.iterdir()):
-        raise InputError("output folder exists and is not empty", path=str(out))
-    with atomic_path(out, is_dir=True) as partial:
+    check_output_dir(out_dir, "export", overwrite=overwrite, inputs={"model": model_dir, "report": report})
+    with atomic_path(out, is_dir=True, command="export") as partial:
         if model_type == "csrm_clause" or fmt == "csrm":
             shutil.copytree(model_dir, partial, dirs_exist_ok=True)
             write_card(partial, model_dir, kind="csrm_clause" if model_type == "csrm_clause" else "csrm",
@@ -390,7 +390,7 @@ class ExportConfig:
     """Settings of ``csrm export`` (:func:`csrm.base.config.load_command`; MODEL and OUTPUT_DIR are positional)."""
 
     model: str = setting(help="a saved CSRM folder (csrm train / csrm run output)")
-    output_dir: str = setting(help="the folder to write (must not exist, or be empty)")
+    output_dir: str = setting(help="the folder to write (new, empty, or an earlier csrm export output)")
     format: Format = setting("auto", "transformers: a standard *ForSequenceClassification folder "
                                        "(cross-encoder CSRMs); csrm: the CSRM folder as is plus a model card (for "
                                        "csrm.load); auto: transformers for a cross-encoder, csrm for a "
@@ -400,6 +400,8 @@ class ExportConfig:
     push_to_hub: str | None = setting(None, "also upload the folder to this hub repo (OWNER/NAME)")
     private: bool = setting(False, "create the hub repository as private")
     verify: bool = setting(True, "compare probe rewards with csrm.load (--no-verify skips it)")
+    overwrite: bool = setting(False, "write into a non-empty OUTPUT_DIR that is not an earlier csrm export output "
+                              "(only the files export writes are replaced; everything else is kept)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -411,7 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         out = export(cfg.model, cfg.output_dir, fmt=cfg.format, report=cfg.report, push_to_hub=cfg.push_to_hub,
-                     private=cfg.private, verify=cfg.verify)
+                     private=cfg.private, verify=cfg.verify, overwrite=cfg.overwrite)
     except InputError as err:
         print(f"csrm export: error: {err}", file=sys.stderr)
         return 2

@@ -36,6 +36,35 @@ from csrm.base.io import load_yaml
 
 logger = logging.getLogger(__name__)
 _FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_POSITIVE, _COUNT, _WEIGHT = config_system.above(0), config_system.at_least(1), config_system.at_least(0)
+# bounds of the numeric fields (csrm.base.config checks; None = unset always passes), applied to every value
+# from a file or the command line and to the built config, so --print-config refuses what the run would;
+# a table rather than metadata so the inherited TrainingArguments fields are covered the same way
+FIELD_CHECKS: dict[str, config_system.Check] = {
+    "learning_rate": _POSITIVE, "reader_learning_rate": _POSITIVE, "max_train_minutes": _POSITIVE,
+    "adam_epsilon": _POSITIVE, "logging_steps": _POSITIVE, "eval_steps": _POSITIVE, "save_steps": _POSITIVE,
+    "per_device_train_batch_size": _COUNT, "per_device_eval_batch_size": _COUNT, "pairs_per_batch": _COUNT,
+    "reader_batch_size": _COUNT, "reader_dim": _COUNT, "gradient_accumulation_steps": _COUNT,
+    "eval_accumulation_steps": _COUNT, "save_total_limit": _COUNT, "pad_to_multiple_of": _COUNT,
+    "max_train_examples": _COUNT, "max_train_pairs": _COUNT, "max_eval_examples": _COUNT, "max_eval_pairs": _COUNT,
+    "max_length": config_system.at_least(8), "reader_steps": _WEIGHT, "max_distractors": _WEIGHT,
+    "max_pseudo_prompts": _WEIGHT, "compliance_weight": _WEIGHT, "reward_weight": _WEIGHT, "aux_weight": _WEIGHT,
+    "pseudo_weight": _WEIGHT, "pseudo_margin": _WEIGHT, "margin_scale": _WEIGHT,
+    "center_rewards_coefficient": _WEIGHT, "warmup_steps": _WEIGHT, "weight_decay": _WEIGHT,
+    "max_grad_norm": _WEIGHT, "seed": _WEIGHT, "data_seed": _WEIGHT, "dataloader_num_workers": _WEIGHT,
+    "head_dropout": config_system.within(0, 1, high_open=True),
+    "adam_beta1": config_system.within(0, 1, high_open=True), "adam_beta2": config_system.within(0, 1, high_open=True),
+    "label_smoothing_factor": config_system.within(0, 1, high_open=True),
+}
+
+
+def check_bounds(values: dict[str, Any], *, source: str | None = None) -> None:
+    """Raise :class:`InputError` naming the first field of ``values`` outside its :data:`FIELD_CHECKS` bound."""
+    for key, value in values.items():
+        check = FIELD_CHECKS.get(key)
+        message = check(value) if check is not None and isinstance(value, (int, float)) else None
+        if message:
+            raise InputError(message, path=source, field=key)
 
 
 @dataclass
@@ -149,6 +178,9 @@ class CSRMTrainConfig(TrainingArguments):
     max_train_minutes: float | None = field(default=None, metadata={
         "help": "Stop training after this many minutes of the training loop (all ranks at the same step), then "
                 "evaluate and save as usual: a wall-clock budget on top of max_steps/num_train_epochs."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Write into a non-empty output_dir that is not an earlier csrm train output (only the files "
+                "training writes are replaced; everything else in it is kept)."})
     checkpoint_dir: str | None = field(default=None, metadata={
         "help": "Where Trainer checkpoints and logs go; default: '<output_dir>-checkpoints'."})
     resume_from_checkpoint: str | bool | None = field(default=None, metadata={
@@ -182,9 +214,7 @@ class CSRMTrainConfig(TrainingArguments):
         self.remove_unused_columns = False
         if self.checkpoint_dir is None:
             self.checkpoint_dir = str(Path(self.output_dir).expanduser()) + "-checkpoints"
-        for name in ("per_device_train_batch_size", "pairs_per_batch", "max_length"):
-            if getattr(self, name) < 0 or (name == "max_length" and self.max_length < 8):
-                raise InputError(f"out of range: {getattr(self, name)}", field=name)
+        check_bounds({name: getattr(self, name) for name in FIELD_CHECKS if hasattr(self, name)})
         if self.uses_deepspeed and not self.use_cpu and not _has_gpu():
             # without use_cpu, accelerate finds no backend on a CPU-only machine and counts one process
             # while DeepSpeed runs several (every rank would then see the same batches)
@@ -323,6 +353,7 @@ def check_config_dict(data: dict[str, Any], *, source: str | None = None) -> dic
             raise InputError(f"must be one of {[c for c in choices if c is not None]}, got {value!r}",
                              path=source, field=key)
         checked[key] = value
+    check_bounds(checked, source=source)
     return checked
 
 

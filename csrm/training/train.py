@@ -25,6 +25,7 @@ from transformers import AutoConfig, TrainerCallback, set_seed
 
 from csrm.base import config as config_system
 from csrm.base.errors import InputError
+from csrm.base.io import check_output_dir
 from csrm.base.paths import resolve_model_name
 from csrm.model.modeling import DTYPES, CSRMModel, is_decoder_config, load_tokenizer
 from csrm.training.config import CSRMTrainConfig, fields_help, load_train_config
@@ -177,10 +178,20 @@ def resolve_resume(cfg: CSRMTrainConfig) -> str | None:
     return str(value)
 
 
+def check_train_output(cfg: CSRMTrainConfig) -> None:
+    """Refuse an ``output_dir`` that is an input (dataset, a local model, the checkpoints), or a non-empty folder
+    that is not an earlier ``csrm train`` output, unless ``overwrite`` (:func:`csrm.base.io.check_output_dir`)."""
+    local = {name: value for name in ("model_name_or_path", "tokenizer_name_or_path")
+             if (value := getattr(cfg, name)) and Path(value).expanduser().exists()}
+    check_output_dir(cfg.output_dir, "train", overwrite=cfg.overwrite, legacy=("train_results.json",),
+                     inputs={"dataset_path": cfg.dataset_path, "checkpoint_dir": cfg.checkpoint_dir, **local})
+
+
 def run_training(cfg: CSRMTrainConfig, *, raw_config: dict[str, Any] | None = None,
                  callbacks: list[TrainerCallback] | None = None) -> dict[str, Any]:
     """Train, evaluate and save the final model to ``cfg.output_dir``; returns a summary (metrics, throughput,
     peak memory). Raises :class:`~csrm.training.trainer.NonFiniteLossError` if the loss diverges."""
+    check_train_output(cfg)
     if cfg.architecture == "clause":
         from csrm.training.clause_train import run_clause_training
 
