@@ -4,7 +4,8 @@ never delete what a user put there.
 JSONL lines are split on ``\n`` only (a trailing ``\r`` is dropped): U+2028, U+2029, U+0085 and the other
 characters ``str.splitlines`` treats as line breaks are legal inside JSON strings, and our own writer
 (``ensure_ascii=False``) emits them raw. Files written here get the permissions the process umask gives a new
-file (``0o666 & ~umask``), not the ``0o600`` of :func:`tempfile.mkstemp`.
+file (``0o666 & ~umask``), not the ``0o600`` of :func:`tempfile.mkstemp` (nor that of safetensors), and so does every
+file of a folder put in place by :func:`replace_dir`.
 
 **Output folders** (:func:`check_output_dir`, :func:`replace_dir`). A command that writes a whole folder
 (``csrm train``, ``augment``, ``export``, ``calibrate``, a run's evaluation) records what it wrote in a marker
@@ -271,6 +272,7 @@ def replace_dir(tmp: str | Path, final: str | Path, *, command: str = "csrm") ->
     first (moved back if anything fails); then the old ``final`` steps aside as ``.<name>.old`` and is removed
     once ``tmp`` is in place. A symlinked ``final`` is written through: its target is replaced."""
     tmp, final = Path(tmp), real_path(final)
+    _umask_tree(tmp)
     files = sorted(p.name for p in tmp.iterdir() if p.name != OUTPUT_MARKER)
     marker = tmp / OUTPUT_MARKER
     marker.write_text(json.dumps({"command": command, "files": files}, indent=1) + "\n", encoding="utf-8")
@@ -339,6 +341,15 @@ def load_tensor_cache(path: str | Path, classes: tuple[type, ...] = ()) -> Any:
         raise InputError(f"refused to load this cache: it is not a plain tensor file ({reason[:200]}). csrm "
                          "writes its caches with tensors only; remove the file if you did not put it there",
                          path=str(path)) from None
+
+
+def _umask_tree(folder: Path) -> None:
+    """Give every file and folder under ``folder`` the mode a plain ``open``/``mkdir`` would: some writers
+    create private files (safetensors 0.8 writes ``model.safetensors`` 0600), which another user serving the
+    model could not read."""
+    for path in [folder, *folder.rglob("*")]:
+        if not path.is_symlink():
+            _umask_mode(path, is_dir=path.is_dir())
 
 
 def write_jsonl(path: str | Path, rows: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> int:
