@@ -51,6 +51,8 @@ class Recipe:
 
     sources: list[SourceSpec] = setting(help="input sources (list of SourceSpec mappings)", default_factory=list)
     output_dir: str = setting("runs/augment/out", "output folder (replaced atomically)")
+    overwrite: bool = setting(False, "write into a non-empty output_dir that is not an earlier csrm augment output "
+                              "(only the files augment writes are replaced; everything else in it is kept)")
     seed: int = setting(0, "random seed: same recipe + seed gives byte-identical JSONL")
     taxonomy: str = setting("", "risk taxonomy YAML (default: configs/taxonomy/cosa8.yaml)")
     modes: list[str] = setting(help=f"config synthesis modes: {', '.join(MODES)}", default_factory=lambda: list(MODES))

@@ -16,6 +16,7 @@ from typing import Any
 
 from csrm.base import config as config_system
 from csrm.base.errors import InputError
+from csrm.base.io import check_output_dir
 from csrm.model.registry import DEFAULT_FAMILY, FAMILIES, Family, family
 
 
@@ -58,10 +59,21 @@ def config_class(path: str | Path | None, overrides: list[str] | None = None) ->
     return family_of(data, where).load("args")
 
 
+def check_train_output(cfg: Any) -> None:
+    """Refuse an ``output_dir`` that is an input (dataset, a local model, the checkpoints), or a non-empty folder
+    that is not an earlier ``csrm train`` output, unless ``overwrite`` (:func:`csrm.base.io.check_output_dir`)."""
+    local = {name: value for name in ("model_name_or_path", "tokenizer_name_or_path")
+             if (value := getattr(cfg, name, None)) and Path(value).expanduser().exists()}
+    inputs = {"dataset_path": cfg.dataset_path, "checkpoint_dir": getattr(cfg, "checkpoint_dir", None), **local}
+    check_output_dir(cfg.output_dir, "train", overwrite=cfg.overwrite, legacy=("train_results.json",),
+                     inputs={k: v for k, v in inputs.items() if v})
+
+
 def run_training(cfg: Any, *, raw_config: dict[str, Any] | None = None, callbacks: list | None = None
                  ) -> dict[str, Any]:
     """Train, evaluate and save the final model to ``cfg.output_dir`` with the family's trainer; returns its
     summary. ``callbacks`` (``transformers.TrainerCallback``) exist only for the cross-encoder's Trainer."""
+    check_train_output(cfg)
     fam = family(cfg.architecture)
     options = {"callbacks": callbacks} if callbacks else {}
     if callbacks and fam.name != "cross_encoder":

@@ -16,7 +16,6 @@ import pytest
 
 from csrm.base.rule_text import format_rules, split_rules
 from csrm.base.score_types import ScoreItem, ScoreResult
-from tools import rule_reading as rule_reading_tool
 from eval.benchmarks import LoadedBenchmark, dynabench
 from eval.harness import evaluate
 from eval.items import DEV, TEST, EvalItem
@@ -32,6 +31,7 @@ from eval.rule_tests import (
     swap_contrasts,
     transcript_pairs,
 )
+from tools import rule_reading as rule_reading_tool
 
 WORDS = {"leakage": ["banana", "cherry", "mango"], "experience": ["violet", "crimson", "teal"]}
 
