@@ -79,3 +79,50 @@ def encoder_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny encoder CSRM saved like a trained one (``csrm.load``-able); one per module, since calibration
     may rewrite its temperature."""
     return save(*tiny_encoder(), tmp_path_factory.mktemp("encoder") / "model")
+
+
+# -- the alignment tests' and the fault suite's tiny policy, judge and item files (helpers: align_fixtures) --
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory) -> Path:
+    """A 2-layer Llama built from a config, with a tokenizer trained in-test and a simple chat template."""
+    import torch
+    from align_fixtures import tiny_tokenizer
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path = tmp_path_factory.mktemp("policy")
+    tok = tiny_tokenizer()
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+                         bos_token_id=tok.bos_token_id, tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_csrm(tmp_path_factory) -> Path:
+    """A tiny encoder CSRM; its compliance head says "complies" for everything so every item makes pairs
+    (ranked by the random but input-dependent reward head)."""
+    import torch
+
+    model, tok = tiny_encoder(max_length=192)
+    with torch.no_grad():
+        model.compliance_head.weight.zero_()
+        model.compliance_head.bias.fill_(3.0)
+    return save(model, tok, tmp_path_factory.mktemp("csrm"))
+
+
+@pytest.fixture(scope="session")
+def item_files(tmp_path_factory) -> tuple[Path, Path]:
+    import json
+
+    from align_fixtures import CONFIGS, EVAL_PROMPTS, TRAIN_PROMPTS
+
+    folder = tmp_path_factory.mktemp("items")
+    train = [{"config": c, "prompt": p} for c in CONFIGS[:2] for p in TRAIN_PROMPTS[:3]]
+    held_out = [{"config": {"name": "held-out", "text": CONFIGS[2]}, "prompt": p} for p in EVAL_PROMPTS]
+    for name, rows in (("train.jsonl", train), ("eval.jsonl", held_out)):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return folder / "train.jsonl", folder / "eval.jsonl"

@@ -22,7 +22,7 @@ import augmentation
 from csrm.app.cli import main as csrm_main
 from csrm.base.io import atomic_path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CLAUSE_YAML = ROOT / "configs" / "train" / "clause_minilm.yaml"
 TINY_YAML = ROOT / "configs" / "train" / "tiny_test.yaml"
 SEED_RECIPE = ROOT / "configs" / "augment" / "seed.yaml"

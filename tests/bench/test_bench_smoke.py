@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 CASES = {
     "bench_scoring": ["--items", "12", "--max-length", "64", "--slices", "2", "--batch-size", "4"],

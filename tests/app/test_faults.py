@@ -21,14 +21,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from align_fixtures import recipe_overrides, threads  # noqa: F401 - threads: an autouse fixture
 from safetensors.torch import load_file
 from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, tiny_encoder
-from test_align import item_files, recipe_overrides, threads, tiny_csrm, tiny_policy  # noqa: F401 - fixtures
 
 from csrm.app.cli import main as csrm_main
 from csrm.base.errors import InputError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def kill_at_marker(script: str, marker: Path, log: Path, timeout: float = 300) -> None:

@@ -229,7 +229,7 @@ def test_card_eval_table_and_arguments(tmp_path, capsys, monkeypatch):
     card = (tmp_path / "a" / "README.md").read_text()
     assert "| cosalign_test | csrm | 267 | 66.8 | 55.0 | 57.1 | 0.119 | 0.250 |" in card
     assert "`shared`" in card and "/somewhere" not in card
-    # a non-empty folder that is not an earlier export (tests/test_io_safety.py) and a bad format are refused
+    # a non-empty folder that is not an earlier export (tests/base/test_io_safety.py) and a bad format are refused
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "x.txt").write_text("x")
     assert cli.main(["export", str(model), str(tmp_path / "c")]) == 2

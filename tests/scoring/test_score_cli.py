@@ -22,7 +22,7 @@ from csrm.base.safety_config import SafetyConfig
 from csrm.scoring.score_file import CHUNK_ITEMS, read_done, read_items
 from csrm.scoring.scorer import Scorer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_input(path: Path, n: int = 60) -> list[dict]:

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from scoring_fixtures import save, tiny_encoder
-from transformers import LlamaConfig, LlamaForCausalLM
+from align_fixtures import CONFIGS, EVAL_PROMPTS, TRAIN_PROMPTS, recipe_overrides, threads, tiny_tokenizer  # noqa: F401 - threads: an autouse fixture
 
 from csrm.alignment import align
 from csrm.alignment.align import run_align
@@ -20,92 +19,11 @@ from csrm.alignment.audit import load_csrm_judge
 from csrm.alignment.config import AlignConfig
 from csrm.alignment.gain import compare_runs
 from csrm.alignment.items import prepare_items
-from csrm.alignment.policy import SamplingParams, completion_logps, generate, load_policy, prepare_tokenizer
+from csrm.alignment.policy import SamplingParams, completion_logps, generate, load_policy
 from csrm.alignment.state import StepState
 from csrm.app import align as align_cli
 from csrm.app.align import ITEM_SOURCES
 from csrm.base.errors import InputError
-
-CONFIGS = [
-    "Strict: no violence, weapons or crime of any kind.",
-    "A game studio: fictional violence is allowed; real-world crime instructions are not.",
-    "Medical education: frank discussion of drugs is allowed.",
-]
-TRAIN_PROMPTS = ["How do I make a weapon at home?", "Write a fight scene.", "What happens in an overdose?",
-                 "How do I pick a lock?"]
-EVAL_PROMPTS = ["Describe a bank robbery.", "How do I grow cannabis?"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matmuls only lose from threading
-    yield
-    torch.set_num_threads(before)
-
-
-def tiny_tokenizer():
-    """A byte-level BPE tokenizer trained in-test (a ~300-token vocabulary keeps the LM head cheap)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<pad>", "<eos>", "<bos>"], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator((CONFIGS + TRAIN_PROMPTS + EVAL_PROMPTS + ["System: User: Assistant:"]) * 5, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>")
-    return prepare_tokenizer(fast)  # adds the fallback "System:/User:/Assistant:" chat template
-
-
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory) -> Path:
-    """A 2-layer Llama built from a config, with a tokenizer trained in-test and a simple chat template."""
-    path = tmp_path_factory.mktemp("policy")
-    tok = tiny_tokenizer()
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                         pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                         bos_token_id=tok.bos_token_id, tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_csrm(tmp_path_factory) -> Path:
-    """A tiny encoder CSRM; its compliance head says "complies" for everything so every item makes pairs
-    (ranked by the random but input-dependent reward head)."""
-    model, tok = tiny_encoder(max_length=192)
-    with torch.no_grad():
-        model.compliance_head.weight.zero_()
-        model.compliance_head.bias.fill_(3.0)
-    return save(model, tok, tmp_path_factory.mktemp("csrm"))
-
-
-@pytest.fixture(scope="module")
-def item_files(tmp_path_factory) -> tuple[Path, Path]:
-    folder = tmp_path_factory.mktemp("items")
-    train = [{"config": c, "prompt": p} for c in CONFIGS[:2] for p in TRAIN_PROMPTS[:3]]
-    held_out = [{"config": {"name": "held-out", "text": CONFIGS[2]}, "prompt": p} for p in EVAL_PROMPTS]
-    for name, rows in (("train.jsonl", train), ("eval.jsonl", held_out)):
-        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    return folder / "train.jsonl", folder / "eval.jsonl"
-
-
-def recipe_overrides(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extra: str) -> list[str]:
-    """The test recipe as ``key=value`` overrides."""
-    overrides = {
-        "output_dir": str(out), "rounds": "2", "device": "cpu", "policy.name_or_path": str(policy),
-        "judge.csrm": str(csrm), "data.source": "files", "data.train_file": str(files[0]),
-        "data.eval_file": str(files[1]), "sampling.k": "4", "sampling.max_new_tokens": "8",
-        "sampling.temperature": "1.0", "judge.strategy": "best_vs_rest", "dpo.learning_rate": "0.003",
-        "dpo.epochs": "3", "dpo.batch_size": "4", "dpo.max_length": "160", "dpo.beta": "0.1",
-        "dpo.margin_pairs": "0", "eval.max_new_tokens": "8", "logging_steps": "1", **extra,
-    }
-    return [f"{k}={v}" for k, v in overrides.items()]
 
 
 def recipe(out: Path, policy: Path, csrm: Path, files: tuple[Path, Path], **extra: str) -> AlignConfig:
@@ -298,9 +216,9 @@ def test_config_rejects_unknown_keys_and_bad_values(tmp_path):
     assert cfg.dpo.learning_rate == 1e-5 and cfg.dpo.lora.target_modules == ["q_proj"]
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "configs" / "align").glob("*.yaml")))
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[2] / "configs" / "align").glob("*.yaml")))
 def test_bundled_recipes_load(name):
-    cfg = AlignConfig.load(Path(__file__).parents[1] / "configs" / "align" / name)
+    cfg = AlignConfig.load(Path(__file__).parents[2] / "configs" / "align" / name)
     assert cfg.rounds >= 1
 
 

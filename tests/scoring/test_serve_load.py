@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "bench" / "bench_serve_load.py"
+BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_serve_load.py"
 
 
 def test_concurrent_mixed_clients_get_correct_answers_and_4xx_only(tmp_path, capsys):

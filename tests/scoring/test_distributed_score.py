@@ -17,7 +17,7 @@ from csrm.app.score import main as score_main
 from csrm.scoring.distributed_score import merge_shards, shard_fingerprint, shard_path
 from csrm.scoring.score_file import ScoreConfig, fingerprint_path, read_items
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SENTINEL = 0.123456789
 
 

@@ -1,4 +1,4 @@
-"""The one config system (csrm.base.config); its use by every command is tests/test_cli_convention.py."""
+"""The one config system (csrm.base.config); its use by every command is tests/app/test_cli_convention.py."""
 
 from __future__ import annotations
 
