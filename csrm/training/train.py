@@ -30,13 +30,17 @@ def family_of(data: dict[str, Any], where: dict[str, Any]) -> Family:
 
 def load_train_config(path: str | Path | None, overrides: list[str] | None = None, *, instantiate: bool = True,
                       **values: Any) -> tuple[Any, dict[str, Any]]:
-    """(the family's config, the mapping it was built from: the YAML with overrides and ``values`` applied) of
-    a training YAML (optional) plus overrides. ``instantiate=False`` checks everything and returns the checked
+    """(the family's config, the mapping it was built from: the YAML with overrides and ``values`` applied, its
+    values as checked) of a training YAML (optional) plus overrides. ``instantiate=False`` checks everything and returns the checked
     keyword arguments instead of the config (no ``TrainingArguments`` set-up: for checking a recipe early)."""
     data, where = config_system.read(path, [*(overrides or []), *(f"{k}={_yaml(v)}" for k, v in values.items())])
     cls = family_of(data, where).load("args")
+    kwargs = config_system.build(cls, data, instantiate=False, **where)
+    raw = {key: kwargs.get(key, value) for key, value in data.items()}  # as checked: '5e-4' is the float 0.0005
+    if not instantiate:
+        return kwargs, raw
     try:
-        return config_system.build(cls, data, instantiate=instantiate, **where), data
+        return cls(**kwargs), raw
     except InputError:
         raise
     except ValueError as err:  # TrainingArguments' own cross-field checks
