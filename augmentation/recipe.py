@@ -2,8 +2,9 @@
 
 Every field carries its help text (``setting(default, help)``, :mod:`csrm.base.config`); ``csrm augment --help`` prints them.
 Unknown keys are rejected naming the key (file, line, field). Relative paths in a recipe are resolved
-against the current folder, then the recipe's folder, then the project root; ``{data_dir}`` expands to
-:func:`csrm.base.paths.data_dir` (``$CSRM_DATA_DIR`` or ``../shared/data``).
+against the recipe's folder and the folders above it, then the current folder, then the checkout csrm runs from
+(:func:`csrm.base.paths.recipe_path`), so a recipe works from any current folder and from a wheel install;
+``{data_dir}`` expands to :func:`csrm.base.paths.data_dir` (``$CSRM_DATA_DIR`` or ``../shared/data``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from augmentation.rules.spec import RulesSpec
 from csrm.base.config import KeyPath, apply_overrides, build, fail, read, setting
 from csrm.base.errors import InputError
-from csrm.base.paths import PROJECT_ROOT, data_dir
+from csrm.base.paths import PROJECT_ROOT, data_dir, recipe_path
 
 SOURCE_TYPES = ("seed", "jsonl", "csv", "openai_moderation", "cosalign_test", "pku_saferlhf", "beavertails",
                 "wildguardmix")
@@ -145,19 +146,12 @@ def recipe_from_dict(data: dict[str, Any], overrides: list[str] | tuple[str, ...
 
 
 def resolve_path(value: str, recipe: Recipe | None = None) -> Path:
-    """Expand ``{data_dir}`` and resolve a recipe-relative path (cwd, recipe folder, project root)."""
-    expanded = Path(value.replace("{data_dir}", str(data_dir())).replace("{project}", str(PROJECT_ROOT)))
-    if expanded.is_absolute():
-        return expanded
-    candidates = [Path.cwd() / expanded]
+    """Expand ``{data_dir}`` and resolve a recipe-relative path (module doc: the recipe's folder and those above
+    it, the current folder, the checkout csrm runs from)."""
     base = getattr(recipe, "_base_dir", None)
-    if base is not None:
-        candidates.append(Path(base) / expanded)
-    candidates.append(PROJECT_ROOT / expanded)
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate
-    return candidates[0]
+    expanded = value.replace("{data_dir}", str(data_dir(base))).replace("{project}", str(PROJECT_ROOT))
+    found = recipe_path(expanded, base)
+    return found if found.exists() or base is not None else Path.cwd() / expanded
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

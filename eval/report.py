@@ -169,11 +169,17 @@ def write_report(run: EvalRun, out_dir: str | Path, *, published: dict[str, list
         if test:
             curves[br.benchmark.title] = ([s.item.views[HEADLINE] for s in test], [s.p_violation for s in test])
         groups = report["benchmarks"][name]["views"][HEADLINE]["groups"]
-        f1 = {_label(g): (b or {}).get("stored", {}).get("f1") for g, b in groups.items()}
-        f1 = {g: v for g, v in f1.items() if v is not None}
+        # F1 of a group without a violation is undefined (no positives), not 0: such groups get no bar and are
+        # named in the title; the augmented benchmark's groups are its synthesis modes, not configs
+        stored = {_label(g): (b or {}).get("stored", {}) for g, b in groups.items()}
+        f1 = {g: m["f1"] for g, m in stored.items() if m.get("f1") is not None and m.get("positives", 1) > 0}
+        undefined = [g for g, m in stored.items() if m.get("f1") is not None and m.get("positives", 1) == 0]
+        per = "augmentation mode" if name == "augmented" else "config"
         if f1:
-            paths[f"f1_{name}"] = plot_bars(out / f"f1_by_config_{slug(name)}.png", f1, ylabel="F1 (stored threshold)",
-                                            title=f"{br.benchmark.title}: F1 per config (test)")
+            paths[f"f1_{name}"] = plot_bars(
+                out / f"f1_by_config_{slug(name)}.png", f1, ylabel="F1 (stored threshold)",
+                title=f"{br.benchmark.title}: F1 per {per} (test)"
+                + (f"\nundefined, no violation: {', '.join(undefined)}" if undefined else ""))
     if curves:
         paths["reliability"] = plot_reliability(out / "reliability.png", curves,
                                                 title=f"Reliability, test, {run.model}")

@@ -15,6 +15,10 @@ are resampled with replacement within each config (CoSA-Score macro-averages ove
 before and every after-run (the answers are paired by item), and the gain is the after-runs' mean minus
 before. The point estimate equals the difference of the reports' CoSA-Scores (averaged over the runs). The
 interval covers item sampling only: the variation between seeds shows in the per-run gains beside it.
+
+The resampling is ``scipy.stats.bootstrap`` (percentile interval) with one sample per config: scipy resamples
+each sample on its own, which is the within-config stratification, and the pairing is kept by bootstrapping
+the per-item differences. A config with a single item is a constant (scipy needs two observations per sample).
 """
 
 from __future__ import annotations
@@ -60,13 +64,31 @@ def gain_interval(before: Sequence[dict[str, Any]], afters: Sequence[Sequence[di
     before_score = float(np.mean([b.mean() for b, _ in per_config]))
     run_scores = [float(np.mean([a[k].mean() for _, a in per_config])) for k in range(len(runs))]
     diffs = [a.mean(axis=0) - b for b, a in per_config]  # mean over runs, per item
-    rng = np.random.default_rng(seed)
-    boot = np.mean([d[rng.integers(0, len(d), size=(draws, len(d)))].mean(axis=1) for d in diffs], axis=0)
-    tail = (1.0 - level) / 2.0
+    low, high = _stratified_interval(diffs, level=level, draws=draws, seed=seed)
     return {"before": before_score, "after": float(np.mean(run_scores)), "gain": float(np.mean(run_scores)) - before_score,
-            "low": float(np.quantile(boot, tail)), "high": float(np.quantile(boot, 1.0 - tail)), "level": level,
+            "low": low, "high": high, "level": level,
             "per_run_gain": [s - before_score for s in run_scores], "runs": len(runs),
             "items": int(sum(len(d) for d in diffs)), "configs": len(configs), "draws": draws}
+
+
+def _stratified_interval(diffs: Sequence[np.ndarray], *, level: float, draws: int, seed: int
+                         ) -> tuple[float, float]:
+    """Percentile interval of the mean over configs of each config's mean difference, items resampled within
+    each config (module doc)."""
+    from scipy.stats import bootstrap
+
+    varied = [d for d in diffs if len(d) >= 2]
+    fixed = float(sum(d.mean() for d in diffs if len(d) < 2))
+    if not varied:
+        value = fixed / len(diffs)
+        return value, value
+
+    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        return (sum(sample.mean(axis=axis) for sample in samples) + fixed) / len(diffs)
+
+    result = bootstrap(tuple(varied), statistic, n_resamples=draws, confidence_level=level, method="percentile",
+                       vectorized=True, rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
 
 
 def resolve_eval(path: str | Path) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 from csrm.base.config import at_least, dump, load_command, setting
@@ -30,6 +31,12 @@ class CalibrateConfig:
     dataset_path: str = setting(help="augmentation output folder (examples/ with the split), as dataset_path of "
                                 "csrm train")
     split: str = setting("validation", "split to fit on")
+    subset: str = setting("all", "rows of the split to fit on: 'all', or 'eval_dev' = only the dev slice csrm "
+                          "eval's augmented benchmark draws from this split, so its test slice stays unseen (what "
+                          "csrm run does)", check=lambda v: None if v in ("all", "eval_dev") else
+                          f"must be all or eval_dev, got {v!r}")
+    keep_if_worse: bool = setting(False, "write the fitted temperature even when it raises the ECE on the fit "
+                                  "rows (by default such a fit is reported and not applied)")
     batch_tokens: int | None = setting(None, "max padded tokens (rows x longest) per forward batch (default 8192 "
                                        "on GPU, 2048 on CPU)", check=at_least(1))
     max_examples: int | None = setting(None, "fit on at most this many examples", check=at_least(1))
@@ -44,6 +51,23 @@ class CalibrateConfig:
                               "output (only report.json and reliability.png are replaced)")
 
 
+def eval_dev_ids(dataset_dir: str | Path, split: str = "validation") -> tuple[list[str], str]:
+    """(example ids, description) of the dev slice ``csrm eval``'s augmented benchmark draws from ``split`` of
+    an augmentation folder: the rows calibration may see without touching the benchmark's test slice (the
+    draw is :func:`eval.items.assign_dev_slice`, the same call the evaluation makes)."""
+    from eval.benchmarks import load_benchmark
+    from eval.benchmarks.augmented import FILE
+    from eval.items import DEV
+
+    if split != "validation" or not (Path(dataset_dir) / FILE).is_file():
+        raise InputError(f"subset eval_dev needs the validation split ({FILE}) the augmented benchmark reads",
+                         path=str(dataset_dir), field="subset")
+    bench = load_benchmark("augmented", dataset_dir, use_hub=False)
+    ids = [it.item.item_id for it in bench.items if it.split == DEV]
+    return ids, f"the dev slice of split 'validation' that eval's augmented benchmark tunes on ({bench.dev_rule}); " \
+                f"disjoint from its test slice"
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg, print_config = load_command(CalibrateConfig, "csrm calibrate", __doc__.split("\n\n")[0],
                                      sys.argv[1:] if argv is None else argv)
@@ -53,16 +77,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from csrm.training.calibration import calibrate
 
+        ids, fit_on = eval_dev_ids(cfg.dataset_path, cfg.split) if cfg.subset == "eval_dev" else (None, None)
         report = calibrate(cfg.model, cfg.dataset_path, split=cfg.split, batch_tokens=cfg.batch_tokens,
                            max_examples=cfg.max_examples, output_dir=cfg.output_dir, write=not cfg.dry_run,
-                           device=cfg.device, progress=cfg.progress, report_to=cfg.report_to,
-                           overwrite=cfg.overwrite)
+                           device=cfg.device, progress=cfg.progress, report_to=cfg.report_to, example_ids=ids,
+                           fit_on=fit_on, keep_if_worse=cfg.keep_if_worse, overwrite=cfg.overwrite)
     except InputError as err:
         print(f"csrm calibrate: error: {err}", file=sys.stderr)
         return 2
     before, after = report["before"], report["after"]
     print(f"temperature {before['temperature']:.3f} -> {after['temperature']:.3f} on {report['n']} examples "
-          f"({report['positives']} violations)")
+          f"({report['positives']} violations; {report['fit_on']})")
+    if not report["applied"]:
+        print(f"not applied: {report['not_applied_reason']}")
     if report.get("request_temperature") is not None:
         print(f"request temperature {report['request_temperature']:.3f} ({report['requests']} requests)")
     print(f"ECE   {before['ece']:.4f} -> {after['ece']:.4f}\nBrier {before['brier']:.4f} -> {after['brier']:.4f}\n"

@@ -4,9 +4,11 @@ Stages, each writing into ``output_dir``:
 
 1. ``augment``   -> ``output_dir/data``            (the augmentation recipe named by ``augment``)
 2. ``train``     -> ``output_dir/model``           (the training config named by ``train``)
-3. ``calibrate`` -> ``output_dir/calibration.json`` (temperature fitted on the held-out validation split)
+3. ``calibrate`` -> ``output_dir/calibration.json`` (temperature fitted on the dev slice of the validation split
+   that evaluation tunes on, never on the test slice it reports; not applied when it raises that slice's ECE)
 4. ``baselines`` -> ``output_dir/model_blind`` (config-blind: same backbone and data, config removed), if asked
-5. ``eval``      -> ``output_dir/eval/<model>/``    (``csrm eval``'s harness on each benchmark)
+5. ``eval``      -> ``output_dir/eval/<label>/``    (``csrm eval``'s harness on each benchmark; label ``csrm``,
+   ``config_blind``, ``zero-shot_<model>``, ...)
 6. ``report``    -> ``output_dir/report.md`` + ``report.json`` (printed at the end)
 
 **Honest reruns.** Every stage has a fingerprint: a hash of its resolved settings, of the files it reads and of
@@ -14,6 +16,14 @@ the fingerprints of the stages it reads from (:mod:`csrm.app.run_state`). A stag
 exists and its recorded fingerprint (``output_dir/stages.json``) matches; a changed setting reruns that stage and,
 through the upstream fingerprints, every stage after it. A killed run resumes at the first unfinished stage;
 ``force=true`` reruns everything. The report lists which stages ran in this invocation and which were reused.
+
+**Paths.** Files the recipe names resolve against the recipe's folder and the folders above it, then the current
+folder, then the checkout csrm runs from (:func:`csrm.base.paths.recipe_path`), so ``csrm run
+<clone>/configs/pipeline/default.yaml`` works from any folder and from a wheel install. The shared data folder
+is ``data_dir``, else :func:`csrm.base.paths.data_dir` near the recipe; every stage of the run reads that one
+folder (``$CSRM_DATA_DIR`` is set to it while the run lasts). A recipe whose augmentation sources live there
+and are missing stops before any stage, naming ``data_dir``; optional training files that are missing
+(distractor rules, pseudo-label prompts) are trained without and named in the report.
 
 Every stage writes its output atomically (a temporary folder or file renamed into place), so a stage's output
 exists only once it is complete.
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -37,7 +48,7 @@ from csrm.base import config as config_system
 from csrm.base.config import setting
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path, remove_stale_temps, write_json
-from csrm.base.paths import DEFAULT_TAXONOMY, PROJECT_ROOT, data_dir, project_path
+from csrm.base.paths import DEFAULT_TAXONOMY, PROJECT_ROOT, data_dir, recipe_path
 
 # local folders each public benchmark reads under data_dir (their files are fingerprinted)
 BENCH_FOLDERS = {"cosapien": ("cosapien", "cosapien_configs"), "dynabench": ("dynabench",),
@@ -49,7 +60,7 @@ RUN_PATH_KEYS = {"dataset_path", "output_dir", "checkpoint_dir", "resume_from_ch
 
 @dataclass
 class PipelineConfig:
-    """A pipeline recipe (YAML). Paths are relative to the working directory, else to the project root."""
+    """A pipeline recipe (YAML). Paths are relative to the recipe's folder (module doc)."""
 
     name: str = setting(help="recipe name (used in the report)")
     augment: str = setting(help="augmentation recipe YAML (configs/augment/...)")
@@ -62,8 +73,9 @@ class PipelineConfig:
     calibrate: bool = setting(True, "fit the temperature on the validation split")
     bench: list[str] = setting(help="benchmarks to evaluate: augmented (the held-out split of this run's data), cosalign-test, "
                 "cosapien, dynabench", default_factory=lambda: ["augmented"])
-    data_dir: str = setting("", "data folder for the public benchmarks; "
-                                                               "default $CSRM_DATA_DIR or ../shared/data")
+    data_dir: str = setting("", "the shared data folder ('{data_dir}' in the augmentation and training configs, "
+                            "and the public benchmarks); default $CSRM_DATA_DIR, else ../shared/data beside the "
+                            "checkout (of csrm, else of this recipe), else ~/.cache/csrm/data")
     eval_limit: int | None = setting(None, "at most N dev and N test items per benchmark")
     use_hub: bool = setting(False, "let benchmarks load from the Hugging Face Hub")
     baselines: list[str] = setting(help="config_blind (train the same model without configs) and/or zero-shot:<model> (e.g. "
@@ -82,9 +94,17 @@ class PipelineConfig:
                                  "probe:clause-similarity, probe:category-logreg or probe:surface", field="baselines")
 
 
-def resolve(path: str) -> Path:
-    """A path as given if it exists, else relative to the project root (so recipes run from anywhere)."""
-    return project_path(path)
+def resolve(path: str, cfg: PipelineConfig | None = None) -> Path:
+    """A file ``cfg``'s recipe names: against the recipe's folder and those above it, then the current folder,
+    then the checkout csrm runs from (module doc)."""
+    return recipe_path(path, getattr(cfg, "_base_dir", None))
+
+
+def data_root(cfg: PipelineConfig) -> Path:
+    """The run's shared data folder: ``data_dir``, else :func:`csrm.base.paths.data_dir` near the recipe."""
+    if cfg.data_dir:
+        return recipe_path(cfg.data_dir, getattr(cfg, "_base_dir", None))
+    return data_dir(getattr(cfg, "_base_dir", None))
 
 
 def load_pipeline_config(path: str | Path, overrides: Sequence[str] = ()) -> PipelineConfig:
@@ -94,7 +114,9 @@ def load_pipeline_config(path: str | Path, overrides: Sequence[str] = ()) -> Pip
     if not found.is_file():
         raise InputError(f"pipeline recipe not found (looked in the current folder and {PROJECT_ROOT})",
                          path=str(path))
-    return config_system.load(PipelineConfig, found, overrides)
+    cfg = config_system.load(PipelineConfig, found, overrides)
+    cfg._base_dir = found.resolve().parent  # type: ignore[attr-defined]
+    return cfg
 
 
 def check_recipe(cfg: PipelineConfig) -> None:
@@ -106,12 +128,18 @@ def check_recipe(cfg: PipelineConfig) -> None:
     from eval.benchmarks import resolve_names
 
     for name, value in (("augment", cfg.augment), ("train", cfg.train)):
-        if not resolve(value).is_file():
-            raise InputError(f"file not found (looked in the current folder and {PROJECT_ROOT})", field=name,
-                             path=value)
-    augmentation.load_recipe(resolve(cfg.augment), list(cfg.augment_overrides))
+        if not resolve(value, cfg).is_file():
+            raise InputError("file not found (looked in the recipe's folder and those above it, the current folder "
+                             f"and {PROJECT_ROOT})", field=name, path=value)
+    recipe = augmentation.load_recipe(resolve(cfg.augment, cfg), list(cfg.augment_overrides))
+    missing = [s.path for s in recipe.sources if "{data_dir}" in s.path and not Path(
+        s.path.replace("{data_dir}", str(data_root(cfg)))).exists()]
+    if missing:
+        raise InputError(f"the augmentation recipe reads {', '.join(missing)}, not found in the shared data folder "
+                         f"{data_root(cfg)}: set data_dir (or CSRM_DATA_DIR) to the folder that holds them",
+                         field="data_dir", path=str(resolve(cfg.augment, cfg)))
     try:
-        load_train_config(resolve(cfg.train), list(cfg.train_overrides), instantiate=False)
+        load_train_config(resolve(cfg.train, cfg), list(cfg.train_overrides), instantiate=False)
     except InputError as err:  # an override of the recipe's train_overrides: say so, not "command line"
         if err.path != config_system.COMMAND_LINE:
             raise
@@ -177,7 +205,7 @@ class Pipeline:
     def augment(self) -> None:
         import augmentation
 
-        recipe = augmentation.load_recipe(resolve(self.cfg.augment), list(self.cfg.augment_overrides))
+        recipe = augmentation.load_recipe(resolve(self.cfg.augment, self.cfg), list(self.cfg.augment_overrides))
         settings = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in {"output_dir", "progress", "overwrite"}}
         spec = StageSpec("augment", settings, inputs=augment_inputs(recipe))
         self._stage(spec, self.data / "manifest.json", lambda: augmentation.run(recipe, output_dir=self.data),
@@ -188,7 +216,7 @@ class Pipeline:
 
         target = self.model_dir(blind)
         checkpoints = Path(f"{target}-checkpoints")
-        config_path = resolve(self.cfg.train)
+        config_path = resolve(self.cfg.train, self.cfg)
         fields = {f.name for f in dataclasses.fields(config_class(config_path, list(self.cfg.train_overrides)))}
         run = {"dataset_path": str(self.data), "output_dir": str(target), "checkpoint_dir": str(checkpoints),
                "resume_from_checkpoint": "auto", "blind_config": "true" if blind else None,
@@ -243,11 +271,15 @@ class Pipeline:
                 self.state.forget(name)
                 self.log(f"[csrm run] {name}: off; removed the temperature an earlier run had fitted")
             return
-        spec = StageSpec(name, {"split": "validation"}, upstream={
+        spec = StageSpec(name, {"split": "validation", "subset": "eval_dev"}, upstream={
             "augment": self.fingerprints["augment"], "train": self.fingerprints[train_name]})
 
         def work() -> None:
-            report = calibrate(self.model_dir(blind), self.data, split="validation", report_to=self.report_to)
+            from csrm.app.calibrate import eval_dev_ids
+
+            ids, fit_on = eval_dev_ids(self.data, "validation")
+            report = calibrate(self.model_dir(blind), self.data, split="validation", report_to=self.report_to,
+                               example_ids=ids, fit_on=fit_on, progress=True)
             write_json(output, report)
 
         self._stage(spec, output, work)
@@ -261,7 +293,7 @@ class Pipeline:
 
         output = self.eval_dir(label)
         self.eval_labels.append(label)
-        bench_root = Path(self.cfg.data_dir) if self.cfg.data_dir else data_dir()
+        bench_root = data_root(self.cfg)
         upstream = {}
         if "augmented" in self.cfg.bench:
             upstream["augment"] = self.fingerprints["augment"]
@@ -306,6 +338,18 @@ class Pipeline:
         return text
 
     def run(self) -> str:
+        """Every stage, with ``$CSRM_DATA_DIR`` set to the run's data folder meanwhile (module doc)."""
+        before = os.environ.get("CSRM_DATA_DIR")
+        os.environ["CSRM_DATA_DIR"] = str(data_root(self.cfg))
+        try:
+            return self._run()
+        finally:
+            if before is None:
+                os.environ.pop("CSRM_DATA_DIR", None)
+            else:
+                os.environ["CSRM_DATA_DIR"] = before
+
+    def _run(self) -> str:
         start = time.perf_counter()
         check_recipe(self.cfg)  # every field and file it names, before any stage
         self.out.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,16 @@
 """The one-page report of ``csrm run``: data, training, calibration, and every model's headline numbers side by
-side (ours, baselines, published) per benchmark."""
+side (ours, baselines, published) per benchmark.
+
+It says only what happened: times are the stages' measured ones (``timings.json``), paths are the run's real
+folders, a metric that is undefined on the items (AUROC of a group with one class, F1 of a group without a
+violation) reads ``n/a`` rather than a number or a blank, the augmented benchmark's groups are named as what
+they are (augmentation modes), training files the run went without are listed, and the calibration paragraph
+names the rows the temperature was fitted on and whether it was applied."""
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +24,8 @@ def _read(path: Path) -> dict[str, Any]:
 
 
 def _fmt(key: str, value: Any) -> str:
-    if value is None:
-        return "–"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
     return f"{100 * value:.1f}" if key in PERCENT else f"{value:.3f}"
 
 
@@ -70,15 +77,12 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
                   f"Validation (threshold 0.5, violation positive): F1 {_fmt('f1', ev.get('eval_f1'))}, "
                   f"AUROC {_fmt('auroc', ev.get('eval_auroc'))}, ECE {_fmt('ece', ev.get('eval_ece'))}, "
                   f"pair accuracy {_fmt('f1', ev.get('eval_pair_accuracy'))}.", ""]
+        for field, why in (training.get("skipped") or {}).items():
+            lines[-1:-1] = [f"- **Trained without `{field}`**: {why}. The model is weaker than the training "
+                            "config describes; set `data_dir` (or CSRM_DATA_DIR) to the shared data folder to "
+                            "include it."]
     if calibration:
-        before, after = calibration.get("before", {}), calibration.get("after", {})
-        lines += ["## Calibration", "",
-                  f"Temperature {calibration.get('temperature', 1):.3f}"
-                  + (f" (request screening: {calibration['request_temperature']:.3f}, fitted on its "
-                     f"{calibration.get('requests')} requests)" if calibration.get("request_temperature") else "")
-                  + f" fitted on {calibration.get('n')} validation "
-                  f"examples: ECE {_fmt('ece', before.get('ece'))} -> {_fmt('ece', after.get('ece'))}, Brier "
-                  f"{_fmt('brier', before.get('brier'))} -> {_fmt('brier', after.get('brier'))}.", ""]
+        lines += ["## Calibration", "", _calibration_text(calibration), ""]
     benches: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for label, report in evals.items():
         for name, bench in report.get("benchmarks", {}).items():
@@ -104,7 +108,7 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
                                   "dev_calibrated": devcal, "extra": {}}
             lines.append(_row([label, str(view.get("n_test")), *[_fmt(k, stored.get(k)) for _, k in COLUMNS],
                                _fmt("f1", tuned.get("f1")), _fmt("ece", devcal.get("ece"))]))
-            notes += _bench_notes(label, bench, table[name][label]["extra"])
+            notes += _bench_notes(label, bench, table[name][label]["extra"], name)
         for pub in ok[0][1].get("published", []):
             cells = [_fmt(k, pub[k] / 100) if k in pub else "" for _, k in COLUMNS]
             who = pub["model"] + (" (secondary)" if pub.get("secondary") else "")
@@ -118,7 +122,8 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
             lines += ["", *run_rows(rule_blocks)]
             for label, block in rule_blocks.items():
                 table[name][label]["extra"]["rule_reading"] = block
-        lines += ["", f"Details: `{out / 'eval'}/<model>/report.md`.", ""]
+        details = ", ".join(f"`{out / 'eval' / label / 'report.md'}`" for label, _ in ok)
+        lines += ["", f"Details: {details}.", ""]
     if status:
         lines += ["## Stages", "", "Reused = output kept from an earlier invocation because its fingerprint (settings, "
                   "inputs, upstream stages) is unchanged; ran = computed by this invocation.", "",
@@ -130,17 +135,37 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
         lines.append("")
     lines.insert(2, "Positive class = violation; F1/P/R/Acc at each model's stored threshold, "
                     "\"F1 dev-tuned\" at a threshold chosen on the dev split only, \"ECE dev-cal\" after a "
-                    "temperature fitted on the benchmark's dev split only. Percentages except ECE/Brier.")
+                    "temperature fitted on the benchmark's dev split only. Percentages except ECE/Brier. "
+                    "n/a = undefined on these items (e.g. AUROC with one class).")
     data = {"name": cfg.name, "output_dir": str(out), "timings": timings, "training": training,
             "calibration": {k: calibration.get(k) for k in ("temperature", "request_temperature", "before", "after",
-                                                            "n")},
+                                                            "n", "fit_on", "applied", "not_applied_reason")},
+            "skipped_training_files": training.get("skipped") or {},
             "benchmarks": table,
             "stages": {name: {"status": state, "fingerprint": records.get(name, {}).get("fingerprint")}
                        for name, state in status.items()}}
     return "\n".join(lines) + "\n", data
 
 
-def _bench_notes(label: str, bench: dict[str, Any], extra: dict[str, Any]) -> list[str]:
+def _calibration_text(calibration: dict[str, Any]) -> str:
+    """The calibration paragraph: what was fitted, on which rows, the ECE/Brier it gave there, and whether the
+    model keeps it."""
+    before, after = calibration.get("before", {}), calibration.get("after", {})
+    fitted = calibration.get("fitted_temperature", calibration.get("temperature", 1.0))
+    request = calibration.get("fitted_request_temperature", calibration.get("request_temperature"))
+    text = (f"Temperature {fitted:.3f}"
+            + (f" (request screening: {request:.3f}, fitted on its {calibration.get('requests')} requests)"
+               if request else "")
+            + f" fitted on {calibration.get('n')} examples: {calibration.get('fit_on') or 'the validation split'}. "
+            f"On those rows: ECE {_fmt('ece', before.get('ece'))} -> {_fmt('ece', after.get('ece'))}, Brier "
+            f"{_fmt('brier', before.get('brier'))} -> {_fmt('brier', after.get('brier'))}.")
+    if calibration.get("applied", True):
+        return text + " Applied: the model's stored temperature is this one."
+    return (text + f" **Not applied**: {calibration.get('not_applied_reason')}; the model keeps temperature "
+            f"{calibration.get('temperature', 1.0):.3f}.")
+
+
+def _bench_notes(label: str, bench: dict[str, Any], extra: dict[str, Any], benchmark: str = "") -> list[str]:
     """Lines under a benchmark's table: the views beyond the headline, per-config AUROC, and how DynaBench's
     counterfactual copies are judged; the same numbers go into ``extra`` for report.json."""
     out: list[str] = []
@@ -158,7 +183,8 @@ def _bench_notes(label: str, bench: dict[str, Any], extra: dict[str, Any]) -> li
     per_config = {g: ((b or {}).get("stored") or {}).get("auroc") for g, b in groups.items()}
     if per_config and len(per_config) <= 12:
         extra["auroc_per_config"] = per_config
-        parts.append("AUROC per config: " + ", ".join(f"{g.split(':')[-1]} {_fmt('auroc', v)}"
+        per = "augmentation mode" if benchmark == "augmented" else "config"
+        parts.append(f"AUROC per {per}: " + ", ".join(f"{g.split(':')[-1]} {_fmt('auroc', v)}"
                                                       for g, v in per_config.items()))
     kinds = (views.get("headline") or {}).get("kinds") or {}
     for kind, summary in kinds.items():

@@ -17,34 +17,34 @@ from sklearn import metrics as skm
 ECE_BINS = 15
 
 
-def expected_calibration_error(labels: Sequence[int], probs: Sequence[float], n_bins: int = ECE_BINS) -> float:
-    """ECE with ``n_bins`` equal-width bins over the positive-class probability:
-    Σ_b (n_b / N) · |mean(p in b) − frac(y = 1 in b)|."""
-    y, p = np.asarray(labels, dtype=float), np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
-    if len(y) == 0:
-        return float("nan")
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    ece = 0.0
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            ece += mask.mean() * abs(p[mask].mean() - y[mask].mean())
-    return float(ece)
+def _bin_index(probs: np.ndarray, n_bins: int) -> np.ndarray:
+    """The equal-width bin of each probability, with the edges ``sklearn.calibration.calibration_curve``
+    uses (``np.searchsorted`` over the inner edges), so counts, ECE and the curve agree item for item."""
+    return np.searchsorted(np.linspace(0.0, 1.0, n_bins + 1)[1:-1], probs)
 
 
 def reliability_curve(labels: Sequence[int], probs: Sequence[float], n_bins: int = ECE_BINS
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-bin (mean predicted probability, observed positive rate, count); empty bins are dropped."""
+    """Per-bin (mean predicted probability, observed positive rate, count); empty bins are dropped. The
+    first two are ``sklearn.calibration.calibration_curve`` (uniform bins); it returns no counts, so those are
+    counted here over the same bins."""
+    from sklearn.calibration import calibration_curve
+
     y, p = np.asarray(labels, dtype=float), np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    conf, freq, count = [], [], []
-    for b in range(n_bins):
-        mask = bins == b
-        if mask.any():
-            conf.append(p[mask].mean())
-            freq.append(y[mask].mean())
-            count.append(int(mask.sum()))
-    return np.array(conf), np.array(freq), np.array(count)
+    if len(y) == 0:
+        return np.array([]), np.array([]), np.array([], dtype=int)
+    freq, conf = calibration_curve(y, p, n_bins=n_bins, strategy="uniform")
+    count = np.bincount(_bin_index(p, n_bins), minlength=n_bins)
+    return conf, freq, count[count > 0]
+
+
+def expected_calibration_error(labels: Sequence[int], probs: Sequence[float], n_bins: int = ECE_BINS) -> float:
+    """ECE with ``n_bins`` equal-width bins over the positive-class probability:
+    Σ_b (n_b / N) · |mean(p in b) − frac(y = 1 in b)|, from :func:`reliability_curve`'s bins."""
+    if len(labels) == 0:
+        return float("nan")
+    conf, freq, count = reliability_curve(labels, probs, n_bins)
+    return float(np.sum(count / count.sum() * np.abs(conf - freq)))
 
 
 def classification_metrics(labels: Sequence[int], probs: Sequence[float], threshold: float = 0.5) -> dict[str, float]:

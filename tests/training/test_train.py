@@ -253,10 +253,11 @@ def test_the_clause_config_offers_only_what_its_trainer_reads(tmp_path):
     assert config.architecture == "clause" and "architecture" not in raw  # the default family
     assert config.checkpoint_dir == f"{tmp_path / 'm'}-checkpoints"
     for key, why in (("max_steps=2", "use num_train_epochs"), ("resume_from_checkpoint=auto", "no checkpoints"),
-                     ("max_train_minutes=5", "no wall-clock budget"), ("weight_decay=0.1", "weight decay"),
-                     ("report_to=wandb", "train_results.json")):
+                     ("max_train_minutes=5", "no wall-clock budget"), ("weight_decay=0.1", "weight decay")):
         with pytest.raises(InputError, match=f"field '{key.split('=')[0]}': not supported here: .*{why}"):
             load_train_config(None, [*base, key])
+    with pytest.raises(InputError, match="field 'report_to': the clause trainer reports to none, wandb, all"):
+        load_train_config(None, [*base, "report_to=tensorboard"])
     with pytest.raises(InputError, match="field 'reader_steps': must be >= 0, got -3"):
         load_train_config(None, [*base, "reader_steps=-3"])
     with pytest.raises(InputError, match="field 'num_train_epochs': expected an integer"):

@@ -18,6 +18,15 @@ from typing import ClassVar, Literal
 
 from csrm.base.config import above, at_least, setting
 
+REPORT_TO = ("none", "wandb", "all")  # "all" = every integration this trainer has: W&B
+
+
+def _report_to(value: str | list[str] | None) -> str | None:
+    names = value.split(",") if isinstance(value, str) else list(value or [])
+    unknown = [n for n in (str(n).strip() for n in names) if n and n not in REPORT_TO]
+    return None if not unknown else (f"the clause trainer reports to {', '.join(REPORT_TO)}; not "
+                                     f"{', '.join(map(repr, unknown))}")
+
 
 @dataclass(kw_only=True)  # required fields (dataset_path, output_dir) sit beside their section
 class ClauseTrainConfig:
@@ -31,7 +40,6 @@ class ClauseTrainConfig:
                                   "checkpoint_dir, which is most of the work",
         "max_train_minutes": "the clause trainer has no wall-clock budget; lower num_train_epochs or reader_steps",
         "weight_decay": "the clause heads train without weight decay (AdamW weight_decay=0)",
-        "report_to": "the clause trainer logs to train_results.json only (no W&B or TensorBoard yet)",
         "bf16": "the frozen encoder runs in float32",
         "deepspeed": "the clause heads have about 20k parameters: nothing for ZeRO to shard",
     }
@@ -94,6 +102,15 @@ class ClauseTrainConfig:
                               "(only the files training writes are replaced; everything else in it is kept)")
     checkpoint_dir: str | None = setting(None, "where the feature cache goes; default '<output_dir>-checkpoints'")
     use_cpu: bool = setting(False, "run on the CPU even when a GPU is present")
+    logging_steps: int = setting(50, "log the losses every this many optimisation steps (reader and judge steps "
+                                 "counted together, as train/global_step; the last step of each epoch and stage "
+                                 "is always logged)", check=at_least(1))
+    report_to: str | list[str] = setting("none", "'wandb' (or 'all') logs the losses, validation metrics and "
+                                         "timings to Weights & Biases (WANDB_PROJECT, default csrm; "
+                                         "WANDB_MODE=offline writes locally); 'none' = train_results.json only",
+                                         check=_report_to)
+    run_name: str | None = setting(None, "the W&B run name (default: the output folder's name)")
+    disable_tqdm: bool = setting(False, "hide the progress bars (encoding, reader, judge heads)")
 
     def __post_init__(self) -> None:
         if self.checkpoint_dir is None:

@@ -50,10 +50,10 @@ from transformers import AutoConfig, AutoTokenizer, set_seed
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path, load_tensor_cache
 from csrm.base.metrics import classification_metrics, pair_accuracy
-from csrm.base.paths import resolve_model_name
+from csrm.base.paths import data_dir, resolve_model_name
 from csrm.model.clause.args import ClauseTrainConfig
-from csrm.model.clause.features import FeatureEncoder
 from csrm.model.clause.modeling import ClauseCSRMModel, ClauseFeatures, ContentFeatures
+from csrm.model.clause.progress import CountingEncoder, TrainLog, bar
 from csrm.model.clause.tables import (
     PseudoLabels,
     Table,
@@ -151,8 +151,22 @@ def _feature_key(cfg: ClauseTrainConfig, model: ClauseCSRMModel) -> str:
     settings = [cfg.model_name_or_path, cfg.backbone_config, cfg.blind_config, cfg.train_split, cfg.eval_split,
                 cfg.distractor_rules, cfg.pseudo_label_prompts, cfg.max_pseudo_prompts, cfg.pseudo_margin, cfg.seed,
                 cfg.max_train_examples, cfg.max_train_pairs, model.config.max_length, model.config.max_clause_chars,
-                model.config.max_segment_chars, model.config.taxonomy]
+                model.config.max_segment_chars, model.config.taxonomy, sorted(skipped_shared_data(cfg))]
     return hashlib.sha1(json.dumps([data, settings], sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def skipped_shared_data(cfg: ClauseTrainConfig) -> dict[str, str]:
+    """``{field: why}`` for each optional ``{data_dir}`` file (distractor rules, pseudo-label prompts) that is
+    absent, so the run trains without it: recorded in ``train_results.json`` (and ``csrm run``'s report) so a
+    weaker model never passes silently for the one the config describes."""
+    out = {}
+    for field in ("distractor_rules", "pseudo_label_prompts"):
+        value = getattr(cfg, field)
+        if value and "{data_dir}" in value and not Path(value.replace("{data_dir}", str(data_dir()))).is_file():
+            if field == "pseudo_label_prompts" and cfg.blind_config:
+                continue
+            out[field] = f"{value.replace('{data_dir}', str(data_dir()))} not found (data_dir = {data_dir()})"
+    return out
 
 
 def build_clause_model(cfg: ClauseTrainConfig) -> tuple[ClauseCSRMModel, Any]:
@@ -204,15 +218,17 @@ def evaluate_table(model: ClauseCSRMModel, table: Table) -> dict[str, float]:
 
 
 def feature_tables(cfg: ClauseTrainConfig, model: ClauseCSRMModel, tokenizer,
-                   accelerator: Accelerator) -> tuple[dict[str, Any], FeatureEncoder]:
+                   accelerator: Accelerator) -> tuple[dict[str, Any], CountingEncoder]:
     """Stage 1: the feature tables of a run (``train``, ``eval``, ``distractors``, ``pseudo``) from the cache in
     ``checkpoint_dir`` (keyed by :func:`_feature_key`), else encoded from ``dataset_path`` and cached; under
     several processes the main process encodes first and the others read its cache."""
-    encoder = FeatureEncoder(model, tokenizer)
+    encoder = CountingEncoder(model, tokenizer)
     cache = Path(cfg.checkpoint_dir) / f"features-{_feature_key(cfg, model)}.pt"
     with accelerator.main_process_first():
         if cache.is_file():
             return load_tensor_cache(cache, (Table, ClauseFeatures, ContentFeatures, PseudoLabels)), encoder
+        encoder.bar = bar(desc="encoding", unit="text", total=0,
+                          disable=cfg.disable_tqdm or not accelerator.is_local_main_process)
         data = load_augmented(cfg.dataset_path, [cfg.train_split] + ([cfg.eval_split] if cfg.eval_split else []))
         examples, pairs = data["examples"][cfg.train_split], data["pairs"][cfg.train_split]
         if cfg.max_train_examples:
@@ -232,6 +248,8 @@ def feature_tables(cfg: ClauseTrainConfig, model: ClauseCSRMModel, tokenizer,
         if eval_examples is not None and len(eval_examples):
             tables["eval"] = build_table(encoder, eval_examples, data["pairs"].get(cfg.eval_split),
                                          model.taxonomy, blind=cfg.blind_config)
+        encoder.bar.close()
+        encoder.bar = None
         if accelerator.is_main_process:
             cache.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(cache) as tmp:
@@ -240,11 +258,12 @@ def feature_tables(cfg: ClauseTrainConfig, model: ClauseCSRMModel, tokenizer,
 
 
 def train_judge(model: ClauseCSRMModel, cfg: ClauseTrainConfig, tables: dict[str, Any], accelerator: Accelerator, *,
-                seed: int) -> tuple[JudgeStep, dict[str, Any]]:
+                seed: int, log: TrainLog | None = None) -> tuple[JudgeStep, dict[str, Any]]:
     """Stage 3: the matcher, "none", severity, engagement heads and bias on ``tables["train"]`` with the reader
     frozen, from :meth:`~ClauseCSRMModel.reset_judge_heads` under ``seed`` (its own RNG: the stage is
     reproducible from the features and the reader alone, which :mod:`tools.category_transfer` relies on).
-    Returns the prepared :class:`JudgeStep` and ``{log, seconds, examples_seen, pairs_seen}``."""
+    Returns the prepared :class:`JudgeStep` and ``{log, seconds, examples_seen, pairs_seen}``; ``log`` (a
+    :class:`~csrm.model.clause.progress.TrainLog`, default a silent one) counts the steps and logs the losses."""
     t0 = time.perf_counter()
     train = tables["train"]
     generator = torch.Generator().manual_seed(seed)
@@ -263,8 +282,13 @@ def train_judge(model: ClauseCSRMModel, cfg: ClauseTrainConfig, tables: dict[str
     with torch.no_grad():
         allowed = model.read_config(train.clauses)[0]
     n_pairs = len(train.pair_config)
-    log: list[dict[str, Any]] = []
+    log = log or TrainLog(logging_steps=cfg.logging_steps, report_to="none", main_process=False, run_name="",
+                          config=None)
+    first = len(log.entries)
     seen_examples = seen_pairs = 0
+    per_epoch = max(1, math.ceil(len(train.label) / (cfg.per_device_train_batch_size * world)))
+    progress = bar(desc="judge heads", total=per_epoch * cfg.num_train_epochs,
+                   disable=cfg.disable_tqdm or not accelerator.is_local_main_process)
     for epoch in range(cfg.num_train_epochs):
         batches = _batches(len(train.label), cfg.per_device_train_batch_size, generator, rank, world)
         pair_batches = (_batches(n_pairs, cfg.pairs_per_batch, generator, rank, world) if n_pairs
@@ -282,10 +306,13 @@ def train_judge(model: ClauseCSRMModel, cfg: ClauseTrainConfig, tables: dict[str
             optimizer.zero_grad()
             seen_examples += len(rows)
             seen_pairs += len(pair_rows)
-        log.append({"stage": "judge", "epoch": epoch, "loss": float(loss.detach()), **parts})
+            progress.update(1)
+            log.advance("judge", {"loss": float(loss.detach()), **parts}, last=i == len(batches) - 1, epoch=epoch)
+            progress.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
+    progress.close()
     model.requires_grad_(False)
-    return judge, {"log": log, "seconds": round(time.perf_counter() - t0, 2), "examples_seen": seen_examples * world,
-                   "pairs_seen": seen_pairs * world}
+    return judge, {"log": log.entries[first:], "seconds": round(time.perf_counter() - t0, 2),
+                   "examples_seen": seen_examples * world, "pairs_seen": seen_pairs * world}
 
 
 def train(cfg: ClauseTrainConfig, *, raw_config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -301,7 +328,9 @@ def train(cfg: ClauseTrainConfig, *, raw_config: dict[str, Any] | None = None) -
     train = tables["train"]
     generator = torch.Generator().manual_seed(cfg.seed)
     rank, world = accelerator.process_index, accelerator.num_processes
-    log: list[dict[str, Any]] = []
+    log = TrainLog(logging_steps=cfg.logging_steps, report_to=cfg.report_to, main_process=accelerator.is_main_process,
+                   run_name=cfg.run_name or Path(cfg.output_dir).name, config=raw_config)
+    skipped = skipped_shared_data(cfg)
 
     # stage 2: the config reader, on the structured configs
     reader_seconds = 0.0
@@ -315,7 +344,8 @@ def train(cfg: ClauseTrainConfig, *, raw_config: dict[str, Any] | None = None) -
         optimizer = torch.optim.AdamW([p for p in step_module.parameters() if p.requires_grad],
                                       lr=cfg.reader_learning_rate, weight_decay=0.0)
         step_module, optimizer = accelerator.prepare(step_module, optimizer)
-        for step in range(cfg.reader_steps):
+        for step in bar(range(cfg.reader_steps), desc="reader",
+                        disable=cfg.disable_tqdm or not accelerator.is_local_main_process):
             picks = structured[torch.randint(len(structured), (cfg.reader_batch_size,), generator=generator)]
             share = picks[rank::world]
             distractors = None
@@ -326,12 +356,10 @@ def train(cfg: ClauseTrainConfig, *, raw_config: dict[str, Any] | None = None) -
             accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad()
-            if step % max(1, cfg.reader_steps // 5) == 0 or step == cfg.reader_steps - 1:
-                log.append({"stage": "reader", "step": step, "loss": float(loss.detach())})
+            log.advance("reader", {"loss": float(loss.detach())}, last=step == cfg.reader_steps - 1, step=step)
         reader_seconds = time.perf_counter() - t0
     # stage 3: matcher, severity, engagement, bias (reader frozen)
-    judge, judged = train_judge(model, cfg, tables, accelerator, seed=cfg.seed)
-    log.extend(judged["log"])
+    judge, judged = train_judge(model, cfg, tables, accelerator, seed=cfg.seed, log=log)
     eval_metrics = evaluate_table(model, tables["eval"]) if "eval" in tables else {}
     summary = {
         "architecture": "clause",
@@ -348,9 +376,14 @@ def train(cfg: ClauseTrainConfig, *, raw_config: dict[str, Any] | None = None) -
         "encoded_texts": encoder.stats["encoded"],
         "windows_at_max_length": encoder.stats["at_max_length"],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "log": log,
+        "skipped": skipped,
+        "log": log.entries,
         "eval": eval_metrics,
     }
+    log.finish(eval_metrics, {k: summary[k] for k in ("feature_seconds", "reader_seconds", "judge_seconds",
+                                                      "train_seconds")})
+    if log.run_dir is not None:
+        summary["wandb_run_dir"] = log.run_dir
     if accelerator.is_main_process:
         with atomic_path(cfg.output_dir, is_dir=True, command="train") as tmp:
             accelerator.unwrap_model(judge).model.save_pretrained(tmp)

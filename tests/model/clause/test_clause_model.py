@@ -335,8 +335,8 @@ def test_train_end_to_end(seed_data, trained):
     for key in ("eval_auroc", "eval_f1", "eval_accuracy", "eval_brier", "eval_pair_accuracy"):
         assert key in evals and evals[key] == evals[key], key  # present and not NaN
     assert evals["eval_n"] == sum(1 for _ in (seed_data / "examples.validation.jsonl").open())
-    assert [e["stage"] for e in results["log"]].count("judge") == 2
-    assert [e["stage"] for e in results["log"]].count("reader") >= 2
+    assert {e["epoch"] for e in results["log"] if e["stage"] == "judge"} == {0, 1}  # each epoch's last step
+    assert [e["stage"] for e in results["log"]].count("reader") >= 1
 
     scorer = csrm.load(out, device="cpu")
     assert isinstance(scorer.predictor, ClausePredictor)
