@@ -60,7 +60,8 @@ def test_output_layout_and_columns(seed_out):
     from datasets import load_from_disk
 
     names = {p.name for p in seed_out.iterdir()}
-    assert names == {"examples", "pairs", "manifest.json", *(f"{k}.{s}.jsonl" for k in ("examples", "pairs") for s in SPLITS)}
+    assert names == {"examples", "pairs", "manifest.json",
+                     *(f"{k}.{s}.jsonl" for k in ("examples", "pairs", "pairs_trl") for s in SPLITS)}
     examples, pairs = load_from_disk(str(seed_out / "examples")), load_from_disk(str(seed_out / "pairs"))
     assert set(examples) == set(pairs) == set(SPLITS)
     assert examples["train"].column_names == list(Example.__dataclass_fields__)
