@@ -37,7 +37,7 @@ from augmentation.splits import SPLITS, TRAIN, SplitRule
 from augmentation.synthesis import Candidate, candidate_configs, record_label, select
 from augmentation.templates import render_config
 from csrm.base.errors import InputError
-from csrm.base.io import atomic_path, remove_stale_temps
+from csrm.base.io import atomic_path, check_output_dir, remove_stale_temps
 from csrm.base.records import Example, PreferencePair, stable_id
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.taxonomy import RiskTaxonomy
@@ -386,7 +386,7 @@ def write_outputs(result: AugmentResult, manifest: dict[str, Any], output_dir: s
 
 def _write_all(result: AugmentResult, manifest: dict[str, Any], output_dir: Path, Dataset: Any, DatasetDict: Any,
                trl: bool = False) -> None:
-    with atomic_path(output_dir, is_dir=True) as tmp:
+    with atomic_path(output_dir, is_dir=True, command="augment") as tmp:
         files = []
         for kind, data in (("examples", result.examples), ("pairs", result.pairs)):
             features = _features(kind)
@@ -411,9 +411,24 @@ def _write_all(result: AugmentResult, manifest: dict[str, Any], output_dir: Path
                                            encoding="utf-8")
 
 
+def check_augment_output(recipe: Recipe, output_dir: str | Path) -> None:
+    """Refuse an ``output_dir`` that is (or is inside, or holds) a source or the shared data folder, or a
+    non-empty folder that is not an earlier augmentation output, unless ``overwrite``
+    (:func:`csrm.base.io.check_output_dir`)."""
+    from augmentation.recipe import resolve_path
+    from csrm.base.paths import data_dir
+
+    inputs: dict[str, str | Path | None] = {f"sources.{i}.path": resolve_path(spec.path, recipe)
+                                            for i, spec in enumerate(recipe.sources) if spec.path}
+    if any("{data_dir}" in spec.path for spec in recipe.sources):
+        inputs["data_dir"] = data_dir()
+    check_output_dir(output_dir, "augment", overwrite=recipe.overwrite, inputs=inputs, legacy=("manifest.json",))
+
+
 def run(recipe: Recipe, *, output_dir: str | Path | None = None,
         records: list[LabelledRecord] | None = None) -> dict[str, Any]:
     """Load sources, synthesize, write everything; returns the manifest. Input errors raise before writing."""
+    check_augment_output(recipe, output_dir or recipe.output_dir)
     taxonomy = load_taxonomy(recipe)
     records = load_records(recipe, taxonomy) if records is None else records
     if not records:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from augmentation.rules.spec import RulesSpec
 from csrm.base.config import KeyPath, apply_overrides, build, fail, read, setting
 from csrm.base.errors import InputError
 from csrm.base.paths import PROJECT_ROOT, data_dir
@@ -50,6 +51,8 @@ class Recipe:
 
     sources: list[SourceSpec] = setting(help="input sources (list of SourceSpec mappings)", default_factory=list)
     output_dir: str = setting("runs/augment/out", "output folder (replaced atomically)")
+    overwrite: bool = setting(False, "write into a non-empty output_dir that is not an earlier csrm augment output "
+                              "(only the files augment writes are replaced; everything else in it is kept)")
     seed: int = setting(0, "random seed: same recipe + seed gives byte-identical JSONL")
     taxonomy: str = setting("", "risk taxonomy YAML (default: configs/taxonomy/cosa8.yaml)")
     modes: list[str] = setting(help=f"config synthesis modes: {', '.join(MODES)}", default_factory=lambda: list(MODES))
@@ -79,12 +82,16 @@ class Recipe:
     max_train_examples: int = setting(0, "cap on train examples after balancing (0 = none; label-stratified)")
     max_train_pairs: int = setting(0, "cap on train pairs (0 = none)")
     progress: bool = setting(True, "show a progress bar")
+    rules: RulesSpec = setting(help="rule-violation data (numbered rule policies, User/Agent transcripts, PASS/FAIL "
+                               "by code): augmentation.rules", default_factory=RulesSpec)
 
     def validate(self, *, path: str | None = None, lines: dict[KeyPath, int] | None = None,
                  overridden: frozenset[KeyPath] = frozenset()) -> Recipe:
         where = {"path": path, "lines": lines or {}, "overridden": overridden}
-        if not self.sources:
-            raise fail("a recipe needs at least one source", key=("sources",), **where)
+        if not self.sources and not self.rules.enabled:
+            raise fail("a recipe needs at least one source (or rules.enabled)", key=("sources",), **where)
+        for name, message in self.rules.problems():
+            raise fail(message, key=("rules", name), **where)
         for i, source in enumerate(self.sources):
             if source.type not in SOURCE_TYPES:
                 raise fail(f"unknown source type {source.type!r}; expected one of {', '.join(SOURCE_TYPES)}",
@@ -128,7 +135,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise InputError("recipe file not found", path=str(path))
     data, where = read(path, overrides)
     if not data:
-        raise InputError("empty recipe: it needs at least 'sources'", path=str(path), line=1, field="sources")
+        raise InputError("empty recipe: it needs at least 'sources' or 'rules'", path=str(path), line=1, field="sources")
     recipe = build(Recipe, data, **where).validate(**where)
     recipe._base_dir = path.parent  # type: ignore[attr-defined]
     return recipe

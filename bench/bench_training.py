@@ -122,7 +122,8 @@ def run_csrm(args, out: Path, recorder: StepRecorder, *, pairs_only: bool) -> No
               "max_length": args.max_length, "dataset_path": str(args.dataset), "eval_split": None,
               "margin_scale": 0.1, "center_rewards_coefficient": None, "group_by_length": True}
     if pairs_only:
-        values.update(per_device_train_batch_size=0, pairs_per_batch=args.pairs, compliance_weight=0.0)
+        # B must be >= 1; with compliance_weight 0 it is unused (no example stream)
+        values.update(per_device_train_batch_size=1, pairs_per_batch=args.pairs, compliance_weight=0.0)
     else:
         values.update(per_device_train_batch_size=args.pairs, pairs_per_batch=args.pairs // 2)
     if args.tiny:

@@ -13,8 +13,8 @@ from csrm.app import cli
 from csrm.app.calibrate import CalibrateConfig
 from csrm.app.eval import EvalConfig
 from csrm.app.export import ExportConfig
+from csrm.app.serve import ServeConfig
 from csrm.scoring.score_file import ScoreConfig
-from csrm.scoring.server import ServeConfig
 
 # command, the arguments it needs, a field to override, a value, a wrong value
 COMMANDS = [

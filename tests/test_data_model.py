@@ -239,7 +239,7 @@ def test_atomic_path_leaves_nothing_on_failure_and_replaces_on_success(tmp_path)
         (tmp / "a.txt").write_text("1")
     with atomic_path(target, is_dir=True) as tmp:
         (tmp / "b.txt").write_text("2")
-    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in target.iterdir()) == [".csrm-output.json", "b.txt"]  # a.txt was its own
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 

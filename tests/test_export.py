@@ -250,6 +250,8 @@ def test_card_eval_table_and_arguments(tmp_path, capsys, monkeypatch):
     assert results["f1"].metric_value == pytest.approx(0.668) and results["ece"].metric_value == pytest.approx(0.119)
     assert {(r.dataset_type, r.dataset_split, r.task_type) for r in data.eval_results} == {
         ("cosalign_test", "test", "text-classification")}
-    # a non-empty output folder and a bad format are refused
-    assert cli.main(["export", str(model), str(tmp_path / "a")]) == 2
+    # a non-empty folder that is not an earlier export (tests/test_io_safety.py) and a bad format are refused
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "x.txt").write_text("x")
+    assert cli.main(["export", str(model), str(tmp_path / "c")]) == 2
     assert cli.main(["export", str(model), str(tmp_path / "b"), "--format", "onnx"]) == 2

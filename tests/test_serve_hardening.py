@@ -13,10 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from scoring_fixtures import tiny_encoder
 
+from csrm.app.serve import read_token
 from csrm.base.errors import InputError
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.scoring.scorer import Scorer
-from csrm.scoring.server import Batcher, Busy, create_app, read_token
+from csrm.scoring.server import Batcher, Busy, create_app
 
 
 class FakeScorer:
@@ -178,3 +179,79 @@ def test_request_timeout_is_503_and_the_server_keeps_answering(scorer):
     with TestClient(create_app(slow, request_timeout_s=5)) as client:
         response = client.post("/score", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 200 and response.json()["results"][0]["p_comply"] == pytest.approx(0.003)
+
+
+def test_requests_finish_in_deadline_order_not_all_together():
+    """Four requests of one batch each, sent at once: with one timeout for all, each is answered one batch
+    after the one before it (round-robin made all four wait for the fourth batch and finish together)."""
+    scorer = FakeScorer(seconds_per_call=0.1)
+    finished: dict[str, float] = {}
+
+    async def main():
+        batcher = Batcher(scorer, wait_s=0.05, max_tokens=4 * 1001)  # an item costs 1,001 estimated tokens
+        worker = batcher.start()
+
+        async def tracked(name):
+            await batcher.submit(items(name, 4, chars=3996), [0.5] * 4, timeout=30)
+            finished[name] = time.perf_counter()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(tracked(f"r{k}-") for k in range(4)))
+        worker.cancel()
+        return start
+
+    start = asyncio.run(main())
+    order = sorted(finished, key=finished.get)
+    assert order == ["r0-", "r1-", "r2-", "r3-"], finished
+    gaps = [finished[b] - finished[a] for a, b in zip(order, order[1:], strict=False)]
+    assert all(gap > 0.06 for gap in gaps), gaps  # a batch (0.1 s) apart, not together
+    assert finished["r0-"] - start < 0.3  # the first is answered after its own batch
+    assert [sorted({i.split("-")[0] for i in call}) for call in scorer.calls] == [["r0"], ["r1"], ["r2"], ["r3"]]
+
+
+def test_admission_refuses_at_once_what_cannot_be_scored_in_time():
+    """The measured throughput (warm-up, then every batch) bounds admission: a request that would finish after
+    its timeout behind the queued work gets Busy immediately, with the seconds until the queue drains."""
+    scorer = FakeScorer(seconds_per_call=0.2)
+
+    async def main():
+        batcher = Batcher(scorer, wait_s=0.0, max_tokens=4 * 1000)
+        batcher.warm_up()
+        rate = batcher.rate
+        worker = batcher.start()
+        first = asyncio.create_task(batcher.submit(items("a", 4, chars=3996), [0.5] * 4, timeout=30))
+        await asyncio.sleep(0)
+        start = time.perf_counter()
+        with pytest.raises(Busy) as refused:  # 8,000 tokens queued with it: far beyond 0.75 x 0.01 s x rate
+            await batcher.submit(items("b", 4, chars=3996), [0.5] * 4, timeout=0.01 * 4000 / rate)
+        refused_after = time.perf_counter() - start
+        admitted = await batcher.submit(items("c", 1), [0.5], timeout=30)  # fits: admitted and answered
+        await first
+        worker.cancel()
+        return batcher, rate, refused.value, refused_after, admitted
+
+    batcher, rate, refused, refused_after, admitted = asyncio.run(main())
+    assert 0 < rate <= 16 * 128 / 0.2  # the warm-up batch (at most 16 items of 128 tokens) slept 0.2 s
+    assert refused_after < 0.05 and refused.retry_after > 0 and "timeout" in str(refused)
+    assert len(admitted) == 1 and batcher.stats["busy"] == 1 and batcher.stats["timeouts"] == 0
+    assert not any(i.startswith("b") for call in scorer.calls for i in call)  # the refused request never ran
+
+
+def test_small_batches_do_not_change_the_measured_rate():
+    """A one-item batch at idle is mostly fixed overhead: it must not make the next burst look expensive."""
+    scorer = FakeScorer(seconds_per_call=0.05)
+
+    async def main():
+        batcher = Batcher(scorer, wait_s=0.0, max_tokens=4 * 1001)
+        batcher.warm_up()
+        after_warm_up = batcher.rate
+        worker = batcher.start()
+        await batcher.submit(items("tiny", 1), [0.5], timeout=30)  # 2 estimated tokens in 0.05 s
+        after_tiny = batcher.rate
+        await batcher.submit(items("full", 4, chars=3996), [0.5] * 4, timeout=30)  # a full batch counts
+        worker.cancel()
+        return after_warm_up, after_tiny, batcher.rate, batcher.provisional
+
+    after_warm_up, after_tiny, after_full, provisional = asyncio.run(main())
+    assert after_tiny == after_warm_up  # unchanged by the tiny batch
+    assert after_full != after_warm_up and not provisional  # measured on the full batch

@@ -121,12 +121,12 @@ def test_serve_command_loads_the_model_and_runs_uvicorn(tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
     from scoring_fixtures import save, tiny_encoder
 
-    import csrm.scoring.server
+    import csrm.app.serve
 
     path = save(*tiny_encoder(), tmp_path / "model")
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
-    assert csrm.scoring.server.main([str(path), "--host", "127.0.0.1", "--port", "8123", "--max-items", "3"]) == 0
+    assert csrm.app.serve.main([str(path), "--host", "127.0.0.1", "--port", "8123", "--max-items", "3"]) == 0
     assert (seen["host"], seen["port"]) == ("127.0.0.1", 8123)
     with TestClient(seen["app"]) as client:
         assert client.get("/health").json()["max_items"] == 3

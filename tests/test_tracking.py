@@ -63,7 +63,7 @@ def test_reliability_figure_shows_bin_counts():
 @pytest.mark.slow
 def test_calibration_logs_metrics_bins_and_diagram_to_wandb(tmp_path, encoder_model_dir, offline_wandb, capfd):
     data = write_dataset(tmp_path / "data", n_train=10, n_validation=80)
-    report = calibrate(encoder_model_dir, data, output_dir=tmp_path / "cal", write=False, report_to="wandb", batch_size=16)
+    report = calibrate(encoder_model_dir, data, output_dir=tmp_path / "cal", write=False, report_to="wandb", batch_tokens=2048)
     assert "calibration logits" in capfd.readouterr().err  # tqdm bar
     assert sum(b["count"] for b in report["bins"]) == report["n"] == 80
     run = read_offline_run(only_run(offline_wandb))

@@ -239,8 +239,8 @@ def test_yaml_values_are_read_leniently_where_yaml_is_odd(tmp_path):
     config, raw = load_train_config(None, ["architecture=cross_encoder", f"output_dir={tmp_path / 'm'}",
                                            f"dataset_path={tmp_path}", "learning_rate=1e-4", "eval_strategy=no",
                                            "report_to=none"])
-    assert config.learning_rate == 1e-4 and config.eval_strategy == "no"  # YAML reads 1e-4 as text, `no` as false
-    assert raw["eval_strategy"] is False
+    assert config.learning_rate == 1e-4 and raw["eval_strategy"] == "no"  # YAML reads 1e-4 as text, `no` as false
+    assert raw["learning_rate"] == 1e-4  # the mapping a run records holds the checked values
     assert config.checkpoint_dir == f"{tmp_path / 'm'}-checkpoints" and config.remove_unused_columns is False
     args = config.trainer_arguments()
     assert args.output_dir == config.checkpoint_dir

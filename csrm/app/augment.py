@@ -17,9 +17,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.print_config:
         print(dump(recipe), end="")
         return 0
-    manifest = run(recipe)
-    for split in ("train", "validation"):
-        ex, pr = manifest["examples"][split], manifest["pairs"][split]
-        print(f"{split}: {ex['count']} examples ({ex['compliant_fraction']:.1%} compliant), {pr['count']} pairs")
+    if recipe.sources:
+        manifest = run(recipe)
+        for split in ("train", "validation"):
+            ex, pr = manifest["examples"][split], manifest["pairs"][split]
+            print(f"{split}: {ex['count']} examples ({ex['compliant_fraction']:.1%} compliant), {pr['count']} pairs")
+    if recipe.rules.enabled:  # after the sources: their writer replaces output_dir as a whole
+        from augmentation.recipe import resolve_path
+        from augmentation.rules.generate import run_rules
+
+        rules = run_rules(recipe.rules, recipe.seed, recipe.output_dir, lambda p: resolve_path(p, recipe))
+        for split, info in rules["splits"].items():
+            print(f"rules {split}: {info['count']} rows ({info['fail_fraction']:.1%} FAIL), lengths-only probe "
+                  f"AUROC {info['lengths_probe_auroc_cv']} (cross-validated)")
+        print(f"rules generated in {rules['total_seconds']:.1f} s")
     print(f"wrote {recipe.output_dir}")
     return 0

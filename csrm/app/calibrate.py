@@ -40,6 +40,8 @@ class CalibrateConfig:
     report_to: str = setting("none", "'wandb' logs the metrics, bin table and diagram to Weights & Biases "
                              "(WANDB_MODE=offline: locally)")
     progress: bool = setting(True, "show the progress bar (--no-progress hides it)")
+    overwrite: bool = setting(False, "write into a non-empty output_dir that is not an earlier csrm calibrate "
+                              "output (only report.json and reliability.png are replaced)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
         report = calibrate(cfg.model, cfg.dataset_path, split=cfg.split, batch_tokens=cfg.batch_tokens,
                            max_examples=cfg.max_examples, output_dir=cfg.output_dir, write=not cfg.dry_run,
-                           device=cfg.device, progress=cfg.progress, report_to=cfg.report_to)
+                           device=cfg.device, progress=cfg.progress, report_to=cfg.report_to,
+                           overwrite=cfg.overwrite)
     except InputError as err:
         print(f"csrm calibrate: error: {err}", file=sys.stderr)
         return 2

@@ -1,9 +1,8 @@
 """The ``csrm`` command: one subcommand per pipeline stage, each implemented by its own module's ``main``.
 
-Every command's module is ``csrm.app.<command>`` (``serve``'s is still :mod:`csrm.scoring.server`), a thin
-``main``: parse (:mod:`csrm.base.config`) -> one library call -> write. Modules are imported lazily, and
-import torch and transformers only where they are used, so ``csrm --version`` and every ``csrm <cmd> --help``
-stay fast.
+Every command's module is ``csrm.app.<command>``, a thin ``main``: parse (:mod:`csrm.base.config`) -> one
+library call -> write. Modules are imported lazily, and import torch and transformers only where they are
+used, so ``csrm --version`` and every ``csrm <cmd> --help`` stay fast.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("csrm.app.train", "train a CSRM from a YAML config (runs under accelerate/torchrun/deepspeed)"),
     "calibrate": ("csrm.app.calibrate", "fit a temperature on validation data and store it with the model"),
     "score": ("csrm.app.score", "score a JSONL file of (config, prompt, response) items, resumably"),
-    "serve": ("csrm.scoring.server", "serve a CSRM over HTTP (score, rank, health)"),
+    "serve": ("csrm.app.serve", "serve a CSRM over HTTP (score, rank, health)"),
     "eval": ("csrm.app.eval", "evaluate a CSRM on CoSApien, DynaBench and CoSAlign-Test"),
     "run": ("csrm.app.run", "run augment -> train -> calibrate -> eval -> report from one recipe"),
     "export": ("csrm.app.export", "write a CSRM as a standard transformers reward model (+ model card, --push-to-hub)"),

@@ -21,7 +21,7 @@ class ExportConfig:
     """Settings of ``csrm export`` (:func:`csrm.base.config.load_command`; MODEL and OUTPUT_DIR are positional)."""
 
     model: str = setting(help="a saved CSRM folder (csrm train / csrm run output)")
-    output_dir: str = setting(help="the folder to write (must not exist, or be empty)")
+    output_dir: str = setting(help="the folder to write (new, empty, or an earlier csrm export output)")
     format: Format = setting("auto", "transformers: a folder plain transformers loads without csrm (a cross-encoder "
                                        "as a standard *ForSequenceClassification; a clause-reading CSRM with its "
                                        "remote code: AutoModel.from_pretrained(path, trust_remote_code=True)); "
@@ -32,6 +32,8 @@ class ExportConfig:
     push_to_hub: str | None = setting(None, "also upload the folder to this hub repo (OWNER/NAME)")
     private: bool = setting(False, "create the hub repository as private")
     verify: bool = setting(True, "compare probe scores with csrm.load (--no-verify skips it)")
+    overwrite: bool = setting(False, "write into a non-empty OUTPUT_DIR that is not an earlier csrm export output "
+                              "(only the files export writes are replaced; everything else is kept)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         out = export(cfg.model, cfg.output_dir, fmt=cfg.format, report=cfg.report, push_to_hub=cfg.push_to_hub,
-                     private=cfg.private, verify=cfg.verify)
+                     private=cfg.private, verify=cfg.verify, overwrite=cfg.overwrite)
     except InputError as err:
         print(f"csrm export: error: {err}", file=sys.stderr)
         return 2

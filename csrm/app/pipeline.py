@@ -43,7 +43,8 @@ from csrm.base.paths import DEFAULT_TAXONOMY, PROJECT_ROOT, data_dir, project_pa
 BENCH_FOLDERS = {"cosapien": ("cosapien", "cosapien_configs"), "dynabench": ("dynabench",),
                  "cosalign-test": ("cosalign_test",)}
 # training keys that only say where this run writes or logs (the data is covered by the augment fingerprint)
-RUN_PATH_KEYS = {"dataset_path", "output_dir", "checkpoint_dir", "resume_from_checkpoint", "report_to"}
+RUN_PATH_KEYS = {"dataset_path", "output_dir", "checkpoint_dir", "resume_from_checkpoint", "report_to",
+                 "overwrite"}
 
 
 @dataclass
@@ -177,7 +178,7 @@ class Pipeline:
         import augmentation
 
         recipe = augmentation.load_recipe(resolve(self.cfg.augment), list(self.cfg.augment_overrides))
-        settings = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in {"output_dir", "progress"}}
+        settings = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in {"output_dir", "progress", "overwrite"}}
         spec = StageSpec("augment", settings, inputs=augment_inputs(recipe))
         self._stage(spec, self.data / "manifest.json", lambda: augmentation.run(recipe, output_dir=self.data),
                     target=self.data)
@@ -288,7 +289,7 @@ class Pipeline:
             scorer = load_scorer(spec, train_data=str(self.data) if spec.startswith("probe:") else None)
             run = evaluate(scorer, loaded, model=label, blind=blind, skipped=skipped, progress=stderr_progress,
                            settings={"bench": self.cfg.bench, "limit": self.cfg.eval_limit})
-            with atomic_path(output, is_dir=True) as tmp:
+            with atomic_path(output, is_dir=True, command="eval") as tmp:
                 paths = write_report(run, tmp)
             log_report(json.loads((output / "report.json").read_text(encoding="utf-8")),
                        {key: output / Path(path).name for key, path in paths.items()}, self.report_to)

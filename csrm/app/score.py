@@ -16,6 +16,7 @@ from pathlib import Path
 from csrm.base.config import dump, load_command
 from csrm.base.errors import InputError
 from csrm.base.fingerprint import check_fingerprint
+from csrm.base.io import check_not_input
 from csrm.base.validation import check_model_dir, model_taxonomy
 from csrm.scoring.score_file import (
     RESTART_HINT,
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not Path(cfg.input).is_file():
         raise InputError("no such file", path=cfg.input)
+    partial = Path(cfg.output).with_name(Path(cfg.output).name + ".partial")
+    check_not_input(cfg.input, {"output": cfg.output, "output (its partial file)": partial,
+                                "output (its fingerprint file)": fingerprint_path(partial)})
     entries = read_items(cfg.input, model_taxonomy(cfg.model))  # fail on bad lines before loading the model
     check_model_dir(cfg.model)
     from csrm.scoring.distributed_score import launched_world_size, score_distributed
@@ -47,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     fingerprint = run_fingerprint(cfg.model, cfg.input, bf16=resolve_bf16(cfg.bf16, device))
-    partial = Path(cfg.output).with_name(Path(cfg.output).name + ".partial")
     if not cfg.restart:  # a mismatch stops here, before the model loads
         check_fingerprint(fingerprint_path(partial), fingerprint, partial=partial, what="the partial output",
                           restart_hint=RESTART_HINT)

@@ -234,6 +234,20 @@ def at_least(low: int) -> Check:
     return lambda value: None if value is None or value >= low else f"must be >= {low}, got {value}"
 
 
+def above(low: float) -> Check:
+    """A :data:`Check`: ``None`` (unset) or a number > ``low`` (a learning rate, a time budget)."""
+    return lambda value: None if value is None or value > low else f"must be > {low}, got {value}"
+
+
+def within(low: float, high: float, *, high_open: bool = False) -> Check:
+    """A :data:`Check`: ``None`` or a number in ``[low, high]`` (``[low, high)`` with ``high_open``)."""
+    def check(value: float | None) -> str | None:
+        if value is None or (low <= value < high if high_open else low <= value <= high):
+            return None
+        return f"must be in [{low}, {high}{')' if high_open else ']'}, got {value}"
+    return check
+
+
 def open_fraction(value: float | None) -> str | None:
     """A :data:`Check`: ``None`` or a number strictly between 0 and 1."""
     return None if value is None or 0.0 < value < 1.0 else f"must be between 0 and 1 (exclusive), got {value}"

@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from csrm.base.errors import InputError
-from csrm.base.io import atomic_path
+from csrm.base.io import atomic_path, check_output_dir
 
 logger = logging.getLogger(__name__)
 
@@ -301,7 +301,8 @@ def probe_difference(scorer, seq, tokenizer, reward_bias: float) -> float:
 
 
 def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", report: str | Path | None = None,
-           push_to_hub: str | None = None, private: bool = False, verify: bool = True) -> Path:
+           push_to_hub: str | None = None, private: bool = False, verify: bool = True,
+           overwrite: bool = False) -> Path:
     """Write the export of ``model_dir`` to ``out_dir`` (atomically); returns ``out_dir``. See the module doc."""
     from csrm.scoring.model_card import write_card
 
@@ -311,9 +312,8 @@ def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", rep
     model_type = read_model_type(model_dir)
     if push_to_hub is not None:
         check_hub_target(push_to_hub)
-    if out.exists() and any(out.iterdir()):
-        raise InputError("output folder exists and is not empty", path=str(out))
-    with atomic_path(out, is_dir=True) as partial:
+    check_output_dir(out_dir, "export", overwrite=overwrite, inputs={"model": model_dir, "report": report})
+    with atomic_path(out, is_dir=True, command="export") as partial:
         if fmt == "csrm":
             shutil.copytree(model_dir, partial, dirs_exist_ok=True)
             write_card(partial, model_dir, kind="csrm_clause" if model_type == "csrm_clause" else "csrm",

@@ -16,8 +16,10 @@ rule). A rerun compares it first: a different model, input or setting stops with
 (``--restart`` discards the partial results and starts over), so one output never mixes two runs. With a
 matching fingerprint the rerun reads the ids already there (a torn last line from a kill is cut off; any
 other unreadable line, or one that is not a complete result of this input, is dropped with a warning and its
-item re-scored), skips them, scores the rest, then writes ``OUTPUT`` atomically in input order and removes
-the partial files. No id is ever written twice.
+item re-scored), skips the blocks of :data:`CHUNK_ITEMS` input lines that are complete, scores the others
+whole (writing only the ids not there yet: the batches are those of an uninterrupted run, so the output is
+byte-identical to one), then writes ``OUTPUT`` atomically in input order and removes the partial files. No id
+is ever written twice. ``--output`` may not be the input (nor a link to it).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 from csrm.base.config import at_least, setting
 from csrm.base.errors import InputError
 from csrm.base.fingerprint import check_fingerprint, file_digest, model_digest, tensors_digest
-from csrm.base.io import atomic_path, iter_jsonl, jsonl_lines, write_jsonl
+from csrm.base.io import atomic_path, check_not_input, iter_jsonl, jsonl_lines, write_jsonl
 from csrm.base.safety_config import SafetyConfig
 from csrm.base.score_types import ScoreItem, ScoreResult
 from csrm.base.taxonomy import RiskTaxonomy
@@ -41,7 +43,10 @@ from csrm.base.validation import parse_item
 from csrm.scoring.thresholds import config_key
 
 logger = logging.getLogger(__name__)
-CHUNK_ITEMS = 4096  # items tokenized and length-sorted together; results still flush per forward batch
+# items scored together (tokenized, length-sorted, batched; a clause model's feature cache starts empty for
+# each): an item's score depends only on its block, so a resumed run, which rescores its unfinished blocks
+# whole, writes the bytes an uninterrupted run writes. Results still flush per forward batch.
+CHUNK_ITEMS = 512
 FINGERPRINT_VERSION = 1
 RESTART_HINT = ("rerun with --restart to discard the partial results and start over, or rerun with the "
                 "original model, input and settings")
@@ -154,6 +159,8 @@ def score_file(scorer, input_path: str | Path, output_path: str | Path, *, progr
     entries = read_items(input_path, getattr(scorer, "taxonomy", None)) if entries is None else entries
     output = Path(output_path)
     partial = output.with_name(output.name + ".partial")
+    check_not_input(input_path, {"output": output, "output (its partial file)": partial,
+                                 "output (its fingerprint file)": fingerprint_path(partial)})
     if fingerprint is None:
         fingerprint = run_fingerprint(getattr(scorer, "source", None), input_path,
                                       bf16=bool(getattr(scorer, "bf16", False)), scorer=scorer)
@@ -165,29 +172,37 @@ def score_file(scorer, input_path: str | Path, output_path: str | Path, *, progr
                       restart_hint=RESTART_HINT)
     wanted = {item_id for item_id, _, _ in entries}
     done = read_done(partial, wanted)
-    todo = [e for e in entries if e[0] not in done]
-    resumed = len(entries) - len(todo)
+    resumed = len(done)
+    clear_cache = getattr(scorer, "clear_cache", None)  # a Scorer has it; a test double may not
     with open(partial, "a", encoding="utf-8") as handle, \
             tqdm(total=len(entries), initial=resumed, unit="item", disable=not progress, desc="scoring") as bar:
-        for start in range(0, len(todo), chunk_items):
-            chunk = todo[start:start + chunk_items]
+        for start in range(0, len(entries), chunk_items):  # fixed blocks of the input (CHUNK_ITEMS)
+            chunk = entries[start:start + chunk_items]
+            if all(item_id in done for item_id, _, _ in chunk):
+                continue
+            if clear_cache is not None:
+                clear_cache()
             thresholds = []
             for _, item, config in chunk:
                 if not isinstance(config, str):  # render with the model's taxonomy; names may carry thresholds
                     item.config = scorer.render(config)
                 thresholds.append(scorer.threshold_for(config))
             for indices, results in scorer.iter_batches([item for _, item, _ in chunk], thresholds):
+                new = 0
                 for i, result in zip(indices, results, strict=True):
                     item_id, item, _ = chunk[i]
+                    if item_id in done:  # written before the interruption, from this same batch
+                        continue
                     row = result_row(item_id, result, config_key(item.config))
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                     done[item_id] = row
+                    new += 1
                 handle.flush()
-                bar.update(len(indices))
+                bar.update(new)
     write_jsonl(output, (done[item_id] for item_id, _, _ in entries))
     partial.unlink(missing_ok=True)
     fingerprint_path(partial).unlink(missing_ok=True)
-    return {"items": len(entries), "resumed": resumed, "scored": len(todo)}
+    return {"items": len(entries), "resumed": resumed, "scored": len(entries) - resumed}
 
 
 @dataclass

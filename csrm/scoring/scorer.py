@@ -206,6 +206,13 @@ class Scorer:
         return [ScoreResult(p_comply=p, reward=r, complies=(1.0 - p) < thresholds[i], threshold=thresholds[i], **f)
                 for i, p, r, f in zip(indices, probs, rewards, fields, strict=True)]
 
+    def clear_cache(self) -> None:
+        """Forget what the predictor caches between calls (the clause family's text features), so what follows
+        is scored as by a freshly loaded scorer; a no-op for families that cache nothing."""
+        clear = getattr(self.predictor, "clear_cache", None)
+        if clear is not None:
+            clear()
+
     def raw_outputs(self, items: Sequence[ScoreItem]) -> tuple[np.ndarray, np.ndarray]:
         """(compliance logits before temperature, rewards) for ``items``, in input order (calibration)."""
         return self.predictor.raw_outputs(list(items))

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from csrm.base.errors import InputError
-from csrm.base.io import write_json
+from csrm.base.io import check_output_dir, real_path, record_output, write_json
 from csrm.base.metrics import (
     ECE_BINS,
     expected_calibration_error,
@@ -85,8 +85,8 @@ def compliance_logits(model: Any, input_ids: list[list[int]], *, batch_tokens: i
 def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "validation",
               batch_tokens: int | None = None,
               max_examples: int | None = None, output_dir: str | Path | None = None, write: bool = True,
-              device: str | None = None, progress: bool = True, report_to: str | list[str] | None = None
-              ) -> dict[str, Any]:
+              device: str | None = None, progress: bool = True, report_to: str | list[str] | None = None,
+              overwrite: bool = False) -> dict[str, Any]:
     """Fit the temperature on ``split`` of an augmentation folder and store it in ``model_dir/config.json``.
 
     Writes ``report.json`` and ``reliability.png`` (with per-bin counts) to ``output_dir`` (default
@@ -101,6 +101,12 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     check_model_dir(model_dir)  # a missing folder, or one holding another kind of model, is named here
     if not model_dir.is_dir():
         raise InputError("model folder not found", path=str(model_dir))
+    out = Path(output_dir) if output_dir is not None else model_dir / "calibration"
+    if real_path(out) == real_path(model_dir):  # MODEL/calibration (the default) is fine, MODEL itself is not
+        raise InputError("is the model folder: calibrate writes report.json beside it, not into it",
+                         path=str(out), field="output_dir")
+    check_output_dir(out, "calibrate", overwrite=overwrite, inputs={"dataset_path": dataset_dir},
+                     legacy=("report.json", "reliability.png"))
     examples = load_augmented(dataset_dir, [split])["examples"][split]
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     clause = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type") == "csrm_clause"
@@ -133,7 +139,6 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     if clause:
         report.update(request_temperature=new_req, requests=int(np.sum(is_request)))
         report["before"]["request_temperature"], report["after"]["request_temperature"] = old_req, new_req
-    out = Path(output_dir) if output_dir is not None else model_dir / "calibration"
     from csrm.base.plots import plot_reliability
 
     y_violation = 1 - labels
@@ -156,6 +161,7 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
     if wandb_dir is not None:
         report["wandb_run_dir"] = wandb_dir
     write_json(out / "report.json", report)
+    record_output(out, "calibrate", ["report.json", "reliability.png"])
     if write:
         set_temperature(model_dir, new_t, new_req)
     return report

@@ -16,15 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from csrm.base.config import at_least, setting
-
-
-def _positive(value: float | None) -> str | None:
-    return None if value is None or value > 0 else f"must be > 0, got {value}"
-
-
-def _non_negative(value: float | None) -> str | None:
-    return None if value is None or value >= 0 else f"must be >= 0, got {value}"
+from csrm.base.config import above, at_least, setting
 
 
 @dataclass(kw_only=True)  # required fields (dataset_path, output_dir) sit beside their section
@@ -57,7 +49,7 @@ class ClauseTrainConfig:
     reader_dim: int = setting(32, "width of the config reader's MLP", check=at_least(1))
     reader_steps: int = setting(400, "optimisation steps of the config reader on the structured allow maps "
                                 "(0 = none)", check=at_least(0))
-    reader_learning_rate: float = setting(1e-2, "the reader's learning rate", check=_positive)
+    reader_learning_rate: float = setting(1e-2, "the reader's learning rate", check=above(0))
     reader_batch_size: int = setting(256, "configs per reader step", check=at_least(1))
     distractor_rules: str | None = setting(
         None, "JSONL of rule lists ('rules' or 'text' per line; '{data_dir}' = the shared data folder) whose "
@@ -71,11 +63,11 @@ class ClauseTrainConfig:
               "for the matcher's residual; null = none")
     max_pseudo_prompts: int = setting(6000, "at most this many pseudo-labelled prompts (a seeded sample)",
                                       check=at_least(0))
-    pseudo_weight: float = setting(1.0, "weight of the pseudo-label loss", check=_non_negative)
+    pseudo_weight: float = setting(1.0, "weight of the pseudo-label loss", check=at_least(0))
     pseudo_margin: float = setting(0.03, "keep a pseudo label only when its category's cosine similarity beats "
                                    "the runner-up's by more than this")
     aux_weight: float = setting(1.0, "weight of the content-level targets (categories, severity, refusal) beside "
-                                "the compliance BCE and the pair loss", check=_non_negative)
+                                "the compliance BCE and the pair loss", check=at_least(0))
     # -- data -------------------------------------------------------------------------------------------
     dataset_path: str = setting(help="folder written by 'csrm augment' (examples/ and pairs/ DatasetDicts)")
     train_split: str = setting("train", "split to train on")
@@ -88,16 +80,18 @@ class ClauseTrainConfig:
     # -- objective (csrm.model.objective) ---------------------------------------------------------------
     per_device_train_batch_size: int = setting(16, "examples per judge step (per process)", check=at_least(1))
     pairs_per_batch: int = setting(8, "preference pairs per judge step (per process)", check=at_least(1))
-    compliance_weight: float = setting(1.0, "w_c: weight of the compliance BCE", check=_non_negative)
-    reward_weight: float = setting(1.0, "w_r: weight of the Bradley-Terry pair loss", check=_non_negative)
+    compliance_weight: float = setting(1.0, "w_c: weight of the compliance BCE", check=at_least(0))
+    reward_weight: float = setting(1.0, "w_r: weight of the Bradley-Terry pair loss", check=at_least(0))
     margin_scale: float = setting(0.1, "m in -log sigmoid(r_chosen - r_rejected - m * margin); 0 = plain BT")
     center_rewards_coefficient: float | None = setting(None, "lambda of the reward-centering term "
                                                        "lambda * mean((r_c + r_r)^2); null = off")
-    learning_rate: float = setting(3e-5, "the judge heads' AdamW learning rate", check=_positive)
+    learning_rate: float = setting(3e-5, "the judge heads' AdamW learning rate", check=above(0))
     num_train_epochs: int = setting(3, "epochs of the judge stage over the training examples", check=at_least(1))
-    seed: int = setting(42, "seed of every random choice (sampling, initialisation, shuffles)")
+    seed: int = setting(42, "seed of every random choice (sampling, initialisation, shuffles)", check=at_least(0))
     # -- run --------------------------------------------------------------------------------------------
     output_dir: str = setting(help="final model folder (written atomically at the end)")
+    overwrite: bool = setting(False, "write into a non-empty output_dir that is not an earlier csrm train output "
+                              "(only the files training writes are replaced; everything else in it is kept)")
     checkpoint_dir: str | None = setting(None, "where the feature cache goes; default '<output_dir>-checkpoints'")
     use_cpu: bool = setting(False, "run on the CPU even when a GPU is present")
 

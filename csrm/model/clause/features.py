@@ -91,6 +91,12 @@ class FeatureEncoder:
             while len(cache) > self.cache_size:
                 cache.popitem(last=False)
 
+    def clear(self) -> None:
+        """Empty the caches: a text's features depend on the batch it was first encoded in (padding changes
+        the last bits), so a caller that needs scores independent of history starts from an empty cache."""
+        for cache in (self._clauses, self._windows, self._split):
+            cache.clear()
+
     def _fit(self, text: str) -> list[str]:
         """``text`` as windows of at most ``max_length`` tokens. Windows are cut by characters (600 for
         content, 400 for clauses), which is ~150 tokens of English; text that tokenizes densely (CJK, digit

@@ -55,6 +55,11 @@ class ClausePredictor:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_name(str(path)), trust_remote_code=trust_remote_code)
         return cls(model, tokenizer, **options)
 
+    def clear_cache(self) -> None:
+        """Forget every cached text feature: what follows is scored as by a fresh scorer (``csrm score``
+        starts each block so, which makes a resumed run byte-identical to an uninterrupted one)."""
+        self.features.clear()
+
     def raw_outputs(self, items: Sequence[ScoreItem]) -> tuple[np.ndarray, np.ndarray]:
         """(compliance logits before temperature, rewards) for ``items``, in input order."""
         logits, rewards = np.zeros(len(items)), np.zeros(len(items))

@@ -48,12 +48,12 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, set_seed
 
 from csrm.base.errors import InputError
-from csrm.base.io import atomic_path
+from csrm.base.io import atomic_path, load_tensor_cache
 from csrm.base.metrics import classification_metrics, pair_accuracy
 from csrm.base.paths import resolve_model_name
 from csrm.model.clause.args import ClauseTrainConfig
 from csrm.model.clause.features import FeatureEncoder
-from csrm.model.clause.modeling import ClauseCSRMModel, ClauseFeatures
+from csrm.model.clause.modeling import ClauseCSRMModel, ClauseFeatures, ContentFeatures
 from csrm.model.clause.tables import (
     PseudoLabels,
     Table,
@@ -212,7 +212,7 @@ def feature_tables(cfg: ClauseTrainConfig, model: ClauseCSRMModel, tokenizer,
     cache = Path(cfg.checkpoint_dir) / f"features-{_feature_key(cfg, model)}.pt"
     with accelerator.main_process_first():
         if cache.is_file():
-            return torch.load(cache, weights_only=False, map_location="cpu"), encoder
+            return load_tensor_cache(cache, (Table, ClauseFeatures, ContentFeatures, PseudoLabels)), encoder
         data = load_augmented(cfg.dataset_path, [cfg.train_split] + ([cfg.eval_split] if cfg.eval_split else []))
         examples, pairs = data["examples"][cfg.train_split], data["pairs"][cfg.train_split]
         if cfg.max_train_examples:
@@ -352,7 +352,7 @@ def train(cfg: ClauseTrainConfig, *, raw_config: dict[str, Any] | None = None) -
         "eval": eval_metrics,
     }
     if accelerator.is_main_process:
-        with atomic_path(cfg.output_dir, is_dir=True) as tmp:
+        with atomic_path(cfg.output_dir, is_dir=True, command="train") as tmp:
             accelerator.unwrap_model(judge).model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
             (tmp / "train_results.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")

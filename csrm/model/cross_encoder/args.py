@@ -24,16 +24,16 @@ from typing import Any, Literal
 from transformers import TrainingArguments
 from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 
-from csrm.base.config import at_least, setting
+from csrm.base.config import above, at_least, setting, within
 from csrm.base.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 
-def inherited(name: str, default: Any) -> Any:
-    """A ``TrainingArguments`` field with a default changed for this task and its own help kept."""
+def inherited(name: str, default: Any, check: Any = None) -> Any:
+    """A ``TrainingArguments`` field with a default changed for this task (or a bound added) and its own help."""
     own = {f.name: f for f in dataclasses.fields(TrainingArguments)}[name]
-    return setting(default, " ".join(str(own.metadata.get("help", "")).split()))
+    return setting(default, " ".join(str(own.metadata.get("help", "")).split()), check=check)
 
 
 def check_max_steps(value: int) -> str | None:
@@ -78,7 +78,7 @@ class CrossEncoderTrainConfig(TrainingArguments):
     max_length: int = setting(512, "token budget of one (config, conversation, response) input, truncated by the "
                               "formatter's rule (oldest conversation turns first, the config last and never "
                               "silently)", check=at_least(8))
-    head_dropout: float = setting(0.1, "dropout on the pooled vector before both heads")
+    head_dropout: float = setting(0.1, "dropout on the pooled vector before both heads", check=within(0, 1, high_open=True))
     dtype: Literal["float32", "bfloat16", "float16", "auto"] = setting(
         "float32", "weights dtype when loading the backbone: float32, bfloat16, float16 or auto (the checkpoint's)")
     trust_remote_code: bool = setting(False, "allow backbones/tokenizers that ship their own Python code")
@@ -126,6 +126,8 @@ class CrossEncoderTrainConfig(TrainingArguments):
     max_train_minutes: float | None = setting(None, "stop training after this many minutes of the training loop "
                                               "(all ranks at the same step), then evaluate and save as usual: a "
                                               "wall-clock budget on top of max_steps/num_train_epochs")
+    overwrite: bool = setting(False, "write into a non-empty output_dir that is not an earlier csrm train output "
+                              "(only the files training writes are replaced; everything else in it is kept)")
     checkpoint_dir: str | None = setting(None, "where Trainer checkpoints and logs go; default "
                                          "'<output_dir>-checkpoints'")
     resume_from_checkpoint: str | bool | None = setting(None, "a checkpoint folder to resume from, or true/'auto' "
@@ -137,9 +139,12 @@ class CrossEncoderTrainConfig(TrainingArguments):
                                      "CSRMModel.from_pretrained loads it); required")
     max_steps: int = setting(-1, "total optimisation steps; -1 = train num_train_epochs", check=check_max_steps)
     num_train_epochs: float = setting(3.0, "epochs to train when max_steps is -1")
-    learning_rate: float = inherited("learning_rate", 3e-5)
-    per_device_train_batch_size: int = setting(16, "pointwise examples per device batch (B)", check=at_least(0))
-    per_device_eval_batch_size: int = inherited("per_device_eval_batch_size", 64)
+    learning_rate: float = setting(3e-5, "the initial AdamW learning rate", check=above(0))
+    per_device_train_batch_size: int = setting(16, "pointwise examples per device batch (B; compliance_weight 0 trains on pairs only)",
+                                               check=at_least(1))
+    per_device_eval_batch_size: int = inherited("per_device_eval_batch_size", 64, check=at_least(1))
+    gradient_accumulation_steps: int = inherited("gradient_accumulation_steps", 1, check=at_least(1))
+    seed: int = inherited("seed", 42, check=at_least(0))
     logging_steps: float = inherited("logging_steps", 10)
     eval_strategy: IntervalStrategy | str = inherited("eval_strategy", "steps")
     eval_steps: float | None = inherited("eval_steps", 0.25)
@@ -163,7 +168,7 @@ class CrossEncoderTrainConfig(TrainingArguments):
         if self.checkpoint_dir is None:
             self.checkpoint_dir = str(Path(self.output_dir).expanduser()) + "-checkpoints"
         # the field checks again, for a config built in Python rather than by csrm.base.config
-        for name, message in (("per_device_train_batch_size", at_least(0)(self.per_device_train_batch_size)),
+        for name, message in (("per_device_train_batch_size", at_least(1)(self.per_device_train_batch_size)),
                               ("pairs_per_batch", at_least(0)(self.pairs_per_batch)),
                               ("max_length", at_least(8)(self.max_length)),
                               ("max_steps", check_max_steps(self.max_steps)),

@@ -204,7 +204,6 @@ def train(cfg: CrossEncoderTrainConfig, *, raw_config: dict[str, Any] | None = N
     # the Trainer's loop time (no model/DeepSpeed set-up) without the evaluations inside it
     loop_seconds = max(float(result.metrics.get("train_runtime", train_seconds)) - eval_in_loop, 1e-9)
     summary = {
-        "architecture": "cross_encoder",
         "output_dir": str(Path(cfg.output_dir).expanduser().resolve()),
         "checkpoint_dir": str(Path(cfg.checkpoint_dir).expanduser().resolve()),
         "resumed_from": resume,

@@ -394,6 +394,6 @@ class CSRMTrainer(Trainer):
             (partial_dir / "training_args.bin").unlink(missing_ok=True)  # a pickle; the YAML config is kept instead
             for name, text in (extra_files or {}).items():
                 (partial_dir / name).write_text(text, encoding="utf-8")
-            replace_dir(partial_dir, final)
+            replace_dir(partial_dir, final, command="train")
         self.accelerator.wait_for_everyone()
         return final

@@ -1,0 +1,147 @@
+"""Rule families of augmentation.rules: every check labels by code what its rule says (truth tables, value
+present/absent, IFEval checker agreement, topic labels)."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from augmentation.rules import disclosure, ifeval, obligation, topic
+from augmentation.rules.core import SPLITS, Transcript, Wordings
+from augmentation.rules.dialogue import scaffold
+from augmentation.rules.values import ValueBank
+from csrm.base.rule_text import Turn
+
+
+def _tr(*pairs: str, secrets: dict | None = None, topics: list | None = None) -> Transcript:
+    turns = [Turn("user" if k % 2 == 0 else "assistant", text) for k, text in enumerate(pairs)]
+    return Transcript(turns, secrets or {}, topics or [frozenset({"domain:bank"})] * len(turns), "bank")
+
+
+@pytest.mark.parametrize(("user", "agent", "violates"), [
+    ("I love jazz.", "Here you go. Remember the word: falcon.", False),   # condition met, obligation met
+    ("I love jazz.", "Here you go.", True),                               # condition met, obligation not met
+    ("Hello there.", "Here you go. falcon!", False),                      # condition not met, obligation met
+    ("Hello there.", "Here you go, jazz fans.", False),                   # not met (Y only in the Agent turn)
+])
+def test_obligation_truth_table(user: str, agent: str, violates: bool):
+    rule = obligation.rule(random.Random(0), "train", "jazz", "word", "falcon")
+    assert rule.check(_tr(user, agent)) == ([1] if violates else [])
+    assert "jazz" in rule.text and "falcon" in rule.text
+
+
+def test_obligation_answers_only_the_mentioning_message():
+    rule = obligation.rule(random.Random(0), "train", "jazz", "word", "falcon")
+    tr = _tr("I love jazz.", "Noted, falcon.", "And the fees?", "The fee is $5.", "jazz again", "Sure.")
+    assert rule.check(tr) == [5]
+
+
+def test_disclosure_value_present_or_absent_and_conditions():
+    rng = random.Random(0)
+    plain = disclosure.rule(rng, "train", "plain", ["phone"])
+    secrets = {"phone": {"(555) 010-2233"}, "email": {"a.b@example.org"}}
+    assert plain.check(_tr("Number?", "Call (555) 010-2233.", secrets=secrets)) == [1]
+    assert plain.check(_tr("Number?", "I can't share her phone number.", secrets=secrets)) == []
+    # the User stating the value is not a disclosure by the Agent
+    assert plain.check(_tr("Mine is (555) 010-2233.", "Thanks, noted.", secrets=secrets)) == []
+    fields = disclosure.rule(rng, "train", "fields", ["phone"], ["email"])
+    assert fields.check(_tr("Email?", "Write to a.b@example.org.", secrets=secrets)) == []
+    verified = disclosure.rule(rng, "train", "verified", ["phone"])
+    before = _tr("Number?", "Call (555) 010-2233.", "My PIN is 1234.", "Thanks, your identity is now verified.",
+                 secrets=secrets)
+    after = _tr("My PIN is 1234.", "Thanks, your identity is now verified.", "Number?", "Call (555) 010-2233.",
+                secrets=secrets)
+    assert verified.check(before) == [1] and verified.check(after) == []
+    assert plain.check(after) == [3]  # the unconditional rule is broken by the same transcript
+
+
+def test_disclosure_bases_flip_on_the_planted_turn():
+    bank = ValueBank(0)
+    made = 0
+    for k in range(40):
+        rng = random.Random(k)
+        base = disclosure.make_base(rng, bank, "train", scaffold(rng, bank, "train"))
+        if base is None:
+            continue
+        target, fail, ok, _ = base
+        made += 1
+        assert len(target.check(fail)) == 1 and target.check(ok) == []
+        assert fail.turns[target.check(fail)[0]].role == "assistant"
+    assert made >= 30
+
+
+def test_obligation_bases_cover_the_truth_table():
+    """Bases come out as intended (the generator drops the rare one that does not, e.g. when the required word
+    already sits in the scaffold), and the compliant side covers all three PASS cells."""
+    bank, cells, verified = ValueBank(1), set(), 0
+    for k in range(60):
+        rng = random.Random(k)
+        target, fail, ok, cell = obligation.make_base(rng, bank, "train", scaffold(rng, bank, "train"))
+        if target.check(fail) and not target.check(ok):
+            verified += 1
+            cells.add(cell)
+    assert verified >= 55
+    assert {"cond+oblig", "nocond+oblig", "nocond_agent_mentions", "earlier_mention"} <= cells
+
+
+def test_topic_checks_follow_content_labels():
+    family = topic.Family([topic.Item("a fight broke out and he was hurt", frozenset({"violence"}), "what happened?"),
+                           topic.Item("lovely weather today", frozenset(), "")])
+    rng = random.Random(0)
+    avoid = family.rule(rng, "train", "avoid", "violence")
+    only = family.rule(rng, "train", "only", "bank")
+    tr = _tr("q", "a fight broke out", "q", "your balance is fine",
+             topics=[frozenset(), frozenset({"violence"}), frozenset(), frozenset({"domain:bank"})])
+    assert avoid.check(tr) == [1] and only.check(tr) == [1]
+    calm = _tr("q", "your balance is fine", topics=[frozenset(), frozenset({"domain:bank"})])
+    assert avoid.check(calm) == [] and only.check(calm) == []
+    assert "violence" not in avoid.text.lower() or "violent" in avoid.text.lower()  # free wording, not a label
+
+
+RULES = ["Do not use any commas in your response.", "Your entire response should be in English, and in all "
+         "lowercase letters.", 'Do not include the words "cheap" or "deal".', 'Include the keywords "river" and '
+         '"stone".', "The word banana should appear at least 3 times.", "Answer with at least 60 words.",
+         "Answer with less than 12 words.", "At the end of your response, add a postscript starting with P.S.",
+         "Wrap your title in double angular brackets, such as <<my title>>.",
+         "Your answer must contain exactly 3 bullet points.", "Include at least 2 placeholders in square brackets.",
+         "Highlight at least 2 sections with markdown.", "Wrap your entire response with double quotation marks.",
+         'Finish your response with this exact phrase: "Is that all?". No other words should follow.',
+         "Wrap the whole output in JSON format.", "Your response must be less than 10 sentences and no commas."]
+
+
+def test_ifeval_rules_parse_and_agree_with_lm_eval_checkers(tmp_path):
+    from lm_eval.tasks.ifeval.instructions_registry import INSTRUCTION_DICT
+
+    path = tmp_path / "rules.jsonl"
+    path.write_text(json.dumps({"rules": "\n".join(f"{i + 1}. {r}" for i, r in enumerate(RULES)), "key": 1}) + "\n")
+    rules = ifeval.load_rules(path)
+    # the compound last rule is left out: its sentence count has no checker here
+    assert [r.text for r in rules] == RULES[:-1]
+    assert ifeval.parse("Words with all capital letters should appear at least 3 times.") is None
+    assert ifeval.parse("Write a 30-line poem without any commas.") is None
+    family = ifeval.Family(rules)
+    text = "Your transfer went through on Monday, and the balance is updated. Let me know if you need more."
+    for rule in rules:
+        fresh = INSTRUCTION_DICT[rule.instruction](rule.instruction)
+        fresh.build_description(**dict(rule.kwargs))
+        good = ifeval.transform(rule, text, True, random.Random(0))
+        bad = ifeval.transform(rule, text, False, random.Random(0))
+        assert fresh.check_following(good), (rule.text, good)
+        assert not fresh.check_following(bad), (rule.text, bad)
+        item = family.item(rule)
+        assert item.check(_tr("hi", good)) == [] and item.check(_tr("hi", bad)) == [1]
+
+
+def test_wordings_are_split_disjoint():
+    words = Wordings("x", [f"w{i}" for i in range(10)])
+    ids = [{i for i, _ in words.by_split[s]} for s in SPLITS]
+    assert all(ids) and not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert sum(map(len, ids)) == 10
+
+
+def test_value_bank_never_shares_a_value_across_splits():
+    bank = ValueBank(0)
+    drawn = {s: {bank.value("salary", s) for _ in range(150)} for s in SPLITS}
+    assert not (drawn["train"] & drawn["test"] or drawn["train"] & drawn["dev"] or drawn["dev"] & drawn["test"])
