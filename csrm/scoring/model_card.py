@@ -195,7 +195,9 @@ def _usage(kind: str, *, architecture: str | None, max_diff: float | None, rewar
                 "out[\"p_comply\"], out[\"reward\"], out[\"complies\"]  # response None: screen the request",
                 "```", "",
                 "`config` is the policy text, `messages` a prompt string or chat turns (the response under "
-                "review not among them). Calibration temperature(s) and thresholds are read from `config.json`.",
+                "review not among them). Calibration temperature(s) and thresholds are read from `config.json`. "
+                "`score(..., tokenizer=tok)` takes a tokenizer you loaded (`AutoTokenizer.from_pretrained(\"PATH\", "
+                "trust_remote_code=True)`: `config.json` names the remote code, so the tokenizer loader asks too).",
                 f"Checked at export against `csrm.load` on probe items (a long policy under a multi-turn "
                 f"transcript among them): largest |p_comply difference| = {p_checked}, largest |reward "
                 f"difference| = {checked}.", "",
