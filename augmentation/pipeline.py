@@ -29,7 +29,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from augmentation.pairs import make_pairs, record_error
+from augmentation.pairs import TRL_FILE, make_pairs, record_error, trl_rows
 from augmentation.recipe import Recipe, recipe_to_dict, resolve_path
 from augmentation.refusals import synthesize_refusal
 from augmentation.sources import LabelledRecord, load_records
@@ -366,8 +366,10 @@ def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 @gc_paused()
-def write_outputs(result: AugmentResult, manifest: dict[str, Any], output_dir: str | Path) -> Path:
-    """Write DatasetDicts, JSONL files and manifest.json into ``output_dir`` atomically."""
+def write_outputs(result: AugmentResult, manifest: dict[str, Any], output_dir: str | Path, *,
+                  trl_pairs: bool = False) -> Path:
+    """Write DatasetDicts, JSONL files and manifest.json into ``output_dir`` atomically (``trl_pairs``: also
+    the pairs in TRL's format, :func:`augmentation.pairs.trl_rows`, with their counts in the manifest)."""
     from datasets import Dataset, DatasetDict
     from datasets.utils import logging as ds_logging
 
@@ -378,11 +380,12 @@ def write_outputs(result: AugmentResult, manifest: dict[str, Any], output_dir: s
     with contextlib.ExitStack() as stack:
         if bars:
             stack.callback(ds_logging.enable_progress_bar)
-        _write_all(result, manifest, output_dir, Dataset, DatasetDict)
+        _write_all(result, manifest, output_dir, Dataset, DatasetDict, trl_pairs)
     return output_dir
 
 
-def _write_all(result: AugmentResult, manifest: dict[str, Any], output_dir: Path, Dataset: Any, DatasetDict: Any) -> None:
+def _write_all(result: AugmentResult, manifest: dict[str, Any], output_dir: Path, Dataset: Any, DatasetDict: Any,
+               trl: bool = False) -> None:
     with atomic_path(output_dir, is_dir=True, command="augment") as tmp:
         files = []
         for kind, data in (("examples", result.examples), ("pairs", result.pairs)):
@@ -397,6 +400,12 @@ def _write_all(result: AugmentResult, manifest: dict[str, Any], output_dir: Path
             if splits:
                 DatasetDict(splits).save_to_disk(str(tmp / kind))
                 files.append(f"{kind}/")
+        if trl:  # TRL's conversational preference rows (augmentation.pairs.trl_rows)
+            for split in SPLITS:
+                rows, skipped = trl_rows(result.pairs[split])
+                _write_jsonl(tmp / TRL_FILE.format(split=split), rows)
+                files.append(TRL_FILE.format(split=split))
+                manifest["pairs"][split].update(trl=len(rows), trl_left_out_full_answer=skipped)
         manifest = {**manifest, "files": files}
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
                                            encoding="utf-8")
@@ -426,5 +435,5 @@ def run(recipe: Recipe, *, output_dir: str | Path | None = None,
         raise InputError("the sources yielded no records", field="sources")
     result = build(recipe, records, taxonomy)
     manifest = summarize(result, records, recipe, taxonomy)
-    write_outputs(result, manifest, output_dir or recipe.output_dir)
+    write_outputs(result, manifest, output_dir or recipe.output_dir, trl_pairs=recipe.trl_pairs)
     return manifest

@@ -71,6 +71,10 @@ class Recipe:
     strict_policy_in_train: bool = setting(True, "the nothing-allowed policy always belongs to train")
     refusal_example_rate: float = setting(0.1, "chance per prompt of one synthesized-refusal example (label 1)")
     pairs: bool = setting(True, "build preference pairs")
+    trl_pairs: bool = setting(True, "also write the pairs in TRL's conversational preference format, "
+                              "pairs_trl.<split>.jsonl (prompt = the config as system message + the conversation; "
+                              "chosen / rejected = one assistant message): trl.RewardTrainer and DPOTrainer read it "
+                              "as is; pairs with a request-level 'full answer' side have no text and are left out")
     add_refusals: bool = setting(True, "add a synthesized refusal to each response pool that lacks one")
     max_pair_configs_per_prompt: int = setting(2, "configs per prompt under which pairs are built (0 = all)")
     max_pairs_per_config: int = setting(4, "pairs kept per (prompt, config) (0 = all)")

@@ -1,4 +1,4 @@
-"""``csrm export MODEL OUTPUT_DIR``: a saved CSRM as a standard ``transformers`` reward model (no csrm import needed).
+"""``csrm export MODEL OUTPUT_DIR``: a saved CSRM as a folder plain ``transformers`` loads (no csrm import needed).
 
 The command line of :func:`csrm.scoring.export.export` (what is written, and how it is verified, is described
 there): parse, export (and push), print a one-line JSON summary.
@@ -22,15 +22,16 @@ class ExportConfig:
 
     model: str = setting(help="a saved CSRM folder (csrm train / csrm run output)")
     output_dir: str = setting(help="the folder to write (new, empty, or an earlier csrm export output)")
-    format: Format = setting("auto", "transformers: a standard *ForSequenceClassification folder "
-                                       "(cross-encoder CSRMs); csrm: the CSRM folder as is plus a model card (for "
-                                       "csrm.load); auto: transformers for a cross-encoder, csrm for a "
-                                       "clause-reading CSRM")
+    format: Format = setting("auto", "transformers: a folder plain transformers loads without csrm (a cross-encoder "
+                                       "as a standard *ForSequenceClassification; a clause-reading CSRM with its "
+                                       "remote code: AutoModel.from_pretrained(path, trust_remote_code=True)); "
+                                       "csrm: the CSRM folder as is plus a model card (csrm.load only); auto: "
+                                       "transformers")
     report: str | None = setting(None, "a run's report.json for the card's evaluation table (default: the one "
                                  "beside the model folder, if any)")
     push_to_hub: str | None = setting(None, "also upload the folder to this hub repo (OWNER/NAME)")
     private: bool = setting(False, "create the hub repository as private")
-    verify: bool = setting(True, "compare probe rewards with csrm.load (--no-verify skips it)")
+    verify: bool = setting(True, "compare probe scores with csrm.load (--no-verify skips it)")
     overwrite: bool = setting(False, "write into a non-empty OUTPUT_DIR that is not an earlier csrm export output "
                               "(only the files export writes are replaced; everything else is kept)")
 

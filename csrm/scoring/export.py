@@ -32,9 +32,11 @@ request screening); the turns between are the conversation; the template writes 
 TRL does). Inputs longer than ``max_length`` are truncated by the CSRM's own rule only under ``csrm.load``.
 
 **Clause-reading CSRM** (``model_type: csrm_clause``): it reads a config clause by clause and the content
-window by window (several encoder passes per item and cached features), so no single-forward architecture
-reproduces it: ``--format csrm`` (the default for it) copies the folder and writes the model card saying
-``csrm.load`` is the supported path; ``--format transformers`` exits 2 saying so.
+window by window (several encoder passes per item), so no single-forward architecture reproduces it. Its
+``--format transformers`` export (the default for it, :mod:`csrm.scoring.clause_export`) is the model folder
+plus remote code named by ``auto_map``: ``AutoModel.from_pretrained(path, trust_remote_code=True)`` loads it
+without csrm and ``model.score(config, messages, response)`` gives csrm's p_comply and reward (checked to 1e-5
+at export). ``--format csrm`` copies the folder with a card, for ``csrm.load`` only.
 
 Every export checks itself: the standard model and ``csrm.load`` score the same probe items through the chat
 template, and the export fails if the rewards differ by more than ``1e-3`` (the largest difference is
@@ -310,17 +312,16 @@ def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", rep
     model_type = read_model_type(model_dir)
     if push_to_hub is not None:
         check_hub_target(push_to_hub)
-    if model_type == "csrm_clause" and fmt == "transformers":
-        raise InputError("a clause-reading CSRM (model_type csrm_clause) runs several encoder passes per item "
-                         "(one per config clause and content window), which no single-forward transformers "
-                         "architecture reproduces: export it with --format csrm and load it with csrm.load",
-                         path=str(model_dir))
     check_output_dir(out_dir, "export", overwrite=overwrite, inputs={"model": model_dir, "report": report})
     with atomic_path(out, is_dir=True, command="export") as partial:
-        if model_type == "csrm_clause" or fmt == "csrm":
+        if fmt == "csrm":
             shutil.copytree(model_dir, partial, dirs_exist_ok=True)
             write_card(partial, model_dir, kind="csrm_clause" if model_type == "csrm_clause" else "csrm",
                        report=report)
+        elif model_type == "csrm_clause":
+            from csrm.scoring.clause_export import export_clause
+
+            export_clause(model_dir, partial, report=report, verify=verify)
         else:
             _export_transformers(model_dir, partial, report=report, verify=verify)
     if push_to_hub is not None:

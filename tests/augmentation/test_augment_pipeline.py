@@ -27,6 +27,7 @@ from csrm.app import cli
 from csrm.base.compliance import VIOLATION_THRESHOLD, complies, error_score
 from csrm.base.config import field_help
 from csrm.base.errors import InputError
+from csrm.base.io import OUTPUT_MARKER
 from csrm.base.paths import CONFIGS_DIR
 from csrm.base.records import Example, PreferencePair
 from csrm.base.safety_config import SafetyConfig
@@ -60,7 +61,8 @@ def test_output_layout_and_columns(seed_out):
     from datasets import load_from_disk
 
     names = {p.name for p in seed_out.iterdir()}
-    assert names == {"examples", "pairs", "manifest.json", ".csrm-output.json", *(f"{k}.{s}.jsonl" for k in ("examples", "pairs") for s in SPLITS)}
+    assert names == {"examples", "pairs", "manifest.json", OUTPUT_MARKER,  # the marker: csrm.base.io
+                     *(f"{k}.{s}.jsonl" for k in ("examples", "pairs", "pairs_trl") for s in SPLITS)}
     examples, pairs = load_from_disk(str(seed_out / "examples")), load_from_disk(str(seed_out / "pairs"))
     assert set(examples) == set(pairs) == set(SPLITS)
     assert examples["train"].column_names == list(Example.__dataclass_fields__)

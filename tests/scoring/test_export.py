@@ -171,12 +171,13 @@ def test_grpo_with_the_exported_path_as_reward_funcs(exported, tmp_path, monkeyp
         assert value + bias == pytest.approx(scorer.score(config, turns, response).reward, abs=1e-4)
 
 
-def test_clause_csrm_export_is_the_folder_plus_a_card(tmp_path, capsys):
+def test_clause_csrm_export_carries_remote_code_and_format_csrm_is_the_folder_plus_a_card(tmp_path):
     import transformers
     from transformers import AutoTokenizer
 
     from csrm.base.paths import resolve_model_name
     from csrm.model.clause.modeling import ClauseCSRMModel
+    from csrm.scoring.clause_export import AUTO_MAP, REMOTE_FILES
 
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
     torch.manual_seed(0)
@@ -185,22 +186,31 @@ def test_clause_csrm_export_is_the_folder_plus_a_card(tmp_path, capsys):
     model = ClauseCSRMModel.from_backbone_config(backbone, tokenizer=tok).eval()
     model.save_pretrained(tmp_path / "clause")
     tok.save_pretrained(tmp_path / "clause")
-    assert cli.main(["export", str(tmp_path / "clause"), str(tmp_path / "std"), "--format", "transformers"]) == 2
-    err = capsys.readouterr().err
-    assert "several encoder passes per item" in err and "csrm.load" in err
-    assert not (tmp_path / "std").exists()
-    assert cli.main(["export", str(tmp_path / "clause"), str(tmp_path / "out")]) == 0
+    # the default (auto = transformers): remote code named by auto_map, checked against csrm.load at export
+    assert cli.main(["export", str(tmp_path / "clause"), str(tmp_path / "std")]) == 0
+    config = json.loads((tmp_path / "std" / "config.json").read_text())
+    assert config["auto_map"] == AUTO_MAP and all((tmp_path / "std" / f).is_file() for f in REMOTE_FILES)
+    assert config["csrm"]["max_abs_p_comply_difference"] <= 1e-5
+    assert config["csrm"]["max_abs_reward_difference"] <= 1e-5
+    card = (tmp_path / "std" / "README.md").read_text()
+    assert "trust_remote_code=True" in card and "model.score(" in card and "custom_code" in card
+    # --format csrm: the folder as is, plus a card for csrm.load
+    assert cli.main(["export", str(tmp_path / "clause"), str(tmp_path / "out"), "--format", "csrm"]) == 0
+    assert not (tmp_path / "out" / REMOTE_FILES[1]).exists()
     card = (tmp_path / "out" / "README.md").read_text()
     assert "clause-reading CSRM" in card and "csrm.load" in card and "several frozen-encoder passes" in card
+    assert "pip install -e ." in card and "pip install csrm`" not in card
     item = (CONFIGS[0], PROMPTS[0], "No.")
-    assert csrm.load(tmp_path / "out", device="cpu").score(*item) == csrm.load(tmp_path / "clause",
-                                                                               device="cpu").score(*item)
+    reference = csrm.load(tmp_path / "clause", device="cpu").score(*item)
+    assert csrm.load(tmp_path / "out", device="cpu").score(*item) == reference
+    assert csrm.load(tmp_path / "std", device="cpu").score(*item) == reference
 
 
 def test_card_eval_table_and_arguments(tmp_path, capsys, monkeypatch):
     model = _csrm_model("encoder", tmp_path / "run" / "model")
     (tmp_path / "run" / "report.json").write_text(json.dumps({"benchmarks": {"cosalign_test": {"csrm": {
-        "n_test": 267, "stored": {"f1": 0.668, "auroc": 0.55, "auprc": 0.571, "ece": 0.119, "brier": 0.25}}}}}))
+        "n_test": 267, "stored": {"f1": 0.668, "auroc": 0.55, "auprc": 0.571, "ece": 0.119, "brier": 0.25}},
+        "zero_shot": {"n_test": 267, "stored": {"f1": 0.5}}}}}))
     (model / "train_config.yaml").write_text("dataset_path: /somewhere/runs/augment/shared\nlearning_rate: 3.0e-5\n")
     # --push-to-hub: checked before any work (a bad id; offline), the folder is not written
     assert cli.main(["export", str(model), str(tmp_path / "a"), "--push-to-hub", "not-an-id"]) == 2
@@ -228,7 +238,18 @@ def test_card_eval_table_and_arguments(tmp_path, capsys, monkeypatch):
     assert calls[1][0] == "upload" and {"README.md", "config.json", COMPLIANCE_FILE} <= set(calls[1][2])
     card = (tmp_path / "a" / "README.md").read_text()
     assert "| cosalign_test | csrm | 267 | 66.8 | 55.0 | 57.1 | 0.119 | 0.250 |" in card
+    assert "| cosalign_test | zero_shot | 267 | 50.0 |" in card  # a baseline: in the table only
     assert "`shared`" in card and "/somewhere" not in card
+    # the metadata, read back with huggingface_hub: model-index results are this model's row only
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(tmp_path / "a" / "README.md").data
+    assert data.library_name == "transformers" and data.pipeline_tag == "text-classification"
+    results = {r.metric_type: r for r in data.eval_results}
+    assert set(results) == {"f1", "roc_auc", "average_precision", "ece", "brier_score"}
+    assert results["f1"].metric_value == pytest.approx(0.668) and results["ece"].metric_value == pytest.approx(0.119)
+    assert {(r.dataset_type, r.dataset_split, r.task_type) for r in data.eval_results} == {
+        ("cosalign_test", "test", "text-classification")}
     # a non-empty folder that is not an earlier export (tests/base/test_io_safety.py) and a bad format are refused
     (tmp_path / "c").mkdir()
     (tmp_path / "c" / "x.txt").write_text("x")
