@@ -32,7 +32,7 @@ from csrm.model.rule.aggregation import Calibration, combine
 from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import Embed, SentenceEmbedder, select
 from csrm.model.rule.data import preceding_user
-from csrm.model.rule.modeling import Pair, PairEncoder, load_backbone, pair_logits
+from csrm.model.rule.modeling import Pair, PairEncoder, load_backbone, pair_logits, quantize_int8
 
 META_FILE = "rule_judge.json"
 _ROLES = {"user": "user", "assistant": "assistant"}
@@ -62,7 +62,9 @@ class RulePredictor:
 
     def __init__(self, model: torch.nn.Module, encoder: PairEncoder, args: RuleJudgeArgs, *,
                  calibration: Calibration | None = None, threshold: float = 0.5, embed: Embed | None = None):
-        self.model, self.encoder, self.args = model.eval(), encoder, args
+        self.float_model = model.eval()
+        self.model = quantize_int8(self.float_model) if args.int8 else self.float_model
+        self.encoder, self.args = encoder, args
         self.calibration, self.threshold, self.embed = calibration or Calibration(), threshold, embed
 
     @classmethod

@@ -32,7 +32,7 @@ from csrm.model.rule.aggregation import best_f1_threshold, fit_calibration
 from csrm.model.rule.args import RuleJudgeArgs
 from csrm.model.rule.candidates import SentenceEmbedder
 from csrm.model.rule.data import RuleExample, preceding_user, read_examples
-from csrm.model.rule.modeling import Pair, PairEncoder, load_backbone
+from csrm.model.rule.modeling import Pair, PairEncoder, freeze_lower, load_backbone
 from csrm.model.rule.predictor import RulePredictor, save
 
 
@@ -110,6 +110,7 @@ def train(args: RuleJudgeArgs, *, from_config: bool = False, progress: bool = Tr
     dev_rows = [ex for ex in read_examples(root / "dev.jsonl") if ex.family not in excluded]
     pairs, counts = sample_pairs(train_rows, args)
     tokenizer, model = load_backbone(args.model_name_or_path, from_config=from_config)
+    trainable = freeze_lower(model, args.freeze_layers)
     encoder = PairEncoder(tokenizer, max_length=args.max_length, rule_max_tokens=args.rule_max_tokens,
                           context_max_tokens=args.context_max_tokens)
     features, owner = encoder.encode([p for p, _ in pairs])
@@ -128,12 +129,14 @@ def train(args: RuleJudgeArgs, *, from_config: bool = False, progress: bool = Tr
     embed = SentenceEmbedder("minilm") if not from_config else None
     predictor = RulePredictor(model, encoder, args, embed=embed)
     cal_started = time.perf_counter()
-    fitted = calibrate(predictor, dev_rows)
+    dev_subset = random.Random(args.seed).sample(dev_rows, min(len(dev_rows), args.calibration_items))
+    fitted = calibrate(predictor, dev_subset)
     measured = {"train_examples": len(train_rows), **counts, "train_inputs": len(features),
+                "trainable_parameters": trainable,
                 "train_loss": float(result.training_loss), "fit_seconds": round(fit_seconds, 1),
                 "calibrate_seconds": round(time.perf_counter() - cal_started, 1), **fitted,
                 "excluded_families": sorted(excluded), "wall_seconds": round(time.perf_counter() - started, 1),
                 "peak_rss_gb": round(peak_rss_gb(), 3)}
-    save(args.output_dir, model, encoder, args, calibration=predictor.calibration, threshold=predictor.threshold,
+    save(args.output_dir, predictor.float_model, encoder, args, calibration=predictor.calibration, threshold=predictor.threshold,
          extra={"training": measured})
     return measured

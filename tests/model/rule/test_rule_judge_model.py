@@ -83,7 +83,8 @@ def test_train_save_load_and_score(tmp_path):
     args = build(RuleJudgeArgs, {"dataset_path": str(root), "output_dir": str(tmp_path / "judge"),
                                  "model_name_or_path": str(backbone), "max_train_pairs": 400,
                                  "num_train_epochs": 3.0, "learning_rate": 1e-3, "batch_size": 16,
-                                 "max_length": 96, "rule_max_tokens": 24, "context_max_tokens": 16})
+                                 "max_length": 96, "rule_max_tokens": 24, "context_max_tokens": 16,
+                                 "freeze_layers": 0})
     measured = train(args, from_config=True, progress=False)
     assert measured["positives"] > 0 and measured["peak_rss_gb"] > 0
     meta = json.loads((tmp_path / "judge" / META_FILE).read_text())
