@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import random
 import time
 from pathlib import Path
 
@@ -63,8 +64,16 @@ def narrowing_recall(judge: RulePredictor, examples: list[RuleExample]) -> dict[
     return {"recall": kept / max(1, total), "violations": total}
 
 
-def generated(judge: RulePredictor, data: Path) -> dict:
-    dev, test = read_examples(data / "dev.jsonl"), read_examples(data / "test.jsonl")
+def sample(examples: list[RuleExample], n: int | None, seed: int = 0) -> list[RuleExample]:
+    """A deterministic random subset of ``n`` examples (all when ``n`` is None or larger), order kept."""
+    if n is None or n >= len(examples):
+        return examples
+    keep = set(random.Random(seed).sample(range(len(examples)), n))
+    return [ex for i, ex in enumerate(examples) if i in keep]
+
+
+def generated(judge: RulePredictor, data: Path, max_test: int | None = None) -> dict:
+    dev, test = read_examples(data / "dev.jsonl"), sample(read_examples(data / "test.jsonl"), max_test)
     started = time.perf_counter()
     judged = judge.judge_many([(ex.rules, ex.turns) for ex in test])
     seconds = time.perf_counter() - started
@@ -154,11 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="generated rule data folder (train/dev/test.jsonl)")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $CSRM_DATA_DIR)")
     parser.add_argument("--skip", nargs="*", default=[], choices=["generated", "length", "dynabench"])
+    parser.add_argument("--max-test", type=int, default=None, help="score a random subset of this many "
+                        "generated test rows (2 shared cores); default all")
     parser.add_argument("--out", default=None)
     opts = parser.parse_args(argv)
     judge = RulePredictor.from_pretrained(opts.model)
     report: dict = {"model": opts.model}
-    for name, fn in (("generated", lambda: generated(judge, Path(opts.data))),
+    for name, fn in (("generated", lambda: generated(judge, Path(opts.data), opts.max_test)),
                      ("length", lambda: length_test(judge, Path(opts.data))),
                      ("dynabench", lambda: dynabench(judge, opts.data_dir))):
         if name in opts.skip or (name != "dynabench" and not opts.data):
