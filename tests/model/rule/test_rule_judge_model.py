@@ -95,3 +95,16 @@ def test_train_save_load_and_score(tmp_path):
     assert results[0].evidence is not None and results[0].evidence.turn_index == 1
     with pytest.raises(InputError, match="no rule_judge.json"):
         RulePredictor.from_pretrained(tmp_path / "tiny")
+
+
+def test_eval_tool_on_generated_rows(tmp_path):
+    from tools.rule_judge_eval import generated, length_test
+
+    root = write_dataset(tmp_path / "data")
+    judge = keyword_predictor()
+    report = generated(judge, root)
+    assert report["n"] == 16 and report["auroc"] == 1.0 and report["named_rule_and_turn"] == 1.0
+    assert report["narrowing"]["recall"] == 1.0 and report["narrowing"]["violations"] > 0
+    length = length_test(judge, root)
+    assert length["n"] > 0 and length["max_abs_delta_p_comply"] <= 0.05
+    assert length["violation_flagged_share"] == 1.0
