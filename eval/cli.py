@@ -44,6 +44,9 @@ class EvalConfig:
                                   "tuning", check=open_fraction)
     cosalign_dev: CosalignDev = setting("seen", "CoSAlign-Test dev split: 'seen' (seen configs "
                                                           "= dev, unseen = test) or 'slice'")
+    rule_reading: bool = setting(True, "on DynaBench, also run the rule-reading tests (rule swap, removal, "
+                                 "within-transcript pairs, length; eval/rule_reading.py) and print their table; "
+                                 "--no-rule-reading skips them")
     quiet: bool = setting(False, "no progress bars on stderr")
     report_to: str = setting("none", "'wandb' logs every benchmark's metrics, the per-config table and the plots "
                              "to Weights & Biases (WANDB_MODE=offline: locally)")
@@ -88,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = {"bench": names, "data_dir": str(root), "limit": cfg.limit, "use_hub": cfg.hub,
                 "dev_fraction": cfg.dev_fraction, "cosalign_dev": cfg.cosalign_dev}
     run = evaluate(scorer, loaded, model=cfg.model, blind=blind, skipped=skipped, settings=settings,
-                   progress=None if cfg.quiet else stderr_progress)
+                   progress=None if cfg.quiet else stderr_progress, rule_reading=cfg.rule_reading)
     out = Path(cfg.output_dir) if cfg.output_dir else default_out(cfg.model, blind)
     paths = write_report(run, out)
     log_report(json.loads(paths["json"].read_text(encoding="utf-8")), paths, cfg.report_to)

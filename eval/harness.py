@@ -25,6 +25,7 @@ class BenchmarkRun:
     scored: list[Scored]
     seconds: float
     metrics: dict[str, dict[str, Any]]
+    rule_reading: dict[str, Any] | None = None  # eval.rule_reading.benchmark_block (DynaBench only)
 
     @property
     def items_per_second(self) -> float:
@@ -87,17 +88,27 @@ def run_benchmark(scorer: Scorer, benchmark: LoadedBenchmark, *, blind: bool = F
     return BenchmarkRun(benchmark, scored, seconds, benchmark_metrics(scored, list(benchmark.views)))
 
 
+RULE_READING_BENCHMARKS = ("dynabench",)  # rule policies with rules_violated metadata (eval.rule_tests)
+
+
 def evaluate(scorer: Scorer, benchmarks: dict[str, LoadedBenchmark], *, model: str = "", blind: bool = False,
              skipped: dict[str, str] | None = None, chunk_size: int = 64, progress: Progress | None = None,
-             settings: dict[str, Any] | None = None) -> EvalRun:
-    """Run ``scorer`` on each loaded benchmark."""
+             settings: dict[str, Any] | None = None, rule_reading: bool = True) -> EvalRun:
+    """Run ``scorer`` on each loaded benchmark. ``rule_reading``: on DynaBench also run the rule-reading
+    tests (:mod:`eval.rule_reading`: rule swap, removal, within-transcript pairs, length; a few hundred more
+    items scored), so every report that includes DynaBench carries them."""
     run = EvalRun(model=model, skipped=dict(skipped or {}), blind=blind, settings=dict(settings or {}))
     for name, bench in benchmarks.items():
         reason = scorer.unsupported(bench.items) if hasattr(scorer, "unsupported") else None
         if reason:
             run.skipped[name] = reason
             continue
-        run.runs[name] = run_benchmark(scorer, bench, blind=blind, chunk_size=chunk_size, progress=progress)
+        run.runs[name] = br = run_benchmark(scorer, bench, blind=blind, chunk_size=chunk_size, progress=progress)
+        if rule_reading and name in RULE_READING_BENCHMARKS:
+            from eval.rule_reading import benchmark_block
+
+            br.rule_reading = benchmark_block(scorer, bench.items, [s.result for s in br.scored], blind=blind,
+                                              source=bench.source)
     return run
 
 

@@ -17,6 +17,7 @@ from csrm.base.plots import plot_bars, plot_reliability
 from eval.analysis import clean_nan
 from eval.harness import EvalRun
 from eval.items import HEADLINE, TEST
+from eval.rule_report import block_markdown
 
 PUBLISHED_YAML = Path(__file__).resolve().parent / "published.yaml"
 PERCENT = ("f1", "precision", "recall", "accuracy", "auroc", "auprc")
@@ -42,6 +43,8 @@ def build_report(run: EvalRun, published: dict[str, list[dict[str, Any]]] | None
             "seconds": round(br.seconds, 3), "items_per_second": br.items_per_second,
             "published": published.get(name, []),
         }
+        if br.rule_reading is not None:
+            benchmarks[name]["rule_reading"] = br.rule_reading
     for name, reason in run.skipped.items():
         benchmarks[name] = {"status": "skipped", "reason": reason, "published": published.get(name, [])}
     return clean_nan({
@@ -93,6 +96,10 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(_row([title, f"published: {who}", "", *cells, "", ""]))
     if skipped:
         lines += ["", *skipped]
+    for bench in report["benchmarks"].values():
+        if bench.get("rule_reading"):
+            lines += ["", *block_markdown(bench["rule_reading"], title=f"Rule reading, {bench['title']}: `{model}`",
+                                          label=model)]
     for name, bench in report["benchmarks"].items():
         if bench["status"] == "ok":
             lines += ["", *_benchmark_detail(name, bench)]

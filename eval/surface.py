@@ -23,15 +23,15 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from csrm.base.records import last_user_turn
-from csrm.base.score_types import ScoreResult
+from csrm.base.score_types import ScoreItem, ScoreResult
 from eval.items import DEV, EvalItem
 
 NAME = "surface"
 
 
-def surface_features(item: EvalItem) -> list[float]:
+def surface_features(item: EvalItem | ScoreItem) -> list[float]:
     """[log(1 + characters judged), turns, log(1 + config characters)] of one item."""
-    it = item.item
+    it = item.item if isinstance(item, EvalItem) else item
     judged = it.response if it.response is not None else last_user_turn(list(it.messages))
     turns = len(it.messages) + (it.response is not None)
     return [math.log1p(len(judged)), float(turns), math.log1p(len(it.config))]
@@ -46,17 +46,33 @@ class SurfaceProbe:
             return "probe:surface fits on the benchmark's dev items, which hold one class only (or none)"
         return None
 
-    def score_eval_items(self, items: Sequence[EvalItem]) -> list[ScoreResult]:
+    def fitted(self, items: Sequence[EvalItem]) -> FittedSurface:
+        """The probe fitted on the dev items among ``items``: a plain scorer (``score_items``) of any item,
+        which the rule-reading tests (:mod:`eval.rule_reading`) run on perturbed copies."""
         reason = self.unsupported(items)
         if reason:
             raise ValueError(reason)
-        x = np.array([surface_features(it) for it in items])
-        dev = np.array([it.split == DEV for it in items])
-        y = np.array([it.label_violation for it in items])
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x[dev], y[dev])
-        p_violation = model.predict_proba(x)[:, 1]
-        return [ScoreResult(p_comply=float(1 - p), reward=float(-p), complies=bool(p < 0.5), threshold=0.5)
-                for p in p_violation]
+        dev = [it for it in items if it.split == DEV]
+        x = np.array([surface_features(it) for it in dev])
+        y = np.array([it.label_violation for it in dev])
+        return FittedSurface(make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(x, y))
+
+    def score_eval_items(self, items: Sequence[EvalItem]) -> list[ScoreResult]:
+        return self.fitted(items).score_items([it.item for it in items])
 
     def score_items(self, items):  # the Scorer protocol: this probe needs the benchmark's dev split
         raise TypeError("probe:surface scores EvalItems (score_eval_items): it fits on the benchmark's dev items")
+
+
+class FittedSurface:
+    """A fitted lengths-only probe: scores any :class:`ScoreItem` from its three length features."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def score_items(self, items: Sequence[ScoreItem]) -> list[ScoreResult]:
+        if not items:
+            return []
+        p_violation = self.model.predict_proba(np.array([surface_features(it) for it in items]))[:, 1]
+        return [ScoreResult(p_comply=float(1 - p), reward=float(-p), complies=bool(p < 0.5), threshold=0.5)
+                for p in p_violation]

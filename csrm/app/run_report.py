@@ -111,6 +111,13 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
             lines.append(_row([f"published: {who}", "", *cells, ""]))
         if notes:
             lines += ["", *notes]
+        rule_blocks = {label: b["rule_reading"] for label, b in ok if b.get("rule_reading")}
+        if rule_blocks:  # DynaBench: rule swap/removal/pairs/length beside lengths-only and config-blind
+            from eval.rule_report import run_rows
+
+            lines += ["", *run_rows(rule_blocks)]
+            for label, block in rule_blocks.items():
+                table[name][label]["extra"]["rule_reading"] = block
         lines += ["", f"Details: `{out / 'eval'}/<model>/report.md`.", ""]
     if status:
         lines += ["## Stages", "", "Reused = output kept from an earlier invocation because its fingerprint (settings, "
