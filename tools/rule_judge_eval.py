@@ -120,31 +120,23 @@ def length_test(judge: RulePredictor, data: Path, n: int = 12) -> dict:
 
 
 def dynabench(judge: RulePredictor, data_dir: str | None) -> dict:
+    """DynaBench (Aug) dev half: scored once through ``eval``'s harness, then the rule-reading block of
+    ``eval.rule_reading`` (swap, removal, within-transcript pairs, AUROC, F1 dev-tuned, named rule, length;
+    beside the config-blanked and lengths-only columns) reusing those scores, plus narrowing recall and cost."""
+    from csrm.base.rule_text import split_rules
+    from csrm.model.rule.predictor import item_turns
     from eval.benchmarks import load_benchmark
     from eval.harness import evaluate
-    from eval.surface import SurfaceProbe
+    from eval.rule_reading import benchmark_block
 
     bench = load_benchmark("dynabench", data_dir, use_hub=False, dev_fraction=0.2)
     started = time.perf_counter()
     run = evaluate(judge, {"dynabench": bench}, model="rule-judge")
     seconds = time.perf_counter() - started
-    probe = evaluate(SurfaceProbe(), {"dynabench": bench}, model="probe:surface")
-    out = {"n_items": len(bench.items), "seconds_per_item": round(seconds / len(bench.items), 3)}
-    for name, r in (("rule_judge", run), ("lengths_probe", probe)):
-        overall = r.runs["dynabench"].metrics["headline"]["overall"]["tuned"]
-        out[name] = {k: overall.get(k) for k in ("auroc", "f1", "precision", "recall")}
     scored = run.runs["dynabench"].scored
-    fails = [s for s in scored if s.item.label_violation == 1]
-    named = [s.result.evidence is not None and s.result.evidence.rule_number in
-             (s.item.extra["metadata"] or {}).get("rules_violated", []) for s in fails]
-    out["named_rule_accuracy"] = float(np.mean(named))
-    out["named_rule_n"] = len(named)
-    # narrowing: pairs read, and whether a violated rule survives for some Agent window (rule level)
-    from csrm.base.rule_text import split_rules
-    from csrm.model.rule.predictor import item_turns
-
+    out = {"n_items": len(bench.items), "seconds_per_item": round(seconds / len(bench.items), 3)}
     read = total = kept = n_fail = 0
-    for s in scored:
+    for s in scored:  # narrowing: pairs read, and whether a violated rule survives for some Agent window
         rules, turns = split_rules(s.item.item.config), item_turns(s.item.item)
         pairs, without = judge.pairs_for(rules, turns)
         read, total = read + len(pairs), total + without
@@ -152,8 +144,11 @@ def dynabench(judge: RulePredictor, data_dir: str | None) -> dict:
         if s.item.label_violation == 1 and violated:
             n_fail += 1
             kept += any(rules[p.rule_index].number in violated for p in pairs)
-    out["pairs_read"], out["pairs_without_narrowing"] = read, total
-    out["narrowing_rule_recall"] = kept / max(1, n_fail)
+    out.update({"pairs_read": read, "pairs_without_narrowing": total,
+                "narrowing_rule_recall": kept / max(1, n_fail), "narrowing_fail_items": n_fail})
+    block_started = time.perf_counter()
+    out["rule_reading"] = benchmark_block(judge, bench.items, [s.result for s in scored], source=bench.source)
+    out["rule_reading_seconds"] = round(time.perf_counter() - block_started, 1)
     return out
 
 
