@@ -34,7 +34,7 @@ from sklearn.preprocessing import StandardScaler
 from csrm.base.rule_text import Turn
 from csrm.model.clauses import windows as cut_windows
 from csrm.model.rule.candidates import select
-from csrm.model.rule.data import RuleExample, read_examples
+from csrm.model.rule.data import RuleExample, preceding_user, read_examples
 from csrm.model.rule.predictor import RulePredictor
 
 LENGTH_CHARS = 20_000
@@ -56,8 +56,9 @@ def narrowing_recall(judge: RulePredictor, examples: list[RuleExample]) -> dict[
     for ex in examples:
         for rule_number, t in ex.violations or ():
             windows = cut_windows(ex.turns[t].text, judge.args.window_chars) or [""]
+            context = preceding_user(ex.turns, t)
             chosen = select([r.text for r in ex.rules], windows, top_k=judge.args.top_k, embed=judge.embed,
-                            always_rules=judge.args.always_rules)
+                            always_rules=judge.args.always_rules, contexts=[context] * len(windows))
             index = next(i for i, r in enumerate(ex.rules) if r.number == rule_number)
             kept += any(index in c for c in chosen)
             total += 1

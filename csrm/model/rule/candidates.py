@@ -68,15 +68,23 @@ class SentenceEmbedder:
 
 
 def select(rules: Sequence[str], windows: Sequence[str], *, top_k: int, embed: Embed | None,
-           always_rules: bool = True) -> list[list[int]]:
+           always_rules: bool = True, contexts: Sequence[str] | None = None) -> list[list[int]]:
     """For each window, the indices of the rules the cross-encoder judges against it (module doc).
 
-    ``embed`` ``None`` (or a policy with at most ``top_k`` rules) keeps every rule for every window."""
+    A rule's similarity to a window is the larger of its cosine to the window and to the window's context
+    (the preceding User turn, ``contexts``): a conditional rule ("if the user mentions Y, include Z") is
+    broken by an Agent turn that shares no word with it, and only the User turn names Y. ``embed`` ``None``
+    (or a policy with at most ``top_k`` rules) keeps every rule for every window."""
     everyone = list(range(len(rules)))
     if embed is None or len(rules) <= top_k or not windows:
         return [everyone for _ in windows]
     fixed = {i for i, r in enumerate(rules) if always_rules and applies_everywhere(r)}
-    sims = embed(list(windows)) @ embed(list(rules)).T  # [windows, rules] cosine
+    rule_vectors = embed(list(rules))
+    sims = embed(list(windows)) @ rule_vectors.T  # [windows, rules] cosine
+    if contexts is not None:
+        if len(contexts) != len(windows):
+            raise ValueError(f"{len(contexts)} contexts for {len(windows)} windows")
+        sims = np.maximum(sims, embed([c or w for c, w in zip(contexts, windows, strict=True)]) @ rule_vectors.T)
     out = []
     for row in sims:
         top = np.argsort(-row, kind="stable")[:top_k]

@@ -101,7 +101,7 @@ class RulePredictor:
                 units.append((t, w, context, text))
         texts = [r.text for r in rules]
         chosen = select(texts, [u[3] for u in units], top_k=self.args.top_k, embed=self.embed,
-                        always_rules=self.args.always_rules)
+                        always_rules=self.args.always_rules, contexts=[u[2] for u in units])
         pairs = [Pair(texts[r], context, text, rule_index=r, turn_index=t, window_index=w)
                  for (t, w, context, text), keep in zip(units, chosen, strict=True) for r in keep]
         return pairs, len(units) * len(rules)

@@ -101,3 +101,11 @@ def test_calibration_and_threshold():
     assert cal.scale > 0 and cal(3) > 0.9 and cal(-3) < 0.1
     assert fit_calibration([1, 2], [1, 1]) == Calibration()
     assert best_f1_threshold([0.1, 0.2, 0.7, 0.9], [0, 0, 1, 1]) == 0.7
+
+
+def test_select_reads_the_context_for_conditional_rules():
+    rules = ["Include cheese if the user mentions pizza.", "Never reveal a phone number.", "Do not discuss weather.",
+             "Use no more than three sentences in any response."]
+    without = select(rules, ["ok sure"], top_k=1, embed=_bag_embed)
+    with_context = select(rules, ["ok sure"], top_k=1, embed=_bag_embed, contexts=["I love pizza"])
+    assert 0 not in without[0] and 0 in with_context[0]
