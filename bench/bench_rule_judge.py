@@ -43,8 +43,8 @@ def main(argv: list[str] | None = None) -> dict:
     items = [it.item for it in load_benchmark("dynabench", data_dir(), use_hub=False).items[: args.items]]
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
     clause = ClauseScorer(ClauseCSRMModel.from_backbone("minilm", tokenizer=tok), tok, device="cpu")
-    rule = RulePredictor.from_pretrained(args.model)
-    rule_all = RulePredictor.from_pretrained(args.model, narrowing=False)
+    rule = RulePredictor.from_pretrained(args.model, threads=threads)  # the saved args would set 2 threads
+    rule_all = RulePredictor.from_pretrained(args.model, narrowing=False, threads=threads)
 
     def run_rule(judge):
         if judge.embed is not None:
