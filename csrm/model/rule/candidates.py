@@ -1,0 +1,92 @@
+"""Candidate narrowing: which rules the cross-encoder reads against which Agent window.
+
+A 100-rule policy times every window of every Agent turn is too many cross-encoder pairs (issue 28's cost
+target is <= 3x the clause scorer per DynaBench item). Before the cross-encoder, a **frozen** bi-encoder
+(all-MiniLM-L6-v2 through sentence-transformers, the same backbone the project caches elsewhere) embeds every
+rule once per policy and every window once; each window keeps its ``top_k`` most similar rules by cosine.
+Two kinds of rule are kept for every window whatever their similarity:
+
+- rules that apply to every turn (format, length, style, language, greeting rules: "Use no more than three
+  sentences in any response", "Do not use sarcasm"), found by :func:`applies_everywhere` (an unconditional
+  rule about the form of a response). Their wording shares nothing with the content they constrain, so a
+  similarity ranking would drop them;
+- all rules when the policy has at most ``top_k`` rules (nothing to narrow).
+
+The recall of this step (violated (rule, turn) pairs that survive it) is measured by the evaluation tool
+(``tools/rule_judge_eval.py``) on the generated test split and on DynaBench's FAIL items.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from csrm.base.paths import resolve_model_name
+
+Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
+
+_CONDITION = re.compile(r"\b(if|when|whenever|once|unless|in the case|in case|should the user|upon|after the "
+                        r"user|where the user|for any (?:user|question|request) (?:about|regarding))\b", re.I)
+_FORM = re.compile(r"\b(respon[sd]\w*|repl(?:y|ies)|answers?|messages?|sentences?|words?|characters?|emojis?|"
+                   r"tone|sarcas\w*|capital\w*|lowercase|uppercase|bullet\w*|paragraphs?|markdown|format\w*|"
+                   r"language|english|commas?|punctuation|greet\w*|sign[- ]off|end (?:with|every)|"
+                   r"start (?:with|every)|begin (?:with|every)|polite\w*|formal|informal|slang|profan\w*|"
+                   r"jargon|exclamation|title|quotation|lists?|json|every turn|all responses|always)\b", re.I)
+
+
+def applies_everywhere(rule: str) -> bool:
+    """True for an unconditional rule about the form of every response (module doc)."""
+    head = rule[:300]
+    return not _CONDITION.search(head) and bool(_FORM.search(head))
+
+
+class SentenceEmbedder:
+    """A frozen sentence-transformers model (loaded on first use) with a per-text cache: a policy's rules are
+    embedded once however many items share it."""
+
+    def __init__(self, name_or_path: str = "minilm", *, batch_size: int = 64, cache_size: int = 50_000):
+        self.name = name_or_path
+        self.batch_size, self.cache_size = batch_size, cache_size
+        self._model = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        if missing:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(resolve_model_name(self.name), device="cpu")
+            vectors = self._model.encode(missing, batch_size=self.batch_size, normalize_embeddings=True,
+                                         convert_to_numpy=True, show_progress_bar=False)
+            if len(self._cache) + len(missing) > self.cache_size:
+                self._cache.clear()
+            self._cache.update(zip(missing, vectors, strict=True))
+        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
+
+
+def select(rules: Sequence[str], windows: Sequence[str], *, top_k: int, embed: Embed | None,
+           always_rules: bool = True, contexts: Sequence[str] | None = None) -> list[list[int]]:
+    """For each window, the indices of the rules the cross-encoder judges against it (module doc).
+
+    A rule's similarity to a window is the larger of its cosine to the window and to the window's context
+    (the preceding User turn, ``contexts``): a conditional rule ("if the user mentions Y, include Z") is
+    broken by an Agent turn that shares no word with it, and only the User turn names Y. ``embed`` ``None``
+    (or a policy with at most ``top_k`` rules) keeps every rule for every window."""
+    everyone = list(range(len(rules)))
+    if embed is None or len(rules) <= top_k or not windows:
+        return [everyone for _ in windows]
+    fixed = {i for i, r in enumerate(rules) if always_rules and applies_everywhere(r)}
+    rule_vectors = embed(list(rules))
+    sims = embed(list(windows)) @ rule_vectors.T  # [windows, rules] cosine
+    if contexts is not None:
+        if len(contexts) != len(windows):
+            raise ValueError(f"{len(contexts)} contexts for {len(windows)} windows")
+        sims = np.maximum(sims, embed([c or w for c, w in zip(contexts, windows, strict=True)]) @ rule_vectors.T)
+    out = []
+    for row in sims:
+        top = np.argsort(-row, kind="stable")[:top_k]
+        out.append(sorted(fixed | {int(i) for i in top}))
+    return out

@@ -1,0 +1,142 @@
+"""Train the rule judge: (rule, Agent window) pairs from generated rule data, transformers' Trainer, then
+calibration and the threshold on the dev split.
+
+**Pairs.** Every (rule, Agent turn) pair of a training example is a candidate, labelled 1 iff ``[rule_number,
+turn_index]`` is in ``metadata.violations``; a turn longer than ``window_chars`` gives one pair per window
+with the turn's label. A policy of 100 rules over 5 turns is 500 pairs, almost all negative, so pairs are
+sampled into ``max_train_pairs`` in this order: every positive (up to ``positive_share`` of the budget),
+then **hard negatives** (half of what is left): pairs that share the violated rule or the violating turn's
+text with a positive of the same ``base_id`` (the same turn under a removed or swapped rule, the violated
+rule against an innocent turn, a near-miss turn), then random negatives (real, unrelated rules against
+real turns, which teach the judge not to fire on rules that merely share words).
+
+**Training.** ``AutoModelForSequenceClassification`` (one logit, BCE) with ``transformers.Trainer`` on CPU,
+pairs padded per batch and grouped by length. **Calibration.** The dev split is scored the way a user scores
+(narrowing, windows, the OR), a temperature and bias are fitted on its item labels
+(:func:`~csrm.model.rule.aggregation.fit_calibration`) and the F1-best cut on dev is the saved threshold.
+"""
+
+from __future__ import annotations
+
+import random
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from csrm.model.clauses import windows as cut_windows
+from csrm.model.rule.aggregation import best_f1_threshold, fit_calibration
+from csrm.model.rule.args import RuleJudgeArgs
+from csrm.model.rule.candidates import SentenceEmbedder
+from csrm.model.rule.data import RuleExample, preceding_user, read_examples
+from csrm.model.rule.modeling import Pair, PairEncoder, freeze_lower, load_backbone
+from csrm.model.rule.predictor import RulePredictor, save
+
+
+def example_pairs(example: RuleExample, window_chars: int) -> list[tuple[Pair, int]]:
+    """Every (rule, Agent window) pair of one labelled example with its label (module doc)."""
+    if example.violations is None:
+        raise ValueError(f"{example.where}: training rows need metadata.violations")
+    out = []
+    for t in example.agent_indices:
+        context = preceding_user(example.turns, t)
+        for w, text in enumerate(cut_windows(example.turns[t].text, window_chars) or [""]):
+            for r, rule in enumerate(example.rules):
+                label = int((rule.number, t) in example.violations)
+                out.append((Pair(rule.text, context, text, rule_index=r, turn_index=t, window_index=w), label))
+    return out
+
+
+def sample_pairs(examples: list[RuleExample], args: RuleJudgeArgs) -> tuple[list[tuple[Pair, int]], dict]:
+    """Positives, hard negatives and random negatives within ``max_train_pairs`` (module doc)."""
+    rng = random.Random(args.seed)
+    violated_rules: dict[str, set[str]] = {}
+    violating_turns: dict[str, set[str]] = {}
+    all_pairs = []
+    for ex in examples:
+        pairs = example_pairs(ex, args.window_chars)
+        for pair, label in pairs:
+            if label:
+                violated_rules.setdefault(ex.base_id, set()).add(pair.rule)
+                violating_turns.setdefault(ex.base_id, set()).add(pair.window)
+        all_pairs += [(ex.base_id, pair, label) for pair, label in pairs]
+    positives = [(p, y) for _, p, y in all_pairs if y]
+    hard, easy = [], []
+    for base, pair, label in all_pairs:
+        if not label:
+            is_hard = pair.rule in violated_rules.get(base, ()) or pair.window in violating_turns.get(base, ())
+            (hard if is_hard else easy).append((pair, 0))
+    for group in (positives, hard, easy):
+        rng.shuffle(group)
+    budget = args.max_train_pairs
+    positives = positives[: int(args.positive_share * budget)]
+    left = budget - len(positives)
+    hard = hard[: left // 2]
+    easy = easy[: budget - len(positives) - len(hard)]
+    chosen = positives + hard + easy
+    rng.shuffle(chosen)
+    counts = {"candidate_pairs": len(all_pairs), "positives": len(positives), "hard_negatives": len(hard),
+              "random_negatives": len(easy)}
+    return chosen, counts
+
+
+def peak_rss_gb() -> float:
+    """Peak resident set size of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def calibrate(predictor: RulePredictor, examples: list[RuleExample]) -> dict[str, Any]:
+    """Fit the calibration and threshold on ``examples`` (dev) in place; returns what was fitted."""
+    judgements = predictor.judge_many([(ex.rules, ex.turns) for ex in examples])
+    labels = [ex.label for ex in examples]
+    predictor.calibration = fit_calibration([j.score for j in judgements], labels)
+    p = [predictor.calibration(j.score) if j.pairs else 0.0 for j in judgements]
+    predictor.threshold = best_f1_threshold(p, labels)
+    return {"dev_items": len(examples), "scale": predictor.calibration.scale,
+            "bias": predictor.calibration.bias, "threshold": predictor.threshold}
+
+
+def train(args: RuleJudgeArgs, *, from_config: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train, calibrate on dev and save to ``args.output_dir``; returns the run's measurements."""
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    started = time.perf_counter()
+    root = Path(args.dataset_path)
+    excluded = set(args.exclude_families or [])
+    train_rows = [ex for ex in read_examples(root / "train.jsonl") if ex.family not in excluded]
+    dev_rows = [ex for ex in read_examples(root / "dev.jsonl") if ex.family not in excluded]
+    pairs, counts = sample_pairs(train_rows, args)
+    tokenizer, model = load_backbone(args.model_name_or_path, from_config=from_config)
+    trainable = freeze_lower(model, args.freeze_layers)
+    encoder = PairEncoder(tokenizer, max_length=args.max_length, rule_max_tokens=args.rule_max_tokens,
+                          context_max_tokens=args.context_max_tokens)
+    features, owner = encoder.encode([p for p, _ in pairs])
+    for feature, n in zip(features, owner, strict=True):
+        feature["labels"] = pairs[n][1]
+    training_args = TrainingArguments(
+        output_dir=str(Path(args.output_dir) / "trainer"), per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs, warmup_steps=args.warmup_ratio,
+        seed=args.seed, use_cpu=True, save_strategy="no", report_to="none", logging_steps=50,
+        remove_unused_columns=False, train_sampling_strategy="group_by_length", dataloader_num_workers=0,
+        disable_tqdm=not progress, bf16=False)
+    trainer = Trainer(model=model, args=training_args, train_dataset=features, data_collator=encoder.collate)
+    fit_started = time.perf_counter()
+    result = trainer.train()
+    fit_seconds = time.perf_counter() - fit_started
+    embed = SentenceEmbedder("minilm") if not from_config else None
+    predictor = RulePredictor(model, encoder, args, embed=embed)
+    cal_started = time.perf_counter()
+    dev_subset = random.Random(args.seed).sample(dev_rows, min(len(dev_rows), args.calibration_items))
+    fitted = calibrate(predictor, dev_subset)
+    measured = {"train_examples": len(train_rows), **counts, "train_inputs": len(features),
+                "trainable_parameters": trainable,
+                "train_loss": float(result.training_loss), "fit_seconds": round(fit_seconds, 1),
+                "calibrate_seconds": round(time.perf_counter() - cal_started, 1), **fitted,
+                "excluded_families": sorted(excluded), "wall_seconds": round(time.perf_counter() - started, 1),
+                "peak_rss_gb": round(peak_rss_gb(), 3)}
+    save(args.output_dir, predictor.float_model, encoder, args, calibration=predictor.calibration, threshold=predictor.threshold,
+         extra={"training": measured})
+    return measured

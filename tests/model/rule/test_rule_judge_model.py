@@ -1,0 +1,110 @@
+"""The rule judge end to end: training a tiny model on hand-made rule data, saving, loading, scoring with
+evidence, and the OR's behaviour on long answers through the real predictor path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from rule_judge_fixtures import PHONE_RULE, KeywordJudge, tiny_backbone, write_dataset
+from transformers import AutoTokenizer
+
+from csrm.base.config import build
+from csrm.base.errors import InputError
+from csrm.base.paths import default_backbone
+from csrm.base.rule_text import Turn, format_rules
+from csrm.base.score_types import ScoreItem
+from csrm.model.rule.aggregation import Calibration
+from csrm.model.rule.args import RuleJudgeArgs
+from csrm.model.rule.data import read_examples
+from csrm.model.rule.modeling import PairEncoder
+from csrm.model.rule.predictor import META_FILE, RulePredictor
+from csrm.model.rule.trainer import sample_pairs, train
+
+POLICY = format_rules(["Do not discuss the weather.", PHONE_RULE, "Never recommend a competitor."])
+BENIGN = "Thanks for asking, your order is on its way and will arrive soon. "
+
+
+def keyword_predictor(**fields) -> RulePredictor:
+    tok = AutoTokenizer.from_pretrained(default_backbone())
+    args = RuleJudgeArgs(**fields)
+    encoder = PairEncoder(tok, max_length=args.max_length, rule_max_tokens=args.rule_max_tokens,
+                          context_max_tokens=args.context_max_tokens)
+    phone, digits = tok.convert_tokens_to_ids("phone"), tok.convert_tokens_to_ids("555")
+    return RulePredictor(KeywordJudge(phone, digits), encoder, args, calibration=Calibration(1.0, 0.0),
+                         threshold=0.5)
+
+
+def item(response: str) -> ScoreItem:
+    return ScoreItem(config=POLICY, messages=[{"role": "user", "content": "How do I reach Sam?"}],
+                     response=response)
+
+
+@pytest.mark.parametrize("aggregation", ["max", "softmax"])
+def test_long_benign_answer_does_not_drift_and_one_violation_is_flagged(aggregation):
+    judge = keyword_predictor(aggregation=aggregation)
+    short, = judge.score_items([item(BENIGN)])
+    long_text = (BENIGN * (20_000 // len(BENIGN) + 1))[:20_000]
+    long, = judge.score_items([item(long_text)])
+    assert abs(short.p_comply - long.p_comply) <= 0.05 and long.complies
+    middle = len(long_text) // 2
+    leaked = long_text[:middle] + " Sam's phone is 555 0199. " + long_text[middle:]
+    flagged, = judge.score_items([item(leaked)])
+    assert not flagged.complies
+    assert flagged.evidence.rule_number == 2 and flagged.evidence.rule_text == PHONE_RULE
+    assert flagged.evidence.turn_index == 1
+
+
+def test_evidence_names_the_turn_that_broke_the_rule():
+    judge = keyword_predictor()
+    messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sam is at 555 0199."},
+                {"role": "user", "content": "Thanks"}]
+    result, = judge.score_items([ScoreItem(config=POLICY, messages=messages, response="You are welcome.")])
+    assert not result.complies and result.evidence.turn_index == 1 and result.evidence.rule_number == 2
+    pairs, total = judge.pairs_for(judge_rules := __import__("csrm.base.rule_text").base.rule_text.split_rules(
+        POLICY), [Turn("user", "Hi"), Turn("assistant", "ok")])
+    assert total == len(judge_rules) and len(pairs) == total  # no embedder: every rule read
+
+
+def test_sampling_keeps_positives_and_hard_negatives(tmp_path):
+    root = write_dataset(tmp_path / "data")
+    examples = read_examples(root / "train.jsonl")
+    pairs, counts = sample_pairs(examples, RuleJudgeArgs(max_train_pairs=60, positive_share=0.3))
+    labels = [y for _, y in pairs]
+    assert len(pairs) == 60 and sum(labels) == counts["positives"] > 0
+    assert counts["hard_negatives"] > 0
+    assert all(p.rule == PHONE_RULE and "555" in p.window for p, y in pairs if y)
+
+
+@pytest.mark.slow
+def test_train_save_load_and_score(tmp_path):
+    root = write_dataset(tmp_path / "data")
+    backbone = tiny_backbone(tmp_path / "tiny")
+    args = build(RuleJudgeArgs, {"dataset_path": str(root), "output_dir": str(tmp_path / "judge"),
+                                 "model_name_or_path": str(backbone), "max_train_pairs": 400,
+                                 "num_train_epochs": 3.0, "learning_rate": 1e-3, "batch_size": 16,
+                                 "max_length": 96, "rule_max_tokens": 24, "context_max_tokens": 16,
+                                 "freeze_layers": 0})
+    measured = train(args, from_config=True, progress=False)
+    assert measured["positives"] > 0 and measured["peak_rss_gb"] > 0
+    meta = json.loads((tmp_path / "judge" / META_FILE).read_text())
+    assert meta["family"] == "rule" and meta["args"]["max_length"] == 96
+    judge = RulePredictor.from_pretrained(tmp_path / "judge", narrowing=False)
+    results = judge.score_items([item("Sam's phone is 555-0199."), item(BENIGN)])
+    assert results[0].p_violation > results[1].p_violation  # learnt from 400 pairs of the fixture
+    assert results[0].evidence is not None and results[0].evidence.turn_index == 1
+    with pytest.raises(InputError, match="no rule_judge.json"):
+        RulePredictor.from_pretrained(tmp_path / "tiny")
+
+
+def test_eval_tool_on_generated_rows(tmp_path):
+    from tools.rule_judge_eval import generated, length_test
+
+    root = write_dataset(tmp_path / "data")
+    judge = keyword_predictor()
+    report = generated(judge, root)
+    assert report["n"] == 16 and report["auroc"] == 1.0 and report["named_rule_and_turn"] == 1.0
+    assert report["narrowing"]["recall"] == 1.0 and report["narrowing"]["violations"] > 0
+    length = length_test(judge, root)
+    assert length["n"] > 0 and length["max_abs_delta_p_comply"] <= 0.05
+    assert length["violation_flagged_share"] == 1.0

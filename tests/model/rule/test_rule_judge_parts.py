@@ -1,0 +1,111 @@
+"""The rule judge's parts: row parsing, pair encoding (nothing truncated), narrowing and the OR."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from rule_judge_fixtures import PHONE_RULE, rows
+from transformers import AutoTokenizer
+
+from csrm.base.errors import InputError
+from csrm.base.paths import default_backbone
+from csrm.model.rule.aggregation import Calibration, best_f1_threshold, combine, fit_calibration
+from csrm.model.rule.candidates import applies_everywhere, select
+from csrm.model.rule.data import parse_row
+from csrm.model.rule.modeling import Pair, PairEncoder
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(default_backbone())
+
+
+def test_parse_row_reads_violations_and_checks_them():
+    fail = next(r for r in rows(10, 0) if r["label"] == "FAIL")
+    ex = parse_row(fail, path="f.jsonl", line=3)
+    assert ex.label == 1 and len(ex.violations) == 1
+    (rule_number, turn), = ex.violations
+    assert ex.turns[turn].role == "assistant" and ex.rules[rule_number - 1].text == PHONE_RULE
+    meta = json.loads(fail["metadata"])
+    bad = dict(fail, label="PASS")
+    with pytest.raises(InputError, match="f.jsonl:3: field 'metadata.violations'"):
+        parse_row(bad, path="f.jsonl", line=3)
+    bad = dict(fail, metadata=json.dumps({**meta, "violations": [[1, 0]]}))  # turn 0 is a User turn
+    with pytest.raises(InputError, match="not an Agent turn"):
+        parse_row(bad, path="f.jsonl", line=3)
+    with pytest.raises(InputError, match="field 'label'"):
+        parse_row(dict(fail, label="MAYBE"), path="f.jsonl", line=3)
+
+
+def test_pair_template_matches_the_tokenizer(tokenizer):
+    encoder = PairEncoder(tokenizer, max_length=64, rule_max_tokens=16, context_max_tokens=8)
+    a = tokenizer("never reveal phone numbers", add_special_tokens=False)["input_ids"]
+    b = tokenizer("user: hi agent: hello", add_special_tokens=False)["input_ids"]
+    reference = tokenizer("never reveal phone numbers", "user: hi agent: hello")
+    assert encoder.join(a, b) == (reference["input_ids"], reference["token_type_ids"])
+
+
+def test_a_long_window_is_split_never_truncated(tokenizer):
+    encoder = PairEncoder(tokenizer, max_length=64, rule_max_tokens=16, context_max_tokens=8)
+    window = " ".join(f"w{i}" for i in range(200))
+    features, owner = encoder.encode([Pair("Never reveal phone numbers.", "a long question " * 20, window)])
+    assert len(features) > 1 and set(owner) == {0}
+    assert all(len(f["input_ids"]) <= 64 for f in features)
+    judged = []
+    for f in features:  # the second segment minus its context prefix holds the judged text, in order
+        second = [i for i, t in zip(f["input_ids"], f["token_type_ids"], strict=True) if t == 1][:-1]
+        judged += second
+    text = tokenizer.decode(judged)
+    assert all(f"w{i}" in text.replace(" ", "") for i in (0, 57, 123, 199))
+
+
+def test_applies_everywhere_finds_unconditional_form_rules():
+    assert applies_everywhere("Use no more than three sentences in any response.")
+    assert applies_everywhere("Do not use sarcasm.")
+    assert not applies_everywhere("If the user mentions pizza, include the word 'cheese' in your response.")
+    assert not applies_everywhere("Never reveal a customer's phone number.")
+
+
+def _bag_embed(texts):
+    vocab = sorted({w for t in ["phone number weather pizza cheese sentences"] for w in t.split()})
+    rows_ = [[float(w in t.lower()) + 1e-3 * k for k, w in enumerate(vocab)] for t in texts]
+    m = np.array(rows_)
+    return m / np.linalg.norm(m, axis=1, keepdims=True)
+
+
+def test_select_keeps_top_k_and_rules_for_every_turn():
+    rules = ["Never reveal a phone number.", "Do not discuss the weather.", "Include cheese if pizza.",
+             "Use no more than three sentences in any response."]
+    chosen = select(rules, ["his phone number is 5"], top_k=1, embed=_bag_embed)
+    assert chosen == [[0, 3]]  # the most similar rule, plus the format rule
+    assert select(rules, ["x"], top_k=4, embed=_bag_embed) == [[0, 1, 2, 3]]  # nothing to narrow
+    assert select(rules, ["x", "y"], top_k=1, embed=None) == [[0, 1, 2, 3]] * 2
+
+
+@pytest.mark.parametrize("method", ["max", "softmax"])
+def test_or_does_not_drift_with_repetition_and_keeps_one_violation(method):
+    benign = [-3.0, -2.5, -3.2]
+    once, _ = combine(benign, method=method)
+    many, _ = combine(benign * 50, method=method)
+    assert abs(once - many) < 1e-9
+    score, top = combine(benign * 50 + [4.0] + benign * 50, method=method)
+    assert top == 150 and score > 4.0 - 0.5 * np.log(301) - 1e-9 and score > once + 3
+
+
+def test_calibration_and_threshold():
+    scores = [-3, -2, -1, 0.5, 1, 2, 3, -0.5]
+    labels = [0, 0, 0, 1, 1, 1, 1, 0]
+    cal = fit_calibration(scores, labels)
+    assert cal.scale > 0 and cal(3) > 0.9 and cal(-3) < 0.1
+    assert fit_calibration([1, 2], [1, 1]) == Calibration()
+    assert best_f1_threshold([0.1, 0.2, 0.7, 0.9], [0, 0, 1, 1]) == 0.7
+
+
+def test_select_reads_the_context_for_conditional_rules():
+    rules = ["Include cheese if the user mentions pizza.", "Never reveal a phone number.", "Do not discuss weather.",
+             "Use no more than three sentences in any response."]
+    without = select(rules, ["ok sure"], top_k=1, embed=_bag_embed)
+    with_context = select(rules, ["ok sure"], top_k=1, embed=_bag_embed, contexts=["I love pizza"])
+    assert 0 not in without[0] and 0 in with_context[0]

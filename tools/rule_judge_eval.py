@@ -1,0 +1,182 @@
+"""Evaluate a trained rule judge: ``python -m tools.rule_judge_eval MODEL --data DIR/rules [--out report.json]``.
+
+Prints (and writes as JSON) every number of issue 28 this judge can give without the registry:
+
+- **generated test split** (``DIR/rules/test.jsonl``): AUROC, F1 at the saved dev-tuned threshold, per family,
+  and the lengths-only probe (logistic regression on log policy chars, turns, log Agent chars; fitted on
+  dev.jsonl, scored on test.jsonl), plus the **recall of candidate narrowing** (violated (rule, turn) pairs
+  whose rule survives narrowing for some window of that turn);
+- **DynaBench (Aug) dev half** through ``eval``'s own harness (20% dev slice tunes the threshold, the other
+  80% is scored): AUROC, F1 at the dev-tuned threshold, the lengths-only probe (``eval.surface``) on the same
+  slices, the **named-rule accuracy** (FAIL items whose evidence names a rule in ``rules_violated``), the
+  rule-level narrowing recall, pairs read with and without narrowing, and seconds per item;
+- the **length test**: for generated test FAIL rows, a benign Agent turn of the same transcript repeated to
+  20,000 characters (|change of p_comply|) and the violating turn's text inserted in its middle (flagged?).
+
+Evaluate only: nothing here trains on DynaBench.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from csrm.base.rule_text import Turn
+from csrm.model.clauses import windows as cut_windows
+from csrm.model.rule.candidates import select
+from csrm.model.rule.data import RuleExample, preceding_user, read_examples
+from csrm.model.rule.predictor import RulePredictor
+
+LENGTH_CHARS = 20_000
+
+
+def _auroc(y, p) -> float | None:
+    return float(roc_auc_score(y, p)) if len(set(y)) == 2 else None
+
+
+def _lengths(ex: RuleExample) -> list[float]:
+    agent = sum(len(ex.turns[i].text) for i in ex.agent_indices)
+    policy = sum(len(r.text) for r in ex.rules)
+    return [math.log1p(policy), float(len(ex.turns)), math.log1p(agent), float(len(ex.rules))]
+
+
+def narrowing_recall(judge: RulePredictor, examples: list[RuleExample]) -> dict[str, float]:
+    """Share of violated (rule, turn) pairs whose rule is kept for at least one window of that turn."""
+    kept = total = 0
+    for ex in examples:
+        for rule_number, t in ex.violations or ():
+            windows = cut_windows(ex.turns[t].text, judge.args.window_chars) or [""]
+            context = preceding_user(ex.turns, t)
+            chosen = select([r.text for r in ex.rules], windows, top_k=judge.args.top_k, embed=judge.embed,
+                            always_rules=judge.args.always_rules, contexts=[context] * len(windows))
+            index = next(i for i, r in enumerate(ex.rules) if r.number == rule_number)
+            kept += any(index in c for c in chosen)
+            total += 1
+    return {"recall": kept / max(1, total), "violations": total}
+
+
+def sample(examples: list[RuleExample], n: int | None, seed: int = 0) -> list[RuleExample]:
+    """A deterministic random subset of ``n`` examples (all when ``n`` is None or larger), order kept."""
+    if n is None or n >= len(examples):
+        return examples
+    keep = set(random.Random(seed).sample(range(len(examples)), n))
+    return [ex for i, ex in enumerate(examples) if i in keep]
+
+
+def generated(judge: RulePredictor, data: Path, max_test: int | None = None) -> dict:
+    dev, test = read_examples(data / "dev.jsonl"), sample(read_examples(data / "test.jsonl"), max_test)
+    started = time.perf_counter()
+    judged = judge.judge_many([(ex.rules, ex.turns) for ex in test])
+    seconds = time.perf_counter() - started
+    y = [ex.label for ex in test]
+    p = [j.p_violation for j in judged]
+    probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(
+        [_lengths(ex) for ex in dev], [ex.label for ex in dev])
+    p_probe = probe.predict_proba([_lengths(ex) for ex in test])[:, 1]
+    families = {}
+    for fam in sorted({ex.family for ex in test}):
+        idx = [i for i, ex in enumerate(test) if ex.family == fam]
+        families[fam] = {"n": len(idx), "auroc": _auroc([y[i] for i in idx], [p[i] for i in idx]),
+                         "lengths_probe_auroc": _auroc([y[i] for i in idx], [p_probe[i] for i in idx])}
+    named = [j.evidence is not None and (j.evidence.rule_number, j.evidence.turn_index) in ex.violations
+             for ex, j in zip(test, judged, strict=True) if ex.label == 1]
+    return {"n": len(test), "auroc": _auroc(y, p), "f1": float(f1_score(y, [q >= judge.threshold for q in p])),
+            "lengths_probe_auroc": _auroc(y, p_probe), "families": families,
+            "named_rule_and_turn": float(np.mean(named)) if named else None,
+            "narrowing": narrowing_recall(judge, test), "seconds": round(seconds, 1)}
+
+
+def length_test(judge: RulePredictor, data: Path, n: int = 12) -> dict:
+    """The length rows of issue 28 on generated test FAIL transcripts (module doc)."""
+    rows = [ex for ex in read_examples(data / "test.jsonl") if ex.label == 1 and ex.contrast == "original"]
+    deltas, flagged = [], []
+    for ex in rows[:n]:
+        (_, bad), *_ = sorted(ex.violations, key=lambda v: v[1])
+        clean = [i for i in ex.agent_indices if all(t != i for _, t in ex.violations)]
+        if not clean or bad == 0:
+            continue
+        benign = ex.turns[clean[0]].text
+        context = [ex.turns[bad - 1]]
+        long_text = (benign + " ") * (LENGTH_CHARS // (len(benign) + 1) + 1)
+        long_text = long_text[:LENGTH_CHARS]
+        middle = long_text.rfind(" ", 0, len(long_text) // 2)
+        inserted = long_text[:middle] + " " + ex.turns[bad].text + long_text[middle:]
+        short_j, long_j, bad_j = judge.judge_many([(ex.rules, context + [Turn("assistant", text)])
+                                                   for text in (benign, long_text, inserted)])
+        deltas.append(abs(short_j.p_violation - long_j.p_violation))
+        flagged.append(bad_j.p_violation >= judge.threshold)
+    return {"n": len(deltas), "mean_abs_delta_p_comply": float(np.mean(deltas)) if deltas else None,
+            "max_abs_delta_p_comply": float(np.max(deltas)) if deltas else None,
+            "violation_flagged_share": float(np.mean(flagged)) if flagged else None}
+
+
+def dynabench(judge: RulePredictor, data_dir: str | None) -> dict:
+    """DynaBench (Aug) dev half: scored once through ``eval``'s harness, then the rule-reading block of
+    ``eval.rule_reading`` (swap, removal, within-transcript pairs, AUROC, F1 dev-tuned, named rule, length;
+    beside the config-blanked and lengths-only columns) reusing those scores, plus narrowing recall and cost."""
+    from csrm.base.rule_text import split_rules
+    from csrm.model.rule.predictor import item_turns
+    from eval.benchmarks import load_benchmark
+    from eval.harness import evaluate
+    from eval.rule_reading import benchmark_block
+
+    bench = load_benchmark("dynabench", data_dir, use_hub=False, dev_fraction=0.2)
+    started = time.perf_counter()
+    run = evaluate(judge, {"dynabench": bench}, model="rule-judge")
+    seconds = time.perf_counter() - started
+    scored = run.runs["dynabench"].scored
+    out = {"n_items": len(bench.items), "seconds_per_item": round(seconds / len(bench.items), 3)}
+    read = total = kept = n_fail = 0
+    for s in scored:  # narrowing: pairs read, and whether a violated rule survives for some Agent window
+        rules, turns = split_rules(s.item.item.config), item_turns(s.item.item)
+        pairs, without = judge.pairs_for(rules, turns)
+        read, total = read + len(pairs), total + without
+        violated = set((s.item.extra["metadata"] or {}).get("rules_violated", []))
+        if s.item.label_violation == 1 and violated:
+            n_fail += 1
+            kept += any(rules[p.rule_index].number in violated for p in pairs)
+    out.update({"pairs_read": read, "pairs_without_narrowing": total,
+                "narrowing_rule_recall": kept / max(1, n_fail), "narrowing_fail_items": n_fail})
+    block_started = time.perf_counter()
+    out["rule_reading"] = benchmark_block(judge, bench.items, [s.result for s in scored], source=bench.source)
+    out["rule_reading_seconds"] = round(time.perf_counter() - block_started, 1)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--data", help="generated rule data folder (train/dev/test.jsonl)")
+    parser.add_argument("--data-dir", default=None, help="shared data folder (default $CSRM_DATA_DIR)")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["generated", "length", "dynabench"])
+    parser.add_argument("--max-test", type=int, default=None, help="score a random subset of this many "
+                        "generated test rows (2 shared cores); default all")
+    parser.add_argument("--out", default=None)
+    opts = parser.parse_args(argv)
+    judge = RulePredictor.from_pretrained(opts.model)
+    report: dict = {"model": opts.model}
+    for name, fn in (("generated", lambda: generated(judge, Path(opts.data), opts.max_test)),
+                     ("length", lambda: length_test(judge, Path(opts.data))),
+                     ("dynabench", lambda: dynabench(judge, opts.data_dir))):
+        if name in opts.skip or (name != "dynabench" and not opts.data):
+            continue
+        started = time.perf_counter()
+        report[name] = {**fn(), "wall_seconds": round(time.perf_counter() - started, 1)}
+        print(json.dumps({name: report[name]}, indent=1), flush=True)
+    if opts.out:
+        Path(opts.out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
