@@ -32,12 +32,12 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     threads = common.set_threads(args.threads)
 
+    from csrm.model.clause_model import ClauseCSRMModel
+    from csrm.scoring.clause_scoring import ClauseScorer
     from transformers import AutoTokenizer
 
     from csrm.base.paths import data_dir, resolve_model_name
-    from csrm.model.clause_model import ClauseCSRMModel
     from csrm.model.rule.predictor import RulePredictor, item_turns
-    from csrm.scoring.clause_scoring import ClauseScorer
     from eval.benchmarks import load_benchmark
 
     items = [it.item for it in load_benchmark("dynabench", data_dir(), use_hub=False).items[: args.items]]

@@ -32,7 +32,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from csrm.base.rule_text import Turn
-from csrm.model.clauses import windows as cut_windows
+from csrm.base.text import windows as cut_windows
 from csrm.model.rule.candidates import select
 from csrm.model.rule.data import RuleExample, preceding_user, read_examples
 from csrm.model.rule.predictor import RulePredictor

@@ -98,3 +98,26 @@ def check_strings(value: Any, field: str, *, path: str | None = None, line: int 
     elif isinstance(value, (list, tuple)):
         for i, inner in enumerate(value):
             check_strings(inner, f"{field}.{i}" if field else str(i), path=path, line=line)
+
+
+WINDOW_OVERLAP_CHARS = 80  # characters shared by consecutive windows, so a phrase cut by one is whole in the next
+
+
+def windows(text: str, max_chars: int, overlap: int = WINDOW_OVERLAP_CHARS) -> list[str]:
+    """``text`` cut into windows of at most ``max_chars`` at word boundaries, consecutive windows overlapping
+    by about ``overlap`` characters; every character is in some window."""
+    text = text.strip()
+    if len(text) <= max_chars:
+        return [text] if text else []
+    out, start = [], 0
+    while start < len(text):
+        end = min(len(text), start + max_chars)
+        if end < len(text):
+            space = text.rfind(" ", start + max_chars // 2, end)
+            end = space if space > start else end
+        out.append(text[start:end].strip())
+        if end >= len(text):
+            break
+        back = text.rfind(" ", max(start + 1, end - overlap), end)
+        start = back + 1 if back > start else end
+    return [w for w in out if w]

@@ -18,9 +18,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from csrm.base.text import WINDOW_OVERLAP_CHARS, windows  # noqa: F401 - re-exported (clause features, tests)
+
 MAX_CLAUSE_CHARS = 400
 MAX_SEGMENT_CHARS = 600
-WINDOW_OVERLAP_CHARS = 80
 
 # a list marker needs a space after it ("3.5 percent" and "U.S. law" are text, not items); a table row a pipe
 _ITEM = re.compile(r"^\s*(?:(?:[-*•·]|\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+|\|\s*)")
@@ -36,26 +37,6 @@ class Clause:
     text: str
     body: str
     index: int
-
-
-def windows(text: str, max_chars: int, overlap: int = WINDOW_OVERLAP_CHARS) -> list[str]:
-    """``text`` cut into windows of at most ``max_chars`` at word boundaries, consecutive windows overlapping
-    by about ``overlap`` characters; every character is in some window."""
-    text = text.strip()
-    if len(text) <= max_chars:
-        return [text] if text else []
-    out, start = [], 0
-    while start < len(text):
-        end = min(len(text), start + max_chars)
-        if end < len(text):
-            space = text.rfind(" ", start + max_chars // 2, end)
-            end = space if space > start else end
-        out.append(text[start:end].strip())
-        if end >= len(text):
-            break
-        back = text.rfind(" ", max(start + 1, end - overlap), end)
-        start = back + 1 if back > start else end
-    return [w for w in out if w]
 
 
 def _sentences(paragraph: str) -> list[str]:

@@ -37,7 +37,7 @@ class RuleJudgeArgs:
     context_max_tokens: int = setting(24, help="tokens kept of the preceding User turn (its tail), the context "
                                                "of the judged Agent window", check=at_least(0))
     window_chars: int = setting(400, help="Agent turns longer than this are cut into overlapping windows "
-                                          "(csrm.model.clauses.windows) and each window is judged",
+                                          "(csrm.base.text.windows) and each window is judged",
                                 check=at_least(100))
     max_train_pairs: int = setting(3000, help="training pairs kept (all positives first, then hard "
                                                "negatives, then random negatives)", check=at_least(10))

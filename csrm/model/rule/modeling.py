@@ -6,7 +6,7 @@ Input of one pair, as the tokenizer's own pair template builds it (``[CLS] A [SE
 - B = ``User: <tail of the preceding User turn> Agent: <window of the judged Agent turn>``.
 
 The judged Agent text is never truncated: a turn is cut into character windows first
-(:func:`csrm.model.clauses.windows`), and a window whose tokens still do not fit beside the rule and the
+(:func:`csrm.base.text.windows`), and a window whose tokens still do not fit beside the rule and the
 context is split again at token level (:func:`fit_window`). Only the rule's tail and the context's head may
 be cut, and neither is judged content. Cross-attention between the rule and the text is the point (issue 28:
 the frozen-similarity reader cannot see negation, conditions or "contains a value of type X").

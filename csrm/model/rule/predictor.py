@@ -27,7 +27,7 @@ from csrm.base import config as config_system
 from csrm.base.errors import InputError
 from csrm.base.rule_text import Rule, Turn, split_rules
 from csrm.base.score_types import Evidence, ScoreItem, ScoreResult
-from csrm.model.clauses import windows as cut_windows
+from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import Calibration, combine
 from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import Embed, SentenceEmbedder, select

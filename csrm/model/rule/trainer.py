@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
-from csrm.model.clauses import windows as cut_windows
+from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import best_f1_threshold, fit_calibration
 from csrm.model.rule.args import RuleJudgeArgs
 from csrm.model.rule.candidates import SentenceEmbedder
