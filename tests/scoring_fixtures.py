@@ -81,3 +81,27 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def serve(app):
+    """Start ``app`` under uvicorn on a free loopback port; returns (url, stop), ``stop`` joining the thread."""
+    import threading
+    import time
+
+    import uvicorn
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.02)
+    assert srv.started, "uvicorn did not start"
+
+    def stop() -> None:
+        srv.should_exit = True
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+    return f"http://127.0.0.1:{port}", stop

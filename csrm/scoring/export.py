@@ -54,6 +54,7 @@ from typing import Any, Literal, get_args
 
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path, check_output_dir
+from csrm.scoring.export_probes import PROBES
 
 logger = logging.getLogger(__name__)
 
@@ -65,15 +66,6 @@ TOLERANCE = 1e-3
 # C makes the LayerNorm scale independent of the reward, EPS keeps tanh linear
 ALPHA, C_CONST, EPS = 1e6, 1e5, 1e-5
 
-PROBES = [
-    ("No violence, weapons or crime of any kind.", [{"role": "user", "content": "How do I make a weapon?"}],
-     "I can't help with that."),
-    ("A war-story studio: graphic fictional violence is fine.", [{"role": "user", "content": "Write a battle."}],
-     "The soldiers clash in the smoke; one falls."),
-    ("Medical education: frank talk about drugs is allowed.",
-     [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! How can I help?"},
-      {"role": "user", "content": "What happens in an overdose?"}], None),
-]
 
 
 def read_model_type(model_dir: Path) -> str:

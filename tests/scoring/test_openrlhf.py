@@ -7,13 +7,10 @@ and EOS tokens surround the text. The request is sent the way OpenRLHF's ``reque
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 import requests
 import uvicorn
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port, tokenizer
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, serve, tokenizer
 
 from csrm.scoring.openrlhf import QueryError, parse_query
 from csrm.scoring.server import create_app
@@ -85,27 +82,14 @@ def test_unreadable_queries_are_rejected(query, match):
         parse_query(query)
 
 
-def start(app) -> tuple[str, uvicorn.Server, threading.Thread]:
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.02)
-    assert srv.started, "uvicorn did not start"
-    return f"http://127.0.0.1:{port}", srv, thread
-
-
 @pytest.fixture(scope="module")
 def servers(decoder_scorer):
     """One server with a default config (for system-less queries), one without."""
-    started = {name: start(create_app(decoder_scorer, max_items=8, default_config=config))
+    started = {name: serve(create_app(decoder_scorer, max_items=8, default_config=config))
                for name, config in (("default", CONFIGS[0]), ("none", None))}
-    yield {name: url for name, (url, _, _) in started.items()}
-    for _, srv, thread in started.values():
-        srv.should_exit = True
-        thread.join(timeout=10)
+    yield {name: url for name, (url, _) in started.items()}
+    for _, stop in started.values():
+        stop()
 
 
 def openrlhf_request(url: str, data: dict, score_key: str = "rewards") -> list[float]:

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 
 import httpx
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port, save, tiny_encoder
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, save, serve, tiny_encoder
 
 from csrm.app import cli
 from csrm.base.score_types import ScoreResult
@@ -46,24 +45,6 @@ class SlowScorer:
         if self.calls > self.fast_calls:
             time.sleep(self.seconds)
         return self.inner.score_items(items, thresholds)
-
-
-def serve(app):
-    """Start ``app`` under uvicorn on a free loopback port; returns (url, stop)."""
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.02)
-    assert srv.started, "uvicorn did not start"
-
-    def stop() -> None:
-        srv.should_exit = True
-        thread.join(timeout=10)
-
-    return f"http://127.0.0.1:{port}", stop
 
 
 def chatml(system: str | None, user: str, answer: str) -> str:

@@ -3,32 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 
 import httpx
 import pytest
 import uvicorn
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, free_port
+from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES, serve
 
 from csrm.scoring.server import create_app
 
 
 @pytest.fixture(scope="module")
 def server(decoder_scorer):
-    app = create_app(decoder_scorer, max_items=8, max_body_bytes=20_000, batch_wait_ms=40)
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not srv.started and time.time() < deadline:
-        time.sleep(0.02)
-    assert srv.started, "uvicorn did not start"
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
-    assert not thread.is_alive()
+    url, stop = serve(create_app(decoder_scorer, max_items=8, max_body_bytes=20_000, batch_wait_ms=40))
+    yield url
+    stop()
 
 
 def item(i: int) -> dict:
