@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from csrm.base import config as config_system
 from csrm.base.errors import InputError
@@ -37,7 +37,7 @@ from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import Embed, SentenceEmbedder, select
 from csrm.model.rule.data import preceding_user
 from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits, quantize_int8
-from csrm.model.rule.saved import RuleJudgeModel
+from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
 
 META_FILE = "rule_judge.json"
 _ROLES = {"user": "user", "assistant": "assistant"}
@@ -81,8 +81,12 @@ class RulePredictor:
         if not meta_path.is_file():
             raise InputError(f"not a rule judge folder (no {META_FILE})", path=str(path))
         meta = json.loads(meta_path.read_text())
-        wrapper = RuleJudgeModel.from_pretrained(str(path))
-        return cls.from_parts(wrapper.judge, AutoTokenizer.from_pretrained(str(path)), meta, narrowing=narrowing,
+        config = json.loads((Path(path) / "config.json").read_text())
+        if config.get("model_type") == MODEL_TYPE:
+            model = RuleJudgeModel.from_pretrained(str(path)).judge
+        else:  # saved before the family was registered: the pair classifier alone (not loadable by csrm.load)
+            model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        return cls.from_parts(model, AutoTokenizer.from_pretrained(str(path)), meta, narrowing=narrowing,
                               where=str(meta_path), **overrides)
 
     @classmethod
