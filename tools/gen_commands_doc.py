@@ -121,6 +121,8 @@ def family_sections() -> list[str]:
              "`csrm train` reads the config class of the family its YAML names with `architecture` "
              "(`csrm train CONFIG.yaml --help` lists that one).", ""]
     for name, fam in FAMILIES.items():
+        if fam.trainer is None:  # not trained by csrm train (the rule judge has its own tool for now)
+            continue
         cls = fam.load("args")
         lines += [f"### `architecture: {name}`", "", fam.summary + ".", "",
                   f"Config class: `{cls.__module__}.{cls.__qualname__}`.", "",

@@ -27,13 +27,14 @@ DEFAULT_FAMILY = "clause"  # the design both shipped recipes train (``architectu
 @dataclass(frozen=True)
 class Family:
     """One model family: its name (the training config's ``architecture``), its saved ``model_type`` and the
-    ``module:attribute`` import strings of its parts."""
+    ``module:attribute`` import strings of its parts. ``trainer`` ``None``: a family ``csrm.load`` scores but
+    ``csrm train`` does not train (the rule judge, trained by ``python -m tools.rule_judge_train`` for now)."""
 
     name: str
     model_type: str
     model: str
     args: str
-    trainer: str
+    trainer: str | None
     predictor: str
     summary: str
 
@@ -60,7 +61,20 @@ FAMILIES: dict[str, Family] = {
         predictor="csrm.model.cross_encoder.predictor:CrossEncoderPredictor",
         summary="one (config, conversation, response) sequence through a fine-tuned backbone "
                 "(csrm/model/cross_encoder/)"),
+    "rule": Family(
+        name="rule", model_type="csrm_rule",
+        model="csrm.model.rule.saved:RuleJudgeModel",
+        args="csrm.model.rule.args:RuleJudgeArgs",
+        trainer=None,
+        predictor="csrm.model.rule.predictor:RuleFamilyPredictor",
+        summary="the rule judge: a cross-encoder over (numbered rule, Agent turn window) pairs, OR over the pairs, "
+                "the driving rule and turn as evidence (csrm/model/rule/; trained by tools/rule_judge_train.py)"),
 }
+
+
+def trainable_families() -> list[str]:
+    """The families ``csrm train`` trains (those with a trainer), in registry order."""
+    return [name for name, fam in FAMILIES.items() if fam.trainer is not None]
 
 
 def family(name: str) -> Family:

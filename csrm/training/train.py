@@ -17,14 +17,15 @@ from typing import Any
 from csrm.base import config as config_system
 from csrm.base.errors import InputError
 from csrm.base.io import check_output_dir
-from csrm.model.registry import DEFAULT_FAMILY, FAMILIES, Family, family
+from csrm.model.registry import DEFAULT_FAMILY, Family, family, trainable_families
 
 
 def family_of(data: dict[str, Any], where: dict[str, Any]) -> Family:
     """The family a training mapping names (``architecture``; default :data:`DEFAULT_FAMILY`)."""
     name = data.get("architecture", DEFAULT_FAMILY)
-    if name not in FAMILIES:
-        raise config_system.fail(f"expected one of {', '.join(FAMILIES)}, got {name!r}", key=("architecture",),
+    if name not in trainable_families():  # a family without a trainer (the rule judge) is not trained here
+        raise config_system.fail(f"expected one of {', '.join(trainable_families())}, got {name!r}",
+                                 key=("architecture",),
                                  **where)
     return family(name)
 

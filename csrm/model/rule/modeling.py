@@ -18,7 +18,6 @@ so that transformers' own loss is binary cross-entropy on P(this pair violates).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from transformers import (
@@ -178,8 +177,3 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     MiniLM-L6, max logit change 0.02 on random inputs). The original stays float for saving."""
     return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
 
-
-def save_model(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, path: str | Path) -> None:
-    """The backbone and head in transformers' own format (loadable by ``AutoModelForSequenceClassification``)."""
-    model.save_pretrained(str(path))
-    tokenizer.save_pretrained(str(path))

@@ -18,10 +18,14 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedTokenizerBase
 
 from csrm.base import config as config_system
 from csrm.base.errors import InputError
@@ -32,7 +36,8 @@ from csrm.model.rule.aggregation import Calibration, combine
 from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import Embed, SentenceEmbedder, select
 from csrm.model.rule.data import preceding_user
-from csrm.model.rule.modeling import Pair, PairEncoder, load_backbone, pair_logits, quantize_int8
+from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits, quantize_int8
+from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
 
 META_FILE = "rule_judge.json"
 _ROLES = {"user": "user", "assistant": "assistant"}
@@ -69,18 +74,30 @@ class RulePredictor:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, narrowing: bool = True, **overrides) -> RulePredictor:
-        """Load a judge saved by :func:`save` (``rule_judge.json`` beside the transformers weights);
-        ``overrides`` replace scoring fields of the saved args (e.g. ``top_k=4``)."""
+        """Load a judge saved by :func:`save` (``rule_judge.json`` beside the weights, which
+        :class:`~csrm.model.rule.saved.RuleJudgeModel` holds); ``overrides`` replace scoring fields of the saved
+        args (e.g. ``top_k=4``)."""
         meta_path = Path(path) / META_FILE
         if not meta_path.is_file():
             raise InputError(f"not a rule judge folder (no {META_FILE})", path=str(path))
         meta = json.loads(meta_path.read_text())
+        config = json.loads((Path(path) / "config.json").read_text())
+        if config.get("model_type") == MODEL_TYPE:
+            model = RuleJudgeModel.from_pretrained(str(path)).judge
+        else:  # saved before the family was registered: the pair classifier alone (not loadable by csrm.load)
+            model = AutoModelForSequenceClassification.from_pretrained(str(path))
+        return cls.from_parts(model, AutoTokenizer.from_pretrained(str(path)), meta, narrowing=narrowing,
+                              where=str(meta_path), **overrides)
+
+    @classmethod
+    def from_parts(cls, model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, meta: dict, *,
+                   narrowing: bool = True, where: str | None = None, **overrides) -> RulePredictor:
+        """A judge from its pair model, tokenizer and saved metadata (``rule_judge.json``'s content: family,
+        args, calibration, threshold, candidate model)."""
         if meta.get("family") != FAMILY:
-            raise InputError(f"family {meta.get('family')!r} is not {FAMILY!r}", path=str(meta_path),
-                             field="family")
-        args = config_system.build(RuleJudgeArgs, {**meta["args"], **overrides}, path=str(meta_path))
+            raise InputError(f"family {meta.get('family')!r} is not {FAMILY!r}", path=where, field="family")
+        args = config_system.build(RuleJudgeArgs, {**meta["args"], **overrides}, path=where)
         torch.set_num_threads(args.threads)
-        tokenizer, model = load_backbone(str(path))
         encoder = PairEncoder(tokenizer, max_length=args.max_length, rule_max_tokens=args.rule_max_tokens,
                               context_max_tokens=args.context_max_tokens)
         embed = SentenceEmbedder(meta.get("candidate_model", "minilm")) if narrowing else None
@@ -145,13 +162,82 @@ class RulePredictor:
 
 def save(path: str | Path, model: torch.nn.Module, encoder: PairEncoder, args: RuleJudgeArgs, *,
          calibration: Calibration, threshold: float, extra: dict | None = None) -> None:
-    """Weights and tokenizer (transformers' format) plus ``rule_judge.json``: family, args, calibration,
-    threshold and whatever the trainer measured (``extra``)."""
+    """The judge as a saved CSRM (``config.json`` with ``model_type: csrm_rule``: the pair model inside
+    :class:`~csrm.model.rule.saved.RuleJudgeModel`, the metadata in its config), the tokenizer, and the same
+    metadata as ``rule_judge.json`` (family, args, calibration, threshold, what the trainer measured) to read."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(path))
-    encoder.tokenizer.save_pretrained(str(path))
     meta = {"family": FAMILY, "args": config_system.to_dict(args), "candidate_model": "minilm",
             "calibration": {"scale": calibration.scale, "bias": calibration.bias}, "threshold": threshold,
             **(extra or {})}
+    RuleJudgeModel.wrap(model, meta=meta, threshold=threshold).save_pretrained(str(path))
+    encoder.tokenizer.save_pretrained(str(path))
     (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+class RuleFamilyPredictor:
+    """The rule judge behind ``csrm.load`` and :class:`csrm.scoring.scorer.Scorer` (the predictor protocol of
+    :mod:`csrm.model.registry`): ``forward`` yields ``(indices, p_comply, rewards, fields)`` per chunk of items,
+    ``fields`` carrying each result's ``evidence`` (the rule and turn that drove the verdict).
+
+    CPU only (int8 scoring, 2 threads by default); ``num_threads`` sets the judge's ``threads``, ``narrowing``
+    turns candidate narrowing off, and further keywords replace saved scoring args (``top_k=8``). The
+    cross-encoder's batching options have no meaning here and are refused unless unset.
+    """
+
+    def __init__(self, model: RuleJudgeModel, tokenizer: PreTrainedTokenizerBase, *, narrowing: bool = True,
+                 device: str | torch.device | None = None, num_threads: int | None = None,
+                 max_tokens: int | None = None, max_rows: int | None = None, bf16: bool | None = None,
+                 prefix_cache: bool | None = None, chunk: int = 16, **overrides: Any):
+        from csrm.model.registry import refuse_unsupported
+
+        refuse_unsupported(FAMILY, {"max_tokens": max_tokens, "max_rows": max_rows, "bf16": bf16,
+                                    "prefix_cache": prefix_cache})
+        if device is not None and torch.device(device).type != "cpu":
+            raise InputError(f"the rule family scores on the CPU only (int8), not {device!r}", field="device")
+        meta = dict(model.config.rule_judge or {})
+        if num_threads:
+            overrides["threads"] = num_threads
+        self.judge = RulePredictor.from_parts(model.judge, tokenizer, meta, narrowing=narrowing,
+                                              where="config.json", **overrides)
+        self.model, self.tokenizer = model.eval(), tokenizer
+        self.device, self.max_tokens, self.bf16, self.prefix_cache = torch.device("cpu"), None, False, False
+        self.chunk = chunk
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None,
+                        **options: Any) -> RuleFamilyPredictor:
+        """A saved rule judge (folder or hub id); ``dtype`` must be unset (scoring is int8 on the CPU)."""
+        from csrm.model.registry import refuse_unsupported
+
+        refuse_unsupported(FAMILY, {"dtype": dtype})
+        try:
+            model = RuleJudgeModel.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        except OSError as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise InputError(f"cannot load a CSRM from here: {first}", path=str(path)) from None
+        return cls(model, tokenizer, **options)
+
+    def _judgements(self, items: Sequence[ScoreItem]) -> Iterator[tuple[list[int], list[Judgement]]]:
+        for start in range(0, len(items), self.chunk):
+            part = items[start: start + self.chunk]
+            yield (list(range(start, start + len(part))),
+                   self.judge.judge_many([(split_rules(it.config), item_turns(it)) for it in part]))
+
+    def forward(self, items: Sequence[ScoreItem]) -> Iterator[tuple[list[int], list[float], list[float], list[dict]]]:
+        """Per chunk: (item indices, p_comply, rewards = log-odds of complying, one ``{"evidence": ...}`` each)."""
+        for indices, judgements in self._judgements(items):
+            p = [min(max(j.p_violation, 1e-6), 1 - 1e-6) for j in judgements]
+            yield (indices, [1.0 - q for q in p], [math.log((1.0 - q) / q) for q in p],
+                   [{"evidence": j.evidence} for j in judgements])
+
+    def raw_outputs(self, items: Sequence[ScoreItem]) -> tuple[np.ndarray, np.ndarray]:
+        """(compliance logits before calibration = minus the OR over pair logits, rewards) in input order."""
+        logits, rewards = [], []
+        for _, judgements in self._judgements(list(items)):
+            for j in judgements:
+                logits.append(-j.score)
+                q = min(max(j.p_violation, 1e-6), 1 - 1e-6)
+                rewards.append(math.log((1.0 - q) / q))
+        return np.asarray(logits, dtype=np.float64), np.asarray(rewards, dtype=np.float64)

@@ -108,3 +108,34 @@ def test_eval_tool_on_generated_rows(tmp_path):
     length = length_test(judge, root)
     assert length["n"] > 0 and length["max_abs_delta_p_comply"] <= 0.05
     assert length["violation_flagged_share"] == 1.0
+
+
+def test_saved_layouts_load_with_the_same_weights(tmp_path):
+    """``save`` writes a ``csrm_rule`` folder (the classifier inside RuleJudgeModel); a folder saved before the
+    family was registered (the plain classifier beside rule_judge.json) still loads for the tools, with the
+    same pair logits; csrm.load takes only the registered layout."""
+    import csrm
+    from csrm.model.rule.modeling import Pair, pair_logits
+    from csrm.model.rule.predictor import save
+
+    tok = AutoTokenizer.from_pretrained(default_backbone())
+    from transformers import AutoModelForSequenceClassification
+
+    classifier = AutoModelForSequenceClassification.from_pretrained(str(tiny_backbone(tmp_path / "tiny", init_range=0.2)))
+    args = RuleJudgeArgs(max_length=96, rule_max_tokens=24, context_max_tokens=16, int8=False)
+    encoder = PairEncoder(tok, max_length=96, rule_max_tokens=24, context_max_tokens=16)
+    save(tmp_path / "new", classifier, encoder, args, calibration=Calibration(1.0, 0.0), threshold=0.4)
+    legacy = tmp_path / "legacy"
+    classifier.save_pretrained(str(legacy))
+    tok.save_pretrained(str(legacy))
+    (legacy / META_FILE).write_text((tmp_path / "new" / META_FILE).read_text())
+    pairs = [Pair(PHONE_RULE, "How do I reach Sam?", "Sam's number is 555-0199."),
+             Pair("Do not discuss the weather.", "", "It is sunny today.")]
+    expected = pair_logits(classifier, encoder, pairs)
+    assert expected[0] != pytest.approx(expected[1])  # a 0.2-std start reads its input
+    for folder in ("new", "legacy"):
+        judge = RulePredictor.from_pretrained(tmp_path / folder, narrowing=False)
+        assert judge.threshold == 0.4
+        assert pair_logits(judge.model, judge.encoder, pairs) == pytest.approx(expected, abs=1e-5)
+    with pytest.raises(InputError, match="model_type 'bert'"):
+        csrm.load(tmp_path / "legacy")
