@@ -20,6 +20,7 @@ from typing import Any
 from augmentation.rules import dialogue, disclosure, ifeval, obligation, topic
 from augmentation.rules.balance import balance_lengths, lengths_probe_auroc
 from augmentation.rules.core import SPLITS
+from augmentation.rules.elaborate import elaborate, elaborate_some
 from augmentation.rules.policy import contrast_policies, make_row, verified_pool
 from augmentation.rules.spec import RulesSpec
 from augmentation.rules.values import ValueBank
@@ -70,6 +71,9 @@ def generate(spec: RulesSpec, seed: int, resolve=lambda p: Path(p)) -> tuple[dic
                 stats[f"{family}:dropped_unverified"] += 1
                 continue
             pool = verified_pool(rng, split, target, [fail, ok], sources, want=spec.max_rules - 1)
+            if spec.long_form_share > 0:  # same checks, longer texts: before the contrasts, so all share them
+                target = elaborate(target, rng, split) if rng.random() < spec.long_form_share else target
+                pool = elaborate_some(pool, spec.long_form_share, rng, split)
             policies = contrast_policies(rng, target, pool, spec.contrasts, spec.max_rules)
             blank = rng.random() < 0.3
             for which, tr in (("fail", fail), ("ok", ok)):

@@ -30,6 +30,12 @@ CONDITIONAL = Wordings("obligation.if", [
     "If {y} comes up in what the user writes, your next reply needs {z}.",
     "Replies to users who mention {y} must carry {z}.",
     "Once the user says {y}, answer that message with {z} included.",
+    "In the case that the user discusses {y}, do the following: include {z} in the reply to that message.",
+    "Consistently add {z} to your answer whenever the user's message brings up {y}.",
+    "Always make sure to include {z} in the answer when the user asks about {y}.",
+    "If the user inquires about {y}, always add {z} somewhere in your response to them.",
+    "When a user message is about {y}, the reply to it has to contain {z}; do not leave it out.",
+    "Add {z} to the response if the user specifically mentions {y} in their message.",
 ])
 TERMS = Wordings("obligation.term", [
     "The Clash", "marathon training", "electric scooters", "the spring sale", "gift cards", "vinyl records",

@@ -44,6 +44,11 @@ class RulesSpec:
         help="OpenAI moderation samples (topic family content); '' = seed corpus only",
         default="{data_dir}/openai_moderation/samples-1680.jsonl.gz",
     )
+    long_form_share: float = setting(
+        help="share of rules (targets and distractors) written in a long form: a scope, a reason and/or "
+        "sub-bullets around the same checkable rule (augmentation.rules.elaborate); 0 keeps every rule short",
+        default=0.5,
+    )
     balance_lengths: bool = setting(
         help="downsample within length bins so lengths alone do not predict the label", default=True
     )
@@ -72,6 +77,8 @@ class RulesSpec:
             or self.dev_fraction + self.test_fraction >= 1
         ):
             out.append(("test_fraction", "dev_fraction and test_fraction must lie in [0, 1) and sum below 1"))
+        if not 0 <= self.long_form_share <= 1:
+            out.append(("long_form_share", "must lie in [0, 1]"))
         if self.max_rules < 2:
             out.append(("max_rules", "must be >= 2"))
         if self.length_bins < 1:

@@ -145,3 +145,25 @@ def test_value_bank_never_shares_a_value_across_splits():
     bank = ValueBank(0)
     drawn = {s: {bank.value("salary", s) for _ in range(150)} for s in SPLITS}
     assert not (drawn["train"] & drawn["test"] or drawn["train"] & drawn["dev"] or drawn["dev"] & drawn["test"])
+
+
+def test_long_form_rules_keep_the_check_and_read_back():
+    from augmentation.rules.elaborate import BULLETS, REASONS, SCOPES, elaborate, elaborate_some
+    from augmentation.rules.policy import make_row
+
+    rng = random.Random(3)
+    short = obligation.rule(rng, "train", "gardening", "word", "partner")
+    fail = Transcript([Turn("user", "I love gardening."), Turn("assistant", "Great, how can I help?")])
+    ok = Transcript([Turn("user", "I love gardening."), Turn("assistant", "Great, partner, how can I help?")])
+    for seed in range(30):
+        long = elaborate(short, random.Random(seed), "test")
+        assert len(long.text) > len(short.text) and short.text[1:] in long.text
+        assert (long.key, long.subjects, long.check(fail), long.check(ok)) == (
+            short.key, short.subjects, [1], [])
+        row = make_row([long], fail, family="obligation", contrast="original", base_id="b", split="test",
+                       target=long, variant="v", blank_line=False)  # raises unless the policy reads back
+        assert row["label"] == "FAIL"
+        phrases = [t for w in (SCOPES, REASONS, BULLETS) for t in w.texts if t.split(":")[0] in long.text]
+        assert phrases and all(w.split_of[w.ids[w.texts.index(t)]] != "train"
+                               for w in (SCOPES, REASONS, BULLETS) for t in phrases if t in w.texts)
+    assert elaborate_some([short] * 5, 0.0, rng, "train") == [short] * 5
