@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Protocol
 
 from csrm.base.records import Message
@@ -50,6 +50,16 @@ class ScoreResult:
     @property
     def p_violation(self) -> float:
         return 1.0 - self.p_comply
+
+    def as_json(self) -> dict:
+        """The result as the JSON every output writes (``csrm score`` lines, the server's results): the
+        scores and verdict, plus ``evidence`` (rule number and text, turn index, that pair's P(violation)) when
+        the scorer names one: one place, so the file and the endpoint never disagree."""
+        out = {"p_comply": self.p_comply, "p_violation": self.p_violation, "reward": self.reward,
+               "complies": self.complies, "threshold": self.threshold}
+        if self.evidence is not None:
+            out["evidence"] = asdict(self.evidence)
+        return out
 
 
 class Scorer(Protocol):

@@ -7,7 +7,9 @@ or never-allowed categories, lone surrogates); a bad line raises :class:`csrm.ba
 line and field. An input without items is an error too.
 
 Output lines: ``{"id", "p_comply", "p_violation", "reward", "complies", "threshold", "config_id"}``, in input
-order (ids as strings; ``threshold`` is on p_violation, ``config_id`` the key of per-config thresholds).
+order (ids as strings; ``threshold`` is on p_violation, ``config_id`` the key of per-config thresholds), plus
+``evidence`` (``{"rule_number", "rule_text", "turn_index", "p_violation"}``: the rule and turn that drove the
+verdict) from scorers that name one (the rule judge).
 
 **Resuming.** Results are appended to ``OUTPUT.partial`` and flushed after every forward batch. Before the
 first result, ``OUTPUT.partial.fingerprint.json`` records what produced them (:mod:`csrm.base.fingerprint`): the
@@ -141,8 +143,7 @@ def run_fingerprint(model: str | Path | None, input_path: str | Path, *, bf16: b
 
 
 def result_row(item_id: str, result: ScoreResult, config_id: str) -> dict[str, Any]:
-    return {"id": item_id, "p_comply": result.p_comply, "p_violation": result.p_violation, "reward": result.reward,
-            "complies": result.complies, "threshold": result.threshold, "config_id": config_id}
+    return {"id": item_id, **result.as_json(), "config_id": config_id}
 
 
 def score_file(scorer, input_path: str | Path, output_path: str | Path, *, progress: bool = True,

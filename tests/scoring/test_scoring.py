@@ -240,3 +240,19 @@ def test_every_registered_family_is_a_loadable_model_type(tmp_path):
         saved_family(tmp_path)
     with pytest.raises(InputError, match="not a saved CSRM folder"):
         load(tmp_path)
+
+
+def test_result_json_carries_evidence_only_when_named():
+    from csrm.base.score_types import Evidence, ScoreResult
+    from csrm.scoring.score_file import result_row
+    from csrm.scoring.server.schema import result_json
+
+    plain = ScoreResult(p_comply=0.75, reward=1.1, complies=True, threshold=0.5)
+    named = ScoreResult(p_comply=0.2, reward=-1.4, complies=False, threshold=0.5,
+                        evidence=Evidence(rule_number=3, rule_text="Never share phone numbers.", turn_index=1,
+                                          p_violation=0.8))
+    assert result_json(plain) == {"p_comply": 0.75, "p_violation": 0.25, "reward": 1.1, "complies": True,
+                                  "threshold": 0.5}
+    assert result_json(named)["evidence"] == {"rule_number": 3, "rule_text": "Never share phone numbers.",
+                                              "turn_index": 1, "p_violation": 0.8}
+    assert result_row("a", named, "cfg") == {"id": "a", **result_json(named), "config_id": "cfg"}

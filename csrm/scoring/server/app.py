@@ -3,7 +3,8 @@
 Endpoints:
 
 - ``POST /score`` ``{"items": [{"id"?, "config", "prompt" | "messages", "response"?}, ...]}`` ->
-  ``{"results": [{"id", "p_comply", "p_violation", "reward", "complies", "threshold"}, ...]}``;
+  ``{"results": [{"id", "p_comply", "p_violation", "reward", "complies", "threshold", "evidence"?}, ...]}``
+  (``evidence``: the rule and turn that drove the verdict, from scorers that name one);
 - ``POST /rank`` ``{"config", "prompt" | "messages", "responses": [...]}`` -> ``{"ranking": [...]}`` best
   first (:mod:`csrm.scoring.ranking`);
 - ``POST /get_reward`` ``{"query": [str, ...], "prompts"?: [...]}`` -> ``{"rewards": [float, ...]}``: OpenRLHF's

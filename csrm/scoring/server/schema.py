@@ -155,8 +155,7 @@ async def structured_http_error(_request, exc: StarletteHTTPException) -> JSONRe
 
 
 def result_json(result: ScoreResult) -> dict[str, Any]:
-    return {"p_comply": result.p_comply, "p_violation": result.p_violation, "reward": result.reward,
-            "complies": result.complies, "threshold": result.threshold}
+    return result.as_json()
 
 
 

@@ -75,3 +75,16 @@ def test_rule_judge_refuses_unsupported_options_and_csrm_train(judge_dir):
 
     with pytest.raises(InputError, match="expected one of clause, cross_encoder, got 'rule'"):
         config_class(None, ["architecture=rule"])
+
+
+def test_csrm_score_writes_the_evidence(judge_dir, tmp_path):
+    from csrm.app.score import main
+
+    inp, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    inp.write_text("".join(json.dumps({"id": f"i{k}", "config": it.config, "messages": it.messages,
+                                       "response": it.response}) + "\n" for k, it in enumerate(items())))
+    assert main([str(judge_dir), "--input", str(inp), "--output", str(out), "--no-progress"]) == 0
+    leak, benign = [json.loads(line) for line in out.read_text().splitlines()]
+    assert leak["evidence"] == {"rule_number": 2, "rule_text": PHONE_RULE, "turn_index": 3,
+                                "p_violation": pytest.approx(leak["evidence"]["p_violation"])}
+    assert leak["p_comply"] < benign["p_comply"] and set(benign) >= {"id", "p_comply", "reward", "evidence"}
