@@ -19,7 +19,9 @@ numbers are) or on generated rule data in the same schema (the contrasts are in 
 
 Columns: the scorer itself; the same scorer with every policy blanked ("config blanked", a config-blind
 control that needs no second model); the lengths-only probe (:mod:`eval.surface`) fitted on the dev slice
-and run through the very same contrasts. References: the "shorter policy is the FAIL one" heuristic on the
+and run through the very same contrasts; the rule-relevance probe (:mod:`eval.relevance`: frozen rule-turn
+similarity, which judges no violation and still passes swap and removal on DynaBench, so those two show
+reading only where a scorer beats it). References: the "shorter policy is the FAIL one" heuristic on the
 pairs and always-FAIL F1.
 """
 
@@ -34,7 +36,7 @@ from csrm.base.score_types import ScoreItem, ScoreResult
 from eval.analysis import Scored, view_metrics
 from eval.items import HEADLINE, TEST, EvalItem
 from eval.rule_length import score_length_test
-from eval.rule_report import BLANKED, LENGTHS, MODEL, TARGETS
+from eval.rule_report import BLANKED, LENGTHS, MODEL, RELEVANCE, TARGETS
 from eval.rule_tests import (
     DYNABENCH_GROUP,
     metadata,
@@ -173,6 +175,9 @@ def benchmark_block(scorer, items: Sequence[EvalItem], results: Sequence[ScoreRe
         probe = SurfaceProbe()
         if probe.unsupported(items) is None:
             columns[LENGTHS] = measures(probe.fitted(items), items, **options)
+        from eval.relevance import RelevanceProbe
+
+        columns[RELEVANCE] = measures(RelevanceProbe(), items, **options)
     groups = sorted({str(metadata(it).get(group_key)) for it in items if metadata(it).get(group_key) is not None})
     return {"status": "ok", "source": source, "group_key": group_key, "groups": groups, "n_items": len(items),
             "contrasts_on": contrasts_on or "all", "columns": columns,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-MODEL, BLANKED, LENGTHS = "model", "config blanked", "lengths-only probe"
+MODEL, BLANKED, LENGTHS, RELEVANCE = "model", "config blanked", "lengths-only probe", "rule-relevance probe"
 TARGETS = {"swap": 0.90, "removal": 0.85, "pairs": 0.95, "auroc": 0.80, "f1_tuned": 0.652, "named_rule": 0.70}
 HEADER = ["Scorer", "rule swap", "rule removal (rules left / empty)", "within-transcript pairs", "AUROC",
           "F1 dev-tuned", "named rule", "length: dP(comply) 115 -> 20k chars", "violation flagged, stored threshold (short / in 20k)"]
@@ -92,7 +92,7 @@ def block_markdown(block: dict[str, Any], *, title: str, label: str = "") -> lis
 
 def run_rows(blocks: dict[str, dict[str, Any]]) -> list[str]:
     """The ``csrm run`` report's rule-reading section from each evaluated model's block (label -> block):
-    every model's own row, the control rows (config blanked, lengths-only probe) of the main model (label
+    every model's own row, the control rows (config blanked, lengths-only probe, rule-relevance probe) of the main model (label
     ``csrm``, else the first model evaluated with its config), then the references."""
     ok = {label: b for label, b in blocks.items() if (b or {}).get("status") == "ok"}
     if not ok:
@@ -103,8 +103,9 @@ def run_rows(blocks: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["### Rule reading (issue #28)", "", counts_line(first), "", _row(HEADER), _row(["---"] * len(HEADER))]
     for label, block in ok.items():
         lines.append(_row([label, *measure_cells(block["columns"][MODEL])]))
-    for name in (BLANKED, LENGTHS):
+    for name in (BLANKED, LENGTHS, RELEVANCE):
         if name in first["columns"]:
-            who = f"{first_label}, {name}" if name == BLANKED else f"{name} (fitted on the dev slice)"
+            who = {BLANKED: f"{first_label}, {name}", LENGTHS: f"{name} (fitted on the dev slice)",
+                   RELEVANCE: f"{name} (zero-shot: rule-turn similarity, no violation judged)"}[name]
             lines.append(_row([who, *measure_cells(first["columns"][name])]))
     return lines + reference_rows(first) + [""]

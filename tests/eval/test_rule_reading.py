@@ -21,7 +21,15 @@ from eval.harness import evaluate
 from eval.items import DEV, TEST, EvalItem
 from eval.report import build_report, markdown
 from eval.rule_length import BENIGN, TARGET_CHARS, VIOLATING, length_items
-from eval.rule_reading import BLANKED, LENGTHS, MODEL, benchmark_block, measures, share_more_violating
+from eval.rule_reading import (
+    BLANKED,
+    LENGTHS,
+    MODEL,
+    RELEVANCE,
+    benchmark_block,
+    measures,
+    share_more_violating,
+)
 from eval.rule_report import block_markdown, run_rows
 from eval.rule_tests import (
     load_rule_data,
@@ -200,12 +208,12 @@ def test_length_test_items_and_verdicts():
 def test_block_has_the_controls_and_the_blind_case_is_blind_throughout():
     items = make_items()
     block = benchmark_block(Reader(), items)
-    assert set(block["columns"]) == {MODEL, BLANKED, LENGTHS}
+    assert set(block["columns"]) == {MODEL, BLANKED, LENGTHS, RELEVANCE}
     assert block["columns"][BLANKED]["swap"]["share"] == 0.5  # the reader with the policy blanked
     assert block["references"]["shorter_policy_fail"] == pytest.approx(2 / 3)
     assert block["references"]["always_fail_f1"] == pytest.approx(2 * 6 / (9 + 6))  # 6 of the 9 test items FAIL
     blind = benchmark_block(Reader(), items, blind=True)
-    assert set(blind["columns"]) == {MODEL, LENGTHS}
+    assert set(blind["columns"]) == {MODEL, LENGTHS, RELEVANCE}
     assert blind["columns"][MODEL]["swap"]["share"] == 0.5 and blind["columns"][MODEL]["removal"]["share"] == 0.5
 
 
