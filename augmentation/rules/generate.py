@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from augmentation.rules import dialogue, disclosure, ifeval, obligation, topic
+from augmentation.rules import conduct, dialogue, disclosure, ifeval, obligation, topic
 from augmentation.rules.balance import balance_lengths, lengths_probe_auroc
 from augmentation.rules.core import SPLITS
 from augmentation.rules.elaborate import elaborate, elaborate_some
@@ -32,7 +32,7 @@ FAIL_ONLY = ("rule_removed", "rule_swapped")
 
 def _families(spec: RulesSpec, bank: ValueBank, resolve) -> tuple[dict[str, Any], list]:  # noqa: ANN001
     """The family modules in use and the distractor sources (every family's business rules, IFEval rules)."""
-    modules: dict[str, Any] = {"disclosure": disclosure, "obligation": obligation}
+    modules: dict[str, Any] = {"disclosure": disclosure, "obligation": obligation, "conduct": conduct}
     sources = [lambda rng, split, n, m=m: m.distractors(rng, bank, split, n) for m in modules.values()]
     content = topic.load_content(resolve(spec.moderation) if spec.moderation else None)
     modules["topic"] = topic.Family(content)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from csrm.base.config import setting
 
-FAMILIES = ("disclosure", "obligation", "topic", "format")
+FAMILIES = ("disclosure", "obligation", "topic", "format", "conduct")
 CONTRASTS = ("original", "rule_removed", "rule_swapped", "distractors", "shuffled")
 
 

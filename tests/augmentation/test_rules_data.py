@@ -44,7 +44,7 @@ def test_schema_round_trip_and_labels(generated):
             for number, turn in meta["violations"]:
                 assert 1 <= number <= len(rules) and turn in agent_turns(turns)
             families.add(meta["family"])
-    assert families == {"disclosure", "obligation", "topic", "format"}
+    assert families == {"disclosure", "obligation", "topic", "format", "conduct"}
 
 
 def test_contrasts_flip_and_keep_labels(generated):

@@ -167,3 +167,36 @@ def test_long_form_rules_keep_the_check_and_read_back():
         assert phrases and all(w.split_of[w.ids[w.texts.index(t)]] != "train"
                                for w in (SCOPES, REASONS, BULLETS) for t in phrases if t in w.texts)
     assert elaborate_some([short] * 5, 0.0, rng, "train") == [short] * 5
+
+
+@pytest.mark.parametrize("agent, kind, broken", [
+    ("Sure. That's not my problem.", "rude", True), ("I completely understand, and I'm happy to help with that.",
+                                                      "rude", False),
+    ("Happy to help 😊", "emoji", True), ("You can add an emoji reaction to messages in the app.", "emoji", False),
+    ("PLEASE CHECK YOUR EMAIL FOR THE CONFIRMATION.", "caps", True), ("Your PIN and the IBAN are in the app.",
+                                                                       "caps", False),
+    ("You could also try Acme Ltd, they are cheaper.", "competitor", True),
+    ("Our own premium plan might suit you better.", "competitor", False),
+    ("I promise the parcel will arrive tomorrow.", "promise", True),
+    ("I can't promise a date, but I'll pass your request to the right team.", "promise", False),
+    ("Hello, how can I help?", "intro", True), ("Hello! I'm a virtual assistant.", "intro", False),
+    ("Done.", "signoff", True), ("Done. Is there anything else I can help you with?", "signoff", False),
+])
+def test_conduct_checks(agent: str, kind: str, broken: bool):
+    from augmentation.rules.conduct import breaks
+
+    tr = Transcript([Turn("user", "Hi, a question about my order."), Turn("assistant", agent)])
+    assert breaks(kind, tr) == ([1] if broken else [])
+
+
+def test_conduct_bases_flip_on_the_planted_or_missing_turn():
+    from augmentation.rules import conduct
+
+    bank, seen = ValueBank(0), set()
+    for k in range(80):
+        rng = random.Random(k)
+        base = conduct.make_base(rng, bank, "train", scaffold(rng, bank, "train"))
+        target, fail, ok, variant = base
+        assert target.check(fail) and not target.check(ok), variant
+        seen.add(variant.split("/")[0])
+    assert seen == set(conduct.KINDS)
