@@ -391,7 +391,7 @@ class Pipeline:
         if self.cfg.rule_judge:
             from csrm.app import pipeline_rule
 
-            pipeline_rule.train(self, RUN_PATH_KEYS)
+            pipeline_rule.train(self, resolve, RUN_PATH_KEYS)
             pipeline_rule.evaluate(self)
         ran = [n for n, s in self.state.status.items() if s == "ran"]
         reused = [n for n, s in self.state.status.items() if s == "reused"]

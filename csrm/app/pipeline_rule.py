@@ -68,10 +68,9 @@ def check(cfg, recipe, resolve) -> None:  # noqa: ANN001 - PipelineConfig, Recip
                          f"{kwargs.get('architecture', 'clause')!r}", field="rule_judge", path=str(path))
 
 
-def train(pipeline, run_path_keys: set[str]) -> None:  # noqa: ANN001 - csrm.app.pipeline.Pipeline
+def train(pipeline, resolve, run_path_keys: set[str]) -> None:  # noqa: ANN001 - Pipeline, pipeline.resolve
     """The ``train rule judge`` stage: ``output_dir/data/rules`` -> ``output_dir/model_rule``, fingerprinted on
     the training config (minus where it writes) and the augment stage."""
-    from csrm.app.pipeline import resolve
     from csrm.training.train import load_train_config, run_training
 
     cfg = pipeline.cfg
