@@ -10,7 +10,7 @@ Stages, each writing into ``output_dir``:
 5. ``eval``      -> ``output_dir/eval/<label>/``    (``csrm eval``'s harness on each benchmark; label ``csrm``,
    ``config_blind``, ``zero-shot_<model>``, ...)
 6. ``rule judge`` -> ``output_dir/model_rule`` + ``output_dir/eval/rule_judge/``, if the recipe names
-   ``rule_judge`` (trained on ``output_dir/data/rules``, evaluated on DynaBench: :mod:`csrm.app.pipeline_rule`)
+   ``rule_judge`` (trained on ``output_dir/data/rules``, evaluated like the CSRM: :mod:`csrm.app.pipeline_rule`)
 7. ``report``    -> ``output_dir/report.md`` + ``report.json`` (printed at the end)
 
 **Honest reruns.** Every stage has a fingerprint: a hash of its resolved settings, of the files it reads and of
@@ -72,7 +72,7 @@ class PipelineConfig:
     train_overrides: list[str] = setting(help="key=value for training", default_factory=list)
     rule_judge: str = setting("", "rule-judge training config YAML (architecture: rule, e.g. "
                               "configs/train/rule_minilm.yaml), trained on output_dir/data/rules and evaluated on "
-                              "DynaBench beside the CSRM; needs the augmentation recipe's rules.enabled; '' = none")
+                              "the benchmarks beside the CSRM; needs the augmentation recipe's rules.enabled; '' = none")
     rule_judge_overrides: list[str] = setting(help="key=value for the rule judge's training", default_factory=list)
     train_launcher: str = setting("", "empty = train in this process; else a launcher prefix run as a subprocess, e.g. "
                 "'accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml' (-m csrm train is added)")
@@ -302,10 +302,10 @@ class Pipeline:
 
         self._stage(spec, output, work)
 
-    def evaluate(self, spec: str, label: str, *, blind: bool = False, bench: list[str] | None = None,
-                 upstream: dict[str, str] | None = None) -> None:
-        """Evaluate ``spec`` on ``bench`` (default the recipe's); ``upstream``: the fingerprints of the stages
-        that made the model (default this run's ``train`` and ``calibrate``, or the config-blind ones)."""
+    def evaluate(self, spec: str, label: str, *, blind: bool = False, upstream: dict[str, str] | None = None
+                 ) -> None:
+        """Evaluate ``spec`` on the recipe's benchmarks; ``upstream``: the fingerprints of the stages that made
+        the model (default this run's ``train`` and ``calibrate``, or the config-blind ones)."""
         from eval.benchmarks import load_benchmark
         from eval.benchmarks._source import BenchmarkUnavailable
         from eval.harness import evaluate, stderr_progress
@@ -315,9 +315,8 @@ class Pipeline:
         output = self.eval_dir(label)
         self.eval_labels.append(label)
         bench_root = data_root(self.cfg)
-        benches = list(self.cfg.bench if bench is None else bench)
         model_upstream, upstream = upstream, {}
-        if "augmented" in benches:
+        if "augmented" in self.cfg.bench:
             upstream["augment"] = self.fingerprints["augment"]
         if model_upstream is not None:
             upstream.update(model_upstream)
@@ -327,15 +326,15 @@ class Pipeline:
             suffix = " (config-blind)" if blind else ""
             upstream["train"] = self.fingerprints["train" + suffix]
             upstream["calibrate"] = self.fingerprints["calibrate" + suffix]
-        settings = {"model": spec if spec.startswith(("zero-shot:", "probe:")) else label, "bench": benches,
+        settings = {"model": spec if spec.startswith(("zero-shot:", "probe:")) else label, "bench": self.cfg.bench,
                     "limit": self.cfg.eval_limit, "use_hub": self.cfg.use_hub, "blind": blind,
                     "data_dir": str(bench_root.resolve())}
-        inputs = [bench_root / folder for name in benches for folder in BENCH_FOLDERS.get(name, ())]
+        inputs = [bench_root / folder for name in self.cfg.bench for folder in BENCH_FOLDERS.get(name, ())]
         stage = StageSpec(f"eval {label}", settings, upstream=upstream, inputs=inputs)
 
         def work() -> None:
             loaded, skipped = {}, {}
-            for name in benches:
+            for name in self.cfg.bench:
                 root = self.data if name == "augmented" else bench_root
                 try:
                     loaded[name] = load_benchmark(name, root, use_hub=self.cfg.use_hub, limit=self.cfg.eval_limit)
@@ -344,7 +343,7 @@ class Pipeline:
                     self.log(f"[csrm run] skipping {name}: {err}")
             scorer = load_scorer(spec, train_data=str(self.data) if spec.startswith("probe:") else None)
             run = evaluate(scorer, loaded, model=label, blind=blind, skipped=skipped, progress=stderr_progress,
-                           settings={"bench": benches, "limit": self.cfg.eval_limit})
+                           settings={"bench": self.cfg.bench, "limit": self.cfg.eval_limit})
             with atomic_path(output, is_dir=True, command="eval") as tmp:
                 paths = write_report(run, tmp)
             log_report(json.loads((output / "report.json").read_text(encoding="utf-8")),

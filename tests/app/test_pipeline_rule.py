@@ -1,5 +1,5 @@
 """`csrm run` with a rule judge (issue #28): the augment stage writes the rule data too, the rule judge trains
-and is evaluated on DynaBench beside the CSRM, the report carries its row and the rule-reading block, a rerun
+and is evaluated beside the CSRM, the report carries its row and the rule-reading block, a rerun
 reuses its stages, and a recipe that would train it without rule data stops before any stage."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def recipe(tmp_path: Path, data: Path, *, rules: bool = True, **extra) -> Path:
     path.write_text(yaml.safe_dump({
         "name": "tiny-rules", "output_dir": str(tmp_path / "run"), "augment": str(tmp_path / "augment.yaml"),
         "train": str(CONFIGS_DIR / "train" / "tiny_test.yaml"), "train_overrides": TINY_TRAIN,
-        "rule_judge": str(tmp_path / "rule.yaml"), "bench": ["dynabench"], "eval_limit": 8,
+        "rule_judge": str(tmp_path / "rule.yaml"), "bench": ["dynabench", "augmented"], "eval_limit": 8,
         "data_dir": str(data), **extra}))
     return path
 
@@ -59,7 +59,7 @@ def test_pipeline_trains_reports_and_reuses_the_rule_judge(tmp_path, shared_data
     assert json.loads((out / "model_rule" / "config.json").read_text())["model_type"] == "csrm_rule"
     report = json.loads((out / "report.json").read_text())
     rows = report["benchmarks"]["dynabench"]
-    assert set(rows) == {"csrm", "rule_judge"}
+    assert set(rows) == {"csrm", "rule_judge"} and set(report["benchmarks"]["augmented"]) == {"csrm", "rule_judge"}
     block = rows["rule_judge"]["extra"]["rule_reading"]
     assert block["status"] == "ok" and block["columns"]["model"]["swap"]["n"] > 0
     assert report["rule_judge_training"]["positives"] > 0
