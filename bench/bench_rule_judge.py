@@ -26,7 +26,7 @@ import common  # noqa: E402
 def main(argv: list[str] | None = None) -> dict:
     parser = common.base_parser(__doc__.split("\n\n")[0])
     parser.set_defaults(repeats=1, warmup=0)
-    parser.add_argument("--model", required=True, help="a saved rule judge (tools/rule_judge_train.py)")
+    parser.add_argument("--model", required=True, help="a saved rule judge (csrm train, architecture: rule)")
     parser.add_argument("--items", type=int, default=48)
     parser.add_argument("--all-pairs", action="store_true", help="also time rule-all-pairs (slow)")
     args = parser.parse_args(argv)

@@ -121,7 +121,7 @@ def family_sections() -> list[str]:
              "`csrm train` reads the config class of the family its YAML names with `architecture` "
              "(`csrm train CONFIG.yaml --help` lists that one).", ""]
     for name, fam in FAMILIES.items():
-        if fam.trainer is None:  # not trained by csrm train (the rule judge has its own tool for now)
+        if fam.trainer is None:  # a family csrm train does not train has no training config to list
             continue
         cls = fam.load("args")
         lines += [f"### `architecture: {name}`", "", fam.summary + ".", "",

@@ -9,7 +9,9 @@ Stages, each writing into ``output_dir``:
 4. ``baselines`` -> ``output_dir/model_blind`` (config-blind: same backbone and data, config removed), if asked
 5. ``eval``      -> ``output_dir/eval/<label>/``    (``csrm eval``'s harness on each benchmark; label ``csrm``,
    ``config_blind``, ``zero-shot_<model>``, ...)
-6. ``report``    -> ``output_dir/report.md`` + ``report.json`` (printed at the end)
+6. ``rule judge`` -> ``output_dir/model_rule`` + ``output_dir/eval/rule_judge/``, if the recipe names
+   ``rule_judge`` (trained on ``output_dir/data/rules``, evaluated like the CSRM: :mod:`csrm.app.pipeline_rule`)
+7. ``report``    -> ``output_dir/report.md`` + ``report.json`` (printed at the end)
 
 **Honest reruns.** Every stage has a fingerprint: a hash of its resolved settings, of the files it reads and of
 the fingerprints of the stages it reads from (:mod:`csrm.app.run_state`). A stage is reused only when its output
@@ -68,6 +70,10 @@ class PipelineConfig:
     output_dir: str = setting("", "where every stage writes; default runs/<name>")
     augment_overrides: list[str] = setting(help="key=value for the recipe", default_factory=list)
     train_overrides: list[str] = setting(help="key=value for training", default_factory=list)
+    rule_judge: str = setting("", "rule-judge training config YAML (architecture: rule, e.g. "
+                              "configs/train/rule_minilm.yaml), trained on output_dir/data/rules and evaluated on "
+                              "the benchmarks beside the CSRM; needs the augmentation recipe's rules.enabled; '' = none")
+    rule_judge_overrides: list[str] = setting(help="key=value for the rule judge's training", default_factory=list)
     train_launcher: str = setting("", "empty = train in this process; else a launcher prefix run as a subprocess, e.g. "
                 "'accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml' (-m csrm train is added)")
     calibrate: bool = setting(True, "fit the temperature on the validation split")
@@ -121,9 +127,10 @@ def load_pipeline_config(path: str | Path, overrides: Sequence[str] = ()) -> Pip
 
 def check_recipe(cfg: PipelineConfig) -> None:
     """What the recipe's fields point at, checked before any stage runs: the augmentation recipe with its
-    overrides, the training config with its overrides (keys, types, a non-zero number of steps), the
-    benchmark names and the evaluation limit."""
+    overrides, the training config with its overrides (keys, types, a non-zero number of steps), the rule
+    judge's (:func:`csrm.app.pipeline_rule.check`), the benchmark names and the evaluation limit."""
     import augmentation
+    from csrm.app import pipeline_rule
     from csrm.training.train import load_train_config
     from eval.benchmarks import resolve_names
 
@@ -132,8 +139,9 @@ def check_recipe(cfg: PipelineConfig) -> None:
             raise InputError("file not found (looked in the recipe's folder and those above it, the current folder "
                              f"and {PROJECT_ROOT})", field=name, path=value)
     recipe = augmentation.load_recipe(resolve(cfg.augment, cfg), list(cfg.augment_overrides))
-    missing = [s.path for s in recipe.sources if "{data_dir}" in s.path and not Path(
-        s.path.replace("{data_dir}", str(data_root(cfg)))).exists()]
+    rule_files = [recipe.rules.ifeval_rules, recipe.rules.moderation] if recipe.rules.enabled else []
+    missing = [path for path in [s.path for s in recipe.sources] + rule_files if "{data_dir}" in path and not Path(
+        path.replace("{data_dir}", str(data_root(cfg)))).exists()]
     if missing:
         raise InputError(f"the augmentation recipe reads {', '.join(missing)}, not found in the shared data folder "
                          f"{data_root(cfg)}: set data_dir (or CSRM_DATA_DIR) to the folder that holds them",
@@ -144,6 +152,7 @@ def check_recipe(cfg: PipelineConfig) -> None:
         if err.path != config_system.COMMAND_LINE:
             raise
         raise InputError(err.reason, path="recipe train_overrides", field=err.field) from None
+    pipeline_rule.check(cfg, recipe, resolve)
     try:
         resolve_names(cfg.bench)
     except ValueError as err:
@@ -208,8 +217,17 @@ class Pipeline:
         recipe = augmentation.load_recipe(resolve(self.cfg.augment, self.cfg), list(self.cfg.augment_overrides))
         settings = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in {"output_dir", "progress", "overwrite"}}
         spec = StageSpec("augment", settings, inputs=augment_inputs(recipe))
-        self._stage(spec, self.data / "manifest.json", lambda: augmentation.run(recipe, output_dir=self.data),
-                    target=self.data)
+
+        def work() -> None:
+            if recipe.sources:
+                augmentation.run(recipe, output_dir=self.data)
+            if recipe.rules.enabled:  # after the sources, whose writer replaces the folder (as csrm augment does)
+                from augmentation.recipe import resolve_path
+                from augmentation.rules.generate import run_rules
+
+                run_rules(recipe.rules, recipe.seed, self.data, lambda p: resolve_path(p, recipe))
+
+        self._stage(spec, self.data / "manifest.json", work, target=self.data)
 
     def train(self, *, blind: bool = False) -> None:
         from csrm.training.train import config_class, load_train_config
@@ -284,7 +302,10 @@ class Pipeline:
 
         self._stage(spec, output, work)
 
-    def evaluate(self, spec: str, label: str, *, blind: bool = False) -> None:
+    def evaluate(self, spec: str, label: str, *, blind: bool = False, upstream: dict[str, str] | None = None
+                 ) -> None:
+        """Evaluate ``spec`` on the recipe's benchmarks; ``upstream``: the fingerprints of the stages that made
+        the model (default this run's ``train`` and ``calibrate``, or the config-blind ones)."""
         from eval.benchmarks import load_benchmark
         from eval.benchmarks._source import BenchmarkUnavailable
         from eval.harness import evaluate, stderr_progress
@@ -294,10 +315,12 @@ class Pipeline:
         output = self.eval_dir(label)
         self.eval_labels.append(label)
         bench_root = data_root(self.cfg)
-        upstream = {}
+        model_upstream, upstream = upstream, {}
         if "augmented" in self.cfg.bench:
             upstream["augment"] = self.fingerprints["augment"]
-        if spec.startswith("probe:"):  # frozen-embedding probes: the logreg one fits on this run's data
+        if model_upstream is not None:
+            upstream.update(model_upstream)
+        elif spec.startswith("probe:"):  # frozen-embedding probes: the logreg one fits on this run's data
             upstream["augment"] = self.fingerprints["augment"]
         elif not spec.startswith("zero-shot:"):  # a model trained here: its weights and temperature
             suffix = " (config-blind)" if blind else ""
@@ -364,6 +387,11 @@ class Pipeline:
                 self.evaluate(str(self.model_dir(blind=True)), "config_blind", blind=True)
             else:
                 self.evaluate(baseline, baseline.replace(":", "_").replace("/", "_"))
+        if self.cfg.rule_judge:
+            from csrm.app import pipeline_rule
+
+            pipeline_rule.train(self, resolve, RUN_PATH_KEYS)
+            pipeline_rule.evaluate(self)
         ran = [n for n, s in self.state.status.items() if s == "ran"]
         reused = [n for n, s in self.state.status.items() if s == "reused"]
         self.log(f"[csrm run] this invocation: {time.perf_counter() - start:.1f} s; ran: {', '.join(ran) or 'none'}; "
@@ -386,4 +414,6 @@ def augment_inputs(recipe) -> list[Path]:
         mapping = resolve_path(source.mapping, recipe) if source.mapping else default_mapping_path(source.type)
         if mapping.exists():
             paths.append(mapping)
-    return paths
+    from csrm.app.pipeline_rule import rule_inputs
+
+    return paths + rule_inputs(recipe)

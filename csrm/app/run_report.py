@@ -1,5 +1,6 @@
-"""The one-page report of ``csrm run``: data, training, calibration, and every model's headline numbers side by
-side (ours, baselines, published) per benchmark.
+"""The one-page report of ``csrm run``: data, training, calibration, the rule judge's training (when the recipe
+trains one), and every model's headline numbers side by side (ours, baselines, the rule judge, published) per
+benchmark, with DynaBench's rule-reading block (every model's row).
 
 It says only what happened: times are the stages' measured ones (``timings.json``), paths are the run's real
 folders, a metric that is undefined on the items (AUROC of a group with one class, F1 of a group without a
@@ -83,6 +84,11 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
                             "include it."]
     if calibration:
         lines += ["## Calibration", "", _calibration_text(calibration), ""]
+    rule_training = _read(out / "model_rule" / "train_results.json") if getattr(cfg, "rule_judge", "") else {}
+    if rule_training:  # csrm.app.pipeline_rule: its rows are in the DynaBench table and rule-reading block below
+        from csrm.app.pipeline_rule import report_lines
+
+        lines += report_lines(out, rule_training)
     benches: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for label, report in evals.items():
         for name, bench in report.get("benchmarks", {}).items():
@@ -141,6 +147,7 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
             "calibration": {k: calibration.get(k) for k in ("temperature", "request_temperature", "before", "after",
                                                             "n", "fit_on", "applied", "not_applied_reason")},
             "skipped_training_files": training.get("skipped") or {},
+            "rule_judge_training": rule_training,
             "benchmarks": table,
             "stages": {name: {"status": state, "fingerprint": records.get(name, {}).get("fingerprint")}
                        for name, state in status.items()}}

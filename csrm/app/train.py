@@ -1,6 +1,6 @@
 """``csrm train CONFIG.yaml [key=value ...]``: train a CSRM on an augmentation output folder.
 
-The YAML names the model family (``architecture``: clause, the default, or cross_encoder); ``--help`` lists
+The YAML names the model family (``architecture``: clause, the default, cross_encoder or rule); ``--help`` lists
 the fields of the family the config (or an ``architecture=`` override) names. Runs as is (one process) and
 under ``accelerate launch``, ``torchrun`` and the ``deepspeed`` launcher (``-m csrm train``; the launcher's
 ``--local_rank`` argument is accepted). Exit codes: 0 done, 2 bad input, 3 training stopped on a non-finite loss.

@@ -1,14 +1,14 @@
 """The model families: family name -> where its model, training config, trainer and predictor live.
 
-Each family is one folder under ``csrm/model/`` (``clause/``, ``cross_encoder/``): ``modeling.py`` (the
+Each family is one folder under ``csrm/model/`` (``clause/``, ``cross_encoder/``, ``rule/``): ``modeling.py`` (the
 ``PreTrainedModel``), ``args.py`` (the training config: only the fields its trainer reads), ``trainer.py``
 (``train(args, raw_config=...) -> summary``) and ``predictor.py`` (the forward pass that
 :class:`csrm.scoring.scorer.Scorer` wraps). The entries are import strings, resolved on use, so importing this
 registry (``csrm train --help``, ``csrm.load``'s dispatch) pulls in neither torch nor transformers.
 
 A saved model folder names its family by ``config.json``'s ``model_type`` (:attr:`Family.model_type`), which
-is what ``transformers``' Auto classes read too. A new family (e.g. the rule judge) is one more entry here and
-one more folder; nothing in scoring or training changes.
+is what ``transformers``' Auto classes read too. A new family is one more entry here and one more folder; nothing
+in scoring or training changes (the rule judge came in that way).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ DEFAULT_FAMILY = "clause"  # the design both shipped recipes train (``architectu
 class Family:
     """One model family: its name (the training config's ``architecture``), its saved ``model_type`` and the
     ``module:attribute`` import strings of its parts. ``trainer`` ``None``: a family ``csrm.load`` scores but
-    ``csrm train`` does not train (the rule judge, trained by ``python -m tools.rule_judge_train`` for now)."""
+    ``csrm train`` does not train (none today; :func:`trainable_families` leaves such a family out)."""
 
     name: str
     model_type: str
@@ -65,10 +65,11 @@ FAMILIES: dict[str, Family] = {
         name="rule", model_type="csrm_rule",
         model="csrm.model.rule.saved:RuleJudgeModel",
         args="csrm.model.rule.args:RuleJudgeArgs",
-        trainer=None,
+        trainer="csrm.model.rule.trainer:train",
         predictor="csrm.model.rule.predictor:RuleFamilyPredictor",
         summary="the rule judge: a cross-encoder over (numbered rule, Agent turn window) pairs, OR over the pairs, "
-                "the driving rule and turn as evidence (csrm/model/rule/; trained by tools/rule_judge_train.py)"),
+                "the driving rule and turn as evidence; trained on rule data from a rules augmentation "
+                "(csrm/model/rule/)"),
 }
 
 

@@ -2,8 +2,9 @@
 ``clause``); the family's config class and trainer come from :mod:`csrm.model.registry`.
 
 :func:`load_train_config` reads the YAML plus overrides through :mod:`csrm.base.config` into the family's
-config (:class:`~csrm.model.clause.args.ClauseTrainConfig` or
-:class:`~csrm.model.cross_encoder.args.CrossEncoderTrainConfig`): every key, type and bound is checked before
+config (:class:`~csrm.model.clause.args.ClauseTrainConfig`,
+:class:`~csrm.model.cross_encoder.args.CrossEncoderTrainConfig` or :class:`~csrm.model.rule.args.RuleJudgeArgs`):
+every key, type and bound is checked (a field of another family's config is an unknown key, named) before
 anything is loaded, errors name file, line and field. :func:`run_training` hands the config to the family's
 trainer. ``csrm train``'s command line is :mod:`csrm.app.train`.
 """
@@ -23,7 +24,7 @@ from csrm.model.registry import DEFAULT_FAMILY, Family, family, trainable_famili
 def family_of(data: dict[str, Any], where: dict[str, Any]) -> Family:
     """The family a training mapping names (``architecture``; default :data:`DEFAULT_FAMILY`)."""
     name = data.get("architecture", DEFAULT_FAMILY)
-    if name not in trainable_families():  # a family without a trainer (the rule judge) is not trained here
+    if name not in trainable_families():  # a family without a trainer would not be trained here
         raise config_system.fail(f"expected one of {', '.join(trainable_families())}, got {name!r}",
                                  key=("architecture",),
                                  **where)

@@ -44,7 +44,8 @@ class ClauseTrainConfig:
         "deepspeed": "the clause heads have about 20k parameters: nothing for ZeRO to shard",
     }
 
-    architecture: Literal["clause"] = setting("clause", "the model family: clause (this config) or cross_encoder")
+    architecture: Literal["clause"] = setting("clause", "the model family: clause (this config), cross_encoder or "
+                                              "rule")
     # -- model ------------------------------------------------------------------------------------------
     model_name_or_path: str = setting("minilm", "the frozen encoder: a hub id or local path ('minilm' = the "
                                       "bundled all-MiniLM-L6-v2)")

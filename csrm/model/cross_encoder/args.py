@@ -62,7 +62,7 @@ class CrossEncoderTrainConfig(TrainingArguments):
     # -- model ------------------------------------------------------------------------------------------
     architecture: Literal["cross_encoder"] = setting(
         "cross_encoder", "the model family: cross_encoder (this config: one (config, conversation, response) "
-                         "sequence through a fine-tuned backbone) or clause (the default)")
+                         "sequence through a fine-tuned backbone), clause (the default) or rule")
     model_name_or_path: str = setting("minilm", "backbone: a hub id or local path ('minilm' = the bundled "
                                       "all-MiniLM-L6-v2), or a saved CSRM folder to continue training it")
     backbone_config: dict | None = setting(None, "build a randomly initialised backbone from this config dict "

