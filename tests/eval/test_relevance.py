@@ -25,3 +25,6 @@ def test_relevance_follows_the_topic_not_the_violation():
     assert min(on_leak, on_refuse) > off_leak + 0.05  # the on-topic rule scores high whether broken or kept
     assert p_violation(format_rules([OFF_TOPIC, ON_TOPIC]), REFUSE) == pytest.approx(on_refuse, abs=1e-6)  # max over rules
     assert p_violation("", LEAK) == pytest.approx(FLOOR)  # nothing to break
+    two = RelevanceProbe().score_items([ScoreItem(config=format_rules([OFF_TOPIC, ON_TOPIC]), messages=ASK,
+                                                  response=REFUSE)])[0]
+    assert (two.evidence.rule_number, two.evidence.rule_text) == (2, ON_TOPIC)  # names the most similar rule
