@@ -47,7 +47,7 @@ class RulesSpec:
     long_form_share: float = setting(
         help="share of rules (targets and distractors) written in a long form: a scope, a reason and/or "
         "sub-bullets around the same checkable rule (augmentation.rules.elaborate); 0 keeps every rule short",
-        default=0.5,
+        default=0.0,
     )
     balance_lengths: bool = setting(
         help="downsample within length bins so lengths alone do not predict the label", default=True
