@@ -9,10 +9,10 @@ evidence is that most similar rule and turn, so the named-rule column has a topi
 Why it sits beside every rule-reading table: on DynaBench (Aug) the rule-swap test puts a FAIL transcript under
 a rule taken from another ``business_impact``, so the swapped-in rule is off-topic, and the rule-removal test
 takes the on-topic rule away. A scorer that only measures relevance passes both (measured 2026-12-06 on the
-dev half: swap 1.000, removal 0.922, the violated rule named for 84.4% of FAIL items) while ranking PASS against
-FAIL items below chance (AUROC 0.164, PASS
-policies being long lists of on-theme rules). A swap or removal number is evidence of reading only where it
-beats this row, and AUROC and F1 are where relevance cannot help.
+dev half: swap 1.000, removal 0.922, the violated rule named for 84.4% of FAIL items) while ranking PASS
+against FAIL items below chance (AUROC 0.164: PASS policies are long lists of on-theme rules). A swap, removal
+or named-rule number is evidence of reading only where it beats this row; AUROC and F1 are where relevance
+cannot help.
 """
 
 from __future__ import annotations
