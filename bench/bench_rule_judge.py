@@ -5,7 +5,7 @@
 Items: the first ``--items`` DynaBench (Aug) dev-half items in the loader's order (``$CSRM_DATA_DIR``).
 Methods, timed interleaved (``common.interleaved``) on the same items:
 
-- ``clause``: today's clause scorer (``ClauseScorer``) on the bundled MiniLM. Its weights are the backbone's
+- ``clause``: today's clause scorer (:class:`csrm.scoring.scorer.Scorer` over a clause model) on the bundled MiniLM. Its weights are the backbone's
   and fresh heads: the cost of scoring does not depend on trained values, so no shipped model is needed;
 - ``rule``: the rule judge (``RulePredictor``) with candidate narrowing (its saved settings);
 - ``rule-all-pairs`` (reference, not in the ratio): the same judge reading every (rule, window) pair.
@@ -32,17 +32,17 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     threads = common.set_threads(args.threads)
 
-    from csrm.model.clause_model import ClauseCSRMModel
-    from csrm.scoring.clause_scoring import ClauseScorer
     from transformers import AutoTokenizer
 
     from csrm.base.paths import data_dir, resolve_model_name
+    from csrm.model.clause.modeling import ClauseCSRMModel
     from csrm.model.rule.predictor import RulePredictor, item_turns
+    from csrm.scoring.scorer import Scorer
     from eval.benchmarks import load_benchmark
 
     items = [it.item for it in load_benchmark("dynabench", data_dir(), use_hub=False).items[: args.items]]
     tok = AutoTokenizer.from_pretrained(resolve_model_name("minilm"))
-    clause = ClauseScorer(ClauseCSRMModel.from_backbone("minilm", tokenizer=tok), tok, device="cpu")
+    clause = Scorer(ClauseCSRMModel.from_backbone("minilm", tokenizer=tok), tok, device="cpu")
     rule = RulePredictor.from_pretrained(args.model, threads=threads)  # the saved args would set 2 threads
     rule_all = RulePredictor.from_pretrained(args.model, narrowing=False, threads=threads)
 
@@ -52,8 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
         return judge.score_items(items)
 
     def run_clause():
-        for cache in (clause.features._clauses, clause.features._windows, clause.features._split):
-            cache.clear()  # every clause and window encoded afresh, as a first look at each policy
+        clause.clear_cache()  # every clause and window encoded afresh, as a first look at each policy
         return clause.score_items(items)
 
     methods = {"clause": run_clause, "rule": lambda: run_rule(rule)}

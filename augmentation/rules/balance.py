@@ -35,7 +35,8 @@ def lengths_probe_auroc(rows: list[dict], fit_rows: list[dict] | None = None, fo
                         seed: int = 0) -> float:
     """AUROC of the lengths-only probe on ``rows`` (FAIL = positive). With ``fit_rows`` the probe is fitted
     there and scored on ``rows``; without, it is ``folds``-fold cross-validated within ``rows`` (the stricter
-    reading: the probe may fit this very split's quirks)."""
+    reading: the probe may fit this very split's quirks), with fewer folds when a class has fewer rows than
+    ``folds`` (a small run); NaN when a label is missing, or a class has one row and nothing to cross-validate."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -52,6 +53,9 @@ def lengths_probe_auroc(rows: list[dict], fit_rows: list[dict] | None = None, fo
         yf = np.array([r["label"] == "FAIL" for r in fit_rows], dtype=int)
         scores = model.fit(xf, yf).predict_proba(x)[:, 1]
     else:
+        folds = min(folds, int(np.bincount(y).min()))
+        if folds < 2:
+            return float("nan")
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         scores = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
     return float(roc_auc_score(y, scores))

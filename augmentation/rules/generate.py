@@ -11,6 +11,7 @@ split is length-balanced (:mod:`augmentation.rules.balance`) and written as hub-
 from __future__ import annotations
 
 import json
+import math
 import random
 import time
 from collections import Counter
@@ -101,9 +102,14 @@ def finish(rows: dict[str, list[dict]], spec: RulesSpec, seed: int) -> dict[str,
         summary[split] = summarize(rows[split], before_count=len(before))
     for split in ("dev", "test"):
         if rows[split] and rows["train"]:
-            summary[split]["lengths_probe_auroc_fit_on_train"] = round(
-                lengths_probe_auroc(rows[split], fit_rows=rows["train"]), 4)
+            summary[split]["lengths_probe_auroc_fit_on_train"] = _rounded(
+                lengths_probe_auroc(rows[split], fit_rows=rows["train"]))
     return summary
+
+
+def _rounded(auroc: float) -> float | None:
+    """An AUROC for the manifest: 4 decimals, ``None`` where undefined (strict JSON has no NaN)."""
+    return None if math.isnan(auroc) else round(auroc, 4)
 
 
 def summarize(rows: list[dict], before_count: int) -> dict[str, Any]:
@@ -114,7 +120,7 @@ def summarize(rows: list[dict], before_count: int) -> dict[str, Any]:
     fails = sum(r["label"] == "FAIL" for r in rows)
     return {"count": len(rows), "before_length_balance": before_count, "fail": fails, "pass": len(rows) - fails,
             "fail_fraction": round(fails / len(rows), 4) if rows else 0.0,
-            "lengths_probe_auroc_cv": round(lengths_probe_auroc(rows), 4) if rows else None,
+            "lengths_probe_auroc_cv": _rounded(lengths_probe_auroc(rows)) if rows else None,
             "by_family": {f: dict(sorted(c.items())) for f, c in sorted(by_family.items())},
             "templates": len({r["metadata"]["template"] for r in rows})}
 

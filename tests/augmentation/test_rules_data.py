@@ -4,6 +4,7 @@ labels from code, contrasts, split disjointness, and the lengths-only probe."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import defaultdict
 
@@ -107,3 +108,10 @@ def test_rules_recipe_errors_name_the_field(tmp_path):
     with pytest.raises(InputError, match="rules.families"):
         load_recipe("configs/augment/rules.yaml", ["rules.families=[poetry]"])
     assert load_recipe("configs/augment/rules.yaml").rules.enabled
+
+
+def test_lengths_probe_on_a_split_too_small_for_five_folds():
+    rows = [{"policy": "1. Never say x." * (k + 1), "transcript": "User: hi\nAgent: " + "y" * (10 * k + 5),
+             "label": label} for k, label in enumerate(["FAIL"] * 3 + ["PASS"] * 7)]
+    assert 0.0 <= lengths_probe_auroc(rows) <= 1.0  # three folds, not a crash
+    assert math.isnan(lengths_probe_auroc(rows[2:]))  # one FAIL row: nothing to cross-validate

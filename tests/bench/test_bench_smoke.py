@@ -53,3 +53,26 @@ def test_benchmark_runs_and_writes_its_ratio(name, tmp_path, capsys):
     assert isinstance(data["ratio"], float) and math.isfinite(data["ratio"]) and data["ratio"] > 0
     assert data["command"] and data["machine"]["threads"] == 1
     assert "RATIO " in capsys.readouterr().out.strip().splitlines()[-1]
+
+
+def test_rule_judge_bench_runs_against_the_clause_scorer(tmp_path, shared_data, monkeypatch, capsys):
+    """bench_rule_judge on a tiny rule judge trained here (seconds) and the first DynaBench items."""
+    spec = importlib.util.spec_from_file_location(
+        "rule_judge_fixtures", BENCH.parent / "tests" / "model" / "rule" / "rule_judge_fixtures.py")
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    from csrm.base.config import build
+    from csrm.model.rule.args import RuleJudgeArgs
+    from csrm.model.rule.trainer import train
+
+    monkeypatch.setenv("CSRM_DATA_DIR", str(shared_data))
+    judge = tmp_path / "judge"
+    train(build(RuleJudgeArgs, {"dataset_path": str(fixtures.write_dataset(tmp_path / "data")),
+                                "output_dir": str(judge), "max_train_pairs": 32, "batch_size": 16,
+                                "model_name_or_path": str(fixtures.tiny_backbone(tmp_path / "tiny")),
+                                "max_length": 96, "rule_max_tokens": 24, "context_max_tokens": 16,
+                                "calibration_items": 10, "threads": 1}), progress=False)
+    out = tmp_path / "bench_rule_judge.json"
+    data = load("bench_rule_judge").main(["--model", str(judge), "--items", "3", "--threads", "1", "--out", str(out)])
+    assert data["items"] == 3 and 0 < data["pairs_read"] <= data["pairs_without_narrowing"]
+    assert math.isfinite(data["ratio"]) and data["ratio"] > 0 and json.loads(out.read_text())["ratio"] == data["ratio"]
