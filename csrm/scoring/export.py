@@ -38,6 +38,10 @@ plus remote code named by ``auto_map``: ``AutoModel.from_pretrained(path, trust_
 without csrm and ``model.score(config, messages, response)`` gives csrm's p_comply and reward (checked to 1e-5
 at export). ``--format csrm`` copies the folder with a card, for ``csrm.load`` only.
 
+**Rule judge** (``model_type: csrm_rule``): a second encoder narrows the (rule, window) pairs and an OR
+combines the cross-encoder's pair logits, so it has no plain-``transformers`` form either; ``auto`` copies the
+folder with a card (as ``--format csrm``) and ``--format transformers`` is refused, naming ``format``.
+
 Every export checks itself: the standard model and ``csrm.load`` score the same probe items through the chat
 template, and the export fails if the rewards differ by more than ``1e-3`` (the largest difference is
 written to ``config.json`` and the card).
@@ -60,6 +64,7 @@ logger = logging.getLogger(__name__)
 
 COMPLIANCE_FILE = "csrm_compliance_head.safetensors"
 Format = Literal["auto", "transformers", "csrm"]
+RULE_MODEL_TYPE = "csrm_rule"  # the rule judge: exported as its csrm folder (auto) only
 FORMATS: tuple[str, ...] = get_args(Format)
 TOLERANCE = 1e-3
 # the averaging layer's constants (module doc): ALPHA scales the written values far above the residual stream,
@@ -305,11 +310,15 @@ def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", rep
     if push_to_hub is not None:
         check_hub_target(push_to_hub)
     check_output_dir(out_dir, "export", overwrite=overwrite, inputs={"model": model_dir, "report": report})
+    if model_type == RULE_MODEL_TYPE and fmt == "transformers":
+        raise InputError("the rule judge has no plain-transformers form (a second encoder narrows the (rule, "
+                         "window) pairs and an OR combines them): export it with format=csrm, for csrm.load",
+                         field="format")
     with atomic_path(out, is_dir=True, command="export") as partial:
-        if fmt == "csrm":
+        if fmt == "csrm" or model_type == RULE_MODEL_TYPE:  # auto: the rule judge's folder as is
             shutil.copytree(model_dir, partial, dirs_exist_ok=True)
-            write_card(partial, model_dir, kind="csrm_clause" if model_type == "csrm_clause" else "csrm",
-                       report=report)
+            kind = {"csrm_clause": "csrm_clause", RULE_MODEL_TYPE: "csrm_rule"}.get(model_type, "csrm")
+            write_card(partial, model_dir, kind=kind, report=report)
         elif model_type == "csrm_clause":
             from csrm.scoring.clause_export import export_clause
 

@@ -98,3 +98,20 @@ def test_dispatch_builds_the_rule_config_and_refuses_other_families_fields(tmp_p
         main([str(CONFIGS_DIR / "train" / "rule_minilm.yaml"), "--help"])
     listed = capsys.readouterr().out
     assert all(name in listed for name in ("rule_max_tokens", "window_chars", "calibration_items", "overwrite"))
+
+
+def test_csrm_export_copies_the_rule_judge_with_its_card_and_refuses_transformers(tmp_path, capsys):
+    from csrm.app.export import main as export_main
+
+    data, judge = write_dataset(tmp_path / "data"), tmp_path / "judge"
+    assert main([str(tiny_config(tmp_path)), f"dataset_path={data}", f"output_dir={judge}"]) == 0
+    out = tmp_path / "export"
+    assert export_main([str(judge), str(out)]) == 0  # auto: the folder as is, for csrm.load
+    card = (out / "README.md").read_text()
+    assert "**rule judge** (research state)" in card and "numbered rule policies" in card
+    assert "CoSA risk taxonomy" not in card
+    assert csrm.load(out).score_items([ScoreItem(config=format_rules([PHONE_RULE]), messages=[],
+                                                 response="Call 555-0199.")])[0].evidence is not None
+    capsys.readouterr()
+    assert export_main([str(judge), str(tmp_path / "export2"), "format=transformers"]) == 2
+    assert "format" in capsys.readouterr().err and not (tmp_path / "export2").exists()
