@@ -27,6 +27,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from csrm.base.memory import release_freed_memory
 from csrm.base.paths import resolve_model_name
 
 CONTEXT_TAG, AGENT_TAG = "User: ", "Agent: "
@@ -149,6 +150,7 @@ def pair_logits(model: torch.nn.Module, encoder: PairEncoder, pairs: list[Pair],
         out = model(**encoder.collate([features[i] for i in chunk])).logits[:, 0].float().tolist()
         for i, z in zip(chunk, out, strict=True):
             logits[i] = z
+        release_freed_memory()  # batches of changing length fragment the heap (csrm.base.memory)
     per_pair = [float("-inf")] * len(pairs)
     for i, n in enumerate(owner):
         per_pair[n] = max(per_pair[n], logits[i])
