@@ -115,3 +115,14 @@ def test_csrm_export_copies_the_rule_judge_with_its_card_and_refuses_transformer
     capsys.readouterr()
     assert export_main([str(judge), str(tmp_path / "export2"), "format=transformers"]) == 2
     assert "format" in capsys.readouterr().err and not (tmp_path / "export2").exists()
+
+
+def test_training_returns_freed_heap_memory_every_step(tmp_path, monkeypatch):
+    import csrm.model.rule.trainer as trainer
+
+    calls = []
+    monkeypatch.setattr(trainer, "release_freed_memory", lambda: calls.append(1) or True)
+    data, out = write_dataset(tmp_path / "data"), tmp_path / "judge"
+    assert main([str(tiny_config(tmp_path)), f"dataset_path={data}", f"output_dir={out}"]) == 0
+    steps = json.loads((out / "train_results.json").read_text())["train_inputs"] // 16  # batch 16, one epoch
+    assert len(calls) >= steps > 0  # one malloc_trim per optimisation step (csrm.base.memory)
