@@ -58,13 +58,14 @@ from typing import Any, Literal, get_args
 
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path, check_output_dir
+from csrm.model.registry import FAMILIES
 from csrm.scoring.export_probes import PROBES
 
 logger = logging.getLogger(__name__)
 
 COMPLIANCE_FILE = "csrm_compliance_head.safetensors"
 Format = Literal["auto", "transformers", "csrm"]
-RULE_MODEL_TYPE = "csrm_rule"  # the rule judge: exported as its csrm folder (auto) only
+RULE_MODEL_TYPE = FAMILIES["rule"].model_type  # the rule judge: exported as its csrm folder (auto) only
 FORMATS: tuple[str, ...] = get_args(Format)
 TOLERANCE = 1e-3
 # the averaging layer's constants (module doc): ALPHA scales the written values far above the residual stream,
@@ -317,7 +318,7 @@ def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", rep
     with atomic_path(out, is_dir=True, command="export") as partial:
         if fmt == "csrm" or model_type == RULE_MODEL_TYPE:  # auto: the rule judge's folder as is
             shutil.copytree(model_dir, partial, dirs_exist_ok=True)
-            kind = {"csrm_clause": "csrm_clause", RULE_MODEL_TYPE: "csrm_rule"}.get(model_type, "csrm")
+            kind = model_type if model_type in ("csrm_clause", RULE_MODEL_TYPE) else "csrm"  # the card's wording
             write_card(partial, model_dir, kind=kind, report=report)
         elif model_type == "csrm_clause":
             from csrm.scoring.clause_export import export_clause
