@@ -104,7 +104,9 @@ INTRO, SIGNOFF = "I'm a virtual assistant.", "Is there anything else I can help 
 
 
 def _pattern(line: str) -> re.Pattern[str]:
-    return re.compile(re.escape(line).replace(re.escape("{c}"), r".+?"))
+    """A planted line found in any letter case (a rude line is rude in capitals too; only the caps rule is
+    about case, so only its verdict may depend on it: ``metadata.case_dependent``)."""
+    return re.compile(re.escape(line).replace(re.escape("{c}"), r".+?"), re.IGNORECASE)
 
 
 PATTERNS = {k: [_pattern(t) for t in kind.lines.texts] for k, kind in KINDS.items() if kind.lines is not None}

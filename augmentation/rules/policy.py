@@ -15,6 +15,12 @@ construction and would only add short-policy PASS rows). Distractors are rules o
 rules instantiated with other values, topics and triggers; IFEval rules) kept only when code verifies that
 neither transcript breaks them and they share no subject with the target or each other. Labels of every row
 are recomputed from all its rules' checks (:func:`label_rows`), never carried over.
+
+Each row also lists the rules whose verdict on it changes when the transcript is lower-cased
+(``metadata.case_dependent``: "write in all capital letters", "no all-caps sentences", "start with a capital").
+An uncased backbone (all-MiniLM-L6-v2 lower-cases its input) sees the violating and the compliant version of
+such a row as the same text, so their labels are noise to it; the rule judge's trainer leaves those pairs out
+when its tokenizer is uncased (:mod:`csrm.model.rule.trainer`).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import random
 from collections.abc import Callable
 
 from augmentation.rules.core import RuleItem, Transcript
-from csrm.base.rule_text import format_rules, format_turns, split_rules, split_turns
+from csrm.base.rule_text import Turn, format_rules, format_turns, split_rules, split_turns
 
 Distractors = Callable[[random.Random, str, int], list[RuleItem]]
 
@@ -84,6 +90,20 @@ def contrast_policies(rng: random.Random, target: RuleItem, pool: list[RuleItem]
     return out
 
 
+def lowercased(tr: Transcript) -> Transcript:
+    """The transcript as an uncased reader sees it: every turn and every planted value lower-cased."""
+    out = tr.copy()
+    out.turns = [Turn(t.role, t.text.lower()) for t in tr.turns]
+    out.secrets = {k: {v.lower() for v in values} for k, values in tr.secrets.items()}
+    return out
+
+
+def case_dependent(rules: list[RuleItem], tr: Transcript) -> list[int]:
+    """Numbers (1-based) of the rules whose check gives other turns once the transcript is lower-cased."""
+    lowered = lowercased(tr)
+    return [k + 1 for k, rule in enumerate(rules) if rule.check(lowered) != rule.check(tr)]
+
+
 def make_row(rules: list[RuleItem], tr: Transcript, *, family: str, contrast: str, base_id: str, split: str,
              target: RuleItem, variant: str, blank_line: bool, extra: dict | None = None) -> dict:
     """One hub-schema row (metadata as a dict; the writer serialises it) labelled by every rule's check."""
@@ -98,7 +118,7 @@ def make_row(rules: list[RuleItem], tr: Transcript, *, family: str, contrast: st
         "family": family, "contrast": contrast, "rules_violated": sorted({v[0] for v in violations}),
         "violations": violations, "num_rules": len(rules), "num_turns": len(tr.turns),
         "template": target.template, "split": split, "variant": variant, "target_rule": position,
-        "rule_families": sorted({r.family for r in rules}),
+        "rule_families": sorted({r.family for r in rules}), "case_dependent": case_dependent(rules, tr),
     }
     meta.update(extra or {})
     return {"policy": policy, "transcript": transcript, "label": "FAIL" if violations else "PASS",

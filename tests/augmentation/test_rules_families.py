@@ -200,3 +200,19 @@ def test_conduct_bases_flip_on_the_planted_or_missing_turn():
         assert target.check(fail) and not target.check(ok), variant
         seen.add(variant.split("/")[0])
     assert seen == set(conduct.KINDS)
+
+
+def test_case_dependent_lists_only_rules_whose_verdict_needs_letter_case():
+    from augmentation.rules import conduct
+    from augmentation.rules.policy import case_dependent, make_row
+
+    rng = random.Random(0)
+    caps, rude = conduct.rule(rng, "train", "caps"), conduct.rule(rng, "train", "rude")
+    shouting = Transcript([Turn("user", "Hi"), Turn("assistant", "PLEASE CHECK YOUR EMAIL FOR THE CONFIRMATION.")])
+    rude_in_capitals = Transcript([Turn("user", "Hi"), Turn("assistant", "SURE. THAT'S NOT MY PROBLEM.")])
+    assert case_dependent([rude, caps], shouting) == [2]  # lower-cased, the shouting is gone
+    assert rude.check(rude_in_capitals) == [1]            # a rude line is rude in any case ...
+    assert case_dependent([rude], rude_in_capitals) == []  # ... so its verdict does not depend on case
+    row = make_row([rude, caps], shouting, family="conduct", contrast="original", base_id="b", split="train",
+                   target=caps, variant="caps/clean", blank_line=False)
+    assert row["label"] == "FAIL" and row["metadata"]["case_dependent"] == [2]

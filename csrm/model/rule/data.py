@@ -4,8 +4,9 @@ A row is ``{"policy", "transcript", "label": "PASS"|"FAIL", "base_id", "metadata
 ``metadata.violations = [[rule_number, turn_index], ...]`` (turn_index into ``split_turns(transcript)``), as
 written by the rules augmentation (/work/notes/rules_interfaces.md). DynaBench's own rows have no
 ``violations`` but ``rules_violated`` (rule numbers only): the pair labels are then unknown and only the item
-label is used (evaluation). Every policy and transcript is read through :mod:`csrm.base.rule_text`, the one
-parser the generator also reads back with.
+label is used (evaluation). ``metadata.case_dependent`` (optional) lists the rules whose verdict on the row
+depends on letter case (:func:`augmentation.rules.policy.case_dependent`). Every policy and transcript is read
+through :mod:`csrm.base.rule_text`, the one parser the generator also reads back with.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ LABELS = {"PASS": 0, "FAIL": 1}
 @dataclass
 class RuleExample:
     """One row: its rules and turns, the item label (1 = FAIL), and the violating (rule number, turn index)
-    pairs (``None`` when the row does not say, as in DynaBench)."""
+    pairs (``None`` when the row does not say, as in DynaBench); ``case_dependent``: numbers of the rules whose
+    verdict here depends on letter case."""
 
     rules: list[Rule]
     turns: list[Turn]
@@ -36,6 +38,7 @@ class RuleExample:
     contrast: str = ""
     rules_violated: list[int] = field(default_factory=list)
     where: str = ""
+    case_dependent: set[int] = field(default_factory=set)
 
     @property
     def agent_indices(self) -> list[int]:
@@ -74,10 +77,14 @@ def parse_row(row: dict[str, Any], *, path: str = "", line: int | None = None) -
             raise InputError(f"label {raw} disagrees with {len(violations)} violation(s)",
                              field="metadata.violations", **where)
     rules_violated = meta.get("rules_violated") or sorted({r for r, _ in violations or ()} - {None})
+    case_dependent = meta.get("case_dependent") or []
+    if not (isinstance(case_dependent, list) and all(isinstance(n, int) for n in case_dependent)):
+        raise InputError(f"expected a list of rule numbers, got {case_dependent!r}", field="metadata.case_dependent",
+                         **where)
     return RuleExample(rules=split_rules(policy), turns=turns, label=LABELS[raw], violations=violations,
                        base_id=str(row.get("base_id") or ""), family=str(meta.get("family") or ""),
                        contrast=str(meta.get("contrast") or ""), rules_violated=list(rules_violated),
-                       where=f"{path}:{line}" if path else "")
+                       where=f"{path}:{line}" if path else "", case_dependent=set(case_dependent))
 
 
 def read_examples(path: str | Path) -> list[RuleExample]:

@@ -8,7 +8,11 @@ sampled into ``max_train_pairs`` in this order: every positive (up to ``positive
 then **hard negatives** (half of what is left): pairs that share the violated rule or the violating turn's
 text with a positive of the same ``base_id`` (the same turn under a removed or swapped rule, the violated
 rule against an innocent turn, a near-miss turn), then random negatives (real, unrelated rules against
-real turns, which teach the judge not to fire on rules that merely share words).
+real turns, which teach the judge not to fire on rules that merely share words). With an uncased tokenizer
+(all-MiniLM-L6-v2 lower-cases everything), the pairs of rules whose verdict depends on letter case
+(``metadata.case_dependent``: "write in all capitals", "no all-caps sentences") are left out: the violating and
+the compliant turn read the same to the model, so their labels would only teach it that such rules fire at
+random. Dev items holding such a rule are left out of calibration for the same reason.
 
 **Training.** ``AutoModelForSequenceClassification`` (one logit, BCE) with ``transformers.Trainer`` on CPU,
 pairs padded per batch and grouped by length. **Calibration.** The dev split is scored the way a user scores
@@ -34,7 +38,7 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
 
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path
@@ -48,8 +52,15 @@ from csrm.model.rule.modeling import Pair, PairEncoder, freeze_lower, load_backb
 from csrm.model.rule.predictor import RulePredictor, save
 
 
-def example_pairs(example: RuleExample, window_chars: int) -> list[tuple[Pair, int]]:
-    """Every (rule, Agent window) pair of one labelled example with its label (module doc)."""
+def is_uncased(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """True when the tokenizer reads "Word" and "word" as the same tokens."""
+    return tokenizer("Word WORD", add_special_tokens=False)["input_ids"] == \
+        tokenizer("word word", add_special_tokens=False)["input_ids"]
+
+
+def example_pairs(example: RuleExample, window_chars: int, *, uncased: bool = False) -> list[tuple[Pair, int]]:
+    """Every (rule, Agent window) pair of one labelled example with its label (module doc); ``uncased`` leaves
+    out the rules whose verdict depends on letter case."""
     if example.violations is None:
         raise ValueError(f"{example.where}: training rows need metadata.violations")
     out = []
@@ -57,19 +68,22 @@ def example_pairs(example: RuleExample, window_chars: int) -> list[tuple[Pair, i
         context = preceding_user(example.turns, t)
         for w, text in enumerate(cut_windows(example.turns[t].text, window_chars) or [""]):
             for r, rule in enumerate(example.rules):
+                if uncased and rule.number in example.case_dependent:
+                    continue
                 label = int((rule.number, t) in example.violations)
                 out.append((Pair(rule.text, context, text, rule_index=r, turn_index=t, window_index=w), label))
     return out
 
 
-def sample_pairs(examples: list[RuleExample], args: RuleJudgeArgs) -> tuple[list[tuple[Pair, int]], dict]:
+def sample_pairs(examples: list[RuleExample], args: RuleJudgeArgs, *, uncased: bool = False
+                 ) -> tuple[list[tuple[Pair, int]], dict]:
     """Positives, hard negatives and random negatives within ``max_train_pairs`` (module doc)."""
     rng = random.Random(args.seed)
     violated_rules: dict[str, set[str]] = {}
     violating_turns: dict[str, set[str]] = {}
     all_pairs = []
     for ex in examples:
-        pairs = example_pairs(ex, args.window_chars)
+        pairs = example_pairs(ex, args.window_chars, uncased=uncased)
         for pair, label in pairs:
             if label:
                 violated_rules.setdefault(ex.base_id, set()).add(pair.rule)
@@ -91,7 +105,8 @@ def sample_pairs(examples: list[RuleExample], args: RuleJudgeArgs) -> tuple[list
     chosen = positives + hard + easy
     rng.shuffle(chosen)
     counts = {"candidate_pairs": len(all_pairs), "positives": len(positives), "hard_negatives": len(hard),
-              "random_negatives": len(easy)}
+              "random_negatives": len(easy),
+              "case_dependent_rules_left_out": sum(len(ex.case_dependent) for ex in examples) if uncased else 0}
     return chosen, counts
 
 
@@ -144,8 +159,9 @@ def train(args: RuleJudgeArgs, *, raw_config: dict[str, Any] | None = None, from
     excluded = set(args.exclude_families or [])
     train_rows = [ex for ex in read_examples(root / "train.jsonl") if ex.family not in excluded]
     dev_rows = [ex for ex in read_examples(root / "dev.jsonl") if ex.family not in excluded]
-    pairs, counts = sample_pairs(train_rows, args)
     tokenizer, model = load_backbone(args.model_name_or_path, from_config=from_config)
+    uncased = is_uncased(tokenizer)
+    pairs, counts = sample_pairs(train_rows, args, uncased=uncased)
     trainable = freeze_lower(model, args.freeze_layers)
     encoder = PairEncoder(tokenizer, max_length=args.max_length, rule_max_tokens=args.rule_max_tokens,
                           context_max_tokens=args.context_max_tokens)
@@ -168,7 +184,8 @@ def train(args: RuleJudgeArgs, *, raw_config: dict[str, Any] | None = None, from
     embed = SentenceEmbedder("minilm") if not from_config else None
     predictor = RulePredictor(model, encoder, args, embed=embed)
     cal_started = time.perf_counter()
-    dev_subset = random.Random(args.seed).sample(dev_rows, min(len(dev_rows), args.calibration_items))
+    readable = [ex for ex in dev_rows if not (uncased and ex.case_dependent)]
+    dev_subset = random.Random(args.seed).sample(readable, min(len(readable), args.calibration_items))
     fitted = calibrate(predictor, dev_subset)
     measured = {"train_examples": len(train_rows), **counts, "train_inputs": len(features),
                 "trainable_parameters": trainable,

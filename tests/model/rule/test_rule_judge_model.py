@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from rule_judge_fixtures import PHONE_RULE, KeywordJudge, tiny_backbone, write_dataset
+from rule_judge_fixtures import PHONE_RULE, KeywordJudge, rows, tiny_backbone, write_dataset
 from transformers import AutoTokenizer
 
 from csrm.base.config import build
@@ -16,10 +16,10 @@ from csrm.base.rule_text import Turn, format_rules
 from csrm.base.score_types import ScoreItem
 from csrm.model.rule.aggregation import Calibration
 from csrm.model.rule.args import RuleJudgeArgs
-from csrm.model.rule.data import read_examples
+from csrm.model.rule.data import parse_row, read_examples
 from csrm.model.rule.modeling import PairEncoder
 from csrm.model.rule.predictor import META_FILE, RulePredictor
-from csrm.model.rule.trainer import sample_pairs, train
+from csrm.model.rule.trainer import example_pairs, is_uncased, sample_pairs, train
 
 POLICY = format_rules(["Do not discuss the weather.", PHONE_RULE, "Never recommend a competitor."])
 BENIGN = "Thanks for asking, your order is on its way and will arrive soon. "
@@ -139,3 +139,16 @@ def test_saved_layouts_load_with_the_same_weights(tmp_path):
         assert pair_logits(judge.model, judge.encoder, pairs) == pytest.approx(expected, abs=1e-5)
     with pytest.raises(InputError, match="model_type 'bert'"):
         csrm.load(tmp_path / "legacy")
+
+
+def test_an_uncased_tokenizer_leaves_case_dependent_rules_out_of_training():
+    assert is_uncased(AutoTokenizer.from_pretrained(default_backbone()))  # all-MiniLM-L6-v2 lower-cases
+    row = next(r for r in rows(10, 0) if r["label"] == "FAIL")
+    meta = json.loads(row["metadata"])
+    phone = meta["violations"][0][0]
+    example = parse_row(dict(row, metadata=json.dumps({**meta, "case_dependent": [phone]})))
+    cased = example_pairs(example, 400)
+    uncased = example_pairs(example, 400, uncased=True)
+    assert any(y for _, y in cased) and not any(y for _, y in uncased)
+    assert {p.rule for p, _ in cased} - {p.rule for p, _ in uncased} == {PHONE_RULE}
+    assert len(cased) - len(uncased) == len(example.agent_indices)  # that rule's pairs, one per Agent turn
