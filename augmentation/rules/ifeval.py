@@ -244,9 +244,19 @@ class Family:
 
     def item(self, rule: IFRule) -> RuleItem:
         checker = self.checkers[rule]
+        followed: dict[str, bool] = {}  # one checker run per text: rows re-check a turn in several views
 
         def check(tr: Transcript) -> list[int]:
-            return [i for i in tr.agent_indices() if not checker.check_following(tr.turns[i].text)]
+            out = []
+            for i in tr.agent_indices():
+                text = tr.turns[i].text
+                if text not in followed:
+                    if len(followed) > 50_000:
+                        followed.clear()
+                    followed[text] = bool(checker.check_following(text))
+                if not followed[text]:
+                    out.append(i)
+            return out
 
         # two keyword rules may share a policy ("never say X", "include Y"); two length or case rules may not
         subject = rule.instruction + (str(rule.kwargs) if rule.instruction.startswith("keywords:") else "")

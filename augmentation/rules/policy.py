@@ -20,7 +20,9 @@ Each row also lists the rules whose verdict on it changes when the transcript is
 (``metadata.case_dependent``: "write in all capital letters", "no all-caps sentences", "start with a capital").
 An uncased backbone (all-MiniLM-L6-v2 lower-cases its input) sees the violating and the compliant version of
 such a row as the same text, so their labels are noise to it; the rule judge's trainer leaves those pairs out
-when its tokenizer is uncased (:mod:`csrm.model.rule.trainer`).
+when its tokenizer is uncased (:mod:`csrm.model.rule.trainer`). Likewise ``metadata.history_dependent`` lists the
+(rule, Agent turn) pairs whose verdict needs more of the conversation than that turn and the User turn before it
+(:func:`history_dependent`), which a judge reading one pair at a time does not see.
 """
 
 from __future__ import annotations
@@ -104,6 +106,22 @@ def case_dependent(rules: list[RuleItem], tr: Transcript) -> list[int]:
     return [k + 1 for k, rule in enumerate(rules) if rule.check(lowered) != rule.check(tr)]
 
 
+def history_dependent(rules: list[RuleItem], tr: Transcript) -> list[list[int]]:
+    """``[rule number, turn index]`` of the (rule, Agent turn) pairs whose verdict changes when the rule is checked
+    on the pair's own view (that Agent turn and the User turn right before it) instead of the whole transcript:
+    "only after the user was verified" where the verification sits earlier, "introduce yourself in your first
+    reply" on a later reply. A judge that reads one pair at a time cannot tell their labels apart."""
+    full = [set(rule.check(tr)) for rule in rules]
+    out = []
+    for t in tr.agent_indices():
+        start = t - 1 if t > 0 and tr.turns[t - 1].role == "user" else t
+        view = Transcript(tr.turns[start: t + 1], tr.secrets, tr.topics[start: t + 1], tr.domain)
+        for k, rule in enumerate(rules):
+            if ((t - start) in rule.check(view)) != (t in full[k]):
+                out.append([k + 1, t])
+    return out
+
+
 def make_row(rules: list[RuleItem], tr: Transcript, *, family: str, contrast: str, base_id: str, split: str,
              target: RuleItem, variant: str, blank_line: bool, extra: dict | None = None) -> dict:
     """One hub-schema row (metadata as a dict; the writer serialises it) labelled by every rule's check."""
@@ -119,6 +137,7 @@ def make_row(rules: list[RuleItem], tr: Transcript, *, family: str, contrast: st
         "violations": violations, "num_rules": len(rules), "num_turns": len(tr.turns),
         "template": target.template, "split": split, "variant": variant, "target_rule": position,
         "rule_families": sorted({r.family for r in rules}), "case_dependent": case_dependent(rules, tr),
+        "history_dependent": history_dependent(rules, tr),
     }
     meta.update(extra or {})
     return {"policy": policy, "transcript": transcript, "label": "FAIL" if violations else "PASS",

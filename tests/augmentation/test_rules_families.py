@@ -216,3 +216,20 @@ def test_case_dependent_lists_only_rules_whose_verdict_needs_letter_case():
     row = make_row([rude, caps], shouting, family="conduct", contrast="original", base_id="b", split="train",
                    target=caps, variant="caps/clean", blank_line=False)
     assert row["label"] == "FAIL" and row["metadata"]["case_dependent"] == [2]
+
+
+def test_history_dependent_lists_pairs_whose_verdict_needs_earlier_turns():
+    from augmentation.rules import conduct
+    from augmentation.rules.policy import history_dependent
+
+    rng = random.Random(0)
+    verified = disclosure.rule(rng, "train", "verified", ["phone"], [])
+    intro = conduct.rule(rng, "train", "intro")
+    number = "+1 555 0199"
+    tr = _tr("I'd like my account details.", "Thanks, your identity is now verified. How can I help?",
+             "What phone number do you have for me?", f"We have {number} on file.", secrets={"phone": {number}})
+    assert verified.check(tr) == [] and intro.check(tr) == [1]
+    # the reveal at turn 3 is fine only because turn 1 verified the user; the intro rule binds the first reply only
+    assert history_dependent([verified, intro], tr) == [[1, 3], [2, 3]]
+    alone = _tr("What phone number do you have for me?", f"We have {number} on file.", secrets={"phone": {number}})
+    assert history_dependent([verified], alone) == []  # the pair shows all the rule needs

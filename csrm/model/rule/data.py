@@ -4,8 +4,9 @@ A row is ``{"policy", "transcript", "label": "PASS"|"FAIL", "base_id", "metadata
 ``metadata.violations = [[rule_number, turn_index], ...]`` (turn_index into ``split_turns(transcript)``), as
 written by the rules augmentation (/work/notes/rules_interfaces.md). DynaBench's own rows have no
 ``violations`` but ``rules_violated`` (rule numbers only): the pair labels are then unknown and only the item
-label is used (evaluation). ``metadata.case_dependent`` (optional) lists the rules whose verdict on the row
-depends on letter case (:func:`augmentation.rules.policy.case_dependent`). Every policy and transcript is read
+label is used (evaluation). ``metadata.case_dependent`` and ``metadata.history_dependent`` (optional) list the
+rules whose verdict on the row depends on letter case and the (rule, turn) pairs whose verdict needs more of the
+conversation than the pair shows (:mod:`augmentation.rules.policy`). Every policy and transcript is read
 through :mod:`csrm.base.rule_text`, the one parser the generator also reads back with.
 """
 
@@ -27,7 +28,8 @@ LABELS = {"PASS": 0, "FAIL": 1}
 class RuleExample:
     """One row: its rules and turns, the item label (1 = FAIL), and the violating (rule number, turn index)
     pairs (``None`` when the row does not say, as in DynaBench); ``case_dependent``: numbers of the rules whose
-    verdict here depends on letter case."""
+    verdict here depends on letter case; ``history_dependent``: (rule number, turn index) pairs whose verdict needs
+    more than that turn and the User turn before it."""
 
     rules: list[Rule]
     turns: list[Turn]
@@ -39,6 +41,7 @@ class RuleExample:
     rules_violated: list[int] = field(default_factory=list)
     where: str = ""
     case_dependent: set[int] = field(default_factory=set)
+    history_dependent: set[tuple[int, int]] = field(default_factory=set)
 
     @property
     def agent_indices(self) -> list[int]:
@@ -81,10 +84,15 @@ def parse_row(row: dict[str, Any], *, path: str = "", line: int | None = None) -
     if not (isinstance(case_dependent, list) and all(isinstance(n, int) for n in case_dependent)):
         raise InputError(f"expected a list of rule numbers, got {case_dependent!r}", field="metadata.case_dependent",
                          **where)
+    history = meta.get("history_dependent") or []
+    if not (isinstance(history, list) and all(isinstance(p, list) and len(p) == 2 for p in history)):
+        raise InputError(f"expected [rule_number, turn_index] pairs, got {history!r}",
+                         field="metadata.history_dependent", **where)
     return RuleExample(rules=split_rules(policy), turns=turns, label=LABELS[raw], violations=violations,
                        base_id=str(row.get("base_id") or ""), family=str(meta.get("family") or ""),
                        contrast=str(meta.get("contrast") or ""), rules_violated=list(rules_violated),
-                       where=f"{path}:{line}" if path else "", case_dependent=set(case_dependent))
+                       where=f"{path}:{line}" if path else "", case_dependent=set(case_dependent),
+                       history_dependent={(int(r), int(t)) for r, t in history})
 
 
 def read_examples(path: str | Path) -> list[RuleExample]:

@@ -12,7 +12,9 @@ real turns, which teach the judge not to fire on rules that merely share words).
 (all-MiniLM-L6-v2 lower-cases everything), the pairs of rules whose verdict depends on letter case
 (``metadata.case_dependent``: "write in all capitals", "no all-caps sentences") are left out: the violating and
 the compliant turn read the same to the model, so their labels would only teach it that such rules fire at
-random. Dev items holding such a rule are left out of calibration for the same reason.
+random. So are the pairs whose verdict needs more of the conversation than the pair shows
+(``metadata.history_dependent``: "only after the user was verified" when the verification came turns earlier).
+Calibration still scores every dev item: it maps scores to probabilities on items as users send them.
 
 **Training.** ``AutoModelForSequenceClassification`` (one logit, BCE) with ``transformers.Trainer`` on CPU,
 pairs padded per batch and grouped by length. **Calibration.** The dev split is scored the way a user scores
@@ -59,8 +61,8 @@ def is_uncased(tokenizer: PreTrainedTokenizerBase) -> bool:
 
 
 def example_pairs(example: RuleExample, window_chars: int, *, uncased: bool = False) -> list[tuple[Pair, int]]:
-    """Every (rule, Agent window) pair of one labelled example with its label (module doc); ``uncased`` leaves
-    out the rules whose verdict depends on letter case."""
+    """Every (rule, Agent window) pair of one labelled example with its label (module doc), without the pairs a
+    pair judge cannot read: history-dependent ones, and with ``uncased`` the rules whose verdict needs letter case."""
     if example.violations is None:
         raise ValueError(f"{example.where}: training rows need metadata.violations")
     out = []
@@ -68,7 +70,7 @@ def example_pairs(example: RuleExample, window_chars: int, *, uncased: bool = Fa
         context = preceding_user(example.turns, t)
         for w, text in enumerate(cut_windows(example.turns[t].text, window_chars) or [""]):
             for r, rule in enumerate(example.rules):
-                if uncased and rule.number in example.case_dependent:
+                if (uncased and rule.number in example.case_dependent) or (rule.number, t) in example.history_dependent:
                     continue
                 label = int((rule.number, t) in example.violations)
                 out.append((Pair(rule.text, context, text, rule_index=r, turn_index=t, window_index=w), label))
@@ -106,7 +108,8 @@ def sample_pairs(examples: list[RuleExample], args: RuleJudgeArgs, *, uncased: b
     rng.shuffle(chosen)
     counts = {"candidate_pairs": len(all_pairs), "positives": len(positives), "hard_negatives": len(hard),
               "random_negatives": len(easy),
-              "case_dependent_rules_left_out": sum(len(ex.case_dependent) for ex in examples) if uncased else 0}
+              "case_dependent_rules_left_out": sum(len(ex.case_dependent) for ex in examples) if uncased else 0,
+              "history_dependent_pairs_left_out": sum(len(ex.history_dependent) for ex in examples)}
     return chosen, counts
 
 
@@ -184,8 +187,7 @@ def train(args: RuleJudgeArgs, *, raw_config: dict[str, Any] | None = None, from
     embed = SentenceEmbedder("minilm") if not from_config else None
     predictor = RulePredictor(model, encoder, args, embed=embed)
     cal_started = time.perf_counter()
-    readable = [ex for ex in dev_rows if not (uncased and ex.case_dependent)]
-    dev_subset = random.Random(args.seed).sample(readable, min(len(readable), args.calibration_items))
+    dev_subset = random.Random(args.seed).sample(dev_rows, min(len(dev_rows), args.calibration_items))
     fitted = calibrate(predictor, dev_subset)
     measured = {"train_examples": len(train_rows), **counts, "train_inputs": len(features),
                 "trainable_parameters": trainable,

@@ -152,3 +152,14 @@ def test_an_uncased_tokenizer_leaves_case_dependent_rules_out_of_training():
     assert any(y for _, y in cased) and not any(y for _, y in uncased)
     assert {p.rule for p, _ in cased} - {p.rule for p, _ in uncased} == {PHONE_RULE}
     assert len(cased) - len(uncased) == len(example.agent_indices)  # that rule's pairs, one per Agent turn
+
+
+def test_history_dependent_pairs_are_left_out_of_training():
+    row = next(r for r in rows(10, 0) if r["label"] == "FAIL")
+    meta = json.loads(row["metadata"])
+    (phone, turn), = meta["violations"]
+    example = parse_row(dict(row, metadata=json.dumps({**meta, "history_dependent": [[phone, 1]]})))
+    kept = {(p.rule_index + 1, p.turn_index) for p, _ in example_pairs(example, 400)}
+    assert (phone, turn) in kept and (phone, 1) not in kept  # only the listed pair goes
+    with pytest.raises(InputError, match="metadata.history_dependent"):
+        parse_row(dict(row, metadata=json.dumps({**meta, "history_dependent": [3]})))
