@@ -11,7 +11,11 @@ Prints (and writes as JSON) every number of issue 28 this judge can give without
   slices, the **named-rule accuracy** (FAIL items whose evidence names a rule in ``rules_violated``), the
   rule-level narrowing recall, pairs read with and without narrowing, and seconds per item;
 - the **length test**: for generated test FAIL rows, a benign Agent turn of the same transcript repeated to
-  20,000 characters (|change of p_comply|) and the violating turn's text inserted in its middle (flagged?).
+  20,000 characters (|change of p_comply|) and the violating turn's text inserted in its middle (flagged?);
+- **where DynaBench's false alarms come from** (``alarms``, :func:`rule_alarms`): the rule texts whose pair
+  logits are highest over the PASS items (mean logit, share of pairs above 0), and in FAIL items the best
+  logit on a violated rule against the best on the other rules (a judge that ranks the other rules higher
+  cannot be rescued by any aggregation over them).
 
 Evaluate only: nothing here trains on DynaBench.
 """
@@ -120,6 +124,57 @@ def length_test(judge: RulePredictor, data: Path, n: int = 12) -> dict:
             "violation_flagged_share": float(np.mean(flagged)) if flagged else None}
 
 
+def rule_alarms(judge: RulePredictor, examples: list[RuleExample], *, top: int = 10, min_pairs: int = 20) -> dict:
+    """Per rule text, the pair logits it gets over the PASS examples (the pairs the judge reads, narrowing
+    included): the ``top`` texts with at least ``min_pairs`` pairs by mean logit, and how many texts are above 0
+    on at least 90% of their pairs; and over FAIL examples with ``rules_violated`` and other rules read, the mean
+    best logit on a violated rule and on the others."""
+    from csrm.model.rule.modeling import pair_logits
+
+    per_item = [judge.pairs_for(ex.rules, ex.turns)[0] for ex in examples]
+    flat = [p for pairs in per_item for p in pairs]
+    logits = pair_logits(judge.model, judge.encoder, flat, batch_pairs=judge.args.batch_pairs)
+    by_rule: dict[str, list[float]] = {}
+    violated_best, other_best, start = [], [], 0
+    for ex, pairs in zip(examples, per_item, strict=True):
+        z = logits[start: start + len(pairs)]
+        start += len(pairs)
+        if ex.label == 0:
+            for pair, value in zip(pairs, z, strict=True):
+                by_rule.setdefault(pair.rule, []).append(value)
+            continue
+        hit = set(ex.rules_violated)
+        on = [v for pair, v in zip(pairs, z, strict=True) if ex.rules[pair.rule_index].number in hit]
+        off = [v for pair, v in zip(pairs, z, strict=True) if ex.rules[pair.rule_index].number not in hit]
+        if on and off:
+            violated_best.append(max(on))
+            other_best.append(max(off))
+    counted = {text: values for text, values in by_rule.items() if len(values) >= min_pairs}
+    ranked = sorted(counted.items(), key=lambda kv: -float(np.mean(kv[1])))[:top]
+    return {"pass_items": sum(ex.label == 0 for ex in examples), "rules_counted": len(counted),
+            "rules_above_0_on_90pct_of_pass_pairs": int(sum(np.mean(np.asarray(v) > 0) >= 0.9
+                                                            for v in counted.values())),
+            "top_rules_on_pass_items": [{"rule": text[:160], "pairs": len(v), "mean_logit": round(float(np.mean(v)), 3),
+                                         "share_above_0": round(float(np.mean(np.asarray(v) > 0)), 3)}
+                                        for text, v in ranked],
+            "fail_items_compared": len(violated_best),
+            "fail_best_logit_violated_rule": round(float(np.mean(violated_best)), 3) if violated_best else None,
+            "fail_best_logit_other_rules": round(float(np.mean(other_best)), 3) if other_best else None}
+
+
+def dynabench_examples(data_dir: str | None) -> list[RuleExample]:
+    """DynaBench (Aug) dev half as :class:`RuleExample` (item labels and ``rules_violated``; no pair labels)."""
+    from csrm.base.rule_text import split_rules
+    from csrm.model.rule.predictor import item_turns
+    from eval.benchmarks import load_benchmark
+
+    bench = load_benchmark("dynabench", data_dir, use_hub=False, dev_fraction=0.2)
+    return [RuleExample(rules=split_rules(it.item.config), turns=item_turns(it.item), label=int(it.label_violation),
+                        violations=None,
+                        rules_violated=list((it.extra.get("metadata") or {}).get("rules_violated") or []))
+            for it in bench.items]
+
+
 def dynabench(judge: RulePredictor, data_dir: str | None) -> dict:
     """DynaBench (Aug) dev half: scored once through ``eval``'s harness, then the rule-reading block of
     ``eval.rule_reading`` (swap, removal, within-transcript pairs, AUROC, F1 dev-tuned, named rule, length;
@@ -158,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model")
     parser.add_argument("--data", help="generated rule data folder (train/dev/test.jsonl)")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $CSRM_DATA_DIR)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["generated", "length", "dynabench"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["generated", "length", "dynabench", "alarms"])
     parser.add_argument("--max-test", type=int, default=None, help="score a random subset of this many "
                         "generated test rows (2 shared cores); default all")
     parser.add_argument("--out", default=None)
@@ -167,8 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     report: dict = {"model": opts.model}
     for name, fn in (("generated", lambda: generated(judge, Path(opts.data), opts.max_test)),
                      ("length", lambda: length_test(judge, Path(opts.data))),
-                     ("dynabench", lambda: dynabench(judge, opts.data_dir))):
-        if name in opts.skip or (name != "dynabench" and not opts.data):
+                     ("dynabench", lambda: dynabench(judge, opts.data_dir)),
+                     ("alarms", lambda: rule_alarms(judge, dynabench_examples(opts.data_dir)))):
+        if name in opts.skip or (name in ("generated", "length") and not opts.data):
             continue
         started = time.perf_counter()
         report[name] = {**fn(), "wall_seconds": round(time.perf_counter() - started, 1)}

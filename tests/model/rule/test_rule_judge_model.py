@@ -163,3 +163,21 @@ def test_history_dependent_pairs_are_left_out_of_training():
     assert (phone, turn) in kept and (phone, 1) not in kept  # only the listed pair goes
     with pytest.raises(InputError, match="metadata.history_dependent"):
         parse_row(dict(row, metadata=json.dumps({**meta, "history_dependent": [3]})))
+
+
+def test_rule_alarms_name_a_rule_that_fires_on_every_reply(tmp_path):
+    from tools.rule_judge_eval import rule_alarms
+
+    examples = read_examples(write_dataset(tmp_path / "data") / "train.jsonl")
+    reader = rule_alarms(keyword_predictor(), examples, min_pairs=1)
+    assert reader["rules_above_0_on_90pct_of_pass_pairs"] == 0
+    assert reader["fail_best_logit_violated_rule"] > reader["fail_best_logit_other_rules"]
+    tok = AutoTokenizer.from_pretrained(default_backbone())  # a judge that fires on the weather rule whatever
+    alarm = keyword_predictor()                              # the reply ("agent" tags every judged segment)
+    alarm.model = KeywordJudge(tok.convert_tokens_to_ids("weather"), tok.convert_tokens_to_ids("agent"))
+    report = rule_alarms(alarm, examples, min_pairs=1)
+    top = report["top_rules_on_pass_items"][0]
+    assert top["rule"] == "Do not discuss the weather." and top["share_above_0"] == 1.0
+    assert report["rules_above_0_on_90pct_of_pass_pairs"] == 1
+    assert report["fail_best_logit_violated_rule"] < report["fail_best_logit_other_rules"]
+    assert json.loads(json.dumps(report)) == report  # the tool writes it as JSON
