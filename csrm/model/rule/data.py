@@ -2,7 +2,7 @@
 
 A row is ``{"policy", "transcript", "label": "PASS"|"FAIL", "base_id", "metadata": "<JSON>"}`` with
 ``metadata.violations = [[rule_number, turn_index], ...]`` (turn_index into ``split_turns(transcript)``), as
-written by the rules augmentation (/work/notes/rules_interfaces.md). DynaBench's own rows have no
+written by the rules augmentation (:func:`augmentation.rules.policy.make_row`). DynaBench's own rows have no
 ``violations`` but ``rules_violated`` (rule numbers only): the pair labels are then unknown and only the item
 label is used (evaluation). ``metadata.case_dependent`` and ``metadata.history_dependent`` (optional) list the
 rules whose verdict on the row depends on letter case and the (rule, turn) pairs whose verdict needs more of the
