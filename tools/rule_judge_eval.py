@@ -14,8 +14,8 @@ Prints (and writes as JSON) every number of issue 28 this judge can give without
   20,000 characters (|change of p_comply|) and the violating turn's text inserted in its middle (flagged?);
 - **where DynaBench's false alarms come from** (``alarms``, :func:`rule_alarms`): the rule texts whose pair
   logits are highest over the PASS items (mean logit, share of pairs above 0), and in FAIL items the best
-  logit on a violated rule against the best on the other rules (a judge that ranks the other rules higher
-  cannot be rescued by any aggregation over them).
+  logit on a violated rule against the best on the other rules (where the other rules score higher, an OR
+  over the rules cannot separate FAIL from PASS items).
 
 Evaluate only: nothing here trains on DynaBench.
 """
