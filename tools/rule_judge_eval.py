@@ -10,6 +10,12 @@ Prints (and writes as JSON) every number of issue 28 this judge can give without
   80% is scored): AUROC, F1 at the dev-tuned threshold, the lengths-only probe (``eval.surface``) on the same
   slices, the **named-rule accuracy** (FAIL items whose evidence names a rule in ``rules_violated``), the
   rule-level narrowing recall, pairs read with and without narrowing, and seconds per item;
+- **pair reading with matched negatives** (``pair_reading``, :func:`pair_reading`): on the generated test
+  split, the pair logits of violating (rule, Agent window) pairs against three negative sets, one negative per
+  positive: the **same rule text** against a window that keeps it (a judge that reads only the rule scores 0.5
+  here), the **same window** against a rule it keeps (a judge that reads only the turn scores 0.5), and any
+  non-violating pair (the mix the trainer samples from). Beside each, TF-IDF probes that see only the rule or only
+  the turn (fitted on dev pairs): an AUROC the probe matches is not evidence of reading;
 - the **length test**: for generated test FAIL rows, a benign Agent turn of the same transcript repeated to
   20,000 characters (|change of p_comply|) and the violating turn's text inserted in its middle (flagged?);
 - **where DynaBench's false alarms come from** (``alarms``, :func:`rule_alarms`): the rule texts whose pair
@@ -39,7 +45,9 @@ from csrm.base.rule_text import Turn
 from csrm.base.text import windows as cut_windows
 from csrm.model.rule.candidates import select
 from csrm.model.rule.data import RuleExample, preceding_user, read_examples
+from csrm.model.rule.modeling import Pair, pair_logits
 from csrm.model.rule.predictor import RulePredictor
+from csrm.model.rule.trainer import example_pairs, is_uncased
 
 LENGTH_CHARS = 20_000
 
@@ -98,6 +106,77 @@ def generated(judge: RulePredictor, data: Path, max_test: int | None = None) -> 
             "lengths_probe_auroc": _auroc(y, p_probe), "families": families,
             "named_rule_and_turn": float(np.mean(named)) if named else None,
             "narrowing": narrowing_recall(judge, test), "seconds": round(seconds, 1)}
+
+
+NEGATIVE_SETS = ("same_rule", "same_turn", "any")
+
+
+def matched_pairs(examples: list[RuleExample], *, n_positive: int = 600, seed: int = 0, uncased: bool = True
+                  ) -> tuple[list[tuple[Pair, str]], dict[str, list[tuple[Pair, str]]]]:
+    """(positives, negatives per set of :data:`NEGATIVE_SETS`), each pair with its row's family: up to
+    ``n_positive`` violating pairs, and for each one negative of each set drawn from the same examples' labelled
+    pairs (module doc). Pairs a pair judge cannot read are left out as in training (:func:`~csrm.model.rule.trainer.example_pairs`)."""
+    rng = random.Random(seed)
+    labelled = [(pair, label, ex.family) for ex in examples
+                for pair, label in example_pairs(ex, 400, uncased=uncased)]
+    positives = [(pair, family) for pair, label, family in labelled if label]
+    rng.shuffle(positives)
+    positives = positives[:n_positive]
+    negatives = [pair for pair, label, _ in labelled if not label]
+    by_rule: dict[str, list[Pair]] = {}
+    by_window: dict[str, list[Pair]] = {}
+    for pair in negatives:
+        by_rule.setdefault(pair.rule, []).append(pair)
+        by_window.setdefault(pair.window, []).append(pair)
+    drawn: dict[str, list[tuple[Pair, str]]] = {name: [] for name in NEGATIVE_SETS}
+    for pair, family in positives:
+        for name, pool in (("same_rule", by_rule.get(pair.rule)), ("same_turn", by_window.get(pair.window)),
+                           ("any", negatives)):
+            if pool:
+                drawn[name].append((pool[rng.randrange(len(pool))], family))
+    return positives, drawn
+
+
+def _surface_probe(train: list[tuple[Pair, int]], part: str):
+    """Logistic regression on TF-IDF of one part of a pair ('rule' or the judged 'turn' with its context)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    text = (lambda p: p.rule) if part == "rule" else (lambda p: f"{p.context} || {p.window}")
+    probe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                          LogisticRegression(max_iter=2000))
+    probe.fit([text(p) for p, _ in train], [y for _, y in train])
+    return lambda pairs: probe.predict_proba([text(p) for p in pairs])[:, 1]
+
+
+def pair_reading(judge: RulePredictor, data: Path, n_positive: int = 600) -> dict:
+    """Pair-level AUROC on the test split against matched negatives, beside rule-only and turn-only probes fitted
+    on the dev split's pairs (module doc)."""
+    uncased = is_uncased(judge.encoder.tokenizer)
+    positives, negatives = matched_pairs(read_examples(data / "test.jsonl"), n_positive=n_positive, uncased=uncased)
+    dev_pos, dev_neg = matched_pairs(read_examples(data / "dev.jsonl"), n_positive=n_positive, seed=1,
+                                     uncased=uncased)
+    dev_pairs = [(p, 1) for p, _ in dev_pos] + [(p, 0) for p, _ in dev_neg["any"] + dev_neg["same_rule"]]
+    judged = [p for p, _ in positives] + [p for name in NEGATIVE_SETS for p, _ in negatives[name]]
+    unique = list(dict.fromkeys(judged))
+    started = time.perf_counter()
+    logit = dict(zip(unique, pair_logits(judge.model, judge.encoder, unique, batch_pairs=judge.args.batch_pairs),
+                     strict=True))
+    seconds = time.perf_counter() - started
+    scorers = {"judge": lambda pairs: [logit[p] for p in pairs],
+               "rule_only_probe": _surface_probe(dev_pairs, "rule"),
+               "turn_only_probe": _surface_probe(dev_pairs, "turn")}
+    out: dict = {"positives": len(positives), "negatives": {name: len(negatives[name]) for name in NEGATIVE_SETS}}
+    for name in NEGATIVE_SETS:
+        pairs = [p for p, _ in positives] + [p for p, _ in negatives[name]]
+        y = [1] * len(positives) + [0] * len(negatives[name])
+        out[name] = {scorer: _auroc(y, [float(v) for v in score(pairs)]) for scorer, score in scorers.items()}
+    out["same_rule_by_family"] = {}
+    for family in sorted({f for _, f in positives}):
+        pos = [p for p, f in positives if f == family]
+        neg = [p for p, f in negatives["same_rule"] if f == family]
+        out["same_rule_by_family"][family] = _auroc([1] * len(pos) + [0] * len(neg), [logit[p] for p in pos + neg])
+    out["seconds"] = round(seconds, 1)
+    return out
 
 
 def length_test(judge: RulePredictor, data: Path, n: int = 12) -> dict:
@@ -213,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model")
     parser.add_argument("--data", help="generated rule data folder (train/dev/test.jsonl)")
     parser.add_argument("--data-dir", default=None, help="shared data folder (default $CSRM_DATA_DIR)")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["generated", "length", "dynabench", "alarms"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["generated", "pair_reading", "length",
+                                                                        "dynabench", "alarms"])
     parser.add_argument("--max-test", type=int, default=None, help="score a random subset of this many "
                         "generated test rows (2 shared cores); default all")
     parser.add_argument("--out", default=None)
@@ -221,10 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     judge = RulePredictor.from_pretrained(opts.model)
     report: dict = {"model": opts.model}
     for name, fn in (("generated", lambda: generated(judge, Path(opts.data), opts.max_test)),
+                     ("pair_reading", lambda: pair_reading(judge, Path(opts.data))),
                      ("length", lambda: length_test(judge, Path(opts.data))),
                      ("dynabench", lambda: dynabench(judge, opts.data_dir)),
                      ("alarms", lambda: rule_alarms(judge, dynabench_examples(opts.data_dir)))):
-        if name in opts.skip or (name in ("generated", "length") and not opts.data):
+        if name in opts.skip or (name in ("generated", "pair_reading", "length") and not opts.data):
             continue
         started = time.perf_counter()
         report[name] = {**fn(), "wall_seconds": round(time.perf_counter() - started, 1)}

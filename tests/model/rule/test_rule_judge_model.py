@@ -181,3 +181,28 @@ def test_rule_alarms_name_a_rule_that_fires_on_every_reply(tmp_path):
     assert report["rules_above_0_on_90pct_of_pass_pairs"] == 1
     assert report["fail_best_logit_violated_rule"] < report["fail_best_logit_other_rules"]
     assert json.loads(json.dumps(report)) == report  # the tool writes it as JSON
+
+
+def test_pair_reading_matched_negatives_expose_judges_that_read_one_side(tmp_path):
+    from tools.rule_judge_eval import matched_pairs, pair_reading
+
+    root = write_dataset(tmp_path / "data")
+    positives, negatives = matched_pairs(read_examples(root / "test.jsonl"))
+    assert positives and all(len(negatives[name]) == len(positives) for name in negatives)
+    for (pos, _), (same_rule, _), (same_turn, _) in zip(positives, negatives["same_rule"], negatives["same_turn"],
+                                                        strict=True):
+        assert same_rule.rule == pos.rule and "555" not in same_rule.window  # the rule, kept by another window
+        assert same_turn.window == pos.window and same_turn.rule != PHONE_RULE  # the window, under a rule it keeps
+    reads = pair_reading(keyword_predictor(), root)  # fires iff the phone rule meets a number: reads both sides
+    assert reads["same_rule"]["judge"] == reads["same_turn"]["judge"] == 1.0
+    assert reads["same_rule"]["rule_only_probe"] == 0.5  # one rule text: the probe cannot tell the pairs apart
+    tok = AutoTokenizer.from_pretrained(default_backbone())
+    rule_only = keyword_predictor()  # fires on the phone rule whatever the window ("agent" tags every window)
+    rule_only.model = KeywordJudge(tok.convert_tokens_to_ids("phone"), tok.convert_tokens_to_ids("agent"))
+    report = pair_reading(rule_only, root)
+    assert report["same_rule"]["judge"] == 0.5 and report["same_turn"]["judge"] == 1.0
+    turn_only = keyword_predictor()  # fires on a number under any rule ([CLS] is in every rule segment)
+    turn_only.model = KeywordJudge(tok.cls_token_id, tok.convert_tokens_to_ids("555"))
+    report = pair_reading(turn_only, root)
+    assert report["same_rule"]["judge"] == 1.0 and report["same_turn"]["judge"] == 0.5
+    assert json.loads(json.dumps(report)) == report
