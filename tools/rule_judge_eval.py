@@ -111,14 +111,14 @@ def generated(judge: RulePredictor, data: Path, max_test: int | None = None) -> 
 NEGATIVE_SETS = ("same_rule", "same_turn", "any")
 
 
-def matched_pairs(examples: list[RuleExample], *, n_positive: int = 600, seed: int = 0, uncased: bool = True
-                  ) -> tuple[list[tuple[Pair, str]], dict[str, list[tuple[Pair, str]]]]:
+def matched_pairs(examples: list[RuleExample], *, n_positive: int = 600, seed: int = 0, uncased: bool = True,
+                  window_chars: int = 400) -> tuple[list[tuple[Pair, str]], dict[str, list[tuple[Pair, str]]]]:
     """(positives, negatives per set of :data:`NEGATIVE_SETS`), each pair with its row's family: up to
     ``n_positive`` violating pairs, and for each one negative of each set drawn from the same examples' labelled
     pairs (module doc). Pairs a pair judge cannot read are left out as in training (:func:`~csrm.model.rule.trainer.example_pairs`)."""
     rng = random.Random(seed)
     labelled = [(pair, label, ex.family) for ex in examples
-                for pair, label in example_pairs(ex, 400, uncased=uncased)]
+                for pair, label in example_pairs(ex, window_chars, uncased=uncased)]
     positives = [(pair, family) for pair, label, family in labelled if label]
     rng.shuffle(positives)
     positives = positives[:n_positive]
@@ -151,10 +151,9 @@ def _surface_probe(train: list[tuple[Pair, int]], part: str):
 def pair_reading(judge: RulePredictor, data: Path, n_positive: int = 600) -> dict:
     """Pair-level AUROC on the test split against matched negatives, beside rule-only and turn-only probes fitted
     on the dev split's pairs (module doc)."""
-    uncased = is_uncased(judge.encoder.tokenizer)
-    positives, negatives = matched_pairs(read_examples(data / "test.jsonl"), n_positive=n_positive, uncased=uncased)
-    dev_pos, dev_neg = matched_pairs(read_examples(data / "dev.jsonl"), n_positive=n_positive, seed=1,
-                                     uncased=uncased)
+    read_as = {"uncased": is_uncased(judge.encoder.tokenizer), "window_chars": judge.args.window_chars}
+    positives, negatives = matched_pairs(read_examples(data / "test.jsonl"), n_positive=n_positive, **read_as)
+    dev_pos, dev_neg = matched_pairs(read_examples(data / "dev.jsonl"), n_positive=n_positive, seed=1, **read_as)
     dev_pairs = [(p, 1) for p, _ in dev_pos] + [(p, 0) for p, _ in dev_neg["any"] + dev_neg["same_rule"]]
     judged = [p for p, _ in positives] + [p for name in NEGATIVE_SETS for p, _ in negatives[name]]
     unique = list(dict.fromkeys(judged))
@@ -208,8 +207,6 @@ def rule_alarms(judge: RulePredictor, examples: list[RuleExample], *, top: int =
     included): the ``top`` texts with at least ``min_pairs`` pairs by mean logit, and how many texts are above 0
     on at least 90% of their pairs; and over FAIL examples with ``rules_violated`` and other rules read, the mean
     best logit on a violated rule and on the others."""
-    from csrm.model.rule.modeling import pair_logits
-
     per_item = [judge.pairs_for(ex.rules, ex.turns)[0] for ex in examples]
     flat = [p for pairs in per_item for p in pairs]
     logits = pair_logits(judge.model, judge.encoder, flat, batch_pairs=judge.args.batch_pairs)
