@@ -80,7 +80,8 @@ def test_dispatch_builds_the_rule_config_and_refuses_other_families_fields(tmp_p
     assert config_class(None, ["architecture=rule"]) is RuleJudgeArgs
     shipped, raw = load_train_config(CONFIGS_DIR / "train" / "rule_minilm.yaml", ["dataset_path=x"])
     assert isinstance(shipped, RuleJudgeArgs) and raw["architecture"] == "rule"
-    assert (shipped.max_length, shipped.max_train_pairs, shipped.learning_rate) == (160, 8000, 2e-4)
+    assert (shipped.max_length, shipped.max_train_pairs, shipped.num_train_epochs, shipped.learning_rate) == \
+        (160, 12000, 2, 2e-4)
     rule_yaml = tmp_path / "rule.yaml"
     rule_yaml.write_text("architecture: rule\nreader_steps: 5\n")
     with pytest.raises(InputError) as err:
