@@ -14,7 +14,7 @@ Prints (and writes as JSON) every number of issue 28 this judge can give without
   split, the pair logits of violating (rule, Agent window) pairs against three negative sets, one negative per
   positive: the **same rule text** against a window that keeps it (a judge that reads only the rule scores 0.5
   here), the **same window** against a rule it keeps (a judge that reads only the turn scores 0.5), and any
-  non-violating pair (the mix the trainer samples from). Beside each, TF-IDF probes that see only the rule or only
+  non-violating pair drawn at random. Beside each, TF-IDF probes that see only the rule or only
   the turn (fitted on dev pairs): an AUROC the probe matches is not evidence of reading;
 - the **length test**: for generated test FAIL rows, a benign Agent turn of the same transcript repeated to
   20,000 characters (|change of p_comply|) and the violating turn's text inserted in its middle (flagged?);
@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.pipeline import make_pipeline
@@ -139,8 +140,6 @@ def matched_pairs(examples: list[RuleExample], *, n_positive: int = 600, seed: i
 
 def _surface_probe(train: list[tuple[Pair, int]], part: str):
     """Logistic regression on TF-IDF of one part of a pair ('rule' or the judged 'turn' with its context)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     text = (lambda p: p.rule) if part == "rule" else (lambda p: f"{p.context} || {p.window}")
     probe = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
                           LogisticRegression(max_iter=2000))
