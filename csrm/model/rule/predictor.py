@@ -36,10 +36,13 @@ from csrm.model.rule.aggregation import Calibration, combine
 from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import Embed, SentenceEmbedder, select
 from csrm.model.rule.data import preceding_user
-from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits, quantize_int8
+from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
 from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
 
 META_FILE = "rule_judge.json"
+# Judges saved before int8 scoring was removed carry this field; they load and score in float32 (their
+# calibration was fitted on int8 logits, which differ by up to ~1.6 from the float ones).
+LEGACY_INT8 = "int8"
 _ROLES = {"user": "user", "assistant": "assistant"}
 
 
@@ -67,8 +70,7 @@ class RulePredictor:
 
     def __init__(self, model: torch.nn.Module, encoder: PairEncoder, args: RuleJudgeArgs, *,
                  calibration: Calibration | None = None, threshold: float = 0.5, embed: Embed | None = None):
-        self.float_model = model.eval()
-        self.model = quantize_int8(self.float_model) if args.int8 else self.float_model
+        self.model = model.eval()
         self.encoder, self.args = encoder, args
         self.calibration, self.threshold, self.embed = calibration or Calibration(), threshold, embed
 
@@ -96,7 +98,8 @@ class RulePredictor:
         args, calibration, threshold, candidate model)."""
         if meta.get("family") != FAMILY:
             raise InputError(f"family {meta.get('family')!r} is not {FAMILY!r}", path=where, field="family")
-        args = config_system.build(RuleJudgeArgs, {**meta["args"], **overrides}, path=where)
+        saved = {k: v for k, v in meta["args"].items() if k != LEGACY_INT8}
+        args = config_system.build(RuleJudgeArgs, {**saved, **overrides}, path=where)
         torch.set_num_threads(args.threads)
         encoder = PairEncoder(tokenizer, max_length=args.max_length, rule_max_tokens=args.rule_max_tokens,
                               context_max_tokens=args.context_max_tokens)
@@ -180,7 +183,7 @@ class RuleFamilyPredictor:
     :mod:`csrm.model.registry`): ``forward`` yields ``(indices, p_comply, rewards, fields)`` per chunk of items,
     ``fields`` carrying each result's ``evidence`` (the rule and turn that drove the verdict).
 
-    CPU only (int8 scoring, 2 threads by default); ``num_threads`` sets the judge's ``threads``, ``narrowing``
+    CPU only (float32, 2 threads by default); ``num_threads`` sets the judge's ``threads``, ``narrowing``
     turns candidate narrowing off, and further keywords replace saved scoring args (``top_k=8``). The
     cross-encoder's batching options have no meaning here and are refused unless unset.
     """
@@ -194,7 +197,7 @@ class RuleFamilyPredictor:
         refuse_unsupported(FAMILY, {"max_tokens": max_tokens, "max_rows": max_rows, "bf16": bf16,
                                     "prefix_cache": prefix_cache})
         if device is not None and torch.device(device).type != "cpu":
-            raise InputError(f"the rule family scores on the CPU only (int8), not {device!r}", field="device")
+            raise InputError(f"the rule family scores on the CPU only, not {device!r}", field="device")
         meta = dict(model.config.rule_judge or {})
         if num_threads:
             overrides["threads"] = num_threads
@@ -207,7 +210,7 @@ class RuleFamilyPredictor:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, trust_remote_code: bool = False, dtype: torch.dtype | None = None,
                         **options: Any) -> RuleFamilyPredictor:
-        """A saved rule judge (folder or hub id); ``dtype`` must be unset (scoring is int8 on the CPU)."""
+        """A saved rule judge (folder or hub id); ``dtype`` must be unset (scoring is float32 on the CPU)."""
         from csrm.model.registry import refuse_unsupported
 
         refuse_unsupported(FAMILY, {"dtype": dtype})

@@ -196,7 +196,7 @@ def train(args: RuleJudgeArgs, *, raw_config: dict[str, Any] | None = None, from
                 "excluded_families": sorted(excluded), "wall_seconds": round(time.perf_counter() - started, 1),
                 "peak_rss_gb": round(peak_rss_gb(), 3)}
     with atomic_path(args.output_dir, is_dir=True, command="train") as tmp:
-        save(tmp, predictor.float_model, encoder, args, calibration=predictor.calibration,
+        save(tmp, predictor.model, encoder, args, calibration=predictor.calibration,
              threshold=predictor.threshold, extra={"training": measured})
         summary = {"architecture": "rule", "output_dir": str(Path(args.output_dir).expanduser().resolve()),
                    **measured}

@@ -112,8 +112,8 @@ def test_eval_tool_on_generated_rows(tmp_path):
 
 def test_saved_layouts_load_with_the_same_weights(tmp_path):
     """``save`` writes a ``csrm_rule`` folder (the classifier inside RuleJudgeModel); a folder saved before the
-    family was registered (the plain classifier beside rule_judge.json) still loads for the tools, with the
-    same pair logits; csrm.load takes only the registered layout."""
+    family was registered (the plain classifier beside rule_judge.json, with the int8 field of that time) still
+    loads for the tools, with the same pair logits; csrm.load takes only the registered layout."""
     import csrm
     from csrm.model.rule.modeling import Pair, pair_logits
     from csrm.model.rule.predictor import save
@@ -122,13 +122,15 @@ def test_saved_layouts_load_with_the_same_weights(tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     classifier = AutoModelForSequenceClassification.from_pretrained(str(tiny_backbone(tmp_path / "tiny", init_range=0.2)))
-    args = RuleJudgeArgs(max_length=96, rule_max_tokens=24, context_max_tokens=16, int8=False)
+    args = RuleJudgeArgs(max_length=96, rule_max_tokens=24, context_max_tokens=16)
     encoder = PairEncoder(tok, max_length=96, rule_max_tokens=24, context_max_tokens=16)
     save(tmp_path / "new", classifier, encoder, args, calibration=Calibration(1.0, 0.0), threshold=0.4)
     legacy = tmp_path / "legacy"
     classifier.save_pretrained(str(legacy))
     tok.save_pretrained(str(legacy))
-    (legacy / META_FILE).write_text((tmp_path / "new" / META_FILE).read_text())
+    meta = json.loads((tmp_path / "new" / META_FILE).read_text())
+    meta["args"]["int8"] = True  # saved while int8 scoring existed: loads, and scores in float32
+    (legacy / META_FILE).write_text(json.dumps(meta))
     pairs = [Pair(PHONE_RULE, "How do I reach Sam?", "Sam's number is 555-0199."),
              Pair("Do not discuss the weather.", "", "It is sunny today.")]
     expected = pair_logits(classifier, encoder, pairs)
@@ -206,3 +208,22 @@ def test_pair_reading_matched_negatives_expose_judges_that_read_one_side(tmp_pat
     report = pair_reading(turn_only, root)
     assert report["same_rule"]["judge"] == 1.0 and report["same_turn"]["judge"] == 0.5
     assert json.loads(json.dumps(report)) == report
+
+
+def test_a_pairs_logit_does_not_depend_on_the_pairs_scored_beside_it(tmp_path):
+    """A verdict must not change with what else is in the batch: the saved judge scores in float. (With torch's
+    int8 dynamic quantisation the activations' scale is taken over the whole padded batch, and the shipped
+    judge's logit for one pair moved from -0.17 alone to -1.77 beside three others.)"""
+    from transformers import AutoModelForSequenceClassification
+
+    from csrm.model.rule.modeling import Pair, pair_logits
+
+    path = tiny_backbone(tmp_path / "tiny", init_range=0.5)
+    judge = RulePredictor(AutoModelForSequenceClassification.from_pretrained(str(path)),
+                          PairEncoder(AutoTokenizer.from_pretrained(str(path))), RuleJudgeArgs())
+    pair = Pair(PHONE_RULE, "How do I reach Sam?", "Sam's number is 555 0199.")
+    beside = [Pair(rule, "Hello", BENIGN * k) for k, rule in enumerate(
+        ["Do not discuss the weather.", "Never recommend a competitor.", "Always greet the user politely."], 1)]
+    alone = pair_logits(judge.model, judge.encoder, [pair])[0]
+    batched = pair_logits(judge.model, judge.encoder, [pair, *beside])[0]
+    assert alone == pytest.approx(batched, abs=1e-4)
