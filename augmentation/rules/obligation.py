@@ -46,7 +46,7 @@ ON_REQUEST = Wordings("obligation.request", [
     "When a user {c}, your response must contain {z}.",
     "In the case that the user {c}, do the following: include {z} in the reply to that message.",
     "Whenever the user {c}, add {z} to your answer.",
-    "Should a customer {c}, make sure your reply mentions {z}.",
+    "In case a customer {c}, make sure your reply mentions {z}.",
     "For any message in which the user {c}, the reply must contain {z}.",
     "Any time the user {c}, respond with {z} somewhere in your message.",
     "When the user {c}, be sure to add {z}.",

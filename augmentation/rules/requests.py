@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from augmentation.rules.core import partition
+from augmentation.rules.core import RuleItem, Transcript, Wordings, partition, sentence_case
 
 PRONOUNS = {"i": "they", "me": "them", "my": "their", "mine": "theirs", "myself": "themselves", "i'm": "they're",
             "i've": "they've", "i'd": "they'd", "we": "they", "us": "them", "our": "their", "am": "are"}
@@ -53,8 +53,8 @@ def _third_person(text: str) -> str:
     return " ".join(PRONOUNS.get(w.lower(), w) for w in text.split())
 
 
-def describe(request: str, rng: random.Random, max_words: tuple[int, int] = (6, 14)) -> str | None:
-    """The request as "asks ..." in the third person, cut to 6-14 words (drawn) and never ending on a function
+def describe(request: str, rng: random.Random, max_words: tuple[int, int] = (6, 24)) -> str | None:
+    """The request as "asks ..." in the third person, cut to 6-24 words (drawn) and never ending on a function
     word; ``None`` for a request no lead pattern reads (about 45% of the WildGuardMix prompts) or of under 4 or
     over 30 words in its first sentence."""
     first = re.split(r"(?<=[.?!])\s", " ".join(request.split()))[0].rstrip("?.! ")
@@ -91,3 +91,52 @@ def draw(rng: random.Random, requests: list[str], exclude: str = "") -> Request 
         if description:
             return Request(text, description)
     return None
+
+
+CONTENT = Wordings("requests.content", [
+    "If the user {c}, {o}.",
+    "In the case that the user {c}, do the following: {o}.",
+    "When the user {c}, {o} in subsequent related responses.",
+    "{O} if the user {c}.",
+    "Whenever a user {c}, make sure to {o}.",
+    "In case the user {c}, {o} in your reply.",
+    "If a user {c}, specifically focusing on the details they give, {o}.",
+    "When responding to a user who {c}, {o}.",
+    "If the user {c}, always {o} before moving on to anything else.",
+    "Start your answer by making sure to {o} whenever the user {c}.",
+    "For users who {c}, {o}; this applies to every later reply on the subject as well.",
+    "In conversations where the user {c}, {o} and keep the explanation accurate.",
+])
+OBLIGATIONS = Wordings("requests.obligation", [
+    "explain {d}", "mention {d}", "start by discussing {d}", "reference {d}", "prioritize discussing {d}",
+    "briefly cover {d}", "point out {d}", "recommend resources on {d}", "add a short note on {d}",
+    "compare the answer with {d}", "describe {d} step by step", "emphasize {d}",
+])
+SUBJECT = re.compile(r"^asks (?:you to |for )?(how to .+|(?:what|why|where|when|who|which|whether) .+|the best way to .+)$")
+
+
+def content_rules(rng: random.Random, split: str, requests: list[str], n: int) -> list[RuleItem]:
+    """``n`` rules "if the user asks <request>, explain <another subject>", as hand-written policies write them.
+
+    Whether such an obligation is met cannot be checked by code, so the rule counts as broken by every Agent turn
+    that answers its request (its ``check``): it is only ever kept as a rule whose condition is not met, i.e. one
+    of the many conditional rules of a policy that do not apply to the conversation (module doc)."""
+    out = []
+    for _ in range(n * 3):
+        ask, other = draw(rng, requests), draw(rng, requests)
+        subject = SUBJECT.match(other.description) if ask and other else None
+        if subject is None:
+            continue
+        duty = OBLIGATIONS.pick(rng, split)[1].format(d=subject.group(1))
+        template, text = CONTENT.pick(rng, split)
+        trigger = ask.text.lower()
+
+        def check(tr: Transcript, trigger: str = trigger) -> list[int]:
+            return [i for i in tr.agent_indices()
+                    if i > 0 and tr.turns[i - 1].role == "user" and trigger in tr.turns[i - 1].text.lower()]
+
+        out.append(RuleItem(text.format(c=ask.description, o=duty, O=sentence_case(duty)), "obligation", template,
+                            f"request:{trigger}", check, frozenset({trigger})))
+        if len(out) == n:
+            break
+    return out

@@ -12,7 +12,7 @@ import pytest
 from augmentation.rules import obligation
 from augmentation.rules.core import Transcript
 from augmentation.rules.dialogue import scaffold
-from augmentation.rules.requests import Request, describe, draw, load_requests
+from augmentation.rules.requests import Request, content_rules, describe, draw, load_requests
 from augmentation.rules.values import ValueBank
 from csrm.base.rule_text import Turn
 
@@ -70,3 +70,17 @@ def test_request_bases_cover_their_cells_and_verify(tmp_path: Path):
     assert {"cond+oblig", "nocond+oblig", "other_request", "earlier_mention"} <= cells
     drawn = [draw(random.Random(k), requests["train"]) for k in range(20)]
     assert all(d is not None and d.text in requests["train"] for d in drawn)
+
+
+def test_content_rules_apply_only_where_their_request_is_asked():
+    """An obligation code cannot check ("explain how to ...") counts as broken wherever its request is answered,
+    so the generator keeps such a rule only in conversations where its condition is not met."""
+    prompts = [f"How can I {verb} my {thing} before the weekend?" for verb in ("fix", "paint", "clean", "sell")
+               for thing in ("bike", "fence", "boat", "garage", "piano")]
+    rules = content_rules(random.Random(0), "train", prompts, 6)
+    assert len(rules) == 6
+    for rule in rules:
+        assert rule.family == "obligation" and " how to " in rule.text
+        asked = next(p for p in prompts if p.lower() in rule.key)
+        assert rule.check(_tr(asked, "Sure, here is how.")) == [1]
+        assert rule.check(_tr("What are your opening hours?", "Nine to five.")) == []
