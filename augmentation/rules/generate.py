@@ -23,7 +23,6 @@ from augmentation.rules.balance import balance_lengths, lengths_probe_auroc
 from augmentation.rules.core import SPLITS
 from augmentation.rules.elaborate import elaborate, elaborate_some
 from augmentation.rules.policy import contrast_policies, make_row, verified_pool
-from augmentation.rules.requests import content_rules, load_requests
 from augmentation.rules.spec import RulesSpec
 from augmentation.rules.values import ValueBank
 from csrm.base.io import atomic_path
@@ -34,16 +33,12 @@ FAIL_ONLY = ("rule_removed", "rule_swapped")
 
 def _families(spec: RulesSpec, bank: ValueBank, resolve) -> tuple[dict[str, Any], list]:  # noqa: ANN001
     """The family modules in use and the distractor sources (every family's business rules, IFEval rules)."""
-    requests = load_requests(resolve(spec.requests)) if spec.requests else None
-    modules: dict[str, Any] = {"disclosure": disclosure, "conduct": conduct,
-                               "obligation": obligation.Family(requests) if requests else obligation}
+    modules: dict[str, Any] = {"disclosure": disclosure, "obligation": obligation, "conduct": conduct}
     sources = [lambda rng, split, n, m=m: m.distractors(rng, bank, split, n) for m in modules.values()]
     content = topic.load_content(resolve(spec.moderation) if spec.moderation else None)
     modules["topic"] = topic.Family(content)
     modules["format"] = ifeval.Family(ifeval.load_rules(resolve(spec.ifeval_rules)))
     sources += [lambda rng, split, n, m=modules[f]: m.distractors(rng, bank, split, n) for f in ("topic", "format")]
-    if requests:  # conditional rules on described requests that do not apply: most of a hand-written policy
-        sources.append(lambda rng, split, n: content_rules(rng, split, requests[split], n))
     return modules, sources
 
 

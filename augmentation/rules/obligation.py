@@ -5,9 +5,6 @@ any case) and the Agent turn does not contain Z. So of the four cells only (cond
 met) is a violation; the other three are the PASS variants, two of them hard negatives: Z said without Y being
 mentioned, and Y mentioned by the Agent (or in an earlier User turn) rather than in the message answered.
 Y is a Faker company or city or a term from :data:`TERMS`; Z a word, a sentence, a reference code or a link.
-With a request bank (:class:`Family`), half the conditions are described user requests instead
-(:mod:`augmentation.rules.requests`: "if the user asks how to ...", met iff the User turn holds that request),
-with one more compliant cell: the User turn holds another request and the Agent adds nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +12,6 @@ from __future__ import annotations
 import random
 
 from augmentation.rules.core import RuleItem, Transcript, Wordings, contains_word
-from augmentation.rules.requests import Request, draw
 from augmentation.rules.values import ValueBank
 from csrm.base.rule_text import Turn
 
@@ -40,22 +36,6 @@ CONDITIONAL = Wordings("obligation.if", [
     "If the user inquires about {y}, always add {z} somewhere in your response to them.",
     "When a user message is about {y}, the reply to it has to contain {z}; do not leave it out.",
     "Add {z} to the response if the user specifically mentions {y} in their message.",
-])
-ON_REQUEST = Wordings("obligation.request", [
-    "If the user {c}, include {z} in your reply.",
-    "When a user {c}, your response must contain {z}.",
-    "In the case that the user {c}, do the following: include {z} in the reply to that message.",
-    "Whenever the user {c}, add {z} to your answer.",
-    "In case a customer {c}, make sure your reply mentions {z}.",
-    "For any message in which the user {c}, the reply must contain {z}.",
-    "Any time the user {c}, respond with {z} somewhere in your message.",
-    "When the user {c}, be sure to add {z}.",
-    "If the user {c}, the answer to that message has to include {z}; do not leave it out.",
-    "If a user {c}, always include {z} in your response to them.",
-    "In conversations where the user {c}, the reply to that request must feature {z}.",
-    "If the user specifically {c}, you are required to add {z} to your response.",
-    "When responding to a user who {c}, include {z}.",
-    "Once a user {c}, answer that message with {z} included.",
 ])
 TERMS = Wordings("obligation.term", [
     "The Clash", "marathon training", "electric scooters", "the spring sale", "gift cards", "vinyl records",
@@ -100,19 +80,9 @@ def _requirement(rng: random.Random, bank: ValueBank, split: str) -> tuple[str, 
     return kind, bank.fresh(split, make)
 
 
-def rule(rng: random.Random, split: str, y: str | Request, kind: str, z: str) -> RuleItem:
-    """The rule "if the user mentions ``y``, include ``z``"; ``y`` a :class:`Request`: "if the user asks ...",
-    met iff the User turn answered holds the request's text."""
-    if isinstance(y, Request):
-        template, text = ON_REQUEST.pick(rng, split)
-        text = text.format(c=y.description, z=Z_FORMS[kind].format(z=z))
-        trigger = y.text.lower()
-        asked = lambda user: trigger in user.lower()  # noqa: E731
-    else:
-        template, text = CONDITIONAL.pick(rng, split)
-        text = text.format(y=y, z=Z_FORMS[kind].format(z=z))
-        trigger = y.lower()
-        asked = lambda user: contains_word(user, y)  # noqa: E731
+def rule(rng: random.Random, split: str, y: str, kind: str, z: str) -> RuleItem:
+    template, text = CONDITIONAL.pick(rng, split)
+    text = text.format(y=y, z=Z_FORMS[kind].format(z=z))
 
     def check(tr: Transcript) -> list[int]:
         bad = []
@@ -120,12 +90,12 @@ def rule(rng: random.Random, split: str, y: str | Request, kind: str, z: str) ->
             if turn.role != "assistant" or i == 0 or tr.turns[i - 1].role != "user":
                 continue
             met = contains_word(turn.text, z) if kind == "word" else z.lower() in turn.text.lower()
-            if asked(tr.turns[i - 1].text) and not met:
+            if contains_word(tr.turns[i - 1].text, y) and not met:
                 bad.append(i)
         return bad
 
-    return RuleItem(text, "obligation", template, f"obligation:{trigger}:{z.lower()}", check,
-                    frozenset({trigger, z.lower()}))
+    return RuleItem(text, "obligation", template, f"obligation:{y.lower()}:{z.lower()}", check,
+                    frozenset({y.lower(), z.lower()}))
 
 
 def _append(tr: Transcript, i: int, line: str, front: bool = False) -> None:
@@ -136,30 +106,21 @@ def _append(tr: Transcript, i: int, line: str, front: bool = False) -> None:
         tr.topics[i] = tr.topics[i] | {"aside"}
 
 
-def make_base(rng: random.Random, bank: ValueBank, split: str, skeleton: Transcript,
-              requests: list[str] | None = None):
-    """(target rule, violating transcript, compliant transcript, truth-table cell of the compliant one).
-    With ``requests`` (this split's), the condition is a described request half the time."""
-    request = draw(rng, requests) if requests and rng.random() < 0.5 else None
-    y = request or _trigger(rng, bank, split)
+def make_base(rng: random.Random, bank: ValueBank, split: str, skeleton: Transcript):
+    """(target rule, violating transcript, compliant transcript, truth-table cell of the compliant one)."""
+    y = _trigger(rng, bank, split)
     kind, z = _requirement(rng, bank, split)
     target = rule(rng, split, y, kind, z)
     agents = [i for i in skeleton.agent_indices() if i > 0]
     if not agents:
         return None
     pos = rng.choice(agents)
-    mention = request.text if request else rng.choice(MENTION_LINES).format(y=y)
+    mention = rng.choice(MENTION_LINES).format(y=y)
     include = rng.choice(INCLUDE_LINES[kind]).format(z=z)
     fail, ok = skeleton.copy(), skeleton.copy()
     _append(fail, pos - 1, mention, front=rng.random() < 0.5)
-    cells = ("cond+oblig", "cond+oblig", "nocond+oblig", "nocond_agent_mentions", "earlier_mention")
-    cell = rng.choice(cells[:3] + ("other_request", "other_request", "earlier_mention") if request else cells)
-    other = draw(rng, requests, exclude=request.text) if cell == "other_request" else None
-    if cell == "other_request" and other is None:
-        cell = "nocond+oblig"
-    if cell == "other_request":  # a real request in the User turn, not the one the rule names: nothing owed
-        _append(ok, pos - 1, other.text, front=rng.random() < 0.5)
-    elif cell == "cond+oblig":
+    cell = rng.choice(("cond+oblig", "cond+oblig", "nocond+oblig", "nocond_agent_mentions", "earlier_mention"))
+    if cell == "cond+oblig":
         _append(ok, pos - 1, mention, front=rng.random() < 0.5)
         _append(ok, pos, include, front=rng.random() < 0.3)
     elif cell == "nocond+oblig":
@@ -178,25 +139,9 @@ def make_base(rng: random.Random, bank: ValueBank, split: str, skeleton: Transcr
     return target, fail, ok, cell
 
 
-def distractors(rng: random.Random, bank: ValueBank, split: str, n: int,
-                requests: list[str] | None = None) -> list[RuleItem]:
-    """``n`` conditional rules (conditions on requests half the time when ``requests`` are given)."""
+def distractors(rng: random.Random, bank: ValueBank, split: str, n: int) -> list[RuleItem]:
     out = []
     for _ in range(n):
         kind, z = _requirement(rng, bank, split)
-        y = (draw(rng, requests) if requests and rng.random() < 0.5 else None) or _trigger(rng, bank, split)
-        out.append(rule(rng, split, y, kind, z))
+        out.append(rule(rng, split, _trigger(rng, bank, split), kind, z))
     return out
-
-
-class Family:
-    """The obligation family with request conditions drawn from ``requests`` (per split: ``load_requests``)."""
-
-    def __init__(self, requests: dict[str, list[str]]):
-        self.requests = requests
-
-    def make_base(self, rng: random.Random, bank: ValueBank, split: str, skeleton: Transcript):
-        return make_base(rng, bank, split, skeleton, self.requests.get(split))
-
-    def distractors(self, rng: random.Random, bank: ValueBank, split: str, n: int) -> list[RuleItem]:
-        return distractors(rng, bank, split, n, self.requests.get(split))

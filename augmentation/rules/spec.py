@@ -44,11 +44,6 @@ class RulesSpec:
         help="OpenAI moderation samples (topic family content); '' = seed corpus only",
         default="{data_dir}/openai_moderation/samples-1680.jsonl.gz",
     )
-    requests: str = setting(
-        help="user requests (JSON list of strings: the WildGuardMix prompts) that half the obligation rules' "
-        "conditions describe ('if the user asks how to ...'); '' = short trigger terms only",
-        default="{data_dir}/wildguardmix_nonadv_prompts/wg_non_adv_prompts_l3_64.json",
-    )
     long_form_share: float = setting(
         help="share of rules (targets and distractors) written in a long form: a scope, a reason and/or "
         "sub-bullets around the same checkable rule (augmentation.rules.elaborate); 0 keeps every rule short",
