@@ -14,7 +14,9 @@ Prints (and writes as JSON) every number of issue 28 this judge can give without
   split, the pair logits of violating (rule, Agent window) pairs against three negative sets, one negative per
   positive: the **same rule text** against a window that keeps it (a judge that reads only the rule scores 0.5
   here), the **same window** against a rule it keeps (a judge that reads only the turn scores 0.5), and any
-  non-violating pair drawn at random. Beside each, TF-IDF probes that see only the rule or only
+  non-violating pair drawn at random, and the **same question**: the same rule and the same User turn answered,
+  with a window that keeps the rule (a judge that reads the rule and the question but not the answer scores 0.5
+  here; drawn only where the data hold such a pair, so its count is printed). Beside each, TF-IDF probes that see only the rule or only
   the turn (fitted on dev pairs): an AUROC the probe matches is not evidence of reading;
 - the **length test**: for generated test FAIL rows, a benign Agent turn of the same transcript repeated to
   20,000 characters (|change of p_comply|) and the violating turn's text inserted in its middle (flagged?);
@@ -109,7 +111,7 @@ def generated(judge: RulePredictor, data: Path, max_test: int | None = None) -> 
             "narrowing": narrowing_recall(judge, test), "seconds": round(seconds, 1)}
 
 
-NEGATIVE_SETS = ("same_rule", "same_turn", "any")
+NEGATIVE_SETS = ("same_rule", "same_turn", "same_question", "any")
 
 
 def matched_pairs(examples: list[RuleExample], *, n_positive: int = 600, seed: int = 0, uncased: bool = True,
@@ -126,13 +128,15 @@ def matched_pairs(examples: list[RuleExample], *, n_positive: int = 600, seed: i
     negatives = [pair for pair, label, _ in labelled if not label]
     by_rule: dict[str, list[Pair]] = {}
     by_window: dict[str, list[Pair]] = {}
+    by_question: dict[tuple[str, str], list[Pair]] = {}
     for pair in negatives:
         by_rule.setdefault(pair.rule, []).append(pair)
         by_window.setdefault(pair.window, []).append(pair)
+        by_question.setdefault((pair.rule, pair.context), []).append(pair)
     drawn: dict[str, list[tuple[Pair, str]]] = {name: [] for name in NEGATIVE_SETS}
     for pair, family in positives:
         for name, pool in (("same_rule", by_rule.get(pair.rule)), ("same_turn", by_window.get(pair.window)),
-                           ("any", negatives)):
+                           ("same_question", by_question.get((pair.rule, pair.context))), ("any", negatives)):
             if pool:
                 drawn[name].append((pool[rng.randrange(len(pool))], family))
     return positives, drawn

@@ -146,6 +146,14 @@ def make_base(rng: random.Random, bank: ValueBank, split: str, skeleton: Transcr
             return None
     else:
         _plant_reveal(ok, pos, rng.choice(allowed if variant == "allowed" else others), bank, split, rng, person)
+    # Asked the same question, only the answer tells the verdict: without such pairs the rule and the question
+    # alone predicted the label, and a judge learnt to fire on the question (docs/results.md#2026-12-06-context).
+    same_question = variant in ("decline", "verified") or rng.random() < 0.5
+    if same_question and variant in ("other_type", "allowed"):  # declines, then gives another value instead
+        decline = rng.choice(DECLINE_LINES).format(p=person, n=VALUE_TYPES[shown].noun)
+        ok.turns[pos] = Turn("assistant", f"{decline} {ok.turns[pos].text}")
+    if same_question and pos > 0 and fail.turns[pos - 1].role == "user":
+        ok.turns[pos - 1] = fail.turns[pos - 1]
     if rng.random() < 0.25:  # the User states a forbidden value of their own: not the Agent's disclosure
         users = [j for j, t in enumerate(skeleton.turns) if t.role == "user" and j != pos - 1]
         if users:

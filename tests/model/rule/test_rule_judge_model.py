@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from rule_judge_fixtures import PHONE_RULE, KeywordJudge, rows, tiny_backbone, write_dataset
+from rule_judge_fixtures import PHONE_RULE, QUESTIONS, KeywordJudge, rows, tiny_backbone, write_dataset
 from transformers import AutoTokenizer
 
 from csrm.base.config import build
@@ -74,6 +74,12 @@ def test_sampling_keeps_positives_and_hard_negatives(tmp_path):
     assert len(pairs) == 60 and sum(labels) == counts["positives"] > 0
     assert counts["hard_negatives"] > 0
     assert all(p.rule == PHONE_RULE and "555" in p.window for p, y in pairs if y)
+    texts = [(p.rule, p.context, p.window) for p, _ in pairs]
+    assert len(set(texts)) == len(texts)  # one pair per text, however many rows repeat it
+    asked = {(p.rule, p.context) for p, y in pairs if y}
+    matched = [p for p, y in pairs if not y and (p.rule, p.context) in asked]
+    assert counts["context_matched_negatives"] > 0 and len(matched) >= counts["context_matched_negatives"]
+    assert all("555" not in p.window for p in matched)  # the same rule and question, an answer that keeps it
 
 
 @pytest.mark.slow
@@ -190,13 +196,16 @@ def test_pair_reading_matched_negatives_expose_judges_that_read_one_side(tmp_pat
 
     root = write_dataset(tmp_path / "data")
     positives, negatives = matched_pairs(read_examples(root / "test.jsonl"))
-    assert positives and all(len(negatives[name]) == len(positives) for name in negatives)
+    assert positives and all(len(negatives[name]) == len(positives) for name in ("same_rule", "same_turn", "any"))
+    assert 0 < len(negatives["same_question"]) <= len(positives)  # only where the data hold one
+    for pair, _ in negatives["same_question"]:  # the phone rule, the same question, an answer without a number
+        assert pair.rule == PHONE_RULE and pair.context in QUESTIONS and "555" not in pair.window
     for (pos, _), (same_rule, _), (same_turn, _) in zip(positives, negatives["same_rule"], negatives["same_turn"],
                                                         strict=True):
         assert same_rule.rule == pos.rule and "555" not in same_rule.window  # the rule, kept by another window
         assert same_turn.window == pos.window and same_turn.rule != PHONE_RULE  # the window, under a rule it keeps
     reads = pair_reading(keyword_predictor(), root)  # fires iff the phone rule meets a number: reads both sides
-    assert reads["same_rule"]["judge"] == reads["same_turn"]["judge"] == 1.0
+    assert reads["same_rule"]["judge"] == reads["same_turn"]["judge"] == reads["same_question"]["judge"] == 1.0
     assert reads["same_rule"]["rule_only_probe"] == 0.5  # one rule text: the probe cannot tell the pairs apart
     tok = AutoTokenizer.from_pretrained(default_backbone())
     rule_only = keyword_predictor()  # fires on the phone rule whatever the window ("agent" tags every window)
