@@ -134,11 +134,14 @@ def matched_pairs(examples: list[RuleExample], *, n_positive: int = 600, seed: i
         by_window.setdefault(pair.window, []).append(pair)
         by_question.setdefault((pair.rule, pair.context), []).append(pair)
     drawn: dict[str, list[tuple[Pair, str]]] = {name: [] for name in NEGATIVE_SETS}
+    later = random.Random(seed + 1)  # the set added last draws apart, so the earlier sets' draws stay as they were
     for pair, family in positives:
-        for name, pool in (("same_rule", by_rule.get(pair.rule)), ("same_turn", by_window.get(pair.window)),
-                           ("same_question", by_question.get((pair.rule, pair.context))), ("any", negatives)):
+        for name, pool, draw in (("same_rule", by_rule.get(pair.rule), rng),
+                                 ("same_turn", by_window.get(pair.window), rng),
+                                 ("same_question", by_question.get((pair.rule, pair.context)), later),
+                                 ("any", negatives, rng)):
             if pool:
-                drawn[name].append((pool[rng.randrange(len(pool))], family))
+                drawn[name].append((pool[draw.randrange(len(pool))], family))
     return positives, drawn
 
 
