@@ -5,17 +5,10 @@ calibration and the threshold on the dev split.
 turn_index]`` is in ``metadata.violations``; a turn longer than ``window_chars`` gives one pair per window
 with the turn's label. A policy of 100 rules over 5 turns is 500 pairs, almost all negative, so pairs are
 sampled into ``max_train_pairs`` in this order: every positive (up to ``positive_share`` of the budget),
-then **hard negatives** (half of what is left), the **context-matched** ones first (up to a quarter of what
-is left): the same rule text and the
-same User turn as a positive, with an Agent window that keeps the rule (the decline after "what is Sam's phone
-number?", the reply that does include the required word). Without them the rule and the User turn alone told
-the label (a judge shown a neutral reply in place of the Agent window ranked disclosure pairs at 0.99 AUROC and
-fired on declines), so the judge learnt to read the question, not the answer. Then the other hard negatives:
-pairs that share the violated rule or the violating turn's text with a positive of the same ``base_id`` (the
-same turn under a removed or swapped rule, the violated rule against an innocent turn, a near-miss turn), then
-random negatives (real, unrelated rules against real turns, which teach the judge not to fire on rules that
-merely share words). Pairs are sampled by their text: a transcript written under several contrasts repeats
-the same (rule, context, window) texts, and each is taken once. With an uncased tokenizer
+then **hard negatives** (half of what is left): pairs that share the violated rule or the violating turn's
+text with a positive of the same ``base_id`` (the same turn under a removed or swapped rule, the violated
+rule against an innocent turn, a near-miss turn), then random negatives (real, unrelated rules against
+real turns, which teach the judge not to fire on rules that merely share words). With an uncased tokenizer
 (all-MiniLM-L6-v2 lower-cases everything), the pairs of rules whose verdict depends on letter case
 (``metadata.case_dependent``: "write in all capitals", "no all-caps sentences") are left out: the violating and
 the compliant turn read the same to the model, so their labels would only teach it that such rules fire at
@@ -86,48 +79,34 @@ def example_pairs(example: RuleExample, window_chars: int, *, uncased: bool = Fa
 
 def sample_pairs(examples: list[RuleExample], args: RuleJudgeArgs, *, uncased: bool = False
                  ) -> tuple[list[tuple[Pair, int]], dict]:
-    """Positives, context-matched, other hard and random negatives within ``max_train_pairs``, one pair per
-    distinct text (module doc)."""
+    """Positives, hard negatives and random negatives within ``max_train_pairs`` (module doc)."""
     rng = random.Random(args.seed)
     violated_rules: dict[str, set[str]] = {}
     violating_turns: dict[str, set[str]] = {}
-    all_pairs: dict[tuple[str, str, str], tuple[str, Pair, int]] = {}
-    candidates = 0
+    all_pairs = []
     for ex in examples:
         pairs = example_pairs(ex, args.window_chars, uncased=uncased)
-        candidates += len(pairs)
         for pair, label in pairs:
             if label:
                 violated_rules.setdefault(ex.base_id, set()).add(pair.rule)
                 violating_turns.setdefault(ex.base_id, set()).add(pair.window)
-            # one label per text: generated labels never disagree on a text, but a positive wins if they did
-            key = (pair.rule, pair.context, pair.window)
-            if key not in all_pairs or label > all_pairs[key][2]:
-                all_pairs[key] = (ex.base_id, pair, label)
-    positives = [(p, y) for _, p, y in all_pairs.values() if y]
-    asked = {(p.rule, p.context) for p, _ in positives}
-    matched, hard, easy = [], [], []
-    for base, pair, label in all_pairs.values():
-        if label:
-            continue
-        if (pair.rule, pair.context) in asked:
-            matched.append((pair, 0))
-        elif pair.rule in violated_rules.get(base, ()) or pair.window in violating_turns.get(base, ()):
-            hard.append((pair, 0))
-        else:
-            easy.append((pair, 0))
-    for group in (positives, matched, hard, easy):
+        all_pairs += [(ex.base_id, pair, label) for pair, label in pairs]
+    positives = [(p, y) for _, p, y in all_pairs if y]
+    hard, easy = [], []
+    for base, pair, label in all_pairs:
+        if not label:
+            is_hard = pair.rule in violated_rules.get(base, ()) or pair.window in violating_turns.get(base, ())
+            (hard if is_hard else easy).append((pair, 0))
+    for group in (positives, hard, easy):
         rng.shuffle(group)
     budget = args.max_train_pairs
     positives = positives[: int(args.positive_share * budget)]
     left = budget - len(positives)
-    matched = matched[: left // 4]
-    hard = hard[: left // 2 - len(matched)]
-    easy = easy[: budget - len(positives) - len(matched) - len(hard)]
-    chosen = positives + matched + hard + easy
+    hard = hard[: left // 2]
+    easy = easy[: budget - len(positives) - len(hard)]
+    chosen = positives + hard + easy
     rng.shuffle(chosen)
-    counts = {"candidate_pairs": candidates, "distinct_pairs": len(all_pairs), "positives": len(positives),
-              "context_matched_negatives": len(matched), "hard_negatives": len(matched) + len(hard),
+    counts = {"candidate_pairs": len(all_pairs), "positives": len(positives), "hard_negatives": len(hard),
               "random_negatives": len(easy),
               "case_dependent_rules_left_out": sum(len(ex.case_dependent) for ex in examples) if uncased else 0,
               "history_dependent_pairs_left_out": sum(len(ex.history_dependent) for ex in examples)}

@@ -74,12 +74,6 @@ def test_sampling_keeps_positives_and_hard_negatives(tmp_path):
     assert len(pairs) == 60 and sum(labels) == counts["positives"] > 0
     assert counts["hard_negatives"] > 0
     assert all(p.rule == PHONE_RULE and "555" in p.window for p, y in pairs if y)
-    texts = [(p.rule, p.context, p.window) for p, _ in pairs]
-    assert len(set(texts)) == len(texts)  # one pair per text, however many rows repeat it
-    asked = {(p.rule, p.context) for p, y in pairs if y}
-    matched = [p for p, y in pairs if not y and (p.rule, p.context) in asked]
-    assert counts["context_matched_negatives"] > 0 and len(matched) >= counts["context_matched_negatives"]
-    assert all("555" not in p.window for p in matched)  # the same rule and question, an answer that keeps it
 
 
 @pytest.mark.slow
