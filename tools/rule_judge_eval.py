@@ -11,13 +11,14 @@ Prints (and writes as JSON) every number of issue 28 this judge can give without
   slices, the **named-rule accuracy** (FAIL items whose evidence names a rule in ``rules_violated``), the
   rule-level narrowing recall, pairs read with and without narrowing, and seconds per item;
 - **pair reading with matched negatives** (``pair_reading``, :func:`pair_reading`): on the generated test
-  split, the pair logits of violating (rule, Agent window) pairs against three negative sets, one negative per
+  split, the pair logits of violating (rule, Agent window) pairs against four negative sets, one negative per
   positive: the **same rule text** against a window that keeps it (a judge that reads only the rule scores 0.5
   here), the **same window** against a rule it keeps (a judge that reads only the turn scores 0.5), and any
   non-violating pair drawn at random, and the **same question**: the same rule and the same User turn answered,
   with a window that keeps the rule (a judge that reads the rule and the question but not the answer scores 0.5
-  here; drawn only where the data hold such a pair, so its count is printed). Beside each, TF-IDF probes that see only the rule or only
-  the turn (fitted on dev pairs): an AUROC the probe matches is not evidence of reading;
+  here; drawn only where the data hold such a pair, and scored against those positives only). Beside each,
+  TF-IDF probes that see only the rule or only the turn (fitted on dev pairs): an AUROC the probe matches is not
+  evidence of reading;
 - the **length test**: for generated test FAIL rows, a benign Agent turn of the same transcript repeated to
   20,000 characters (|change of p_comply|) and the violating turn's text inserted in its middle (flagged?);
 - **where DynaBench's false alarms come from** (``alarms``, :func:`rule_alarms`): the rule texts whose pair
@@ -172,8 +173,12 @@ def pair_reading(judge: RulePredictor, data: Path, n_positive: int = 600) -> dic
                "turn_only_probe": _surface_probe(dev_pairs, "turn")}
     out: dict = {"positives": len(positives), "negatives": {name: len(negatives[name]) for name in NEGATIVE_SETS}}
     for name in NEGATIVE_SETS:
-        pairs = [p for p, _ in positives] + [p for p, _ in negatives[name]]
-        y = [1] * len(positives) + [0] * len(negatives[name])
+        pos = [p for p, _ in positives]
+        if name == "same_question":  # only the positives it has a negative for: then a question reader gets 0.5
+            asked = {(n.rule, n.context) for n, _ in negatives[name]}
+            pos = [p for p in pos if (p.rule, p.context) in asked]
+        pairs = pos + [p for p, _ in negatives[name]]
+        y = [1] * len(pos) + [0] * len(negatives[name])
         out[name] = {scorer: _auroc(y, [float(v) for v in score(pairs)]) for scorer, score in scorers.items()}
     out["same_rule_by_family"] = {}
     for family in sorted({f for _, f in positives}):

@@ -210,6 +210,10 @@ def test_pair_reading_matched_negatives_expose_judges_that_read_one_side(tmp_pat
     turn_only.model = KeywordJudge(tok.cls_token_id, tok.convert_tokens_to_ids("555"))
     report = pair_reading(turn_only, root)
     assert report["same_rule"]["judge"] == 1.0 and report["same_turn"]["judge"] == 0.5
+    question_only = keyword_predictor()  # fires on the phone rule after "How do I contact Sam?", whatever the answer
+    question_only.model = KeywordJudge(tok.convert_tokens_to_ids("phone"), tok.convert_tokens_to_ids("contact"))
+    report = pair_reading(question_only, root)
+    assert report["same_question"]["judge"] == 0.5 and report["any"]["judge"] > 0.5
     assert json.loads(json.dumps(report)) == report
 
 
