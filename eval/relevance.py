@@ -31,7 +31,7 @@ FLOOR = 1e-6
 
 @lru_cache(maxsize=1)
 def _embedder():
-    from csrm.model.rule.candidates import SentenceEmbedder
+    from csrm.model.sentence_embedder import SentenceEmbedder
 
     return SentenceEmbedder("minilm")  # one per process: its text cache serves every table of a report
 

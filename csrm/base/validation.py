@@ -169,7 +169,7 @@ def check_score_item(item: ScoreItem, index: int | None = None) -> None:
 
 
 # -- model folders ---------------------------------------------------------------------------------------
-CSRM_MODEL_TYPES = ("csrm", "csrm_clause", "csrm_rule")  # the cross-encoder, clause-reading CSRM, rule judge
+CSRM_MODEL_TYPES = ("csrm", "csrm_clause", "csrm_rule", "csrm_policy")  # cross-encoder, clause, rule, policy judge
 
 
 def check_model_dir(model: str | Path, *, what: str = "model") -> None:

@@ -70,6 +70,15 @@ FAMILIES: dict[str, Family] = {
         summary="the rule judge: a cross-encoder over (numbered rule, Agent turn window) pairs, OR over the pairs, "
                 "the driving rule and turn as evidence; trained on rule data from a rules augmentation "
                 "(csrm/model/rule/)"),
+    "policy": Family(
+        name="policy", model_type="csrm_policy",
+        model="csrm.model.policy.saved:PolicyJudgeModel",
+        args="csrm.model.policy.args:PolicyJudgeArgs",
+        trainer="csrm.model.policy.trainer:train",
+        predictor="csrm.model.policy.predictor:PolicyPredictor",
+        summary="the policy judge: one folder holding a category reader and a rule judge, and a router that sends "
+                "each part of a policy (allow lists over the taxonomy, free-text rules) to the reader made for it "
+                "(csrm/model/policy/)"),
 }
 
 

@@ -40,7 +40,8 @@ at export). ``--format csrm`` copies the folder with a card, for ``csrm.load`` o
 
 **Rule judge** (``model_type: csrm_rule``): a second encoder narrows the (rule, window) pairs and an OR
 combines the cross-encoder's pair logits, so it has no plain-``transformers`` form either; ``auto`` copies the
-folder with a card (as ``--format csrm``) and ``--format transformers`` is refused, naming ``format``.
+folder with a card (as ``--format csrm``) and ``--format transformers`` is refused, naming ``format``. So is the
+**policy judge** (``model_type: csrm_policy``): a router over a category reader and a rule judge, one folder.
 
 Every export checks itself: the standard model and ``csrm.load`` score the same probe items through the chat
 template, and the export fails if the rewards differ by more than ``1e-3`` (the largest difference is
@@ -66,6 +67,10 @@ logger = logging.getLogger(__name__)
 COMPLIANCE_FILE = "csrm_compliance_head.safetensors"
 Format = Literal["auto", "transformers", "csrm"]
 RULE_MODEL_TYPE = FAMILIES["rule"].model_type  # the rule judge: exported as its csrm folder (auto) only
+POLICY_MODEL_TYPE = FAMILIES["policy"].model_type  # the policy judge: likewise
+FOLDER_ONLY = {RULE_MODEL_TYPE: "the rule judge has no plain-transformers form (a second encoder narrows the (rule, "
+                                "window) pairs and an OR combines them)",
+               POLICY_MODEL_TYPE: "the policy judge has no plain-transformers form (a router over two readers)"}
 FORMATS: tuple[str, ...] = get_args(Format)
 TOLERANCE = 1e-3
 # the averaging layer's constants (module doc): ALPHA scales the written values far above the residual stream,
@@ -311,14 +316,12 @@ def export(model_dir: str | Path, out_dir: str | Path, *, fmt: str = "auto", rep
     if push_to_hub is not None:
         check_hub_target(push_to_hub)
     check_output_dir(out_dir, "export", overwrite=overwrite, inputs={"model": model_dir, "report": report})
-    if model_type == RULE_MODEL_TYPE and fmt == "transformers":
-        raise InputError("the rule judge has no plain-transformers form (a second encoder narrows the (rule, "
-                         "window) pairs and an OR combines them): export it with format=csrm, for csrm.load",
-                         field="format")
+    if model_type in FOLDER_ONLY and fmt == "transformers":
+        raise InputError(f"{FOLDER_ONLY[model_type]}: export it with format=csrm, for csrm.load", field="format")
     with atomic_path(out, is_dir=True, command="export") as partial:
-        if fmt == "csrm" or model_type == RULE_MODEL_TYPE:  # auto: the rule judge's folder as is
+        if fmt == "csrm" or model_type in FOLDER_ONLY:  # auto: the folder as is
             shutil.copytree(model_dir, partial, dirs_exist_ok=True)
-            kind = model_type if model_type in ("csrm_clause", RULE_MODEL_TYPE) else "csrm"  # the card's wording
+            kind = model_type if model_type in ("csrm_clause", *FOLDER_ONLY) else "csrm"  # the card's wording
             write_card(partial, model_dir, kind=kind, report=report)
         elif model_type == "csrm_clause":
             from csrm.scoring.clause_export import export_clause

@@ -217,6 +217,13 @@ def _usage(kind: str, *, architecture: str | None, max_diff: float | None, rewar
                   "loads with `csrm.load` only (two encoders and an OR over pairs have no single-forward "
                   "`transformers` form). On DynaBench's hand-written rules it does not yet read the rules: see "
                   "csrm's docs/results.md.", ""]
+    if kind == "csrm_policy":
+        lines += ["This is a **policy judge**: one folder holding a category reader (`category/`) and a rule judge "
+                  "(`rules/`). A router sends each part of a policy to the reader made for it: allow lists over "
+                  "the risk taxonomy to the category reader, free-text rules to the rule judge; a policy with both "
+                  "complies iff it complies with both parts (`p_comply` is the product), and `result.evidence` "
+                  "names the rule and turn that drove the rule judge's verdict. It loads with `csrm.load` only. "
+                  "The rule judge is in research state: see csrm's docs/results.md.", ""]
     if kind == "csrm_clause":
         lines += ["This is a **clause-reading CSRM**: it splits the config into clauses and the content into "
                   "windows and runs several frozen-encoder passes per item (one per distinct clause and "

@@ -110,7 +110,9 @@ class Scorer:
         return config
 
     def threshold_for(self, config: ConfigLike) -> float:
-        """Threshold on p_violation for ``config`` (per-config if fitted, else the global default)."""
+        """Threshold on p_violation for ``config`` (per-config if fitted, else the default: the model's global one,
+        or, for a predictor that picks its default by the config (``default_threshold``, the policy judge: the cut
+        of the reader that reads it), that one)."""
         cfg = self.model.config
         if isinstance(config, str):
             key = self._keys.get(config)
@@ -121,7 +123,12 @@ class Scorer:
             keys = [key]
         else:
             keys = lookup_keys(config, self.render(config))
-        return lookup_threshold(keys, cfg.config_thresholds, cfg.threshold)
+        if cfg.config_thresholds and any(k in cfg.config_thresholds for k in keys):
+            return lookup_threshold(keys, cfg.config_thresholds, cfg.threshold)
+        by_config = getattr(self.predictor, "default_threshold", None)
+        if by_config is None:
+            return float(cfg.threshold)
+        return float(by_config(config if isinstance(config, str) else self.render(config)))
 
     def fit_thresholds(self, items: Sequence[ScoreItem], labels: Sequence[int], *, precision: float | None = None,
                        recall: float | None = None, min_examples: int = 20,

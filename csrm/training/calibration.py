@@ -127,7 +127,12 @@ def calibrate(model_dir: str | Path, dataset_dir: str | Path, *, split: str = "v
             raise InputError(f"{len(wanted) - len(examples)} of the example_ids are not in split {split!r}",
                              path=str(dataset_dir))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    clause = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type") == "csrm_clause"
+    model_type = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type")
+    if model_type in ("csrm_rule", "csrm_policy"):
+        raise InputError("this model is calibrated when it is trained (the rule judge on its rule data's dev split; "
+                         "a policy judge through its readers): csrm calibrate fits the clause and cross-encoder "
+                         "families", path=str(model_dir))
+    clause = model_type == "csrm_clause"
     if clause:
         logits, labels, is_request, (old_t, old_req) = _clause_logits(model_dir, examples, max_examples, device,
                                                                        batch_tokens, progress)

@@ -58,7 +58,7 @@ def test_benchmark_runs_and_writes_its_ratio(name, tmp_path, capsys):
 def test_rule_judge_bench_runs_against_the_clause_scorer(tmp_path, shared_data, monkeypatch, capsys):
     """bench_rule_judge on a tiny rule judge trained here (seconds) and the first DynaBench items."""
     spec = importlib.util.spec_from_file_location(
-        "rule_judge_fixtures", BENCH.parent / "tests" / "model" / "rule" / "rule_judge_fixtures.py")
+        "rule_judge_fixtures", BENCH.parent / "tests" / "rule_judge_fixtures.py")
     fixtures = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fixtures)
     from csrm.base.config import build

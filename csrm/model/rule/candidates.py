@@ -19,13 +19,11 @@ The recall of this step (violated (rule, turn) pairs that survive it) is measure
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from csrm.base.paths import resolve_model_name
-
-Embed = Callable[[list[str]], np.ndarray]  # texts -> L2-normalised rows
+from csrm.model.sentence_embedder import Embed
 
 _CONDITION = re.compile(r"\b(if|when|whenever|once|unless|in the case|in case|should the user|upon|after the "
                         r"user|where the user|for any (?:user|question|request) (?:about|regarding))\b", re.I)
@@ -40,31 +38,6 @@ def applies_everywhere(rule: str) -> bool:
     """True for an unconditional rule about the form of every response (module doc)."""
     head = rule[:300]
     return not _CONDITION.search(head) and bool(_FORM.search(head))
-
-
-class SentenceEmbedder:
-    """A frozen sentence-transformers model (loaded on first use) with a per-text cache: a policy's rules are
-    embedded once however many items share it."""
-
-    def __init__(self, name_or_path: str = "minilm", *, batch_size: int = 64, cache_size: int = 50_000):
-        self.name = name_or_path
-        self.batch_size, self.cache_size = batch_size, cache_size
-        self._model = None
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-        if missing:
-            if self._model is None:
-                from sentence_transformers import SentenceTransformer
-
-                self._model = SentenceTransformer(resolve_model_name(self.name), device="cpu")
-            vectors = self._model.encode(missing, batch_size=self.batch_size, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=False)
-            if len(self._cache) + len(missing) > self.cache_size:
-                self._cache.clear()
-            self._cache.update(zip(missing, vectors, strict=True))
-        return np.stack([self._cache[t] for t in texts]) if texts else np.zeros((0, 1), dtype=np.float32)
 
 
 def select(rules: Sequence[str], windows: Sequence[str], *, top_k: int, embed: Embed | None,

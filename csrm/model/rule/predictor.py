@@ -34,10 +34,11 @@ from csrm.base.score_types import Evidence, ScoreItem, ScoreResult
 from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import Calibration, combine
 from csrm.model.rule.args import FAMILY, RuleJudgeArgs
-from csrm.model.rule.candidates import Embed, SentenceEmbedder, select
+from csrm.model.rule.candidates import select
 from csrm.model.rule.data import preceding_user
 from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
 from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
+from csrm.model.sentence_embedder import Embed, SentenceEmbedder
 
 META_FILE = "rule_judge.json"
 # Judges saved before int8 scoring was removed carry this field; they load and score in float32 (their

@@ -48,10 +48,10 @@ from csrm.base.memory import release_freed_memory
 from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import best_f1_threshold, fit_calibration
 from csrm.model.rule.args import RuleJudgeArgs
-from csrm.model.rule.candidates import SentenceEmbedder
 from csrm.model.rule.data import RuleExample, preceding_user, read_examples
 from csrm.model.rule.modeling import Pair, PairEncoder, freeze_lower, load_backbone
 from csrm.model.rule.predictor import RulePredictor, save
+from csrm.model.sentence_embedder import SentenceEmbedder
 
 
 def is_uncased(tokenizer: PreTrainedTokenizerBase) -> bool:
