@@ -10,7 +10,9 @@ Stages, each writing into ``output_dir``:
 5. ``eval``      -> ``output_dir/eval/<label>/``    (``csrm eval``'s harness on each benchmark; label ``csrm``,
    ``config_blind``, ``zero-shot_<model>``, ...)
 6. ``rule judge`` -> ``output_dir/model_rule`` + ``output_dir/eval/rule_judge/``, if the recipe names
-   ``rule_judge`` (trained on ``output_dir/data/rules``, evaluated like the CSRM: :mod:`csrm.app.pipeline_rule`)
+   ``rule_judge`` (trained on ``output_dir/data/rules``, evaluated like the CSRM: :mod:`csrm.app.pipeline_rule`);
+   then ``policy judge`` -> ``output_dir/model_policy`` + ``output_dir/eval/policy_judge/``, if it names
+   ``policy_judge`` (both readers in one folder behind a router: :mod:`csrm.app.pipeline_policy`)
 7. ``report``    -> ``output_dir/report.md`` + ``report.json`` (printed at the end)
 
 **Honest reruns.** Every stage has a fingerprint: a hash of its resolved settings, of the files it reads and of
@@ -56,7 +58,8 @@ from csrm.base.paths import DEFAULT_TAXONOMY, PROJECT_ROOT, data_dir, recipe_pat
 BENCH_FOLDERS = {"cosapien": ("cosapien", "cosapien_configs"), "dynabench": ("dynabench",),
                  "cosalign-test": ("cosalign_test",)}
 # training keys that only say where this run writes or logs (the data is covered by the augment fingerprint)
-RUN_PATH_KEYS = {"dataset_path", "output_dir", "checkpoint_dir", "resume_from_checkpoint", "report_to",
+RUN_PATH_KEYS = {"dataset_path", "output_dir", "checkpoint_dir", "resume_from_checkpoint", "report_to", "rule_data",
+                 "category_model", "rule_model",
                  "overwrite"}
 
 
@@ -74,6 +77,10 @@ class PipelineConfig:
                               "configs/train/rule_minilm.yaml), trained on output_dir/data/rules and evaluated on "
                               "the benchmarks beside the CSRM; needs the augmentation recipe's rules.enabled; '' = none")
     rule_judge_overrides: list[str] = setting(help="key=value for the rule judge's training", default_factory=list)
+    policy_judge: str = setting("", "policy-judge config YAML (architecture: policy, configs/train/policy.yaml): "
+                                "composes the calibrated CSRM and the rule judge into output_dir/model_policy, one "
+                                "model for category allow lists and free-text rules, evaluated beside them; needs "
+                                "rule_judge; '' = none")
     train_launcher: str = setting("", "empty = train in this process; else a launcher prefix run as a subprocess, e.g. "
                 "'accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml' (-m csrm train is added)")
     calibrate: bool = setting(True, "fit the temperature on the validation split")
@@ -130,7 +137,7 @@ def check_recipe(cfg: PipelineConfig) -> None:
     overrides, the training config with its overrides (keys, types, a non-zero number of steps), the rule
     judge's (:func:`csrm.app.pipeline_rule.check`), the benchmark names and the evaluation limit."""
     import augmentation
-    from csrm.app import pipeline_rule
+    from csrm.app import pipeline_policy, pipeline_rule
     from csrm.training.train import load_train_config
     from eval.benchmarks import resolve_names
 
@@ -153,6 +160,7 @@ def check_recipe(cfg: PipelineConfig) -> None:
             raise
         raise InputError(err.reason, path="recipe train_overrides", field=err.field) from None
     pipeline_rule.check(cfg, recipe, resolve)
+    pipeline_policy.check(cfg, resolve)
     try:
         resolve_names(cfg.bench)
     except ValueError as err:
@@ -392,6 +400,11 @@ class Pipeline:
 
             pipeline_rule.train(self, resolve, RUN_PATH_KEYS)
             pipeline_rule.evaluate(self)
+        if self.cfg.policy_judge:
+            from csrm.app import pipeline_policy
+
+            pipeline_policy.compose(self, resolve, RUN_PATH_KEYS)
+            pipeline_policy.evaluate(self)
         ran = [n for n, s in self.state.status.items() if s == "ran"]
         reused = [n for n, s in self.state.status.items() if s == "reused"]
         self.log(f"[csrm run] this invocation: {time.perf_counter() - start:.1f} s; ran: {', '.join(ran) or 'none'}; "

@@ -89,6 +89,11 @@ def build_run_report(pipeline) -> tuple[str, dict[str, Any]]:
         from csrm.app.pipeline_rule import report_lines
 
         lines += report_lines(out, rule_training)
+    composed = _read(out / "model_policy" / "train_results.json") if getattr(cfg, "policy_judge", "") else {}
+    if composed:  # csrm.app.pipeline_policy: the one model for both kinds of policy
+        from csrm.app.pipeline_policy import report_lines as policy_lines
+
+        lines += policy_lines(out, composed)
     benches: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     for label, report in evals.items():
         for name, bench in report.get("benchmarks", {}).items():

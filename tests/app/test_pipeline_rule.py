@@ -39,11 +39,13 @@ def recipe(tmp_path: Path, data: Path, *, rules: bool = True, **extra) -> Path:
     (tmp_path / "augment.yaml").write_text(yaml.safe_dump(augment))
     (tmp_path / "rule.yaml").write_text(yaml.safe_dump(
         {**TINY_RULE, "model_name_or_path": str(tmp_path / "tiny")}))
+    (tmp_path / "policy.yaml").write_text(yaml.safe_dump({"architecture": "policy", "max_units": 200}))
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump({
         "name": "tiny-rules", "output_dir": str(tmp_path / "run"), "augment": str(tmp_path / "augment.yaml"),
         "train": str(CONFIGS_DIR / "train" / "tiny_test.yaml"), "train_overrides": TINY_TRAIN,
-        "rule_judge": str(tmp_path / "rule.yaml"), "bench": ["dynabench", "augmented"], "eval_limit": 8,
+        "rule_judge": str(tmp_path / "rule.yaml"), "policy_judge": str(tmp_path / "policy.yaml"),
+        "bench": ["dynabench", "augmented"], "eval_limit": 8,
         "data_dir": str(data), **extra}))
     return path
 
@@ -59,7 +61,10 @@ def test_pipeline_trains_reports_and_reuses_the_rule_judge(tmp_path, shared_data
     assert json.loads((out / "model_rule" / "config.json").read_text())["model_type"] == "csrm_rule"
     report = json.loads((out / "report.json").read_text())
     rows = report["benchmarks"]["dynabench"]
-    assert set(rows) == {"csrm", "rule_judge"} and set(report["benchmarks"]["augmented"]) == {"csrm", "rule_judge"}
+    labels = {"csrm", "rule_judge", "policy_judge"}
+    assert set(rows) == labels and set(report["benchmarks"]["augmented"]) == labels
+    assert json.loads((out / "model_policy" / "config.json").read_text())["model_type"] == "csrm_policy"
+    assert "## Policy judge" in text and "| policy_judge |" in text
     block = rows["rule_judge"]["extra"]["rule_reading"]
     assert block["status"] == "ok" and block["columns"]["model"]["swap"]["n"] > 0
     assert report["rule_judge_training"]["positives"] > 0
@@ -71,7 +76,8 @@ def test_pipeline_trains_reports_and_reuses_the_rule_judge(tmp_path, shared_data
     logs.clear()
     Pipeline(load_pipeline_config(recipe(tmp_path, shared_data)), log=logs.append).run()
     reused = [line.split(":")[0].removeprefix("[csrm run] ") for line in logs if ": reused, same settings" in line]
-    assert {"augment", "train rule judge", "eval rule_judge"} <= set(reused), logs
+    assert {"augment", "train rule judge", "eval rule_judge", "compose policy judge", "eval policy_judge"} <= set(
+        reused), logs
     # a changed rule-judge setting reruns that stage and its eval only
     logs.clear()
     Pipeline(load_pipeline_config(recipe(tmp_path, shared_data, rule_judge_overrides=["max_train_pairs=48"])),
@@ -79,6 +85,7 @@ def test_pipeline_trains_reports_and_reuses_the_rule_judge(tmp_path, shared_data
     ran = [line for line in logs if "rerun: changed" in line]
     assert any(line.startswith("[csrm run] train rule judge ... (rerun: changed settings.config") for line in ran), ran
     assert any(line.startswith("[csrm run] eval rule_judge ...") for line in ran), ran
+    assert any(line.startswith("[csrm run] compose policy judge ...") for line in ran), ran  # it holds the new judge
     assert not any(line.startswith("[csrm run] train ...") for line in logs)
 
 
@@ -101,12 +108,16 @@ def test_rule_judge_without_rule_data_or_with_another_family_is_refused_first(tm
     with pytest.raises(InputError) as err:  # a misspelled override of the rule judge's config, named
         Pipeline(load_pipeline_config(path), log=lambda _: None).run()
     assert err.value.field == "max_pairs" and err.value.path == "recipe rule_judge_overrides"
+    path = with_rules(recipe(tmp_path, tmp_path / "no_data", rule_judge=""))
+    with pytest.raises(InputError) as err:  # a policy judge with no rule judge to compose
+        Pipeline(load_pipeline_config(path), log=lambda _: None).run()
+    assert err.value.field == "policy_judge"
     assert not (tmp_path / "run").exists()
 
 
 def test_shared_recipe_trains_the_rule_judge_and_default_does_not():
     shared = load_pipeline_config(CONFIGS_DIR / "pipeline" / "shared.yaml")
-    assert shared.rule_judge.endswith("rule_minilm.yaml")
+    assert shared.rule_judge.endswith("rule_minilm.yaml") and shared.policy_judge.endswith("policy.yaml")
     from augmentation.recipe import load_recipe
 
     assert load_recipe(CONFIGS_DIR / "augment" / "shared.yaml").rules.enabled
