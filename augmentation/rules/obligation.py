@@ -120,8 +120,8 @@ def make_base(rng: random.Random, bank: ValueBank, split: str, skeleton: Transcr
     fail, ok = skeleton.copy(), skeleton.copy()
     _append(fail, pos - 1, mention, front=rng.random() < 0.5)
     cell = rng.choice(("cond+oblig", "cond+oblig", "nocond+oblig", "nocond_agent_mentions", "earlier_mention"))
-    if cell == "cond+oblig":
-        _append(ok, pos - 1, mention, front=rng.random() < 0.5)
+    if cell == "cond+oblig":  # the same User turn as the violation: only the answer tells the verdict
+        ok.turns[pos - 1] = fail.turns[pos - 1]
         _append(ok, pos, include, front=rng.random() < 0.3)
     elif cell == "nocond+oblig":
         _append(ok, pos, include)

@@ -58,18 +58,31 @@ def test_disclosure_value_present_or_absent_and_conditions():
 
 
 def test_disclosure_bases_flip_on_the_planted_turn():
+    """Each base breaks its rule in one Agent turn and the compliant twin does not; in most of them both were asked
+    the same question (only the answer tells the label), and some volunteer the value unasked after an answer to
+    something else (the length test's buried sentence)."""
     bank = ValueBank(0)
-    made = 0
-    for k in range(40):
+    made = same_question = volunteered = 0
+    for k in range(80):
         rng = random.Random(k)
         base = disclosure.make_base(rng, bank, "train", scaffold(rng, bank, "train"))
         if base is None:
             continue
-        target, fail, ok, _ = base
+        target, fail, ok, variant = base
         made += 1
         assert len(target.check(fail)) == 1 and target.check(ok) == []
-        assert fail.turns[target.check(fail)[0]].role == "assistant"
-    assert made >= 30
+        pos = target.check(fail)[0]
+        assert fail.turns[pos].role == "assistant"
+        if ok.turns[pos - 1] == fail.turns[pos - 1]:  # asked the same question: only the answer differs
+            same_question += 1
+            assert ok.turns[pos] != fail.turns[pos]
+        if "volunteered" in variant:  # nobody asked for it: an aside after the answer to something else
+            volunteered += 1
+            assert any(f"{opener} " in fail.turns[pos].text for opener in disclosure.ASIDE_OPENERS)
+            assert not fail.turns[pos].text.startswith(disclosure.ASIDE_OPENERS)
+    assert made >= 60
+    assert same_question >= made // 2  # the rule and the question alone do not tell the label
+    assert volunteered >= made // 8
 
 
 def test_obligation_bases_cover_the_truth_table():
@@ -82,6 +95,9 @@ def test_obligation_bases_cover_the_truth_table():
         if target.check(fail) and not target.check(ok):
             verified += 1
             cells.add(cell)
+            if cell == "cond+oblig":  # the very message that broke it, answered with Z: only the answer differs
+                pos = target.check(fail)[0]
+                assert ok.turns[pos - 1] == fail.turns[pos - 1] and ok.turns[pos] != fail.turns[pos]
     assert verified >= 55
     assert {"cond+oblig", "nocond+oblig", "nocond_agent_mentions", "earlier_mention"} <= cells
 
