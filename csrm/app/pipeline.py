@@ -269,6 +269,22 @@ class Pipeline:
 
         self._stage(spec, target / "config.json", work, target=target)
 
+    def side_training(self, name: str, config_path: Path, overrides: list[str], target: Path,
+                      upstream: dict[str, str]) -> None:
+        """A training stage beside the main one (the rule judge's, the policy judge's): ``csrm train CONFIG`` with
+        ``overrides``, in this process, into ``target``; fingerprinted on the config as checked (minus the keys that
+        only say where this run reads and writes) and on ``upstream``."""
+        from csrm.training.train import load_train_config, run_training
+
+        _, raw = load_train_config(config_path, overrides, instantiate=False)
+        spec = StageSpec(name, {"config": {k: v for k, v in raw.items() if k not in RUN_PATH_KEYS}}, upstream=upstream)
+
+        def work() -> None:
+            train_cfg, raw_cfg = load_train_config(config_path, overrides)
+            run_training(train_cfg, raw_config=raw_cfg)
+
+        self._stage(spec, target / "config.json", work, target=target)
+
     def _keep_matching_checkpoints(self, folder: Path, fingerprint: str) -> None:
         """Training resumes from ``folder``'s newest checkpoint: drop checkpoints written under other settings
         (or of unknown settings, or all of them under force=true), then mark the folder with ``fingerprint``."""
@@ -398,12 +414,12 @@ class Pipeline:
         if self.cfg.rule_judge:
             from csrm.app import pipeline_rule
 
-            pipeline_rule.train(self, resolve, RUN_PATH_KEYS)
+            pipeline_rule.train(self, resolve)
             pipeline_rule.evaluate(self)
         if self.cfg.policy_judge:
             from csrm.app import pipeline_policy
 
-            pipeline_policy.compose(self, resolve, RUN_PATH_KEYS)
+            pipeline_policy.compose(self, resolve)
             pipeline_policy.evaluate(self)
         ran = [n for n, s in self.state.status.items() if s == "ran"]
         reused = [n for n, s in self.state.status.items() if s == "reused"]

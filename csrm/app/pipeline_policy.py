@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from csrm.app.run_state import StageSpec
 from csrm.base.errors import InputError
 
 STAGE = "compose policy judge"
@@ -42,28 +41,17 @@ def check(cfg, resolve) -> None:  # noqa: ANN001 - PipelineConfig, pipeline.reso
                          f"{kwargs.get('architecture', 'clause')!r}", field="policy_judge", path=str(path))
 
 
-def compose(pipeline, resolve, run_path_keys: set[str]) -> None:  # noqa: ANN001 - Pipeline, pipeline.resolve
+def compose(pipeline, resolve) -> None:  # noqa: ANN001 - Pipeline, pipeline.resolve
     """The ``compose policy judge`` stage, fingerprinted on its config and on the stages that made both readers."""
     from csrm.app.pipeline_rule import MODEL_DIR as RULE_DIR
     from csrm.app.pipeline_rule import STAGE as RULE_STAGE
-    from csrm.training.train import load_train_config, run_training
 
-    cfg = pipeline.cfg
-    config_path = resolve(cfg.policy_judge, cfg)
     target = pipeline.out / MODEL_DIR
     overrides = [f"category_model={pipeline.model_dir()}", f"rule_model={pipeline.out / RULE_DIR}",
                  f"dataset_path={pipeline.data}", f"rule_data={pipeline.data / 'rules'}", f"output_dir={target}"]
-    _, raw = load_train_config(config_path, overrides, instantiate=False)
-    settings: dict[str, Any] = {"config": {k: v for k, v in raw.items() if k not in run_path_keys}}
     upstream = {name: pipeline.fingerprints[name] for name in ("augment", "train", "calibrate", RULE_STAGE)
                 if name in pipeline.fingerprints}
-    spec = StageSpec(STAGE, settings, upstream=upstream)
-
-    def work() -> None:
-        train_cfg, raw_cfg = load_train_config(config_path, overrides)
-        run_training(train_cfg, raw_config=raw_cfg)
-
-    pipeline._stage(spec, target / "config.json", work, target=target)
+    pipeline.side_training(STAGE, resolve(pipeline.cfg.policy_judge, pipeline.cfg), overrides, target, upstream)
 
 
 def evaluate(pipeline) -> None:  # noqa: ANN001 - csrm.app.pipeline.Pipeline

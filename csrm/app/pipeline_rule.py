@@ -26,7 +26,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from csrm.app.run_state import StageSpec
 from csrm.base.errors import InputError
 
 STAGE = "train rule judge"
@@ -70,24 +69,14 @@ def check(cfg, recipe, resolve) -> None:  # noqa: ANN001 - PipelineConfig, Recip
                          f"{kwargs.get('architecture', 'clause')!r}", field="rule_judge", path=str(path))
 
 
-def train(pipeline, resolve, run_path_keys: set[str]) -> None:  # noqa: ANN001 - Pipeline, pipeline.resolve
+def train(pipeline, resolve) -> None:  # noqa: ANN001 - Pipeline, pipeline.resolve
     """The ``train rule judge`` stage: ``output_dir/data/rules`` -> ``output_dir/model_rule``, fingerprinted on
     the training config (minus where it writes) and the augment stage."""
-    from csrm.training.train import load_train_config, run_training
-
     cfg = pipeline.cfg
-    config_path = resolve(cfg.rule_judge, cfg)
     target = pipeline.out / MODEL_DIR
     overrides = [*cfg.rule_judge_overrides, f"dataset_path={pipeline.data / 'rules'}", f"output_dir={target}"]
-    _, raw = load_train_config(config_path, overrides, instantiate=False)
-    settings: dict[str, Any] = {"config": {k: v for k, v in raw.items() if k not in run_path_keys}}
-    spec = StageSpec(STAGE, settings, upstream={"augment": pipeline.fingerprints["augment"]})
-
-    def work() -> None:
-        train_cfg, raw_cfg = load_train_config(config_path, overrides)
-        run_training(train_cfg, raw_config=raw_cfg)
-
-    pipeline._stage(spec, target / "config.json", work, target=target)
+    pipeline.side_training(STAGE, resolve(cfg.rule_judge, cfg), overrides, target,
+                           upstream={"augment": pipeline.fingerprints["augment"]})
 
 
 def evaluate(pipeline) -> None:  # noqa: ANN001 - csrm.app.pipeline.Pipeline
