@@ -12,6 +12,9 @@ The route of a policy follows from its units:
 
 - every unit a category unit: the category reader reads the policy **as given** (so every category config is
   scored exactly as by the category reader alone);
+- no unit at all (an empty policy, e.g. the only rule removed): the rule judge, which finds nothing broken; the
+  category reader would read it as an allow list that allows nothing (measured on DynaBench's emptied policies:
+  rule removal 0.538 that way, against 1.000);
 - no category unit: the rule judge reads the policy as given (exactly as the rule judge alone);
 - both (a *mixed* policy, "allow violence up to severity 2" plus "never give out an employee's location"): the
   category reader reads the category units and the rule judge the rule units, each with their numbers as
@@ -78,6 +81,8 @@ class Router:
     def route(self, policy: str, embed: Embed) -> Route:
         """The :class:`Route` of one policy (module doc)."""
         units = split_rules(policy)
+        if not units:  # nothing to read: no allow list, and no rule to break (the rule judge finds it complies)
+            return Route(category=None, rules=policy)
         is_category = self.probabilities([u.text for u in units], embed) >= self.threshold
         if is_category.all():
             return Route(category=policy, rules=None)

@@ -69,6 +69,7 @@ def test_router_sends_each_unit_to_its_reader_and_keeps_whole_policies_whole():
     assert whole.kind == CATEGORY and whole.category == CATEGORY_CONFIG and whole.rules is None
     only_rules = router.route(RULE_POLICY, embed)
     assert only_rules.kind == RULES and only_rules.rules == RULE_POLICY and only_rules.category is None
+    assert router.route("", embed).kind == RULES  # nothing to read: nothing allowed is not the same as no rule
     mixed = router.route(mixed_policy(), embed)
     assert mixed.kind == MIXED
     assert mixed.category.strip() == CATEGORY_CONFIG.strip()
