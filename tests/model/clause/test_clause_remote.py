@@ -191,7 +191,7 @@ MIRRORED = {
     "csrm.model.clause.predictor:ClausePredictor.forward": "676237a6a7aadf79",
     "csrm.scoring.thresholds:config_key": "508acaa31767296c",
     "csrm.scoring.thresholds:lookup_threshold": "7a5d1fe48f2b11d3",
-    "csrm.scoring.scorer:Scorer.threshold_for": "78618c515050c47c",
+    "csrm.scoring.scorer:Scorer.threshold_for": "4d608bfe8764a7e9",  # + a predictor's default_threshold (policy only)
     "csrm.scoring.scorer:Scorer._results": "699728c82220ace1",
     "csrm.base.records:last_user_turn": "d9a7f4febc54e60b",
     "csrm.base.safety_config:SafetyConfig.id": "636f54a676ad9cd0",
