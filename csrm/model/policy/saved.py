@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any
 
 from csrm.base.errors import InputError
 
@@ -90,7 +89,7 @@ class PolicyJudgeModel:
     def part_dir(self, part: str) -> Path:
         return self.root / PARTS[part]
 
-    def save_config(self, folder: str | Path, extra: dict[str, Any] | None = None) -> None:
+    def save_config(self, folder: str | Path) -> None:
         """Write ``config.json`` (the readers' folders are copied by the trainer)."""
-        data = {**asdict(self.config), **(extra or {}), "model_type": MODEL_TYPE}
+        data = {**asdict(self.config), "model_type": MODEL_TYPE}
         (Path(folder) / "config.json").write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")

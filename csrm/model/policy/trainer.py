@@ -108,11 +108,10 @@ def reader_thresholds(folder: Path) -> dict[str, Any]:
             "taxonomy": data.get("taxonomy")}
 
 
-def train(args: PolicyJudgeArgs, *, raw_config: dict[str, Any] | None = None, embed: Embed | None = None,
-          progress: bool = True) -> dict[str, Any]:
+def train(args: PolicyJudgeArgs, *, raw_config: dict[str, Any] | None = None, embed: Embed | None = None
+          ) -> dict[str, Any]:
     """Fit the router, compose and save to ``args.output_dir`` (module doc); returns what was measured.
     ``embed``: the router's sentence encoder (default the frozen MiniLM; tests pass a small stand-in)."""
-    del progress  # nothing here runs long enough for a progress bar
     started = time.perf_counter()
     readers = {"category": check_reader(args.category_model, "category_model", CATEGORY_FAMILIES),
                "rules": check_reader(args.rule_model, "rule_model", RULE_FAMILIES)}
