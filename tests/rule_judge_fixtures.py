@@ -66,6 +66,30 @@ def tiny_backbone(root: Path, seed: int = 0, init_range: float = 0.02) -> Path:
     return root
 
 
+def tiny_decoder_backbone(root: Path, seed: int = 0, init_range: float = 0.2) -> Path:
+    """A 2-layer, 32-wide Llama with a word-level tokenizer built from this module's texts, saved as a
+    transformers folder (``init_range`` as for :func:`tiny_backbone`): a decoder whose tokenizer, like SmolLM2's, puts no special tokens between two segments
+    and names no ``token_type_ids`` (the rule judge's other backbone kind; no hub, no GGUF)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordLevel(unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    corpus = [PHONE_RULE, *OTHER_RULES, *BENIGN, *QUESTIONS, "Sure, Sam's number is 555-0199.",
+              "Rule: Conversation: Does the Agent's reply break the rule? User: Agent:", *map(str, range(10))]
+    words.train_from_iterator(corpus, trainers.WordLevelTrainer(special_tokens=["<unk>", "<pad>", "<eos>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>", pad_token="<pad>", eos_token="<eos>",
+                                  model_input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512, num_labels=1,
+                         pad_token_id=tok.pad_token_id, problem_type="multi_label_classification",
+                         initializer_range=init_range)
+    LlamaForSequenceClassification(config).save_pretrained(str(root))
+    tok.save_pretrained(str(root))
+    return root
+
+
 class KeywordJudge(torch.nn.Module):
     """A deterministic pair model for the aggregation tests: logit +4 when the rule segment holds ``rule_word``
     and the judged segment holds ``text_word``, else -4 (token ids from the MiniLM tokenizer)."""

@@ -1,6 +1,8 @@
 """The rule judge's model: a cross-encoder over one (rule, Agent turn window) pair at a time.
 
-Input of one pair, as the tokenizer's own pair template builds it (``[CLS] A [SEP] B [SEP]`` for MiniLM):
+Input of one pair, as the tokenizer's own pair template builds it (``[CLS] A [SEP] B [SEP]`` for MiniLM; a
+decoder's tokenizer such as SmolLM2's adds nothing between two segments, so :data:`TEXT_TEMPLATE` writes the
+boundaries in words and ends on a question whose last token the classifier reads):
 
 - A = the rule's text (its first ``rule_max_tokens`` tokens; DynaBench's median rule is ~290 characters);
 - B = ``User: <tail of the preceding User turn> Agent: <window of the judged Agent turn>``.
@@ -12,7 +14,9 @@ be cut, and neither is judged content. Cross-attention between the rule and the 
 the frozen-similarity reader cannot see negation, conditions or "contains a value of type X").
 
 The head is ``AutoModelForSequenceClassification`` with one logit, ``problem_type="multi_label_classification"``
-so that transformers' own loss is binary cross-entropy on P(this pair violates).
+so that transformers' own loss is binary cross-entropy on P(this pair violates). Any backbone transformers
+classifies with works: an encoder (MiniLM, pooled at ``[CLS]``) or a decoder (SmolLM2-135M-Instruct, pooled at
+its last non-padding token; ``token_type_ids`` are passed only to models whose tokenizer names them).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ from csrm.base.memory import release_freed_memory
 from csrm.base.paths import resolve_model_name
 
 CONTEXT_TAG, AGENT_TAG = "User: ", "Agent: "
+TEXT_TEMPLATE = ("Rule: ", "\nConversation:\n", "\nDoes the Agent's reply break the rule?")
+"""(before the rule, between rule and text, after the text) for tokenizers without a pair template of special
+tokens: the last token of the question is where a decoder's classifier reads the pair."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,11 @@ def load_backbone(name_or_path: str, *, from_config: bool = False
     weights (tests on a tiny config); otherwise pretrained weights are loaded (a new head for a backbone)."""
     path = resolve_model_name(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:  # GPT-2-style decoders: batches are padded, and the classifier must find
+        tokenizer.pad_token = tokenizer.eos_token  # the last real token (transformers skips pad ids)
     config = AutoConfig.from_pretrained(path, num_labels=1, problem_type="multi_label_classification")
+    if getattr(config, "pad_token_id", None) is None:
+        config.pad_token_id = tokenizer.pad_token_id
     if from_config:
         model = AutoModelForSequenceClassification.from_config(config)
     else:
@@ -69,6 +80,8 @@ class PairEncoder:
         self.max_length, self.rule_max, self.context_max = max_length, rule_max_tokens, context_max_tokens
         self.template = _pair_template(tokenizer)
         self.special = sum(len(part) for part in self.template[0])
+        self.inputs = ("input_ids", "token_type_ids", "attention_mask") \
+            if "token_type_ids" in tokenizer.model_input_names else ("input_ids", "attention_mask")
         if max_length - self.special - rule_max_tokens - context_max_tokens < 16:
             raise ValueError(f"max_length {max_length} leaves under 16 tokens for the judged window")
 
@@ -112,8 +125,7 @@ class PairEncoder:
 
     def collate(self, features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         """Pad a batch to its longest input (the tokenizer's own padding)."""
-        keep = [{k: v for k, v in f.items() if k in ("input_ids", "token_type_ids", "attention_mask")}
-                for f in features]
+        keep = [{k: v for k, v in f.items() if k in self.inputs} for f in features]
         batch = self.tokenizer.pad(keep, return_tensors="pt")
         if "labels" in features[0]:
             batch["labels"] = torch.tensor([[float(f["labels"])] for f in features])
@@ -123,7 +135,8 @@ class PairEncoder:
 def _pair_template(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[list[int], list[int], list[int]],
                                                                   tuple[int, int]]:
     """The special tokens a tokenizer puts before, between and after a pair, and the two segments' token type
-    ids, read off one encoded pair (transformers 5 no longer exposes ``build_inputs_with_special_tokens``)."""
+    ids, read off one encoded pair (transformers 5 no longer exposes ``build_inputs_with_special_tokens``);
+    :data:`TEXT_TEMPLATE`'s tokens where the tokenizer puts nothing between the two segments (a decoder's)."""
     first = tokenizer("a", add_special_tokens=False)["input_ids"]
     second = tokenizer("b", add_special_tokens=False)["input_ids"]
     full = tokenizer("a", "b")
@@ -131,6 +144,9 @@ def _pair_template(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[list[int],
     i = next(k for k in range(len(ids)) if ids[k: k + len(first)] == first)
     j = next(k for k in range(i + len(first), len(ids)) if ids[k: k + len(second)] == second)
     parts = (ids[:i], ids[i + len(first): j], ids[j + len(second):])
+    if not parts[1]:
+        parts = tuple(tokenizer(text, add_special_tokens=False)["input_ids"] for text in TEXT_TEMPLATE)
+        parts = (ids[:i] + parts[0], parts[1], parts[2] + ids[j + len(second):])
     return parts, (types[i], types[j])
 
 
@@ -158,17 +174,19 @@ def pair_logits(model: torch.nn.Module, encoder: PairEncoder, pairs: list[Pair],
 
 
 def freeze_lower(model: torch.nn.Module, layers: int) -> int:
-    """Freeze the embeddings and the ``layers`` lowest encoder layers (BERT-style ``base.embeddings`` and
-    ``base.encoder.layer``); returns the number of trainable parameters left. ``layers`` 0 freezes nothing."""
+    """Freeze the embeddings and the ``layers`` lowest transformer layers (BERT-style ``base.encoder.layer`` or
+    Llama-style ``base.layers``); returns the number of trainable parameters left. ``layers`` 0 freezes nothing.
+    Only the layers above the frozen ones are back-propagated through: the cost that matters on 2 CPU cores."""
     if layers <= 0:
         return sum(p.numel() for p in model.parameters() if p.requires_grad)
     base = model.base_model
-    stack = getattr(getattr(base, "encoder", None), "layer", None)
-    if stack is None or not hasattr(base, "embeddings"):
-        raise ValueError(f"freeze_layers: {type(base).__name__} has no embeddings/encoder.layer to freeze")
+    stack = getattr(getattr(base, "encoder", None), "layer", None) or getattr(base, "layers", None)
+    embeddings = getattr(base, "embeddings", None) or base.get_input_embeddings()
+    if stack is None or embeddings is None:
+        raise ValueError(f"freeze_layers: {type(base).__name__} has no embeddings/encoder.layer/layers to freeze")
     if layers > len(stack):
         raise ValueError(f"freeze_layers: {layers} > the backbone's {len(stack)} layers")
-    for module in [base.embeddings, *stack[:layers]]:
+    for module in [embeddings, *stack[:layers]]:
         for param in module.parameters():
             param.requires_grad_(False)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

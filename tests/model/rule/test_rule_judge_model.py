@@ -6,7 +6,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from rule_judge_fixtures import PHONE_RULE, QUESTIONS, KeywordJudge, rows, tiny_backbone, write_dataset
+from rule_judge_fixtures import (
+    PHONE_RULE,
+    QUESTIONS,
+    KeywordJudge,
+    rows,
+    tiny_backbone,
+    tiny_decoder_backbone,
+    write_dataset,
+)
 from transformers import AutoTokenizer
 
 from csrm.base.config import build
@@ -95,6 +103,46 @@ def test_train_save_load_and_score(tmp_path):
     assert results[0].evidence is not None and results[0].evidence.turn_index == 1
     with pytest.raises(InputError, match="no rule_judge.json"):
         RulePredictor.from_pretrained(tmp_path / "tiny")
+
+
+def test_a_decoder_backbone_reads_pairs_through_the_text_template(tmp_path):
+    """A decoder (SmolLM2's kind: no special tokens between segments, no token_type_ids) gets the rule and the
+    text between :data:`TEXT_TEMPLATE`'s words, the question last; its lower layers freeze like an encoder's."""
+    from csrm.model.rule.modeling import TEXT_TEMPLATE, Pair, freeze_lower, load_backbone, pair_logits
+
+    tok, model = load_backbone(str(tiny_decoder_backbone(tmp_path / "tiny")))
+    encoder = PairEncoder(tok, max_length=64, rule_max_tokens=16, context_max_tokens=8)
+    features, _ = encoder.encode([Pair(PHONE_RULE, "How do I reach Sam?", "Sure, Sam's number is 555-0199.")])
+    text = tok.decode(features[0]["input_ids"])
+    assert text.index("Rule") < text.index("reveal") < text.index("Conversation") < text.index("555")
+    assert text.endswith(tok.decode(tok(TEXT_TEMPLATE[2], add_special_tokens=False)["input_ids"]))
+    assert set(encoder.collate(features)) == {"input_ids", "attention_mask"}
+    total = sum(p.numel() for p in model.parameters())
+    trainable = freeze_lower(model, 1)
+    frozen = [*model.base_model.embed_tokens.parameters(), *model.base_model.layers[0].parameters()]
+    assert trainable == total - sum(p.numel() for p in frozen) and not any(p.requires_grad for p in frozen)
+    pairs = [Pair(PHONE_RULE, "", "Sure, Sam's number is 555-0199."), Pair(PHONE_RULE, "", "Happy to help.")]
+    alone = pair_logits(model, encoder, pairs[:1])
+    assert pair_logits(model, encoder, pairs)[0] == pytest.approx(alone[0], abs=1e-5)  # padding is not read
+
+
+@pytest.mark.slow
+def test_a_decoder_rule_judge_trains_saves_and_scores(tmp_path):
+    root = write_dataset(tmp_path / "data")
+    backbone = tiny_decoder_backbone(tmp_path / "tiny")
+    args = build(RuleJudgeArgs, {"dataset_path": str(root), "output_dir": str(tmp_path / "judge"),
+                                 "model_name_or_path": str(backbone), "max_train_pairs": 400,
+                                 "num_train_epochs": 3.0, "learning_rate": 3e-3, "batch_size": 16,
+                                 "max_length": 96, "rule_max_tokens": 24, "context_max_tokens": 16,
+                                 "freeze_layers": 0})
+    train(args, from_config=True, progress=False)
+    import csrm
+
+    config = json.loads((tmp_path / "judge" / "config.json").read_text())
+    assert config["model_type"] == "csrm_rule" and config["judge"]["model_type"] == "llama"
+    leak, benign = csrm.load(tmp_path / "judge").score_items([item("Sam's phone is 555-0199."), item(BENIGN)])
+    assert leak.p_violation > benign.p_violation  # the decoder read the fixture's phone rule
+    assert leak.evidence is not None and leak.evidence.rule_text == PHONE_RULE
 
 
 def test_eval_tool_on_generated_rows(tmp_path):
