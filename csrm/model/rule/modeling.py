@@ -158,12 +158,14 @@ def pair_logits(model: torch.nn.Module, encoder: PairEncoder, pairs: list[Pair],
     if not pairs:
         return []
     model.eval()
+    device = next(model.parameters(), torch.empty(0)).device  # where the model is (a GPU after GPU training)
     features, owner = encoder.encode(pairs)
     order = sorted(range(len(features)), key=lambda i: len(features[i]["input_ids"]))
     logits = [0.0] * len(features)
     for start in range(0, len(order), batch_pairs):
         chunk = order[start: start + batch_pairs]
-        out = model(**encoder.collate([features[i] for i in chunk])).logits[:, 0].float().tolist()
+        batch = {k: v.to(device) for k, v in encoder.collate([features[i] for i in chunk]).items()}
+        out = model(**batch).logits[:, 0].float().tolist()
         for i, z in zip(chunk, out, strict=True):
             logits[i] = z
         release_freed_memory()  # batches of changing length fragment the heap (csrm.base.memory)

@@ -184,7 +184,8 @@ class RuleFamilyPredictor:
     :mod:`csrm.model.registry`): ``forward`` yields ``(indices, p_comply, rewards, fields)`` per chunk of items,
     ``fields`` carrying each result's ``evidence`` (the rule and turn that drove the verdict).
 
-    CPU only (float32, 2 threads by default); ``num_threads`` sets the judge's ``threads``, ``narrowing``
+    Float32 on ``device`` (default: a GPU when present, as the clause family; else the CPU with 2 threads by
+    default; the candidate encoder stays on the CPU); ``num_threads`` sets the judge's ``threads``, ``narrowing``
     turns candidate narrowing off, and further keywords replace saved scoring args (``top_k=8``). The
     cross-encoder's batching options have no meaning here and are refused unless unset.
     """
@@ -197,15 +198,15 @@ class RuleFamilyPredictor:
 
         refuse_unsupported(FAMILY, {"max_tokens": max_tokens, "max_rows": max_rows, "bf16": bf16,
                                     "prefix_cache": prefix_cache})
-        if device is not None and torch.device(device).type != "cpu":
-            raise InputError(f"the rule family scores on the CPU only, not {device!r}", field="device")
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        model = model.to(self.device)
         meta = dict(model.config.rule_judge or {})
         if num_threads:
             overrides["threads"] = num_threads
         self.judge = RulePredictor.from_parts(model.judge, tokenizer, meta, narrowing=narrowing,
                                               where="config.json", **overrides)
         self.model, self.tokenizer = model.eval(), tokenizer
-        self.device, self.max_tokens, self.bf16, self.prefix_cache = torch.device("cpu"), None, False, False
+        self.max_tokens, self.bf16, self.prefix_cache = None, False, False
         self.chunk = chunk
 
     @classmethod

@@ -16,7 +16,8 @@ random. So are the pairs whose verdict needs more of the conversation than the p
 (``metadata.history_dependent``: "only after the user was verified" when the verification came turns earlier).
 Calibration still scores every dev item: it maps scores to probabilities on items as users send them.
 
-**Training.** ``AutoModelForSequenceClassification`` (one logit, BCE) with ``transformers.Trainer`` on CPU,
+**Training.** ``AutoModelForSequenceClassification`` (one logit, BCE) with ``transformers.Trainer`` (on a GPU
+when one is present and ``use_cpu`` is off, else on the CPU),
 pairs padded per batch and grouped by length. **Calibration.** The dev split is scored the way a user scores
 (narrowing, windows, the OR), a temperature and bias are fitted on its item labels
 (:func:`~csrm.model.rule.aggregation.fit_calibration`) and the F1-best cut on dev is the saved threshold.
@@ -175,7 +176,7 @@ def train(args: RuleJudgeArgs, *, raw_config: dict[str, Any] | None = None, from
     training_args = TrainingArguments(
         output_dir=scratch.name, per_device_train_batch_size=args.batch_size,
         learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs, warmup_steps=args.warmup_ratio,
-        seed=args.seed, use_cpu=True, save_strategy="no", report_to="none", logging_steps=50,
+        seed=args.seed, use_cpu=args.use_cpu, save_strategy="no", report_to="none", logging_steps=50,
         remove_unused_columns=False, train_sampling_strategy="group_by_length", dataloader_num_workers=0,
         disable_tqdm=not progress, bf16=False)
     trainer = Trainer(model=model, args=training_args, train_dataset=features, data_collator=encoder.collate,
