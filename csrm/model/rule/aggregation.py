@@ -53,7 +53,13 @@ def combine(logits: Sequence[float], *, method: str = "max", tau: float = 0.5) -
 
 def fit_calibration(scores: Sequence[float], labels: Sequence[int]) -> Calibration:
     """Platt scaling of item scores against item labels (1 = violation) with scikit-learn's logistic
-    regression; items without any pair (score ``-inf``) are left out of the fit. One class only: identity."""
+    regression; items without any pair (score ``-inf``) are left out of the fit. One class only: identity.
+
+    A calibration never reverses the judge: a slope <= 0 means that on these items a higher pair logit goes with
+    fewer violations, i.e. the item score does not rank them (an under-trained judge: measured on a SmolLM2 judge
+    of 63 steps, slope -0.61). Inverting the judge would turn that failure into a score that looks like reading
+    on sets where long policies are the benign ones (DynaBench), so the map is then the items' base rate for every
+    score (``scale`` 0), which the trainer reports."""
     from sklearn.linear_model import LogisticRegression
 
     x = np.asarray(scores, dtype=np.float64)
@@ -62,6 +68,9 @@ def fit_calibration(scores: Sequence[float], labels: Sequence[int]) -> Calibrati
     if len(set(y[keep].tolist())) < 2:
         return Calibration()
     model = LogisticRegression(C=1e4, max_iter=1000).fit(x[keep, None], y[keep])
+    if model.coef_[0, 0] <= 0:
+        rate = float(y[keep].mean())
+        return Calibration(scale=0.0, bias=math.log(rate / (1.0 - rate)))
     return Calibration(scale=float(model.coef_[0, 0]), bias=float(model.intercept_[0]))
 
 

@@ -100,6 +100,8 @@ def test_calibration_and_threshold():
     cal = fit_calibration(scores, labels)
     assert cal.scale > 0 and cal(3) > 0.9 and cal(-3) < 0.1
     assert fit_calibration([1, 2], [1, 1]) == Calibration()
+    reversed_ = fit_calibration([-s for s in scores], labels)  # higher logits on the benign items: not inverted
+    assert reversed_.scale == 0 and reversed_(-3) == reversed_(3) == pytest.approx(sum(labels) / len(labels))
     assert best_f1_threshold([0.1, 0.2, 0.7, 0.9], [0, 0, 1, 1]) == 0.7
 
 
