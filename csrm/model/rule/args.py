@@ -4,9 +4,9 @@
 (``configs/train/rule_minilm.yaml``); ``architecture`` and ``overwrite`` are what the dispatcher and its output
 check (:func:`csrm.training.train.check_train_output`) read, like the other families' configs.
 
-Defaults are sized for 2 shared CPU cores (a GPU, when present, trains and scores instead) (~22 GFLOP/s measured: one training step of MiniLM-L6 on 32 pairs of
+Defaults are sized for 2 shared CPU cores (~22 GFLOP/s measured: one training step of MiniLM-L6 on 32 pairs of
 ~110 tokens took ~20 s): short pair inputs (rule head, context tail, 400-character windows), the lowest
-layers frozen, 3,000 pairs. Scoring is in float32: torch's int8 dynamic quantisation (~1.5x faster) took the
+layers frozen, 3,000 pairs. A GPU, when present, trains (``use_cpu`` keeps training on the CPU). Scoring is in float32: torch's int8 dynamic quantisation (~1.5x faster) took the
 activations' scale over the whole padded batch, so a pair's logit moved with the pairs scored beside it (by 1.6
 on the shipped judge) and is not offered. Every field is read by :mod:`csrm.model.rule.trainer` or
 :mod:`csrm.model.rule.predictor`; the scoring fields are saved with the model (``rule_judge.json``) so a saved judge scores the way it was calibrated.

@@ -145,8 +145,8 @@ def _pair_template(tokenizer: PreTrainedTokenizerBase) -> tuple[tuple[list[int],
     j = next(k for k in range(i + len(first), len(ids)) if ids[k: k + len(second)] == second)
     parts = (ids[:i], ids[i + len(first): j], ids[j + len(second):])
     if not parts[1]:
-        parts = tuple(tokenizer(text, add_special_tokens=False)["input_ids"] for text in TEXT_TEMPLATE)
-        parts = (ids[:i] + parts[0], parts[1], parts[2] + ids[j + len(second):])
+        before, between, after = (tokenizer(text, add_special_tokens=False)["input_ids"] for text in TEXT_TEMPLATE)
+        parts = (parts[0] + before, between, after + parts[2])
     return parts, (types[i], types[j])
 
 
