@@ -17,6 +17,7 @@ case-dependent rules with an uncased tokenizer and history-dependent pairs.
 from __future__ import annotations
 
 import random
+import time
 
 import numpy as np
 
@@ -30,6 +31,7 @@ def mine_negatives(predictor: RulePredictor, examples: list[RuleExample], *, ite
                    ) -> tuple[list[tuple[Pair, int]], dict]:
     """(up to ``count`` (pair, 0) hard negatives, what mining measured) from ``items`` random rows of
     ``examples`` scored by ``predictor`` (module doc)."""
+    started = time.perf_counter()
     rows = random.Random(seed).sample(examples, min(items, len(examples)))
     pairs: list[Pair] = []
     owner, labels = [], []
@@ -56,5 +58,6 @@ def mine_negatives(predictor: RulePredictor, examples: list[RuleExample], *, ite
     stats = {"mining_rows": len(rows), "mining_pairs": len(pairs),
              "mining_false_alarms": int((logits[negatives] > 0).sum()),
              "mined_negatives": len(taken),
-             "mined_lowest_logit": round(float(logits[taken[-1]]), 3) if taken else None}
+             "mined_lowest_logit": round(float(logits[taken[-1]]), 3) if taken else None,
+             "mining_seconds": round(time.perf_counter() - started, 1)}
     return [(pairs[k], 0) for k in taken], stats
