@@ -63,12 +63,6 @@ class RuleJudgeArgs:
     freeze_layers: int = setting(2, help="the embeddings and this many lowest encoder layers stay frozen (0: train "
                                         "everything; fewer layers to back-propagate through on 2 CPU cores)",
                                  check=at_least(0))
-    mining_rows: int = setting(0, help="0: one training pass. Else the trained judge then scores the narrowed "
-                                       "pairs of this many training rows as it scores users' items, and its "
-                                       "highest-scoring non-violating pairs (at most 2 per row) are trained on in "
-                                       "a second pass, 1 epoch at half the learning rate, beside a fresh sample "
-                                       "of max_train_pairs/2 pairs (csrm.model.rule.mining)",
-                               check=at_least(0))
     calibration_items: int = setting(240, help="dev items scored to fit the calibration and the threshold "
                                                "(a deterministic subset; the dev split is used whole if smaller)",
                                      check=at_least(10))

@@ -18,11 +18,7 @@ Calibration still scores every dev item: it maps scores to probabilities on item
 
 **Training.** ``AutoModelForSequenceClassification`` (one logit, BCE) with ``transformers.Trainer`` (on a GPU
 when one is present and ``use_cpu`` is off, else on the CPU),
-pairs padded per batch and grouped by length. With ``mining_rows`` > 0 a second pass follows: the judge mines
-its own false alarms from that many training rows scored as users' items are (:mod:`csrm.model.rule.mining`)
-and trains one more epoch on them beside a fresh sample of ``max_train_pairs / 2`` pairs (the next seed), at half
-the learning rate, so that it keeps what the first pass taught while the pairs that decide a PASS item's OR are
-pushed down. **Calibration.** The dev split is scored the way a user scores
+pairs padded per batch and grouped by length. **Calibration.** The dev split is scored the way a user scores
 (narrowing, windows, the OR), a temperature and bias are fitted on its item labels
 (:func:`~csrm.model.rule.aggregation.fit_calibration`) and the F1-best cut on dev is the saved threshold.
 
@@ -40,7 +36,6 @@ import random
 import resource
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +50,6 @@ from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import best_f1_threshold, fit_calibration
 from csrm.model.rule.args import RuleJudgeArgs
 from csrm.model.rule.data import RuleExample, preceding_user, read_examples
-from csrm.model.rule.mining import mine_negatives
 from csrm.model.rule.modeling import Pair, PairEncoder, freeze_lower, load_backbone
 from csrm.model.rule.predictor import RulePredictor, save
 from csrm.model.sentence_embedder import SentenceEmbedder
@@ -157,27 +151,6 @@ def _check_dataset(path: str) -> Path:
     return root
 
 
-def fit(model: torch.nn.Module, encoder: PairEncoder, pairs: list[tuple[Pair, int]], args: RuleJudgeArgs, *,
-        progress: bool = True) -> tuple[float, float, int]:
-    """One ``transformers.Trainer`` run over labelled pairs with ``args``' optimisation settings; returns (training
-    loss, seconds, model inputs). The model is trained in place (its frozen layers stay frozen)."""
-    features, owner = encoder.encode([p for p, _ in pairs])
-    for feature, n in zip(features, owner, strict=True):
-        feature["labels"] = pairs[n][1]
-    with tempfile.TemporaryDirectory(prefix="csrm-rule-trainer-") as scratch:  # save_strategy "no": logs only
-        training_args = TrainingArguments(
-            output_dir=scratch, per_device_train_batch_size=args.batch_size,
-            learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs, warmup_steps=args.warmup_ratio,
-            seed=args.seed, use_cpu=args.use_cpu, save_strategy="no", report_to="none", logging_steps=50,
-            remove_unused_columns=False, train_sampling_strategy="group_by_length", dataloader_num_workers=0,
-            disable_tqdm=not progress, bf16=False)
-        trainer = Trainer(model=model, args=training_args, train_dataset=features, data_collator=encoder.collate,
-                          callbacks=[ReleaseFreedMemory()])
-        started = time.perf_counter()
-        result = trainer.train()
-        return float(result.training_loss), time.perf_counter() - started, len(features)
-
-
 def train(args: RuleJudgeArgs, *, raw_config: dict[str, Any] | None = None, from_config: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train, calibrate on dev and save to ``args.output_dir`` (module doc); returns the run's measurements.
@@ -196,26 +169,30 @@ def train(args: RuleJudgeArgs, *, raw_config: dict[str, Any] | None = None, from
     trainable = freeze_lower(model, args.freeze_layers)
     encoder = PairEncoder(tokenizer, max_length=args.max_length, rule_max_tokens=args.rule_max_tokens,
                           context_max_tokens=args.context_max_tokens)
-    loss, fit_seconds, inputs = fit(model, encoder, pairs, args, progress=progress)
+    features, owner = encoder.encode([p for p, _ in pairs])
+    for feature, n in zip(features, owner, strict=True):
+        feature["labels"] = pairs[n][1]
+    scratch = tempfile.TemporaryDirectory(prefix="csrm-rule-trainer-")  # save_strategy "no": logs only
+    training_args = TrainingArguments(
+        output_dir=scratch.name, per_device_train_batch_size=args.batch_size,
+        learning_rate=args.learning_rate, num_train_epochs=args.num_train_epochs, warmup_steps=args.warmup_ratio,
+        seed=args.seed, use_cpu=args.use_cpu, save_strategy="no", report_to="none", logging_steps=50,
+        remove_unused_columns=False, train_sampling_strategy="group_by_length", dataloader_num_workers=0,
+        disable_tqdm=not progress, bf16=False)
+    trainer = Trainer(model=model, args=training_args, train_dataset=features, data_collator=encoder.collate,
+                      callbacks=[ReleaseFreedMemory()])
+    fit_started = time.perf_counter()
+    result = trainer.train()
+    fit_seconds = time.perf_counter() - fit_started
+    scratch.cleanup()
     embed = SentenceEmbedder("minilm") if not from_config else None
     predictor = RulePredictor(model, encoder, args, embed=embed)
-    second: dict[str, Any] = {}
-    if args.mining_rows:
-        mined, second = mine_negatives(predictor, train_rows, items=args.mining_rows, count=2 * args.mining_rows,
-                                       per_item=2, seed=args.seed, uncased=uncased)
-        fresh_args = replace(args, seed=args.seed + 1, max_train_pairs=max(10, args.max_train_pairs // 2),
-                             learning_rate=args.learning_rate / 2, num_train_epochs=1.0)
-        fresh, _ = sample_pairs(train_rows, fresh_args, uncased=uncased)
-        second_loss, second_seconds, second_inputs = fit(model, encoder, fresh + mined, fresh_args,
-                                                         progress=progress)
-        second.update(second_pass_pairs=len(fresh) + len(mined), second_pass_loss=second_loss,
-                      second_pass_seconds=round(second_seconds, 1))
-        fit_seconds += second_seconds
     cal_started = time.perf_counter()
     dev_subset = random.Random(args.seed).sample(dev_rows, min(len(dev_rows), args.calibration_items))
     fitted = calibrate(predictor, dev_subset)
-    measured = {"train_examples": len(train_rows), **counts, "train_inputs": inputs,
-                "trainable_parameters": trainable, "train_loss": loss, **second, "fit_seconds": round(fit_seconds, 1),
+    measured = {"train_examples": len(train_rows), **counts, "train_inputs": len(features),
+                "trainable_parameters": trainable,
+                "train_loss": float(result.training_loss), "fit_seconds": round(fit_seconds, 1),
                 "calibrate_seconds": round(time.perf_counter() - cal_started, 1), **fitted,
                 "excluded_families": sorted(excluded), "wall_seconds": round(time.perf_counter() - started, 1),
                 "peak_rss_gb": round(peak_rss_gb(), 3)}
