@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
@@ -46,9 +47,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from csrm.base.rule_text import Turn
-from csrm.base.text import windows as cut_windows
-from csrm.model.rule.candidates import select
-from csrm.model.rule.data import RuleExample, preceding_user, read_examples
+from csrm.model.rule.data import RuleExample, read_examples
 from csrm.model.rule.modeling import Pair, pair_logits
 from csrm.model.rule.predictor import RulePredictor
 from csrm.model.rule.trainer import example_pairs, is_uncased
@@ -67,16 +66,16 @@ def _lengths(ex: RuleExample) -> list[float]:
 
 
 def narrowing_recall(judge: RulePredictor, examples: list[RuleExample]) -> dict[str, float]:
-    """Share of violated (rule, turn) pairs whose rule is kept for at least one window of that turn."""
+    """Share of violated (rule, turn) pairs whose rule is kept for at least one window of that turn (the
+    condition gate and candidate narrowing together: the pairs the judge reads)."""
     kept = total = 0
     for ex in examples:
-        for rule_number, t in ex.violations or ():
-            windows = cut_windows(ex.turns[t].text, judge.args.window_chars) or [""]
-            context = preceding_user(ex.turns, t)
-            chosen = select([r.text for r in ex.rules], windows, top_k=judge.args.top_k, embed=judge.embed,
-                            always_rules=judge.args.always_rules, contexts=[context] * len(windows))
+        if not ex.violations:
+            continue
+        read = {(p.rule_index, p.turn_index) for p in judge.pairs_for(ex.rules, ex.turns)[0]}
+        for rule_number, t in ex.violations:
             index = next(i for i, r in enumerate(ex.rules) if r.number == rule_number)
-            kept += any(index in c for c in chosen)
+            kept += (index, t) in read
             total += 1
     return {"recall": kept / max(1, total), "violations": total}
 
@@ -305,9 +304,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-test", type=int, default=None, help="score a random subset of this many "
                         "generated test rows (2 shared cores); default all")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE",
+                        help="scoring fields of the saved judge to replace, e.g. condition_gate=false top_k=8")
     opts = parser.parse_args(argv)
-    judge = RulePredictor.from_pretrained(opts.model)
-    report: dict = {"model": opts.model}
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in opts.set)}
+    judge = RulePredictor.from_pretrained(opts.model, **overrides)
+    report: dict = {"model": opts.model, "overrides": overrides}
     for name, fn in (("generated", lambda: generated(judge, Path(opts.data), opts.max_test)),
                      ("pair_reading", lambda: pair_reading(judge, Path(opts.data))),
                      ("length", lambda: length_test(judge, Path(opts.data))),

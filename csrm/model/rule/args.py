@@ -73,6 +73,9 @@ class RuleJudgeArgs:
                          check=at_least(1))
     always_rules: bool = setting(True, help="candidate narrowing also keeps rules that apply to every turn "
                                             "(format, style, length, language, greeting rules)")
+    condition_gate: bool = setting(True, help="scoring: leave out a rule whose topic condition names rare words "
+                                              "('when the user inquires about sfumato') that no User turn so far "
+                                              "contains: it cannot apply yet (csrm.model.rule.conditions)")
     aggregation: Literal["max", "softmax"] = setting(
         "max", help="OR over (rule, window) pair logits: 'max', or 'softmax' = tau*log(mean(exp(z/tau))); "
                     "both are unchanged when pairs are repeated, so they do not drift with length")

@@ -41,16 +41,29 @@ def applies_everywhere(rule: str) -> bool:
 
 
 def select(rules: Sequence[str], windows: Sequence[str], *, top_k: int, embed: Embed | None,
-           always_rules: bool = True, contexts: Sequence[str] | None = None) -> list[list[int]]:
+           always_rules: bool = True, contexts: Sequence[str] | None = None,
+           excluded: Sequence[set[int]] | None = None) -> list[list[int]]:
     """For each window, the indices of the rules the cross-encoder judges against it (module doc).
 
     A rule's similarity to a window is the larger of its cosine to the window and to the window's context
     (the preceding User turn, ``contexts``): a conditional rule ("if the user mentions Y, include Z") is
     broken by an Agent turn that shares no word with it, and only the User turn names Y. ``embed`` ``None``
-    (or a policy with at most ``top_k`` rules) keeps every rule for every window."""
-    everyone = list(range(len(rules)))
-    if embed is None or len(rules) <= top_k or not windows:
-        return [everyone for _ in windows]
+    (or a policy with at most ``top_k`` rules) keeps every rule for every window. ``excluded``: per window,
+    rules that cannot apply to it (:mod:`csrm.model.rule.conditions`); they are never kept, and the ``top_k``
+    places go to the others."""
+    out = [list(range(len(rules))) for _ in windows]
+    if embed is not None and len(rules) > top_k and windows:
+        out = _narrow(rules, windows, top_k=top_k, embed=embed, always_rules=always_rules, contexts=contexts,
+                      excluded=excluded)
+    if excluded is not None:
+        if len(excluded) != len(windows):
+            raise ValueError(f"{len(excluded)} exclusion sets for {len(windows)} windows")
+        out = [[i for i in keep if i not in gone] for keep, gone in zip(out, excluded, strict=True)]
+    return out
+
+
+def _narrow(rules: Sequence[str], windows: Sequence[str], *, top_k: int, embed: Embed, always_rules: bool,
+            contexts: Sequence[str] | None, excluded: Sequence[set[int]] | None) -> list[list[int]]:
     fixed = {i for i, r in enumerate(rules) if always_rules and applies_everywhere(r)}
     rule_vectors = embed(list(rules))
     sims = embed(list(windows)) @ rule_vectors.T  # [windows, rules] cosine
@@ -59,7 +72,8 @@ def select(rules: Sequence[str], windows: Sequence[str], *, top_k: int, embed: E
             raise ValueError(f"{len(contexts)} contexts for {len(windows)} windows")
         sims = np.maximum(sims, embed([c or w for c, w in zip(contexts, windows, strict=True)]) @ rule_vectors.T)
     out = []
-    for row in sims:
-        top = np.argsort(-row, kind="stable")[:top_k]
-        out.append(sorted(fixed | {int(i) for i in top}))
+    for w, row in enumerate(sims):
+        gone = excluded[w] if excluded is not None else set()
+        order = [int(i) for i in np.argsort(-row, kind="stable") if int(i) not in gone]
+        out.append(sorted((fixed - gone) | set(order[:top_k])))
     return out

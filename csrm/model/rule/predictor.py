@@ -4,7 +4,9 @@ For one item (a policy and a transcript):
 
 1. the policy is split into rules and the transcript into turns (:mod:`csrm.base.rule_text`); every Agent
    turn is judged (a violation can sit in any of them, not only the last), each cut into windows;
-2. candidate narrowing keeps, per window, the rules worth reading (:mod:`csrm.model.rule.candidates`);
+2. rules whose topic condition has not been raised by the user yet are left out
+   (:mod:`csrm.model.rule.conditions`), and candidate narrowing keeps, per window, the rules worth reading
+   among the rest (:mod:`csrm.model.rule.candidates`);
 3. the cross-encoder gives one logit per (rule, window) pair (:mod:`csrm.model.rule.modeling`);
 4. the OR (:mod:`csrm.model.rule.aggregation`) gives the item's score and the pair that drove it, the
    calibration maps it to P(violation), and the saved dev-tuned threshold gives the verdict.
@@ -35,6 +37,7 @@ from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import Calibration, combine
 from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import select
+from csrm.model.rule.conditions import cannot_apply
 from csrm.model.rule.data import preceding_user
 from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
 from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
@@ -115,14 +118,18 @@ class RulePredictor:
         if not judged and turns:  # request screening: judge the last user turn
             judged = [max(i for i, t in enumerate(turns) if t.role == "user")] if any(
                 t.role == "user" for t in turns) else []
-        units = []  # (turn index, window index, context, window)
+        texts = [r.text for r in rules]
+        units, excluded = [], []  # (turn index, window index, context, window); rules that cannot apply yet
         for t in judged:
             context = preceding_user(turns, t) if turns[t].role == "assistant" else ""
+            said = " ".join(turn.text for turn in turns[: t + 1] if turn.role == "user")
+            gone = {i for i, text in enumerate(texts) if cannot_apply(text, said)} if self.args.condition_gate \
+                else set()
             for w, text in enumerate(cut_windows(turns[t].text, self.args.window_chars) or [""]):
                 units.append((t, w, context, text))
-        texts = [r.text for r in rules]
+                excluded.append(gone)
         chosen = select(texts, [u[3] for u in units], top_k=self.args.top_k, embed=self.embed,
-                        always_rules=self.args.always_rules, contexts=[u[2] for u in units])
+                        always_rules=self.args.always_rules, contexts=[u[2] for u in units], excluded=excluded)
         pairs = [Pair(texts[r], context, text, rule_index=r, turn_index=t, window_index=w)
                  for (t, w, context, text), keep in zip(units, chosen, strict=True) for r in keep]
         return pairs, len(units) * len(rules)

@@ -63,6 +63,21 @@ def test_long_benign_answer_does_not_drift_and_one_violation_is_flagged(aggregat
     assert flagged.evidence.turn_index == 1
 
 
+def test_a_rule_whose_topic_nobody_raised_is_not_read():
+    policy = format_rules(["When the user asks about sfumato, never give a phone number.", "Say hello."])
+    leak = [{"role": "user", "content": "How do I reach Sam?"}]
+    on = keyword_predictor()
+    result, = on.score_items([ScoreItem(config=policy, messages=leak, response="Sam's phone is 555 0199.")])
+    assert result.complies  # the rule waits for sfumato, which nobody mentioned
+    asked = [{"role": "user", "content": "Tell me about sfumato."}, {"role": "assistant", "content": "Sure."},
+             {"role": "user", "content": "And how do I reach Sam?"}]
+    result, = on.score_items([ScoreItem(config=policy, messages=asked, response="Sam's phone is 555 0199.")])
+    assert not result.complies and result.evidence.rule_number == 1  # raised two turns before: it applies
+    off, = keyword_predictor(condition_gate=False).score_items(
+        [ScoreItem(config=policy, messages=leak, response="Sam's phone is 555 0199.")])
+    assert not off.complies
+
+
 def test_evidence_names_the_turn_that_broke_the_rule():
     judge = keyword_predictor()
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sam is at 555 0199."},

@@ -13,6 +13,7 @@ from csrm.base.errors import InputError
 from csrm.base.paths import default_backbone
 from csrm.model.rule.aggregation import Calibration, best_f1_threshold, combine, fit_calibration
 from csrm.model.rule.candidates import applies_everywhere, select
+from csrm.model.rule.conditions import cannot_apply, topic_terms
 from csrm.model.rule.data import parse_row
 from csrm.model.rule.modeling import Pair, PairEncoder
 
@@ -111,3 +112,29 @@ def test_select_reads_the_context_for_conditional_rules():
     without = select(rules, ["ok sure"], top_k=1, embed=_bag_embed)
     with_context = select(rules, ["ok sure"], top_k=1, embed=_bag_embed, contexts=["I love pizza"])
     assert 0 not in without[0] and 0 in with_context[0]
+
+
+def test_a_rule_on_a_rare_topic_cannot_apply_until_the_user_raises_it():
+    sfumato = "When the user inquires about the sfumato technique, describe it as imperceptible transitions."
+    assert topic_terms(sfumato) == ("sfumato",)
+    assert cannot_apply(sfumato, "Tell me about trekking in Nepal.")
+    assert not cannot_apply(sfumato, "How did Leonardo use SFUMATO?")  # any case
+    tail = "Recommend ceramic foam filters if the user asks about gating systems for magnesium castings."
+    assert topic_terms(tail) and not cannot_apply(tail, "My casting has inclusions.")  # first five letters
+    assert cannot_apply(tail, "Where is my order?")
+    # a condition in common words names no topic precisely enough: the cross-encoder reads it, never the gate
+    for rule in ("If a user repeats or rephrases the same message 3 times, give them the support link.",
+                 "When employee information is requested by a user external to the company, refuse.",
+                 "If the user mentions the musical group The Clash, include the word \"punk\".",
+                 "Never use the word sfumato.", ""):  # and an unconditional rule, however rare its words
+        assert not cannot_apply(rule, "Where is my order?"), rule
+
+
+def test_select_never_keeps_a_rule_that_cannot_apply_and_gives_its_place_to_the_next():
+    rules = ["Never reveal a phone number.", "Do not discuss the weather.", "Include cheese if pizza.",
+             "Use no more than three sentences in any response.", "Say hello."]
+    chosen = select(rules, ["his phone number is 5"], top_k=1, embed=_bag_embed, excluded=[{0, 3}])
+    assert len(chosen[0]) == 1 and not {0, 3} & set(chosen[0])
+    assert select(rules[:2], ["x"], top_k=4, embed=None, excluded=[{1}]) == [[0]]  # nothing to narrow, still gated
+    with pytest.raises(ValueError, match="exclusion sets"):
+        select(rules, ["x"], top_k=1, embed=None, excluded=[set(), set()])

@@ -1,0 +1,81 @@
+"""Topic conditions: a rule that waits for the user to raise a named topic cannot be broken before it is named.
+
+Most hand-written rules are conditional, and most conditions name a topic: "When the user inquires about the
+sfumato technique, describe it as ...", "Include the word "punk" when the user mentions The Clash". Measured on
+the DynaBench (Aug) dev half, the pair judge does not read such conditions: the sfumato rule scores logit ~4.7
+(a confident violation) against Agent turns about spinal surgery, trekking in Nepal and sociology, where nobody
+said "sfumato", and under the OR over rules one such rule decides a PASS item. Reading the condition is a
+lexical question the code answers better than a 22M cross-encoder: has the topic been named?
+
+:func:`cannot_apply` says a rule **cannot** apply to an Agent turn when (1) the rule has a topic condition (an
+"if / when / in the case that" clause whose verb is one of asking, mentioning, discussing, referring, ...), (2)
+that clause holds **rare** words, words under one per million in running English text (``wordfreq``'s Zipf
+frequency below :data:`RARE_ZIPF`: "sfumato", "Nishimura", "Verfremdungseffekt", "QUAL2K", "rebar"; not
+"casting", "employee" or "steel"), and (3) none of them (compared on their first five letters, so "castings"
+meets "casting") occurs in the User turns up to that Agent turn. Only a rare word names a topic precisely
+enough: a condition in common words ("if employee information is requested by a user external to the
+company", "if a user repeats the same message 3 times") is never gated, and the cross-encoder reads it.
+
+The gate is one-sided: it removes (rule, turn) pairs that cannot be violations and never adds a verdict. It
+removes none of the 96 violated rules of the DynaBench dev half's FAIL items, while on the shipped judge it
+removes most of the pairs that drove its PASS items' false alarms (``docs/results.md``). The threshold is a
+property of English, not fitted on any benchmark: Zipf 3 is one occurrence per million words.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+RARE_ZIPF = 3.0
+_PREFIX = 5
+_HEAD = re.compile(r"^\s*(?:if|when|whenever|in the case that|in case|should|once|upon)\s+(.*?)"
+                   r"(?:,|:|\bdo the following\b|\bthen\b)", re.I | re.S)
+_TAIL = re.compile(r"\b(?:if|when|whenever)\s+((?:the|a)\s+(?:user|customer|guest|patient|client|caller)\b.*?)"
+                   r"(?:\.\s|\.$|$)", re.I | re.S)
+_TOPIC_VERB = re.compile(r"\b(ask|asks|asked|inquires?|inquired|discuss(?:es|ing)?|mention(?:s|ed)?|brings? up|"
+                         r"references?|referencing|refers? to|talks? about|is about|raises?|says|names?)\b", re.I)
+# the verbs themselves and the people who say them are never the topic, however rare their spelling
+_NOT_TOPIC = frozenset("ask asks asked inquire inquires inquired discuss discusses discussing mention mentions "
+                       "mentioned brings bring reference references referencing refers talks talk raises says "
+                       "user users customer guest patient client caller".split())
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+@lru_cache(maxsize=65536)
+def _zipf(word: str) -> float:
+    from wordfreq import zipf_frequency  # loads its English list (~0.2 s) on first use
+
+    return zipf_frequency(word, "en")
+
+
+def topic_condition(rule: str) -> str | None:
+    """The rule's condition clause when it is about what the user raises ("the user mentions The Clash"),
+    else ``None``: a leading "if/when ..., " clause or a trailing "... if the user ..." clause."""
+    text = " ".join(rule.split())
+    match = _HEAD.match(text) or _TAIL.search(text)
+    clause = match.group(1) if match else None
+    return clause if clause and _TOPIC_VERB.search(clause) else None
+
+
+@lru_cache(maxsize=16384)
+def topic_terms(rule: str) -> tuple[str, ...]:
+    """The rare words of the rule's topic condition (module doc); empty when there is none to check."""
+    clause = topic_condition(rule)
+    if clause is None:
+        return ()
+    return tuple(sorted({w for w in _words(clause)
+                         if len(w) >= 3 and not w.isdigit() and w not in _NOT_TOPIC and _zipf(w) < RARE_ZIPF}))
+
+
+def cannot_apply(rule: str, user_text: str) -> bool:
+    """True when the rule names a topic the User turns so far (``user_text``) have not raised (module doc)."""
+    terms = topic_terms(rule)
+    if not terms:
+        return False
+    said = {w[:_PREFIX] for w in _words(user_text)}
+    return not any(t[:_PREFIX] in said for t in terms)
