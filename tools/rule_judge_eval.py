@@ -36,6 +36,7 @@ import json
 import math
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -189,10 +190,16 @@ def pair_reading(judge: RulePredictor, data: Path, n_positive: int = 600) -> dic
 
 
 def length_test(judge: RulePredictor, data: Path, n: int = 12) -> dict:
-    """The length rows of issue 28 on generated test FAIL transcripts (module doc)."""
+    """The length rows of issue 28 on generated test FAIL transcripts (module doc). Rules that limit the
+    length itself ("at most 300 words": counted, :mod:`csrm.model.rule.limits`) are dropped from the policy
+    first: a 20,000-character answer rightly breaks them, and the test asks about drift under the others."""
     rows = [ex for ex in read_examples(data / "test.jsonl") if ex.label == 1 and ex.contrast == "original"]
     deltas, flagged = [], []
     for ex in rows[:n]:
+        limits = {ex.rules[i].number for i in judge.limits_for(ex.rules)}
+        if any(rule in limits for rule, _ in ex.violations):
+            continue
+        ex = replace(ex, rules=[r for r in ex.rules if r.number not in limits])
         (_, bad), *_ = sorted(ex.violations, key=lambda v: v[1])
         clean = [i for i in ex.agent_indices if all(t != i for _, t in ex.violations)]
         if not clean or bad == 0:

@@ -76,6 +76,9 @@ class RuleJudgeArgs:
     condition_gate: bool = setting(True, help="scoring: leave out a rule whose topic condition names rare words "
                                               "('when the user inquires about sfumato') that no User turn so far "
                                               "contains: it cannot apply yet (csrm.model.rule.conditions)")
+    count_limits: bool = setting(True, help="scoring: a rule that is only a length limit ('at most 150 words', "
+                                            "'at least two words') is checked by counting each Agent turn, not "
+                                            "read by the cross-encoder (csrm.model.rule.limits)")
     aggregation: Literal["max", "softmax"] = setting(
         "max", help="OR over (rule, window) pair logits: 'max', or 'softmax' = tau*log(mean(exp(z/tau))); "
                     "both are unchanged when pairs are repeated, so they do not drift with length")

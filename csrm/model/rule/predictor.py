@@ -6,8 +6,10 @@ For one item (a policy and a transcript):
    turn is judged (a violation can sit in any of them, not only the last), each cut into windows;
 2. rules whose topic condition has not been raised by the user yet are left out
    (:mod:`csrm.model.rule.conditions`), and candidate narrowing keeps, per window, the rules worth reading
-   among the rest (:mod:`csrm.model.rule.candidates`);
-3. the cross-encoder gives one logit per (rule, window) pair (:mod:`csrm.model.rule.modeling`);
+   among the rest (:mod:`csrm.model.rule.candidates`); rules that are only a length limit are counted by code
+   instead (:mod:`csrm.model.rule.limits`);
+3. the cross-encoder gives one logit per (rule, window) pair (:mod:`csrm.model.rule.modeling`), and each Agent
+   turn that breaks a counted limit adds the logit :data:`COUNTED_VIOLATION`;
 4. the OR (:mod:`csrm.model.rule.aggregation`) gives the item's score and the pair that drove it, the
    calibration maps it to P(violation), and the saved dev-tuned threshold gives the verdict.
 
@@ -39,6 +41,8 @@ from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import select
 from csrm.model.rule.conditions import cannot_apply
 from csrm.model.rule.data import preceding_user
+from csrm.model.rule.limits import Limit
+from csrm.model.rule.limits import parse as parse_limit
 from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
 from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
 from csrm.model.sentence_embedder import Embed, SentenceEmbedder
@@ -47,6 +51,9 @@ META_FILE = "rule_judge.json"
 # Judges saved before int8 scoring was removed carry this field; they load and score in float32 (their
 # calibration was fitted on int8 logits, which differ by up to ~1.6 from the float ones).
 LEGACY_INT8 = "int8"
+# the pair logit given to an Agent turn that breaks a length limit, counted by code (csrm.model.rule.limits):
+# above every logit the shipped judges give (<= ~5.5), so a counted violation drives the OR
+COUNTED_VIOLATION = 8.0
 _ROLES = {"user": "user", "assistant": "assistant"}
 
 
@@ -112,19 +119,38 @@ class RulePredictor:
                    threshold=float(meta["threshold"]), embed=embed)
 
     # -- pairs -----------------------------------------------------------------------------------------------
-    def pairs_for(self, rules: list[Rule], turns: list[Turn]) -> tuple[list[Pair], int]:
-        """(pairs the cross-encoder judges, pair count without narrowing) for one item."""
+    @staticmethod
+    def _judged(turns: list[Turn]) -> list[int]:
         judged = [i for i, t in enumerate(turns) if t.role == "assistant"]
         if not judged and turns:  # request screening: judge the last user turn
             judged = [max(i for i, t in enumerate(turns) if t.role == "user")] if any(
                 t.role == "user" for t in turns) else []
+        return judged
+
+    def limits_for(self, rules: list[Rule]) -> dict[int, Limit]:
+        """The rules counted by code instead of read by the cross-encoder (:mod:`csrm.model.rule.limits`)."""
+        if not self.args.count_limits:
+            return {}
+        return {i: limit for i, r in enumerate(rules) if (limit := parse_limit(r.text)) is not None}
+
+    def counted_violations(self, rules: list[Rule], turns: list[Turn]) -> list[tuple[int, int]]:
+        """(rule index, turn index) of every Agent turn that breaks a length limit of the policy."""
+        limits = self.limits_for(rules)
+        return [(i, t) for t in self._judged(turns) if turns[t].role == "assistant"
+                for i, limit in limits.items() if limit.broken_by(turns[t].text)]
+
+    def pairs_for(self, rules: list[Rule], turns: list[Turn]) -> tuple[list[Pair], int]:
+        """(pairs the cross-encoder judges, pair count without narrowing) for one item. Rules counted by
+        code (:meth:`limits_for`) are not among them."""
+        judged = self._judged(turns)
+        counted = set(self.limits_for(rules))
         texts = [r.text for r in rules]
         units, excluded = [], []  # (turn index, window index, context, window); rules that cannot apply yet
         for t in judged:
             context = preceding_user(turns, t) if turns[t].role == "assistant" else ""
             said = " ".join(turn.text for turn in turns[: t + 1] if turn.role == "user")
-            gone = {i for i, text in enumerate(texts) if cannot_apply(text, said)} if self.args.condition_gate \
-                else set()
+            gone = counted | ({i for i, text in enumerate(texts) if cannot_apply(text, said)}
+                              if self.args.condition_gate else set())
             for w, text in enumerate(cut_windows(turns[t].text, self.args.window_chars) or [""]):
                 units.append((t, w, context, text))
                 excluded.append(gone)
@@ -141,16 +167,18 @@ class RulePredictor:
         flat = [p for pairs, _ in per_item for p in pairs]
         logits = pair_logits(self.model, self.encoder, flat, batch_pairs=self.args.batch_pairs)
         out, start = [], 0
-        for (rules, _), (pairs, total) in zip(inputs, per_item, strict=True):
-            z = logits[start: start + len(pairs)]
+        for (rules, turns), (pairs, total) in zip(inputs, per_item, strict=True):
+            counted = self.counted_violations(rules, turns)
+            z = list(logits[start: start + len(pairs)]) + [COUNTED_VIOLATION] * len(counted)
+            where = [(p.rule_index, p.turn_index) for p in pairs] + counted
             start += len(pairs)
             score, top = combine(z, method=self.args.aggregation, tau=self.args.tau)
             p = self.calibration(score) if math.isfinite(score) else 0.0
             evidence = None
             if top >= 0:
-                pair = pairs[top]
-                rule = rules[pair.rule_index]
-                evidence = Evidence(rule_number=rule.number, rule_text=rule.text, turn_index=pair.turn_index,
+                rule_index, turn_index = where[top]
+                rule = rules[rule_index]
+                evidence = Evidence(rule_number=rule.number, rule_text=rule.text, turn_index=turn_index,
                                     p_violation=self.calibration(z[top]))
             out.append(Judgement(score, p, evidence, len(pairs), total))
         return out

@@ -78,6 +78,22 @@ def test_a_rule_whose_topic_nobody_raised_is_not_read():
     assert not off.complies
 
 
+def test_a_length_limit_is_counted_not_read():
+    policy = format_rules([PHONE_RULE, "Use at most five words in every response."])
+    rules = __import__("csrm.base.rule_text").base.rule_text.split_rules(policy)
+    ask = [{"role": "user", "content": "How do I reach Sam?"}]
+    judge = keyword_predictor()
+    pairs, _ = judge.pairs_for(rules, [Turn("user", "Hi"), Turn("assistant", "ok")])
+    assert {p.rule_index for p in pairs} == {0}  # the limit never reaches the cross-encoder
+    long, short = judge.score_items([ScoreItem(config=policy, messages=ask, response=BENIGN),
+                                     ScoreItem(config=policy, messages=ask, response="Ask at the desk.")])
+    assert not long.complies and long.evidence.rule_number == 2 and long.evidence.turn_index == 1
+    assert short.complies
+    read, = keyword_predictor(count_limits=False).score_items([ScoreItem(config=policy, messages=ask,
+                                                                         response=BENIGN)])
+    assert read.complies  # the keyword pair model cannot count: only the code saw the violation
+
+
 def test_evidence_names_the_turn_that_broke_the_rule():
     judge = keyword_predictor()
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sam is at 555 0199."},

@@ -15,6 +15,8 @@ from csrm.model.rule.aggregation import Calibration, best_f1_threshold, combine,
 from csrm.model.rule.candidates import applies_everywhere, select
 from csrm.model.rule.conditions import cannot_apply, topic_terms
 from csrm.model.rule.data import parse_row
+from csrm.model.rule.limits import Limit
+from csrm.model.rule.limits import parse as parse_limit
 from csrm.model.rule.modeling import Pair, PairEncoder
 
 
@@ -138,3 +140,29 @@ def test_select_never_keeps_a_rule_that_cannot_apply_and_gives_its_place_to_the_
     assert select(rules[:2], ["x"], top_k=4, embed=None, excluded=[{1}]) == [[0]]  # nothing to narrow, still gated
     with pytest.raises(ValueError, match="exclusion sets"):
         select(rules, ["x"], top_k=1, embed=None, excluded=[set(), set()])
+
+
+@pytest.mark.parametrize(("rule", "limit"), [
+    ("Write at least two words in every conversation.", Limit("words", 2, None)),
+    ("Your response must be less than 300 words.", Limit("words", 0, 299)),
+    ("Never use more than 50 words.", Limit("words", 0, 50)),  # a negation flips the relation
+    ("Do not exceed 40 words in a reply.", Limit("words", 0, 40)),
+    ("Use no more than three sentences in any response.", Limit("sentences", 0, 3)),
+    ("Keep every answer under 12 characters.", Limit("characters", 0, 11)),
+    # more than a length limit, a condition, or a keyword count: left to the cross-encoder
+    ("Include the word story at least twice.", None),
+    ("Use at least 800 words and mention cats.", None),
+    ("If the user asks about pizza, use at most 20 words.", None),
+    ("Your answer must contain a title and be at least 100 words.", None),
+    ("Exceed 50 words.", None),
+])
+def test_a_rule_that_is_only_a_length_limit_is_read_as_one(rule, limit):
+    assert parse_limit(rule) == limit
+
+
+def test_limits_count_words_as_ifeval_does_and_forgive_one_sentence():
+    assert parse_limit("Write at least two words in every response.").broken_by("Sure.")
+    assert not parse_limit("Write at least two words in every response.").broken_by("Sure, thing!")
+    three = parse_limit("Use no more than three sentences in any response.")
+    assert three.count("Dr. Smith is in. He waits! Ok? Yes.") == 5  # "Dr." ends a sentence: hence the slack
+    assert not three.broken_by("One. Two. Three. Four.") and three.broken_by("One. Two. Three. Four. Five.")
