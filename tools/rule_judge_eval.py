@@ -67,16 +67,17 @@ def _lengths(ex: RuleExample) -> list[float]:
 
 
 def narrowing_recall(judge: RulePredictor, examples: list[RuleExample]) -> dict[str, float]:
-    """Share of violated (rule, turn) pairs whose rule is kept for at least one window of that turn (the
-    condition gate and candidate narrowing together: the pairs the judge reads)."""
+    """Share of violated (rule, turn) pairs that are judged: read by the cross-encoder for at least one window
+    of that turn (the condition gate and candidate narrowing together), or counted by code (length limits)."""
     kept = total = 0
     for ex in examples:
         if not ex.violations:
             continue
         read = {(p.rule_index, p.turn_index) for p in judge.pairs_for(ex.rules, ex.turns)[0]}
+        counted = set(judge.limits_for(ex.rules))
         for rule_number, t in ex.violations:
             index = next(i for i, r in enumerate(ex.rules) if r.number == rule_number)
-            kept += (index, t) in read
+            kept += (index, t) in read or index in counted
             total += 1
     return {"recall": kept / max(1, total), "violations": total}
 
