@@ -94,6 +94,19 @@ def test_a_length_limit_is_counted_not_read():
     assert read.complies  # the keyword pair model cannot count: only the code saw the violation
 
 
+def test_narrowing_recall_counts_a_violated_limit_as_judged():
+    from csrm.base.rule_text import Rule
+    from csrm.model.rule.data import RuleExample
+    from tools.rule_judge_eval import narrowing_recall
+
+    ex = RuleExample(rules=[Rule(1, "Use at most five words in every response."), Rule(2, PHONE_RULE)],
+                     turns=[Turn("user", "How do I reach Sam?"), Turn("assistant", BENIGN)], label=1,
+                     violations={(1, 1)})
+    judge = keyword_predictor()
+    assert all(p.rule_index != 0 for p in judge.pairs_for(ex.rules, ex.turns)[0])  # not read by the model ...
+    assert narrowing_recall(judge, [ex]) == {"recall": 1.0, "violations": 1}  # ... but judged by counting
+
+
 def test_evidence_names_the_turn_that_broke_the_rule():
     judge = keyword_predictor()
     messages = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Sam is at 555 0199."},
