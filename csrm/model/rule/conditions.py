@@ -78,5 +78,11 @@ def cannot_apply(rule: str, user_text: str) -> bool:
     terms = topic_terms(rule)
     if not terms:
         return False
-    said = {w[:_PREFIX] for w in _words(user_text)}
+    said = _prefixes(user_text)
     return not any(t[:_PREFIX] in said for t in terms)
+
+
+@lru_cache(maxsize=256)
+def _prefixes(user_text: str) -> frozenset[str]:
+    """The word prefixes of the User turns so far, once per text (every rule of a policy asks about them)."""
+    return frozenset(w[:_PREFIX] for w in _words(user_text))

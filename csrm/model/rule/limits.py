@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 _NUMBERS = {w: i for i, w in enumerate(
     "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
@@ -38,7 +39,7 @@ _FILLER = frozenset("""
 a an the your you each every any all response responses reply replies answer answers message messages turn turns
 conversation conversations write use uses using respond must should shall always please make sure keep be is are
 contain contains have has with in of to and at least most no more than fewer less up maximum minimum over under
-exceed exceeding never not don't do avoid length long total overall only text output your entire per
+exceed exceeding never not don't do avoid length long total overall only text output entire per
 """.split())
 
 
@@ -68,6 +69,7 @@ def _number(text: str) -> int:
     return int(text) if text.isdigit() else _NUMBERS[text.lower()]
 
 
+@lru_cache(maxsize=16384)  # a policy's rules are parsed for its pairs and again for its counted violations
 def parse(rule: str) -> Limit | None:
     """The rule as a :class:`Limit`, or ``None`` when it is not only a length limit (module doc)."""
     text = " ".join(rule.split())
