@@ -24,12 +24,15 @@ class Evidence:
     """What drove a verdict, for scorers that judge a policy rule by rule (the rule judge): the rule
     (``rule_number`` as written in the policy, ``None`` for a preamble or an unnumbered policy; ``rule_text``
     the rule itself), the transcript turn (``turn_index`` into ``csrm.base.rule_text.split_turns`` of the
-    conversation plus response) and the judge's P(violation) for that (rule, turn) pair."""
+    conversation plus response) and the judge's P(violation) for that (rule, turn) pair. ``reason`` says why,
+    where code rather than the model decided the pair: a length limit counted by code gives the count against the
+    limit ("412 words; the rule allows at most 300"); it is empty for a pair the model read."""
 
     rule_number: int | None
     rule_text: str
     turn_index: int
     p_violation: float
+    reason: str = ""
 
 
 @dataclass
@@ -53,7 +56,8 @@ class ScoreResult:
 
     def as_json(self) -> dict:
         """The result as the JSON every output writes (``csrm score`` lines, the server's results): the
-        scores and verdict, plus ``evidence`` (rule number and text, turn index, that pair's P(violation)) when
+        scores and verdict, plus ``evidence`` (rule number and text, turn index, that pair's P(violation), the
+        reason where code decided it) when
         the scorer names one: one place, so the file and the endpoint never disagree."""
         out = {"p_comply": self.p_comply, "p_violation": self.p_violation, "reward": self.reward,
                "complies": self.complies, "threshold": self.threshold}

@@ -8,8 +8,8 @@ line and field. An input without items is an error too.
 
 Output lines: ``{"id", "p_comply", "p_violation", "reward", "complies", "threshold", "config_id"}``, in input
 order (ids as strings; ``threshold`` is on p_violation, ``config_id`` the key of per-config thresholds), plus
-``evidence`` (``{"rule_number", "rule_text", "turn_index", "p_violation"}``: the rule and turn that drove the
-verdict) from scorers that name one (the rule judge).
+``evidence`` (``{"rule_number", "rule_text", "turn_index", "p_violation", "reason"}``: the rule and turn that drove
+the verdict, and why where code decided it) from scorers that name one (the rule judge).
 
 **Resuming.** Results are appended to ``OUTPUT.partial`` and flushed after every forward batch. Before the
 first result, ``OUTPUT.partial.fingerprint.json`` records what produced them (:mod:`csrm.base.fingerprint`): the

@@ -254,5 +254,5 @@ def test_result_json_carries_evidence_only_when_named():
     assert result_json(plain) == {"p_comply": 0.75, "p_violation": 0.25, "reward": 1.1, "complies": True,
                                   "threshold": 0.5}
     assert result_json(named)["evidence"] == {"rule_number": 3, "rule_text": "Never share phone numbers.",
-                                              "turn_index": 1, "p_violation": 0.8}
+                                              "turn_index": 1, "p_violation": 0.8, "reason": ""}
     assert result_row("a", named, "cfg") == {"id": "a", **result_json(named), "config_id": "cfg"}

@@ -58,6 +58,14 @@ class Limit:
             return len(text)
         return len([s for s in re.split(r"(?<=[.!?])\s+", text.strip()) if re.search(r"\w", s)])
 
+    def describe(self, text: str) -> str:
+        """The count of an Agent turn against the limit, for the evidence: "412 words; the rule allows at most 300"."""
+        n = self.count(text)
+        unit = self.unit if n != 1 else self.unit[:-1]
+        if n < self.low:
+            return f"{n} {unit}; the rule asks for at least {self.low}"
+        return f"{n} {unit}; the rule allows at most {self.high}"
+
     def broken_by(self, text: str) -> bool:
         """Whether an Agent turn breaks the limit (module doc: a sentence count may be off by one)."""
         n = self.count(text)

@@ -178,8 +178,10 @@ class RulePredictor:
             if top >= 0:
                 rule_index, turn_index = where[top]
                 rule = rules[rule_index]
+                reason = (self.limits_for(rules)[rule_index].describe(turns[turn_index].text)
+                          if top >= len(pairs) else "")  # a counted violation: say what was counted
                 evidence = Evidence(rule_number=rule.number, rule_text=rule.text, turn_index=turn_index,
-                                    p_violation=self.calibration(z[top]))
+                                    p_violation=self.calibration(z[top]), reason=reason)
             out.append(Judgement(score, p, evidence, len(pairs), total))
         return out
 

@@ -4,6 +4,7 @@ evidence, and the OR's behaviour on long answers through the real predictor path
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from rule_judge_fixtures import (
@@ -60,7 +61,7 @@ def test_long_benign_answer_does_not_drift_and_one_violation_is_flagged(aggregat
     flagged, = judge.score_items([item(leaked)])
     assert not flagged.complies
     assert flagged.evidence.rule_number == 2 and flagged.evidence.rule_text == PHONE_RULE
-    assert flagged.evidence.turn_index == 1
+    assert flagged.evidence.turn_index == 1 and flagged.evidence.reason == ""  # read by the model, not counted
 
 
 def test_a_rule_whose_topic_nobody_raised_is_not_read():
@@ -88,6 +89,9 @@ def test_a_length_limit_is_counted_not_read():
     long, short = judge.score_items([ScoreItem(config=policy, messages=ask, response=BENIGN),
                                      ScoreItem(config=policy, messages=ask, response="Ask at the desk.")])
     assert not long.complies and long.evidence.rule_number == 2 and long.evidence.turn_index == 1
+    words = len(re.findall(r"\w+", BENIGN))  # counted as IFEval counts words
+    assert long.evidence.reason == f"{words} words; the rule allows at most 5"
+    assert long.as_json()["evidence"]["reason"] == long.evidence.reason
     assert short.complies
     read, = keyword_predictor(count_limits=False).score_items([ScoreItem(config=policy, messages=ask,
                                                                          response=BENIGN)])

@@ -163,6 +163,8 @@ def test_a_rule_that_is_only_a_length_limit_is_read_as_one(rule, limit):
 def test_limits_count_words_as_ifeval_does_and_forgive_one_sentence():
     assert parse_limit("Write at least two words in every response.").broken_by("Sure.")
     assert not parse_limit("Write at least two words in every response.").broken_by("Sure, thing!")
+    assert parse_limit("Write at least two words in every response.").describe("Sure.") == (
+        "1 word; the rule asks for at least 2")
     three = parse_limit("Use no more than three sentences in any response.")
     assert three.count("Dr. Smith is in. He waits! Ok? Yes.") == 5  # "Dr." ends a sentence: hence the slack
     assert not three.broken_by("One. Two. Three. Four.") and three.broken_by("One. Two. Three. Four. Five.")
