@@ -82,7 +82,7 @@ def generate(spec: RulesSpec, seed: int, resolve=lambda p: Path(p)) -> tuple[dic
                 for contrast, rules in policies.items():
                     if which == "ok" and contrast in FAIL_ONLY:
                         continue
-                    extra = {"transcript_kind": which}
+                    extra = {"transcript_kind": which, "conversation": stable_id(seed, family, k)[:16]}
                     if contrast == "rule_swapped":
                         extra["swapped_in"] = next(r.template for r in rules if r not in policies["original"])
                     rows[split].append(make_row(rules, tr, family=family, contrast=contrast, base_id=base_id,

@@ -46,6 +46,12 @@ def test_schema_round_trip_and_labels(generated):
                 assert 1 <= number <= len(rules) and turn in agent_turns(turns)
             families.add(meta["family"])
     assert families == {"disclosure", "obligation", "topic", "format", "conduct"}
+    # a violating transcript and its compliant twin: two base_ids, one conversation (the trainer's hard negatives)
+    kinds = defaultdict(set)
+    for row in generated["rows"]["train"]:
+        kinds[row["meta"]["conversation"]].add((row["meta"]["transcript_kind"], row["base_id"]))
+    twins = [k for k in kinds.values() if {kind for kind, _ in k} == {"fail", "ok"}]
+    assert len(twins) > 0.8 * len(kinds) and all(len({b for _, b in k}) == 2 for k in twins)
 
 
 def test_contrasts_flip_and_keep_labels(generated):

@@ -55,6 +55,10 @@ class RuleJudgeArgs:
                                                "negatives, then random negatives)", check=at_least(10))
     positive_share: float = setting(0.3, help="target share of positive pairs among the training pairs",
                                     check=open_fraction)
+    twin_negatives: bool = setting(False, help="hard negatives by conversation, the compliant twin's answer under "
+                                               "the violated rule first (csrm.model.rule.trainer); reads answers "
+                                               "better on generated data, worse rule swap on DynaBench "
+                                               "(docs/results.md 2026-12-07), so off")
     learning_rate: float = setting(5e-5, help="AdamW learning rate", check=_positive)
     batch_size: int = setting(32, help="pairs per optimisation step", check=at_least(1))
     num_train_epochs: float = setting(1.0, help="passes over the training pairs", check=_positive)

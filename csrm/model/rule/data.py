@@ -36,6 +36,7 @@ class RuleExample:
     label: int
     violations: set[tuple[int | None, int]] | None
     base_id: str = ""
+    conversation: str = ""  # the scaffold a violating transcript and its compliant twin share (else base_id)
     family: str = ""
     contrast: str = ""
     rules_violated: list[int] = field(default_factory=list)
@@ -89,7 +90,9 @@ def parse_row(row: dict[str, Any], *, path: str = "", line: int | None = None) -
         raise InputError(f"expected [rule_number, turn_index] pairs, got {history!r}",
                          field="metadata.history_dependent", **where)
     return RuleExample(rules=split_rules(policy), turns=turns, label=LABELS[raw], violations=violations,
-                       base_id=str(row.get("base_id") or ""), family=str(meta.get("family") or ""),
+                       base_id=str(row.get("base_id") or ""),
+                       conversation=str(meta.get("conversation") or row.get("base_id") or ""),
+                       family=str(meta.get("family") or ""),
                        contrast=str(meta.get("contrast") or ""), rules_violated=list(rules_violated),
                        where=f"{path}:{line}" if path else "", case_dependent=set(case_dependent),
                        history_dependent={(int(r), int(t)) for r, t in history})

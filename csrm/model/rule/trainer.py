@@ -6,8 +6,14 @@ turn_index]`` is in ``metadata.violations``; a turn longer than ``window_chars``
 with the turn's label. A policy of 100 rules over 5 turns is 500 pairs, almost all negative, so pairs are
 sampled into ``max_train_pairs`` in this order: every positive (up to ``positive_share`` of the budget),
 then **hard negatives** (half of what is left): pairs that share the violated rule or the violating turn's
-text with a positive of the same ``base_id`` (the same turn under a removed or swapped rule, the violated
-rule against an innocent turn, a near-miss turn), then random negatives (real, unrelated rules against
+text with a positive of the same ``base_id`` (the same turn under a removed or swapped rule, the violated rule
+against an innocent turn), then random negatives. The compliant twin of a violating transcript has its own
+``base_id``, so its answer under the violated rule (the near miss, the declined request, the obligation met) is
+only a random negative and is almost never drawn: the shipped judge reads the condition, not the answer
+(*include the word "falcon"* scores ~5 with or without "falcon" in the reply; same-question twins of the
+generated dev split 0.39 for obligations). ``twin_negatives`` groups by ``metadata.conversation`` (the scaffold
+both twins share) and draws those twin pairs first: twins read 0.39 -> 0.89, but DynaBench's rule swap fell
+0.981 -> 0.731 (docs/results.md, 2026-12-07), so it is off by default. Then random negatives (real, unrelated rules against
 real turns, which teach the judge not to fire on rules that merely share words). With an uncased tokenizer
 (all-MiniLM-L6-v2 lower-cases everything), the pairs of rules whose verdict depends on letter case
 (``metadata.case_dependent``: "write in all capitals", "no all-caps sentences") are left out: the violating and
@@ -84,30 +90,42 @@ def sample_pairs(examples: list[RuleExample], args: RuleJudgeArgs, *, uncased: b
     rng = random.Random(args.seed)
     violated_rules: dict[str, set[str]] = {}
     violating_turns: dict[str, set[str]] = {}
+    violated_at: dict[str, set[tuple[str, int]]] = {}
     all_pairs = []
     for ex in examples:
         pairs = example_pairs(ex, args.window_chars, uncased=uncased)
+        group = ex.conversation if args.twin_negatives else ex.base_id
         for pair, label in pairs:
             if label:
-                violated_rules.setdefault(ex.base_id, set()).add(pair.rule)
-                violating_turns.setdefault(ex.base_id, set()).add(pair.window)
-        all_pairs += [(ex.base_id, pair, label) for pair, label in pairs]
+                violated_rules.setdefault(group, set()).add(pair.rule)
+                violating_turns.setdefault(group, set()).add(pair.window)
+                violated_at.setdefault(group, set()).add((pair.rule, pair.turn_index))
+        all_pairs += [(group, pair, label) for pair, label in pairs]
     positives = [(p, y) for _, p, y in all_pairs if y]
-    hard, easy = [], []
+    twins, hard, easy = {}, [], []
     for base, pair, label in all_pairs:
-        if not label:
-            is_hard = pair.rule in violated_rules.get(base, ()) or pair.window in violating_turns.get(base, ())
-            (hard if is_hard else easy).append((pair, 0))
-    for group in (positives, hard, easy):
+        if label:
+            continue
+        if args.twin_negatives and (pair.rule, pair.turn_index) in violated_at.get(base, ()):  # the twin's answer
+            twins.setdefault((pair.rule, pair.context, pair.window), (pair, 0))  # once, whatever the contrast
+        elif pair.rule in violated_rules.get(base, ()) or pair.window in violating_turns.get(base, ()):
+            hard.append((pair, 0))
+    for base, pair, label in all_pairs:
+        if not label and (pair.rule, pair.context, pair.window) not in twins and not (
+                pair.rule in violated_rules.get(base, ()) or pair.window in violating_turns.get(base, ())):
+            easy.append((pair, 0))
+    twin_list = list(twins.values())
+    for group in (positives, twin_list, hard, easy):
         rng.shuffle(group)
     budget = args.max_train_pairs
     positives = positives[: int(args.positive_share * budget)]
     left = budget - len(positives)
-    hard = hard[: left // 2]
+    hard = (twin_list + hard)[: left // 2]  # the compliant twins first: the one negative that differs only in the answer
     easy = easy[: budget - len(positives) - len(hard)]
     chosen = positives + hard + easy
     rng.shuffle(chosen)
     counts = {"candidate_pairs": len(all_pairs), "positives": len(positives), "hard_negatives": len(hard),
+              "twin_negatives": min(len(twin_list), len(hard)),
               "random_negatives": len(easy),
               "case_dependent_rules_left_out": sum(len(ex.case_dependent) for ex in examples) if uncased else 0,
               "history_dependent_pairs_left_out": sum(len(ex.history_dependent) for ex in examples)}

@@ -132,6 +132,35 @@ def test_sampling_keeps_positives_and_hard_negatives(tmp_path):
     assert all(p.rule == PHONE_RULE and "555" in p.window for p, y in pairs if y)
 
 
+def test_twin_negatives_draw_the_compliant_twin_first():
+    """With ``twin_negatives`` the violated rule against the twin's compliant answer (same conversation, its own
+    base_id) is a hard negative drawn before any other; without it (the default), or for rows without a
+    conversation id, hard negatives come from the same base_id and the twin is only a random negative."""
+    from csrm.base.rule_text import Rule
+    from csrm.model.rule.data import RuleExample
+
+    def example(answer: str, label: int, base_id: str, conversation: str) -> RuleExample:
+        return RuleExample(rules=[Rule(1, PHONE_RULE), Rule(2, "Keep a friendly tone.")],
+                           turns=[Turn("user", "How do I reach Sam?"), Turn("assistant", answer)], label=label,
+                           violations={(1, 1)} if label else set(), base_id=base_id, conversation=conversation)
+
+    fail = example("Sam is at 555 0199.", 1, "f", "c1")
+    twin = example("I can't share Sam's number, sorry.", 0, "o", "c1")
+    others = [example(f"Our store opens at {h}.", 0, f"x{h}", f"c{h}") for h in range(2, 40)]
+    args = RuleJudgeArgs(max_train_pairs=6, positive_share=1 / 6, twin_negatives=True)  # 1 positive, 2 hard
+    pairs, counts = sample_pairs([fail, twin, *others], args)
+    assert counts["positives"] == 1 and counts["hard_negatives"] == 2
+    assert any(p.rule == PHONE_RULE and "sorry" in p.window for p, y in pairs if not y)  # the twin, kept
+    apart = [RuleExample(**{**vars(e), "conversation": e.base_id}) for e in (fail, twin, *others)]
+    assert sample_pairs(apart, args)[1]["hard_negatives"] == 1  # by base_id: the twin is only a random negative
+    off = RuleJudgeArgs(max_train_pairs=6, positive_share=1 / 6)  # the default groups by base_id too
+    assert sample_pairs([fail, twin, *others], off)[1]["hard_negatives"] == 1
+    tight, counts = sample_pairs([fail, twin, *others], RuleJudgeArgs(max_train_pairs=4, positive_share=0.25,
+                                                                      twin_negatives=True))
+    assert counts["hard_negatives"] == counts["twin_negatives"] == 1  # one hard place: the twin takes it
+    assert any(p.rule == PHONE_RULE and "sorry" in p.window for p, y in tight if not y)
+
+
 def tiny_training(tmp_path, backbone, learning_rate: float) -> RuleJudgeArgs:
     """Settings that train a tiny backbone on the fixture's 48 rows in seconds (400 pairs, 3 epochs)."""
     return build(RuleJudgeArgs, {"dataset_path": str(write_dataset(tmp_path / "data")),
