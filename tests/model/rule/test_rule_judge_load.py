@@ -82,5 +82,5 @@ def test_csrm_score_writes_the_evidence(judge_dir, tmp_path):
     assert main([str(judge_dir), "--input", str(inp), "--output", str(out), "--no-progress"]) == 0
     leak, benign = [json.loads(line) for line in out.read_text().splitlines()]
     assert leak["evidence"] == {"rule_number": 2, "rule_text": PHONE_RULE, "turn_index": 3,
-                                "p_violation": pytest.approx(leak["evidence"]["p_violation"])}
+                                "p_violation": pytest.approx(leak["evidence"]["p_violation"]), "reason": ""}
     assert leak["p_comply"] < benign["p_comply"] and set(benign) >= {"id", "p_comply", "reward", "evidence"}
