@@ -57,8 +57,8 @@ class ScoreResult:
     def as_json(self) -> dict:
         """The result as the JSON every output writes (``csrm score`` lines, the server's results): the
         scores and verdict, plus ``evidence`` (rule number and text, turn index, that pair's P(violation), the
-        reason where code decided it) when
-        the scorer names one: one place, so the file and the endpoint never disagree."""
+        reason where code decided it) when the scorer names one: one place, so the file and the endpoint never
+        disagree."""
         out = {"p_comply": self.p_comply, "p_violation": self.p_violation, "reward": self.reward,
                "complies": self.complies, "threshold": self.threshold}
         if self.evidence is not None:

@@ -102,7 +102,7 @@ def sample_pairs(examples: list[RuleExample], args: RuleJudgeArgs, *, uncased: b
                 violated_at.setdefault(group, set()).add((pair.rule, pair.turn_index))
         all_pairs += [(group, pair, label) for pair, label in pairs]
     positives = [(p, y) for _, p, y in all_pairs if y]
-    twins, hard, easy = {}, [], []
+    twins, hard, rest = {}, [], []
     for base, pair, label in all_pairs:
         if label:
             continue
@@ -110,10 +110,9 @@ def sample_pairs(examples: list[RuleExample], args: RuleJudgeArgs, *, uncased: b
             twins.setdefault((pair.rule, pair.context, pair.window), (pair, 0))  # once, whatever the contrast
         elif pair.rule in violated_rules.get(base, ()) or pair.window in violating_turns.get(base, ()):
             hard.append((pair, 0))
-    for base, pair, label in all_pairs:
-        if not label and (pair.rule, pair.context, pair.window) not in twins and not (
-                pair.rule in violated_rules.get(base, ()) or pair.window in violating_turns.get(base, ())):
-            easy.append((pair, 0))
+        else:
+            rest.append(pair)
+    easy = [(p, 0) for p in rest if (p.rule, p.context, p.window) not in twins]  # no twin drawn twice
     twin_list = list(twins.values())
     for group in (positives, twin_list, hard, easy):
         rng.shuffle(group)
