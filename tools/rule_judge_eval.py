@@ -49,6 +49,7 @@ from sklearn.preprocessing import StandardScaler
 
 from csrm.base.rule_text import Turn
 from csrm.model.rule.data import RuleExample, read_examples
+from csrm.model.rule.limits import Limit
 from csrm.model.rule.modeling import Pair, pair_logits
 from csrm.model.rule.predictor import RulePredictor
 from csrm.model.rule.trainer import example_pairs, is_uncased
@@ -197,7 +198,7 @@ def length_test(judge: RulePredictor, data: Path, n: int = 12) -> dict:
     rows = [ex for ex in read_examples(data / "test.jsonl") if ex.label == 1 and ex.contrast == "original"]
     deltas, flagged = [], []
     for ex in rows[:n]:
-        limits = {ex.rules[i].number for i in judge.limits_for(ex.rules)}
+        limits = {ex.rules[i].number for i, check in judge.limits_for(ex.rules).items() if isinstance(check, Limit)}
         if any(rule in limits for rule, _ in ex.violations):
             continue
         ex = replace(ex, rules=[r for r in ex.rules if r.number not in limits])

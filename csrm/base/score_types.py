@@ -26,7 +26,8 @@ class Evidence:
     the rule itself), the transcript turn (``turn_index`` into ``csrm.base.rule_text.split_turns`` of the
     conversation plus response) and the judge's P(violation) for that (rule, turn) pair. ``reason`` says why,
     where code rather than the model decided the pair: a length limit counted by code gives the count against the
-    limit ("412 words; the rule allows at most 300"); it is empty for a pair the model read."""
+    limit ("412 words; the rule allows at most 300"), an emoji ban what it found ("2 emoji (🎉 😊); the rule
+    allows none"); it is empty for a pair the model read."""
 
     rule_number: int | None
     rule_text: str

@@ -31,7 +31,7 @@ _NUM = r"(\d{1,6}|" + "|".join(_NUMBERS) + r")"
 _MIN = r"at least|no fewer than|no less than|a minimum of|minimum of|more than|over"
 _MAX = r"at most|no more than|not more than|fewer than|less than|up to|a maximum of|maximum of|under|exceed(?:ing)?"
 _LIMIT = re.compile(rf"\b({_MIN}|{_MAX})\s+{_NUM}\s+(words?|characters?|sentences?)\b", re.I)
-_CONDITION = re.compile(r"\b(if|when|whenever|unless|in case|once|after|before|should the)\b", re.I)
+CONDITION = re.compile(r"\b(if|when|whenever|unless|in case|once|after|before|should the)\b", re.I)
 _NEGATION = re.compile(r"\b(never|not|don't|do not|avoid|must not|cannot|can't)\b", re.I)
 # what may surround the limit: the verb, the thing limited, how often it holds; anything else (a keyword, a
 # topic, a format) makes the rule more than a limit, and the cross-encoder reads it
@@ -82,7 +82,7 @@ def parse(rule: str) -> Limit | None:
     """The rule as a :class:`Limit`, or ``None`` when it is not only a length limit (module doc)."""
     text = " ".join(rule.split())
     found = list(_LIMIT.finditer(text))
-    if len(found) != 1 or _CONDITION.search(text):
+    if len(found) != 1 or CONDITION.search(text):
         return None
     match = found[0]
     rest = (text[: match.start()] + " " + text[match.end():]).lower()

@@ -6,10 +6,10 @@ For one item (a policy and a transcript):
    turn is judged (a violation can sit in any of them, not only the last), each cut into windows;
 2. rules whose topic condition has not been raised by the user yet are left out
    (:mod:`csrm.model.rule.conditions`), and candidate narrowing keeps, per window, the rules worth reading
-   among the rest (:mod:`csrm.model.rule.candidates`); rules that are only a length limit are counted by code
-   instead (:mod:`csrm.model.rule.limits`);
+   among the rest (:mod:`csrm.model.rule.candidates`); rules that are only a length limit or only an emoji ban
+   are checked by code instead (:mod:`csrm.model.rule.limits`, :mod:`csrm.model.rule.emoji_bans`);
 3. the cross-encoder gives one logit per (rule, window) pair (:mod:`csrm.model.rule.modeling`), and each Agent
-   turn that breaks a counted limit adds the logit :data:`COUNTED_VIOLATION`;
+   turn that breaks a rule checked by code adds the logit :data:`COUNTED_VIOLATION`;
 4. the OR (:mod:`csrm.model.rule.aggregation`) gives the item's score and the pair that drove it, the
    calibration maps it to P(violation), and the saved dev-tuned threshold gives the verdict.
 
@@ -41,6 +41,8 @@ from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import select
 from csrm.model.rule.conditions import cannot_apply
 from csrm.model.rule.data import preceding_user
+from csrm.model.rule.emoji_bans import EmojiBan
+from csrm.model.rule.emoji_bans import parse as parse_emoji_ban
 from csrm.model.rule.limits import Limit
 from csrm.model.rule.limits import parse as parse_limit
 from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
@@ -127,14 +129,16 @@ class RulePredictor:
                 t.role == "user" for t in turns) else []
         return judged
 
-    def limits_for(self, rules: list[Rule]) -> dict[int, Limit]:
-        """The rules counted by code instead of read by the cross-encoder (:mod:`csrm.model.rule.limits`)."""
+    def limits_for(self, rules: list[Rule]) -> dict[int, Limit | EmojiBan]:
+        """The rules checked by code instead of read by the cross-encoder: length limits
+        (:mod:`csrm.model.rule.limits`) and emoji bans (:mod:`csrm.model.rule.emoji_bans`)."""
         if not self.args.count_limits:
             return {}
-        return {i: limit for i, r in enumerate(rules) if (limit := parse_limit(r.text)) is not None}
+        return {i: check for i, r in enumerate(rules)
+                if (check := parse_limit(r.text) or parse_emoji_ban(r.text)) is not None}
 
     def counted_violations(self, rules: list[Rule], turns: list[Turn]) -> list[tuple[int, int]]:
-        """(rule index, turn index) of every Agent turn that breaks a length limit of the policy."""
+        """(rule index, turn index) of every Agent turn that breaks a rule of the policy checked by code."""
         limits = self.limits_for(rules)
         return [(i, t) for t in self._judged(turns) if turns[t].role == "assistant"
                 for i, limit in limits.items() if limit.broken_by(turns[t].text)]

@@ -21,7 +21,7 @@ from transformers import AutoTokenizer
 from csrm.base.config import build
 from csrm.base.errors import InputError
 from csrm.base.paths import default_backbone
-from csrm.base.rule_text import Turn, format_rules
+from csrm.base.rule_text import Turn, format_rules, split_rules
 from csrm.base.score_types import ScoreItem
 from csrm.model.rule.aggregation import Calibration
 from csrm.model.rule.args import RuleJudgeArgs
@@ -81,7 +81,7 @@ def test_a_rule_whose_topic_nobody_raised_is_not_read():
 
 def test_a_length_limit_is_counted_not_read():
     policy = format_rules([PHONE_RULE, "Use at most five words in every response."])
-    rules = __import__("csrm.base.rule_text").base.rule_text.split_rules(policy)
+    rules = split_rules(policy)
     ask = [{"role": "user", "content": "How do I reach Sam?"}]
     judge = keyword_predictor()
     pairs, _ = judge.pairs_for(rules, [Turn("user", "Hi"), Turn("assistant", "ok")])
@@ -96,6 +96,23 @@ def test_a_length_limit_is_counted_not_read():
     read, = keyword_predictor(count_limits=False).score_items([ScoreItem(config=policy, messages=ask,
                                                                          response=BENIGN)])
     assert read.complies  # the keyword pair model cannot count: only the code saw the violation
+
+
+def test_an_emoji_ban_is_checked_not_read():
+    """The uncased tokenizer reads every emoji as [UNK]: a ban is checked by code, both ways, and says what it found."""
+    policy = format_rules([PHONE_RULE, "Never use emojis."])
+    ask = [{"role": "user", "content": "How do I reach Sam?"}]
+    judge = keyword_predictor()
+    pairs, _ = judge.pairs_for(split_rules(policy), [Turn("user", "Hi"), Turn("assistant", "ok \U0001F389")])
+    assert {p.rule_index for p in pairs} == {0}  # the ban never reaches the cross-encoder
+    party, plain = judge.score_items([ScoreItem(config=policy, messages=ask, response="Ask at the desk \U0001F389"),
+                                      ScoreItem(config=policy, messages=ask, response="Ask at the desk.")])
+    assert not party.complies and party.evidence.rule_number == 2
+    assert party.evidence.reason == "1 emoji (\U0001F389); the rule allows none"
+    assert plain.complies
+    unread, = keyword_predictor(count_limits=False).score_items(
+        [ScoreItem(config=policy, messages=ask, response="Ask at the desk \U0001F389")])
+    assert unread.complies  # the keyword pair model does not see it either: only the code did
 
 
 def test_narrowing_recall_counts_a_violated_limit_as_judged():
@@ -117,7 +134,7 @@ def test_evidence_names_the_turn_that_broke_the_rule():
                 {"role": "user", "content": "Thanks"}]
     result, = judge.score_items([ScoreItem(config=POLICY, messages=messages, response="You are welcome.")])
     assert not result.complies and result.evidence.turn_index == 1 and result.evidence.rule_number == 2
-    pairs, total = judge.pairs_for(judge_rules := __import__("csrm.base.rule_text").base.rule_text.split_rules(
+    pairs, total = judge.pairs_for(judge_rules := split_rules(
         POLICY), [Turn("user", "Hi"), Turn("assistant", "ok")])
     assert total == len(judge_rules) and len(pairs) == total  # no embedder: every rule read
 

@@ -15,6 +15,8 @@ from csrm.model.rule.aggregation import Calibration, best_f1_threshold, combine,
 from csrm.model.rule.candidates import applies_everywhere, select
 from csrm.model.rule.conditions import cannot_apply, topic_terms
 from csrm.model.rule.data import parse_row
+from csrm.model.rule.emoji_bans import EmojiBan
+from csrm.model.rule.emoji_bans import parse as parse_emoji_ban
 from csrm.model.rule.limits import Limit
 from csrm.model.rule.limits import parse as parse_limit
 from csrm.model.rule.modeling import Pair, PairEncoder
@@ -168,3 +170,47 @@ def test_limits_count_words_as_ifeval_does_and_forgive_one_sentence():
     three = parse_limit("Use no more than three sentences in any response.")
     assert three.count("Dr. Smith is in. He waits! Ok? Yes.") == 5  # "Dr." ends a sentence: hence the slack
     assert not three.broken_by("One. Two. Three. Four.") and three.broken_by("One. Two. Three. Four. Five.")
+
+
+@pytest.mark.parametrize(("rule", "ban"), [
+    ("Never use emojis.", EmojiBan()),
+    ("Keep emoji out of every message.", EmojiBan()),
+    ("Replies must be plain text without emoji.", EmojiBan()),
+    ("Avoid emoji in all replies to customers.", EmojiBan()),
+    ("Do not use the stop sign emoji.", EmojiBan(frozenset({"\U0001F6D1"}))),  # named by its Unicode short name
+    ("Never use the red heart emoji.", EmojiBan(frozenset({"\u2764"}))),  # without its variation selector
+    # more than a ban, a condition, a request for emoji, or a name Unicode does not know: left to the cross-encoder
+    ("Never use emojis or slang.", None),
+    ("If the user is a child, never use emojis.", None),
+    ("Use emojis to keep a friendly tone.", None),
+    ("Do not use the flux capacitor emoji.", None),
+])
+def test_a_rule_that_is_only_an_emoji_ban_is_read_as_one(rule, ban):
+    assert parse_emoji_ban(rule) == ban
+
+
+def test_emoji_bans_find_emoji_the_tokenizer_cannot_see():
+    every, stop = parse_emoji_ban("Never use emojis."), parse_emoji_ban("Do not use the stop sign emoji.")
+    assert every.broken_by("Happy to help \U0001F389") and every.broken_by("Thanks \u2764\ufe0f")
+    assert every.broken_by("Nice \U0001F44D\U0001F3FD")  # a skin-tone sequence is one emoji
+    assert not every.broken_by("Order ref \u2122 2231, \u00a9 2024, shipped to \u5317\u4eac.")  # marks, CJK
+    assert every.describe("Great \U0001F389 see you \U0001F389 \U0001F60A") == (
+        "3 emoji (\U0001F389 \U0001F60A); the rule allows none")
+    assert stop.broken_by("Stop \U0001F6D1 here") and not stop.broken_by("Party \U0001F389")
+    assert stop.describe("Stop \U0001F6D1") == "uses \U0001F6D1, which the rule forbids"
+
+
+def test_emoji_bans_agree_with_the_generated_conduct_labels():
+    """Every emoji-ban wording of the conduct family is read as a ban, and the ban gives the generator's label on
+    its violating lines and near misses ("You can add an emoji reaction ...")."""
+    from augmentation.rules import conduct
+    from augmentation.rules.core import Transcript
+    from csrm.base.rule_text import Turn
+
+    kind = conduct.KINDS["emoji"]
+    assert all(parse_emoji_ban(text) == EmojiBan() for text in kind.rules.texts)
+    lines = [f"Happy to help {e}" for e in conduct.EMOJIS] + list(kind.near)
+    for line in lines:
+        tr = Transcript([Turn("user", "Hi"), Turn("assistant", line)], topics=[frozenset(), frozenset()])
+        assert parse_emoji_ban("Never use emojis.").broken_by(line) == bool(conduct.breaks("emoji", tr))
+    assert sum(parse_emoji_ban("Never use emojis.").broken_by(line) for line in lines) == len(conduct.EMOJIS)
