@@ -37,7 +37,7 @@ conversation conversations chat write use uses using used respond must should sh
 be is are in of to and or at never not no don't do avoid without refrain from free out allowed permitted
 forbidden prohibited banned emoji emojis plain text only include includes including add put insert send type
 ever them it its output content writing characters character symbols icons icon user users customer customers
-guest guests people
+guest guests people single
 """.split())
 _NOT_EMOJI = frozenset("\u00a9\u00ae\u2122")  # ©, ®, ™: marks in running text
 

@@ -177,6 +177,7 @@ def test_limits_count_words_as_ifeval_does_and_forgive_one_sentence():
     ("Keep emoji out of every message.", EmojiBan()),
     ("Replies must be plain text without emoji.", EmojiBan()),
     ("Avoid emoji in all replies to customers.", EmojiBan()),
+    ("Do not use a single emoji.", EmojiBan()),
     ("Do not use the stop sign emoji.", EmojiBan(frozenset({"\U0001F6D1"}))),  # named by its Unicode short name
     ("Never use the red heart emoji.", EmojiBan(frozenset({"\u2764"}))),  # without its variation selector
     # more than a ban, a condition, a request for emoji, or a name Unicode does not know: left to the cross-encoder
