@@ -81,10 +81,11 @@ class RuleJudgeArgs:
                                               "('when the user inquires about sfumato') that no User turn so far "
                                               "contains: it cannot apply yet (csrm.model.rule.conditions)")
     count_limits: bool = setting(True, help="scoring: a rule that is only a length limit ('at most 150 words', "
-                                            "'at least two words') or only an emoji ban ('never use emojis': "
-                                            "the tokenizer reads every emoji as [UNK]) is checked by code on "
-                                            "each Agent turn, not read by the cross-encoder "
-                                            "(csrm.model.rule.limits, csrm.model.rule.emoji_bans)")
+                                            "'at least two words'), an emoji ban ('never use emojis': the "
+                                            "tokenizer reads every emoji as [UNK]) or about letter case ('use all "
+                                            "lowercase letters': the tokenizer is uncased) is checked by code on "
+                                            "each Agent turn, not read by the cross-encoder (csrm.model.rule."
+                                            "limits, csrm.model.rule.emoji_bans, csrm.model.rule.letter_case)")
     aggregation: Literal["max", "softmax"] = setting(
         "max", help="OR over (rule, window) pair logits: 'max', or 'softmax' = tau*log(mean(exp(z/tau))); "
                     "both are unchanged when pairs are repeated, so they do not drift with length")

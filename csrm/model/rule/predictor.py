@@ -6,8 +6,9 @@ For one item (a policy and a transcript):
    turn is judged (a violation can sit in any of them, not only the last), each cut into windows;
 2. rules whose topic condition has not been raised by the user yet are left out
    (:mod:`csrm.model.rule.conditions`), and candidate narrowing keeps, per window, the rules worth reading
-   among the rest (:mod:`csrm.model.rule.candidates`); rules that are only a length limit or only an emoji ban
-   are checked by code instead (:mod:`csrm.model.rule.limits`, :mod:`csrm.model.rule.emoji_bans`);
+   among the rest (:mod:`csrm.model.rule.candidates`); rules that are only a length limit, an emoji ban or a
+   rule about letter case are checked by code instead (:mod:`csrm.model.rule.limits`,
+   :mod:`csrm.model.rule.emoji_bans`, :mod:`csrm.model.rule.letter_case`);
 3. the cross-encoder gives one logit per (rule, window) pair (:mod:`csrm.model.rule.modeling`), and each Agent
    turn that breaks a rule checked by code adds the logit :data:`COUNTED_VIOLATION`;
 4. the OR (:mod:`csrm.model.rule.aggregation`) gives the item's score and the pair that drove it, the
@@ -43,6 +44,8 @@ from csrm.model.rule.conditions import cannot_apply
 from csrm.model.rule.data import preceding_user
 from csrm.model.rule.emoji_bans import EmojiBan
 from csrm.model.rule.emoji_bans import parse as parse_emoji_ban
+from csrm.model.rule.letter_case import CaseRule
+from csrm.model.rule.letter_case import parse as parse_case_rule
 from csrm.model.rule.limits import Limit
 from csrm.model.rule.limits import parse as parse_limit
 from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
@@ -129,13 +132,14 @@ class RulePredictor:
                 t.role == "user" for t in turns) else []
         return judged
 
-    def limits_for(self, rules: list[Rule]) -> dict[int, Limit | EmojiBan]:
+    def limits_for(self, rules: list[Rule]) -> dict[int, Limit | EmojiBan | CaseRule]:
         """The rules checked by code instead of read by the cross-encoder: length limits
-        (:mod:`csrm.model.rule.limits`) and emoji bans (:mod:`csrm.model.rule.emoji_bans`)."""
+        (:mod:`csrm.model.rule.limits`), emoji bans (:mod:`csrm.model.rule.emoji_bans`) and rules about letter
+        case (:mod:`csrm.model.rule.letter_case`)."""
         if not self.args.count_limits:
             return {}
         return {i: check for i, r in enumerate(rules)
-                if (check := parse_limit(r.text) or parse_emoji_ban(r.text)) is not None}
+                if (check := parse_limit(r.text) or parse_emoji_ban(r.text) or parse_case_rule(r.text)) is not None}
 
     def counted_violations(self, rules: list[Rule], turns: list[Turn]) -> list[tuple[int, int]]:
         """(rule index, turn index) of every Agent turn that breaks a rule of the policy checked by code."""

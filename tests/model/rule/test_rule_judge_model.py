@@ -115,6 +115,19 @@ def test_an_emoji_ban_is_checked_not_read():
     assert unread.complies  # the keyword pair model does not see it either: only the code did
 
 
+def test_a_case_rule_is_checked_not_read():
+    """The tokenizer is uncased: "use all lowercase letters" is checked by code on each Agent turn."""
+    policy = format_rules([PHONE_RULE, "Use all lowercase letters."])
+    ask = [{"role": "user", "content": "How do I reach Sam?"}]
+    judge = keyword_predictor()
+    assert {p.rule_index for p in judge.pairs_for(split_rules(policy), [Turn("user", "Hi"), Turn("assistant", "Ok")])[0]} == {0}
+    cased, lower = judge.score_items([ScoreItem(config=policy, messages=ask, response="Ask at the desk."),
+                                      ScoreItem(config=policy, messages=ask, response="ask at the desk.")])
+    assert not cased.complies and cased.evidence.rule_number == 2
+    assert cased.evidence.reason == "1 capital letter (first in 'Ask'); the rule asks for lowercase"
+    assert lower.complies
+
+
 def test_narrowing_recall_counts_a_violated_limit_as_judged():
     from csrm.base.rule_text import Rule
     from csrm.model.rule.data import RuleExample

@@ -17,6 +17,7 @@ from csrm.model.rule.conditions import cannot_apply, topic_terms
 from csrm.model.rule.data import parse_row
 from csrm.model.rule.emoji_bans import EmojiBan
 from csrm.model.rule.emoji_bans import parse as parse_emoji_ban
+from csrm.model.rule.letter_case import parse as parse_case_rule
 from csrm.model.rule.limits import Limit
 from csrm.model.rule.limits import parse as parse_limit
 from csrm.model.rule.modeling import Pair, PairEncoder
@@ -215,3 +216,51 @@ def test_emoji_bans_agree_with_the_generated_conduct_labels():
         tr = Transcript([Turn("user", "Hi"), Turn("assistant", line)], topics=[frozenset(), frozenset()])
         assert parse_emoji_ban("Never use emojis.").broken_by(line) == bool(conduct.breaks("emoji", tr))
     assert sum(parse_emoji_ban("Never use emojis.").broken_by(line) for line in lines) == len(conduct.EMOJIS)
+
+
+@pytest.mark.parametrize(("rule", "kind"), [
+    ("Your entire response should be in English, and in all capital letters.", "capitals"),
+    ("Reply in English and capitalize all your words.", "capitals"),
+    ("Your response must be in all capital letters, no lowercase letters allowed.", "capitals"),
+    ("Use all lowercase letters.", "lowercase"),
+    ("It should be in English, and no capital letters are allowed.", "lowercase"),
+    ("Do not use capital letters.", "lowercase"),  # no capital at all: not the ban on shouting below
+    ("Make sure that it's in English and not a single letter in your entire response is capitalized whatsoever.",
+     "lowercase"),
+    ("Do not write in all capital letters.", "no_shouting"),
+    ("Never shout at the user in capitals.", "no_shouting"),
+    ("No all-caps sentences, please.", "no_shouting"),
+    # a count, a condition, more than case: left to the cross-encoder
+    ("Use words in all capital letters at least 3 times to highlight key points.", None),
+    ("If the user is angry, use all lowercase letters.", None),
+    ("Use lowercase letters and mention cats.", None),
+])
+def test_a_rule_that_is_only_about_letter_case_is_read_as_one(rule, kind):
+    parsed = parse_case_rule(rule)
+    assert (parsed.kind if parsed else None) == kind
+
+
+def test_case_rules_agree_with_the_generators_checkers():
+    """The generated labels come from lm-eval's IFEval checkers (lowercase / capitals) and the conduct family's
+    shouting pattern; the code check gives the same verdict on the texts the generator writes to keep and to
+    break them, and an acronym is not shouting."""
+    import random
+
+    from augmentation.rules import conduct, ifeval
+    from augmentation.rules.core import Transcript
+    from csrm.base.rule_text import Turn
+
+    base = "Your order has shipped, and the courier will call you before delivery on Friday."
+    for text in ("Your entire response should be in English, and in all capital letters.",
+                 "Your entire response should be in English, and in all lowercase letters."):
+        rule, checker = ifeval.parse(text), ifeval.parse(text).checker()
+        for satisfy in (True, False):
+            reply = ifeval.transform(rule, base, satisfy, random.Random(0))
+            assert parse_case_rule(text).broken_by(reply) == (not checker.check_following(reply))
+    ban = parse_case_rule(conduct.KINDS["caps"].rules.texts[0])
+    for line in conduct.SHOUTS + conduct.KINDS["caps"].near:
+        tr = Transcript([Turn("user", "Hi"), Turn("assistant", f"Sure. {line}")], topics=[frozenset(), frozenset()])
+        assert ban.broken_by(f"Sure. {line}") == bool(conduct.breaks("caps", tr))
+    assert all(parse_case_rule(text) == ban for text in conduct.KINDS["caps"].rules.texts)
+    assert parse_case_rule("Use all lowercase letters.").describe("hello Sam") == (
+        "1 capital letter (first in 'Sam'); the rule asks for lowercase")
