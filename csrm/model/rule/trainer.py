@@ -18,7 +18,8 @@ real turns, which teach the judge not to fire on rules that merely share words).
 (all-MiniLM-L6-v2 lower-cases everything), the pairs of rules whose verdict depends on letter case
 (``metadata.case_dependent``: "write in all capitals", "no all-caps sentences") are left out: the violating and
 the compliant turn read the same to the model, so their labels would only teach it that such rules fire at
-random. So are the pairs whose verdict needs more of the conversation than the pair shows
+random (at scoring time a rule only about case is checked by code: :mod:`csrm.model.rule.letter_case`). So are
+the pairs whose verdict needs more of the conversation than the pair shows
 (``metadata.history_dependent``: "only after the user was verified" when the verification came turns earlier).
 Calibration still scores every dev item: it maps scores to probabilities on items as users send them.
 
