@@ -34,7 +34,7 @@ from csrm.model.rule.limits import CONDITION
 
 _NEG = r"(?:never|not|no|don't|do not|avoid|without|must not|cannot|can't)"
 _ALL_CAPS = (r"(?:all[ -]?capital letters|all[ -]?caps|all[ -]?uppercase|capitali[sz]e all|in capitals|"
-             r"only (?:use )?capital letters|in uppercase|shout\w*)")
+             r"only (?:use )?capital letters|in uppercase)")
 _SHOUTING_BAN = re.compile(rf"\b{_NEG}\b(?:\W+\w+){{0,6}}?\W+{_ALL_CAPS}", re.I)
 _CAPITALS = re.compile(rf"\b{_ALL_CAPS}", re.I)
 _LOWERCASE = re.compile(r"\b(?:lower[ -]?case(?:d)?|lowercased)\b", re.I)

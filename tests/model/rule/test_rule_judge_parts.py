@@ -234,6 +234,7 @@ def test_emoji_bans_agree_with_the_generated_conduct_labels():
     ("Use words in all capital letters at least 3 times to highlight key points.", None),
     ("If the user is angry, use all lowercase letters.", None),
     ("Use lowercase letters and mention cats.", None),
+    ("Do not shout at customers.", None),  # a tone: capitals are not named
 ])
 def test_a_rule_that_is_only_about_letter_case_is_read_as_one(rule, kind):
     parsed = parse_case_rule(rule)
