@@ -75,7 +75,7 @@ def narrowing_recall(judge: RulePredictor, examples: list[RuleExample]) -> dict[
         if not ex.violations:
             continue
         read = {(p.rule_index, p.turn_index) for p in judge.pairs_for(ex.rules, ex.turns)[0]}
-        counted = set(judge.limits_for(ex.rules))
+        counted = set(judge.checked_by_code(ex.rules))
         for rule_number, t in ex.violations:
             index = next(i for i, r in enumerate(ex.rules) if r.number == rule_number)
             kept += (index, t) in read or index in counted
@@ -198,7 +198,7 @@ def length_test(judge: RulePredictor, data: Path, n: int = 12) -> dict:
     rows = [ex for ex in read_examples(data / "test.jsonl") if ex.label == 1 and ex.contrast == "original"]
     deltas, flagged = [], []
     for ex in rows[:n]:
-        limits = {ex.rules[i].number for i, check in judge.limits_for(ex.rules).items() if isinstance(check, Limit)}
+        limits = {ex.rules[i].number for i, check in judge.checked_by_code(ex.rules).items() if isinstance(check, Limit)}
         if any(rule in limits for rule, _ in ex.violations):
             continue
         ex = replace(ex, rules=[r for r in ex.rules if r.number not in limits])

@@ -7,8 +7,7 @@ For one item (a policy and a transcript):
 2. rules whose topic condition has not been raised by the user yet are left out
    (:mod:`csrm.model.rule.conditions`), and candidate narrowing keeps, per window, the rules worth reading
    among the rest (:mod:`csrm.model.rule.candidates`); rules that are only a length limit, an emoji ban or a
-   rule about letter case are checked by code instead (:mod:`csrm.model.rule.limits`,
-   :mod:`csrm.model.rule.emoji_bans`, :mod:`csrm.model.rule.letter_case`);
+   rule about letter case are checked by code instead (:mod:`csrm.model.rule.code_checks`);
 3. the cross-encoder gives one logit per (rule, window) pair (:mod:`csrm.model.rule.modeling`), and each Agent
    turn that breaks a rule checked by code adds the logit :data:`COUNTED_VIOLATION`;
 4. the OR (:mod:`csrm.model.rule.aggregation`) gives the item's score and the pair that drove it, the
@@ -40,14 +39,10 @@ from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import Calibration, combine
 from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import select
+from csrm.model.rule.code_checks import CodeCheck
+from csrm.model.rule.code_checks import parse as parse_code_check
 from csrm.model.rule.conditions import cannot_apply
 from csrm.model.rule.data import preceding_user
-from csrm.model.rule.emoji_bans import EmojiBan
-from csrm.model.rule.emoji_bans import parse as parse_emoji_ban
-from csrm.model.rule.letter_case import CaseRule
-from csrm.model.rule.letter_case import parse as parse_case_rule
-from csrm.model.rule.limits import Limit
-from csrm.model.rule.limits import parse as parse_limit
 from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
 from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
 from csrm.model.sentence_embedder import Embed, SentenceEmbedder
@@ -132,26 +127,24 @@ class RulePredictor:
                 t.role == "user" for t in turns) else []
         return judged
 
-    def limits_for(self, rules: list[Rule]) -> dict[int, Limit | EmojiBan | CaseRule]:
-        """The rules checked by code instead of read by the cross-encoder: length limits
-        (:mod:`csrm.model.rule.limits`), emoji bans (:mod:`csrm.model.rule.emoji_bans`) and rules about letter
-        case (:mod:`csrm.model.rule.letter_case`)."""
+    def checked_by_code(self, rules: list[Rule]) -> dict[int, CodeCheck]:
+        """The rules checked by code instead of read by the cross-encoder (:mod:`csrm.model.rule.code_checks`;
+        the setting that turns them off keeps its first name, ``count_limits``, so saved judges still load)."""
         if not self.args.count_limits:
             return {}
-        return {i: check for i, r in enumerate(rules)
-                if (check := parse_limit(r.text) or parse_emoji_ban(r.text) or parse_case_rule(r.text)) is not None}
+        return {i: check for i, r in enumerate(rules) if (check := parse_code_check(r.text)) is not None}
 
     def counted_violations(self, rules: list[Rule], turns: list[Turn]) -> list[tuple[int, int]]:
         """(rule index, turn index) of every Agent turn that breaks a rule of the policy checked by code."""
-        limits = self.limits_for(rules)
+        checks = self.checked_by_code(rules)
         return [(i, t) for t in self._judged(turns) if turns[t].role == "assistant"
-                for i, limit in limits.items() if limit.broken_by(turns[t].text)]
+                for i, check in checks.items() if check.broken_by(turns[t].text)]
 
     def pairs_for(self, rules: list[Rule], turns: list[Turn]) -> tuple[list[Pair], int]:
         """(pairs the cross-encoder judges, pair count without narrowing) for one item. Rules counted by
-        code (:meth:`limits_for`) are not among them."""
+        code (:meth:`checked_by_code`) are not among them."""
         judged = self._judged(turns)
-        counted = set(self.limits_for(rules))
+        counted = set(self.checked_by_code(rules))
         texts = [r.text for r in rules]
         units, excluded = [], []  # (turn index, window index, context, window); rules that cannot apply yet
         for t in judged:
@@ -186,7 +179,7 @@ class RulePredictor:
             if top >= 0:
                 rule_index, turn_index = where[top]
                 rule = rules[rule_index]
-                reason = (self.limits_for(rules)[rule_index].describe(turns[turn_index].text)
+                reason = (self.checked_by_code(rules)[rule_index].describe(turns[turn_index].text)
                           if top >= len(pairs) else "")  # a counted violation: say what was counted
                 evidence = Evidence(rule_number=rule.number, rule_text=rule.text, turn_index=turn_index,
                                     p_violation=self.calibration(z[top]), reason=reason)

@@ -265,3 +265,12 @@ def test_case_rules_agree_with_the_generators_checkers():
     assert all(parse_case_rule(text) == ban for text in conduct.KINDS["caps"].rules.texts)
     assert parse_case_rule("Use all lowercase letters.").describe("hello Sam") == (
         "1 capital letter (first in 'Sam'); the rule asks for lowercase")
+
+
+def test_code_checks_take_only_rules_that_are_nothing_but_their_kind():
+    from csrm.model.rule.code_checks import parse as parse_code_check
+
+    assert parse_code_check("Use at most five words in every response.") == Limit("words", 0, 5)
+    assert parse_code_check("Never use emojis.") == EmojiBan()
+    assert parse_code_check("Use all lowercase letters.").kind == "lowercase"
+    assert parse_code_check("Never reveal a customer's phone number.") is None
