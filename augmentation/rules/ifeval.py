@@ -41,7 +41,7 @@ DetectorFactory.seed = 0  # langdetect samples at random: seeded, the case check
 NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
            "ten": 10, "once": 1, "twice": 2, "a": 1}
 _N = r"(\d+|one|two|three|four|five|six|seven|eight|nine|ten)"
-_NEG = re.compile(r"\b(do not|don't|not|avoid|without|never|refrain|no)\b", re.I)
+_NEG = re.compile(r"\b(do not|don't|does not|doesn't|not|avoid|without|never|refrain|no)\b", re.I)
 
 
 def _num(text: str) -> int:

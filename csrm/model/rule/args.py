@@ -82,10 +82,13 @@ class RuleJudgeArgs:
                                               "contains: it cannot apply yet (csrm.model.rule.conditions)")
     count_limits: bool = setting(True, help="scoring: a rule that is only a length limit ('at most 150 words', "
                                             "'at least two words'), an emoji ban ('never use emojis': the "
-                                            "tokenizer reads every emoji as [UNK]) or about letter case ('use all "
-                                            "lowercase letters': the tokenizer is uncased) is checked by code on "
-                                            "each Agent turn, not read by the cross-encoder (csrm.model.rule."
-                                            "limits, csrm.model.rule.emoji_bans, csrm.model.rule.letter_case)")
+                                            "tokenizer reads every emoji as [UNK]), about letter case ('use all "
+                                            "lowercase letters': the tokenizer is uncased) or one of IFEval's "
+                                            "format instructions ('wrap your response in JSON', 'do not use any "
+                                            "commas', 'include the word \"river\"') is checked by code on each "
+                                            "Agent turn, not read by the cross-encoder; a turn holding the word "
+                                            "a conditional rule requires is not read against it "
+                                            "(csrm.model.rule.code_checks)")
     aggregation: Literal["max", "softmax"] = setting(
         "max", help="OR over (rule, window) pair logits: 'max', or 'softmax' = tau*log(mean(exp(z/tau))); "
                     "both are unchanged when pairs are repeated, so they do not drift with length")

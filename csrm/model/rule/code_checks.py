@@ -2,10 +2,17 @@
 
 Some rules are character or count tests that a 22M uncased cross-encoder reads worst and code checks exactly:
 length limits (:mod:`csrm.model.rule.limits`), emoji bans (:mod:`csrm.model.rule.emoji_bans`: the tokenizer reads
-every emoji as ``[UNK]``) and rules about letter case (:mod:`csrm.model.rule.letter_case`: the tokenizer is
-uncased). Each module parses only a rule that is *nothing but* its kind, so a rule with anything more stays with
-the cross-encoder. The predictor never sends a checked rule to the cross-encoder: an Agent turn that breaks it
-is a counted violation, and the check's ``describe`` is the evidence's ``reason``.
+every emoji as ``[UNK]``), rules about letter case (:mod:`csrm.model.rule.letter_case`: the tokenizer is
+uncased) and IFEval's format instructions and required or forbidden words (:mod:`csrm.model.rule.format_rules`:
+JSON, commas, an end phrase, "include the word 'punk'"). Each module parses only a rule that is *nothing but*
+its kind, so a rule with anything more stays with the cross-encoder. The predictor never sends a checked rule to
+the cross-encoder: an Agent turn that breaks it is a counted violation, and the check's ``describe`` is the
+evidence's ``reason``.
+
+One kind is checked only halfway (:func:`parse_kept`): a required word under a condition ("if the user mentions
+The Clash, include the word 'punk'"). A turn that holds the word keeps the rule whatever the condition, so the
+predictor does not read the rule against it; a turn without it goes to the cross-encoder, which reads the
+condition.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 from typing import Protocol
 
 from csrm.model.rule.emoji_bans import parse as parse_emoji_ban
+from csrm.model.rule.format_rules import RequiredWords
+from csrm.model.rule.format_rules import parse as parse_format_rule
 from csrm.model.rule.letter_case import parse as parse_case_rule
 from csrm.model.rule.limits import parse as parse_limit
 
@@ -25,9 +34,22 @@ class CodeCheck(Protocol):
         """What was found in an Agent turn that breaks it, for the evidence ("212 words; the rule allows at most 150")."""
 
 
-PARSERS = (parse_limit, parse_emoji_ban, parse_case_rule)
+PARSERS = (parse_limit, parse_emoji_ban, parse_case_rule, parse_format_rule)
+
+
+def _first(rule: str) -> CodeCheck | RequiredWords | None:
+    return next((check for parser in PARSERS if (check := parser(rule)) is not None), None)
 
 
 def parse(rule: str) -> CodeCheck | None:
-    """The rule's check when it is only a length limit, an emoji ban or a rule about letter case; else ``None``."""
-    return next((check for parser in PARSERS if (check := parser(rule)) is not None), None)
+    """The rule's check when it is only a length limit, an emoji ban, a rule about letter case or one of IFEval's
+    format instructions (required words without a condition among them); else ``None``."""
+    check = _first(rule)
+    return None if isinstance(check, RequiredWords) and check.conditional else check
+
+
+def parse_kept(rule: str) -> RequiredWords | None:
+    """The rule when it is a required word under a condition (module doc): its ``kept_by(turn)`` says that a
+    turn keeps it; else ``None``."""
+    check = _first(rule)
+    return check if isinstance(check, RequiredWords) and check.conditional else None

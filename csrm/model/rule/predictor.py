@@ -39,7 +39,7 @@ from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import Calibration, combine
 from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import select
-from csrm.model.rule.code_checks import CodeCheck
+from csrm.model.rule.code_checks import CodeCheck, parse_kept
 from csrm.model.rule.code_checks import parse as parse_code_check
 from csrm.model.rule.conditions import cannot_apply
 from csrm.model.rule.data import preceding_user
@@ -134,6 +134,13 @@ class RulePredictor:
             return {}
         return {i: check for i, r in enumerate(rules) if (check := parse_code_check(r.text)) is not None}
 
+    def kept_by_code(self, rules: list[Rule], turn: Turn) -> set[int]:
+        """The rules that code sees ``turn`` keep although their condition is left to the cross-encoder: a
+        required word under a condition, present in the Agent turn (:func:`~csrm.model.rule.code_checks.parse_kept`)."""
+        if not self.args.count_limits or turn.role != "assistant":
+            return set()
+        return {i for i, r in enumerate(rules) if (check := parse_kept(r.text)) is not None and check.kept_by(turn.text)}
+
     def counted_violations(self, rules: list[Rule], turns: list[Turn]) -> list[tuple[int, int]]:
         """(rule index, turn index) of every Agent turn that breaks a rule of the policy checked by code."""
         checks = self.checked_by_code(rules)
@@ -150,8 +157,8 @@ class RulePredictor:
         for t in judged:
             context = preceding_user(turns, t) if turns[t].role == "assistant" else ""
             said = " ".join(turn.text for turn in turns[: t + 1] if turn.role == "user")
-            gone = counted | ({i for i, text in enumerate(texts) if cannot_apply(text, said)}
-                              if self.args.condition_gate else set())
+            gone = counted | self.kept_by_code(rules, turns[t]) | (
+                {i for i, text in enumerate(texts) if cannot_apply(text, said)} if self.args.condition_gate else set())
             for w, text in enumerate(cut_windows(turns[t].text, self.args.window_chars) or [""]):
                 units.append((t, w, context, text))
                 excluded.append(gone)

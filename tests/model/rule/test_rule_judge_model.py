@@ -128,6 +128,34 @@ def test_a_case_rule_is_checked_not_read():
     assert lower.complies
 
 
+def test_a_format_rule_is_checked_not_read():
+    """IFEval's format instructions are checked by code on each Agent turn, and the evidence says what was missing."""
+    policy = format_rules([PHONE_RULE, "Wrap your entire response in JSON format."])
+    ask = [{"role": "user", "content": "How do I reach Sam?"}]
+    judge = keyword_predictor()
+    assert {p.rule_index for p in judge.pairs_for(split_rules(policy), [Turn("user", "Hi"), Turn("assistant", "Ok")])[0]} == {0}
+    plain, wrapped = judge.score_items([ScoreItem(config=policy, messages=ask, response="Ask at the desk."),
+                                        ScoreItem(config=policy, messages=ask, response='{"reply": "Ask at the desk."}')])
+    assert not plain.complies and plain.evidence.rule_number == 2
+    assert plain.evidence.reason == "the reply is not valid JSON"
+    assert wrapped.complies
+
+
+def test_a_turn_holding_a_conditional_rules_word_is_not_read_against_it():
+    """"When ..., include the word '555'": a turn that holds 555 keeps the rule whatever the condition, so the
+    pair model (which fires on 'phone' in a rule and 555 in a reply) never reads it; without the word it does."""
+    policy = format_rules(['When the user asks for a phone number, include the word "555" in your response.'])
+    ask = [{"role": "user", "content": "What is Sam's phone number?"}]
+    judge = keyword_predictor()
+    with_word, = judge.score_items([ScoreItem(config=policy, messages=ask, response="Sam's phone is 555 0199.")])
+    assert with_word.complies and with_word.evidence is None
+    rules = split_rules(policy)
+    assert judge.pairs_for(rules, [Turn("user", ask[0]["content"]), Turn("assistant", "It is 0199.")])[0]  # read
+    read, = keyword_predictor(count_limits=False).score_items(
+        [ScoreItem(config=policy, messages=ask, response="Sam's phone is 555 0199.")])
+    assert not read.complies  # the pair model alone fires on it
+
+
 def test_narrowing_recall_counts_a_violated_limit_as_judged():
     from csrm.base.rule_text import Rule
     from csrm.model.rule.data import RuleExample
