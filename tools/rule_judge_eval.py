@@ -287,14 +287,15 @@ def dynabench(judge: RulePredictor, data_dir: str | None) -> dict:
     scored = run.runs["dynabench"].scored
     out = {"n_items": len(bench.items), "seconds_per_item": round(seconds / len(bench.items), 3)}
     read = total = kept = n_fail = 0
-    for s in scored:  # narrowing: pairs read, and whether a violated rule survives for some Agent window
-        rules, turns = split_rules(s.item.item.config), item_turns(s.item.item)
+    for s in scored:  # narrowing: pairs read, and whether a violated rule is judged (read for some Agent window,
+        rules, turns = split_rules(s.item.item.config), item_turns(s.item.item)  # or checked by code)
         pairs, without = judge.pairs_for(rules, turns)
         read, total = read + len(pairs), total + without
         violated = set((s.item.extra["metadata"] or {}).get("rules_violated", []))
         if s.item.label_violation == 1 and violated:
             n_fail += 1
-            kept += any(rules[p.rule_index].number in violated for p in pairs)
+            judged = {p.rule_index for p in pairs} | set(judge.checked_by_code(rules))
+            kept += any(rules[i].number in violated for i in judged)
     out.update({"pairs_read": read, "pairs_without_narrowing": total,
                 "narrowing_rule_recall": kept / max(1, n_fail), "narrowing_fail_items": n_fail})
     block_started = time.perf_counter()

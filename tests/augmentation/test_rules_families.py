@@ -137,6 +137,8 @@ def test_ifeval_rules_parse_and_agree_with_lm_eval_checkers(tmp_path):
     assert [r.text for r in rules] == RULES[:-1]
     assert ifeval.parse("Words with all capital letters should appear at least 3 times.") is None
     assert ifeval.parse("Write a 30-line poem without any commas.") is None
+    # "doesn't" is a negation: these keywords are forbidden, not required (read as required before 2026-12-07)
+    assert ifeval.parse('Doesn\'t include the keywords "Yo", "check", and "peace".').instruction == "keywords:forbidden_words"
     family = ifeval.Family(rules)
     text = "Your transfer went through on Monday, and the balance is updated. Let me know if you need more."
     for rule in rules:

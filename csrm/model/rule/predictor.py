@@ -6,8 +6,10 @@ For one item (a policy and a transcript):
    turn is judged (a violation can sit in any of them, not only the last), each cut into windows;
 2. rules whose topic condition has not been raised by the user yet are left out
    (:mod:`csrm.model.rule.conditions`), and candidate narrowing keeps, per window, the rules worth reading
-   among the rest (:mod:`csrm.model.rule.candidates`); rules that are only a length limit, an emoji ban or a
-   rule about letter case are checked by code instead (:mod:`csrm.model.rule.code_checks`);
+   among the rest (:mod:`csrm.model.rule.candidates`); rules that are only a length limit, an emoji ban, a
+   rule about letter case or one of IFEval's format instructions are checked by code instead
+   (:mod:`csrm.model.rule.code_checks`), and a turn that holds the word a conditional rule requires is not read
+   against it;
 3. the cross-encoder gives one logit per (rule, window) pair (:mod:`csrm.model.rule.modeling`), and each Agent
    turn that breaks a rule checked by code adds the logit :data:`COUNTED_VIOLATION`;
 4. the OR (:mod:`csrm.model.rule.aggregation`) gives the item's score and the pair that drove it, the
