@@ -98,47 +98,29 @@ def test_a_length_limit_is_counted_not_read():
     assert read.complies  # the keyword pair model cannot count: only the code saw the violation
 
 
-def test_an_emoji_ban_is_checked_not_read():
-    """The uncased tokenizer reads every emoji as [UNK]: a ban is checked by code, both ways, and says what it found."""
-    policy = format_rules([PHONE_RULE, "Never use emojis."])
+@pytest.mark.parametrize(("rule", "broken", "kept", "reason"), [
+    # the uncased tokenizer reads every emoji as [UNK] and cannot see case; a format is a character test
+    ("Never use emojis.", "Ask at the desk \U0001F389", "Ask at the desk.", "1 emoji (\U0001F389); the rule allows none"),
+    ("Use all lowercase letters.", "Ask at the desk.", "ask at the desk.",
+     "1 capital letter (first in 'Ask'); the rule asks for lowercase"),
+    ("Wrap your entire response in JSON format.", "Ask at the desk.", '{"reply": "Ask at the desk."}',
+     "the reply is not valid JSON"),
+    ("Do not use any commas in your response.", "Ask at the desk, please.", "Ask at the desk.",
+     "1 comma; the rule allows none"),
+])
+def test_a_rule_checked_by_code_is_never_read_and_says_what_it_found(rule, broken, kept, reason):
+    policy = format_rules([PHONE_RULE, rule])
     ask = [{"role": "user", "content": "How do I reach Sam?"}]
     judge = keyword_predictor()
-    pairs, _ = judge.pairs_for(split_rules(policy), [Turn("user", "Hi"), Turn("assistant", "ok \U0001F389")])
-    assert {p.rule_index for p in pairs} == {0}  # the ban never reaches the cross-encoder
-    party, plain = judge.score_items([ScoreItem(config=policy, messages=ask, response="Ask at the desk \U0001F389"),
-                                      ScoreItem(config=policy, messages=ask, response="Ask at the desk.")])
-    assert not party.complies and party.evidence.rule_number == 2
-    assert party.evidence.reason == "1 emoji (\U0001F389); the rule allows none"
-    assert plain.complies
-    unread, = keyword_predictor(count_limits=False).score_items(
-        [ScoreItem(config=policy, messages=ask, response="Ask at the desk \U0001F389")])
+    pairs, _ = judge.pairs_for(split_rules(policy), [Turn("user", "Hi"), Turn("assistant", broken)])
+    assert {p.rule_index for p in pairs} == {0}  # the checked rule never reaches the cross-encoder
+    bad, good = judge.score_items([ScoreItem(config=policy, messages=ask, response=broken),
+                                   ScoreItem(config=policy, messages=ask, response=kept)])
+    assert not bad.complies and bad.evidence.rule_number == 2 and bad.evidence.reason == reason
+    assert good.complies
+    unread, = keyword_predictor(count_limits=False).score_items([ScoreItem(config=policy, messages=ask,
+                                                                           response=broken)])
     assert unread.complies  # the keyword pair model does not see it either: only the code did
-
-
-def test_a_case_rule_is_checked_not_read():
-    """The tokenizer is uncased: "use all lowercase letters" is checked by code on each Agent turn."""
-    policy = format_rules([PHONE_RULE, "Use all lowercase letters."])
-    ask = [{"role": "user", "content": "How do I reach Sam?"}]
-    judge = keyword_predictor()
-    assert {p.rule_index for p in judge.pairs_for(split_rules(policy), [Turn("user", "Hi"), Turn("assistant", "Ok")])[0]} == {0}
-    cased, lower = judge.score_items([ScoreItem(config=policy, messages=ask, response="Ask at the desk."),
-                                      ScoreItem(config=policy, messages=ask, response="ask at the desk.")])
-    assert not cased.complies and cased.evidence.rule_number == 2
-    assert cased.evidence.reason == "1 capital letter (first in 'Ask'); the rule asks for lowercase"
-    assert lower.complies
-
-
-def test_a_format_rule_is_checked_not_read():
-    """IFEval's format instructions are checked by code on each Agent turn, and the evidence says what was missing."""
-    policy = format_rules([PHONE_RULE, "Wrap your entire response in JSON format."])
-    ask = [{"role": "user", "content": "How do I reach Sam?"}]
-    judge = keyword_predictor()
-    assert {p.rule_index for p in judge.pairs_for(split_rules(policy), [Turn("user", "Hi"), Turn("assistant", "Ok")])[0]} == {0}
-    plain, wrapped = judge.score_items([ScoreItem(config=policy, messages=ask, response="Ask at the desk."),
-                                        ScoreItem(config=policy, messages=ask, response='{"reply": "Ask at the desk."}')])
-    assert not plain.complies and plain.evidence.rule_number == 2
-    assert plain.evidence.reason == "the reply is not valid JSON"
-    assert wrapped.complies
 
 
 def test_a_turn_holding_a_conditional_rules_word_is_not_read_against_it():
