@@ -46,7 +46,7 @@ entire whole write written use uses using used respond must should shall always 
 to and or at it its this that also include includes including contain contains containing have has with put
 provide give format formatted somewhere throughout ensure there only just
 """.split())
-_KIND_WORDS = {
+_KIND_WORDING = {
     "no_comma": "comma commas never not no don't do avoid without refrain from allowed must",
     "json": "json block code wrap wrapped markdown ticks nothing else anything outside before after don't do not "
             "add structured",
@@ -59,11 +59,11 @@ _KIND_WORDS = {
     "bullets": "exactly bullet bullets point points list markdown marked asterisk",
     "highlights": "highlight highlighted highlighting at least section sections text markdown asterisks asterisk "
                   "wrapping them like such as for example",
-    "required": "word words keyword keywords phrase phrases term terms mention add",
+    "required": "word words keyword keywords phrase phrases term terms mention add do following",
     "forbidden": "word words keyword keywords phrase phrases term terms never not no don't do does doesn't avoid "
                  "without refrain from say saying mention mentioning appear",
 }
-_KIND_WORDS = {kind: frozenset(words.split()) for kind, words in _KIND_WORDS.items()}
+_KIND_WORDS = {kind: frozenset(words.split()) for kind, words in _KIND_WORDING.items()}
 _CONDITION = re.compile(r"\b(if|when|whenever|unless|in case|once|after|before|should the|should a|where)\b", re.I)
 # a conditional required word: the condition is one clause at the front ("If ..., include ...") or at the back
 # ("Include ... if ..."), and names no other instruction: no negation, nothing after a second full stop
@@ -240,7 +240,7 @@ def _words_rule(text: str) -> RequiredWords | ForbiddenWords | None:
     if not words or not _FORBIDDEN_HINT.search(text):
         return None
     if _NEG.search(_QUOTED.sub(" ", text)):
-        if _CONDITION.search(text) or not _only_filler(text, _KIND_WORDS["forbidden"]):
+        if _CONDITION.search(_QUOTED.sub(" ", text)) or not _only_filler(text, _KIND_WORDS["forbidden"]):
             return None
         return ForbiddenWords(words)
     m = _REQUIRED.search(text)
@@ -252,7 +252,7 @@ def _words_rule(text: str) -> RequiredWords | ForbiddenWords | None:
         if (c := pattern.search(rest)) is not None:
             rest, conditional = rest[: c.start()] + " " + rest[c.end():], True
             break
-    if _CONDITION.search(rest) or not _only_filler(rest, _KIND_WORDS["required"] | {"following", "do", "response"}):
+    if _CONDITION.search(_QUOTED.sub(" ", rest)) or not _only_filler(rest, _KIND_WORDS["required"]):
         return None
     return RequiredWords(words, conditional=conditional)
 

@@ -114,7 +114,7 @@ def test_checks_agree_with_lm_evals_ifeval_checkers(shared_data):
             reply = ifeval.transform(rule, base, satisfy, random.Random(0))
             assert ours.broken_by(reply) == (not checker.check_following(reply)), (rule.text, reply)
         compared += 1
-    assert compared >= 190  # of the 229 rules of these kinds the generator reads (200 read here on 2026-12-07)
+    assert compared >= 190  # of the 231 rules of these kinds the generator reads (201 read here on 2026-12-07)
     rule = next(r for r in ifeval.load_rules(shared_data / "dynaguard_ifeval_rules" / "ifeval_rules.jsonl")
                 if r.text == "Include the keywords ['dog', 'day'] in the response.")
     assert rule.checker().check_following("A dog on Monday.") and parse(rule.text).broken_by("A dog on Monday.")
