@@ -59,7 +59,7 @@ _KIND_WORDING = {
     "bullets": "exactly bullet bullets point points list markdown marked asterisk",
     "highlights": "highlight highlighted highlighting at least section sections text markdown asterisks asterisk "
                   "wrapping them like such as for example",
-    "required": "word words keyword keywords phrase phrases term terms mention add do following",
+    "required": "word words keyword keywords phrase phrases term terms mention add do following link reference code",
     "forbidden": "word words keyword keywords phrase phrases term terms never not no don't do does doesn't avoid "
                  "without refrain from say saying mention mentioning appear",
 }
@@ -73,6 +73,12 @@ _WORD_LIST = r"(?:(?:\s*,\s*|\s+(?:and|or)\s+|\s*,\s*(?:and|or)\s+)?(?:\"[^\"\n]
 _REQUIRED = re.compile(r"\b(?:include|includes|contain|contains|mention|use|add|say|feature|have)\s+(?:the\s+|a\s+)?"
                        r"(?:exact\s+)?(?:(?:key)?words?|keywords?|phrases?|terms?|sentence)?\s*:?\s*\[?" + _WORD_LIST,
                        re.I)
+# an unquoted literal a reply must hold: a link ("include a link to https://example.com/help") or a reference code
+# ("the reference code AB-1234"); the sentence's own full stop is not part of it
+_REQUIRED_LITERAL = re.compile(
+    r"\b(?:include|includes|contain|contains|mention|add|feature|have|give|share)\s+(?:the\s+|a\s+)?(?:"
+    r"link\s+to\s+(?P<url>(?:https?://|www\.)[^\s\"']+?)|(?:reference\s+)?code\s+(?P<code>[A-Z0-9]+(?:-[A-Z0-9]+)+))"
+    r"(?=[.,;:!?]?(?:\s|$))", re.I)
 _FORBIDDEN_HINT = re.compile(r"\b(?:(?:key)?words?|keywords?|phrases?|terms?|include|use|say|mention\w*|"
                              r"contain|appear)\b", re.I)
 _PATTERNS = {
@@ -237,7 +243,12 @@ def _format_rule(text: str) -> FormatRule | None:
 
 def _words_rule(text: str) -> RequiredWords | ForbiddenWords | None:
     words = tuple(w.strip() for w in _quoted(text) if w.strip())
-    if not words or not _FORBIDDEN_HINT.search(text):
+    if not words:
+        literal = _REQUIRED_LITERAL.search(text)
+        if literal is None or _NEG.search(text):
+            return None
+        return _required(text, literal, (literal.group("url") or literal.group("code"),))
+    if not _FORBIDDEN_HINT.search(text):
         return None
     if _NEG.search(_QUOTED.sub(" ", text)):
         if _CONDITION.search(_QUOTED.sub(" ", text)) or not _only_filler(text, _KIND_WORDS["forbidden"]):
@@ -246,6 +257,11 @@ def _words_rule(text: str) -> RequiredWords | ForbiddenWords | None:
     m = _REQUIRED.search(text)
     if not m or len(_quoted(m.group(0))) != len(words) or re.search(r"[\"'”]\s*,?\s+or\s+", m.group(0)):
         return None
+    return _required(text, m, words)
+
+
+def _required(text: str, m: re.Match, words: tuple[str, ...]) -> RequiredWords | None:
+    """``words`` required by the span ``m`` of ``text``, when the rest is at most one condition clause and filler."""
     rest = (text[: m.start()] + " " + text[m.end():]).strip()
     conditional = False
     for pattern in (_COND_FRONT, _COND_BACK):

@@ -44,6 +44,10 @@ from csrm.model.rule.format_rules import ForbiddenWords, FormatRule, RequiredWor
     ('Include the word "steel" in your response when the user says rebar.', RequiredWords(("steel",), conditional=True)),
     ('Whenever a user brings up chess, your response must contain the word "gambit".',
      RequiredWords(("gambit",), conditional=True)),
+    # unquoted literals: a link, a reference code
+    ("Include a link to https://example.com/help in every reply.", RequiredWords(("https://example.com/help",))),
+    ("If the user mentions chess, include the reference code AB-1234 in your reply.",
+     RequiredWords(("AB-1234",), conditional=True)),
     ('In the case that the user discusses jazz, do the following: include the sentence "Rock on and stay punk!" in '
      "the reply to that message.", RequiredWords(("Rock on and stay punk!",), conditional=True)),
 ])
@@ -60,6 +64,7 @@ def test_a_rule_that_is_only_a_format_instruction_is_read_as_one(rule, expected)
     'Include the word "punk" unless the user is under 18.',        # a condition that flips it
     'You should just say "My answer is yes." or "My answer is no."',  # one of them, not all
     "Never reveal a customer's phone number.",                     # nothing quoted to look for
+    "Never include a link to https://example.com/help.",           # a ban on a link: left to the cross-encoder
     'Do not use commas, and wrap your entire response in JSON format.',  # two kinds in one rule
     "Make sure not to include negative words such as 'sad', 'crazy', 'stress', etc.",  # examples, not a list
 ])
@@ -130,7 +135,8 @@ def test_a_turn_holding_the_required_word_is_never_a_generated_violation():
     read = 0
     for split in SPLITS:
         for seed in range(40):
-            kind, z = ("word", "falcon") if seed % 2 else ("phrase", "Terms and conditions apply.")
+            kind, z = [("word", "falcon"), ("phrase", "Terms and conditions apply."), ("code", "AB-1234"),
+                       ("link", "https://example.com/help")][seed % 4]
             item = obligation.rule(random.Random(seed), split, "jazz", kind, z)
             check = parse(item.text)
             if check is None:
@@ -143,4 +149,4 @@ def test_a_turn_holding_the_required_word_is_never_a_generated_violation():
                 violated = item.check(tr) == [1]
                 assert not (check.kept_by(agent) and violated)
                 assert violated == (user == "I love jazz." and not check.kept_by(agent))
-    assert read >= 40  # most wordings read (those that say more than a condition and the word are left out)
+    assert read >= 50  # about half the wordings (59 of 120 here): the others put the condition in words of their own
