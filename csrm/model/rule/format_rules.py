@@ -18,7 +18,9 @@ training data), and the tests hold them to lm-eval's verdicts on the generator's
 - ``placeholders`` / ``highlights``: at least N ``[placeholders]`` / ``*highlighted*`` sections;
 - ``bullets``: exactly N markdown bullet points;
 - ``required`` / ``forbidden``: every quoted word present / none present, as whole words in any case (the
-  generator's own test; lm-eval's existence checker looks for a substring, so it counts "arc" in "search").
+  generator's own test; lm-eval's existence checker looks for a substring, so it counts "arc" in "search"); a
+  required unquoted link or reference code ("include a link to https://example.com/help", "the reference code
+  AB-1234") is a required word too.
 
 A rule is read when one kind's phrase is in it and nothing else but filler: no second instruction, no genre
 ("write a poem"), no negation except the kind's own ("do not use commas", "no other words should follow").
