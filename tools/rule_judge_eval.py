@@ -287,8 +287,8 @@ def dynabench(judge: RulePredictor, data_dir: str | None) -> dict:
     scored = run.runs["dynabench"].scored
     out = {"n_items": len(bench.items), "seconds_per_item": round(seconds / len(bench.items), 3)}
     read = total = kept = n_fail = 0
-    for s in scored:  # narrowing: pairs read, and whether a violated rule is judged (read for some Agent window,
-        rules, turns = split_rules(s.item.item.config), item_turns(s.item.item)  # or checked by code)
+    for s in scored:  # narrowing: pairs read, and whether a violated rule is judged (read or checked by code)
+        rules, turns = split_rules(s.item.item.config), item_turns(s.item.item)
         pairs, without = judge.pairs_for(rules, turns)
         read, total = read + len(pairs), total + without
         violated = set((s.item.extra["metadata"] or {}).get("rules_violated", []))
