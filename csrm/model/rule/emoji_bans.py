@@ -25,19 +25,16 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from csrm.model.rule.limits import CONDITION
+from csrm.model.rule.wording import CONDITION, FILLER, NEGATION, lower_words
 
 _EMOJI_WORD = re.compile(r"\bemojis?\b", re.I)
-_PROHIBITION = re.compile(r"\b(never|not|no|don't|do not|avoid|without|refrain|keep\b.*\bout|free of|"
-                          r"must not|cannot|can't|forbidden|prohibited|banned)\b", re.I)
+_BANNED = re.compile(r"\b(keep\b.*\bout|free of|forbidden|prohibited|banned)\b", re.I)  # besides a negation
 _NAMED = re.compile(r"\b(?:the|a|an|any)\s+((?:[a-z][a-z'-]*\s+){1,4})emojis?\b", re.I)
-_FILLER = frozenset("""
-a an the your you each every any all response responses reply replies answer answers message messages turn turns
-conversation conversations chat write use uses using used respond must should shall always please make sure keep
-be is are in of to and or at never not no don't do avoid without refrain from free out allowed permitted
-forbidden prohibited banned emoji emojis plain text only include includes including add put insert send type
-ever them it its output content writing characters character symbols icons icon user users customer customers
-guest guests people single
+_FILLER = FILLER | frozenset("""
+conversation conversations chat used keep turn turns avoid do don't never no not without refrain from free out
+allowed permitted forbidden prohibited banned emoji emojis plain include includes including add put insert send type
+ever them it its or content writing characters character symbols icons icon user users customer customers guest
+guests people single
 """.split())
 _NOT_EMOJI = frozenset("\u00a9\u00ae\u2122")  # ©, ®, ™: marks in running text
 
@@ -86,7 +83,7 @@ def _by_name(words: str) -> str | None:
 def parse(rule: str) -> EmojiBan | None:
     """The rule as an :class:`EmojiBan`, or ``None`` when it is not only an emoji ban (module doc)."""
     text = " ".join(rule.split())
-    if not _EMOJI_WORD.search(text) or not _PROHIBITION.search(text) or CONDITION.search(text):
+    if not _EMOJI_WORD.search(text) or not (NEGATION.search(text) or _BANNED.search(text)) or CONDITION.search(text):
         return None
     only = set(_emoji_in(text))
     rest = text
@@ -97,6 +94,6 @@ def parse(rule: str) -> EmojiBan | None:
             return None
         only.add(glyph)
         rest = text[: named.start(1)] + " " + text[named.end(1):]
-    if any(w not in _FILLER for w in re.findall(r"[a-z']+", rest.lower())):
+    if any(w not in _FILLER for w in lower_words(rest)):
         return None
     return EmojiBan(frozenset(only) or None)

@@ -38,15 +38,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-_NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
-_N = r"(\d{1,3}|" + "|".join(_NUMBERS) + r")"
-_NEG = re.compile(r"\b(never|not|no|don't|do not|doesn't|avoid|without|refrain|must not|cannot|can't)\b", re.I)
+from csrm.model.rule.wording import CONDITION, FILLER, NEGATION, NUMBER, NUMBER_WORDS, lower_words, number
+
 _QUOTED = re.compile(r'"([^"\n]{1,80})"|“([^”\n]{1,80})”|(?<![\w])\'([^\'\n]{1,80})\'(?![\w])')
-_FILLER = frozenset("""
-a an the your you each every any all response responses reply replies answer answers message messages output text
-entire whole write written use uses using used respond must should shall always please make sure be is are in of
-to and or at it its this that also include includes including contain contains containing have has with put
-provide give format formatted somewhere throughout ensure there only just
+_FILLER = FILLER | frozenset("""
+entire whole written used or it its this that also include includes including contain contains containing have has
+with put provide give format formatted somewhere throughout ensure there just
 """.split())
 _KIND_WORDING = {
     "no_comma": "comma commas never not no don't do avoid without refrain from allowed must",
@@ -66,7 +63,6 @@ _KIND_WORDING = {
                  "without refrain from say saying mention mentioning appear",
 }
 _KIND_WORDS = {kind: frozenset(words.split()) for kind, words in _KIND_WORDING.items()}
-_CONDITION = re.compile(r"\b(if|when|whenever|unless|in case|once|after|before|should the|should a|where)\b", re.I)
 # a conditional required word: the condition is one clause at the front ("If ..., include ...") or at the back
 # ("Include ... if ..."), and names no other instruction: no negation, nothing after a second full stop
 _COND_FRONT = re.compile(r"^\W*(?:always\s+)?(?:if|when|whenever|once|in the case that|in case)\b[^,.;:]*[,:]", re.I)
@@ -90,17 +86,13 @@ _PATTERNS = {
     "postscript": re.compile(r"\bpost ?script\b|\bP\.P\.S\b|\bP\.S\.", re.I),
     "quotation": re.compile(r"double quot(?:ation marks?|es)", re.I),
     "end_phrase": re.compile(r"\b(?:end|ends|finish|finishes)\b|\bvery end\b", re.I),
-    "placeholders": re.compile(rf"\bat least {_N} placeholders?\b", re.I),
-    "bullets": re.compile(rf"\bexactly {_N} bullet points?\b", re.I),
-    "highlights": re.compile(rf"\bhighlight at least {_N}(?: text)? sections?\b", re.I),
+    "placeholders": re.compile(rf"\bat least {NUMBER} placeholders?\b", re.I),
+    "bullets": re.compile(rf"\bexactly {NUMBER} bullet points?\b", re.I),
+    "highlights": re.compile(rf"\bhighlight at least {NUMBER}(?: text)? sections?\b", re.I),
 }
 _NO_MORE = re.compile(r"\b(?:and |with )?no other words? (?:should )?(?:follow|after)[^.]*", re.I)
 Kind = Literal["no_comma", "json", "title", "postscript", "quotation", "end_phrase", "placeholders", "bullets",
                "highlights"]
-
-
-def _num(text: str) -> int:
-    return int(text) if text.isdigit() else _NUMBERS[text.lower()]
 
 
 def _quoted(text: str) -> list[str]:
@@ -110,8 +102,8 @@ def _quoted(text: str) -> list[str]:
 def _only_filler(text: str, kind_words: frozenset[str]) -> bool:
     text = _QUOTED.sub(" ", text)
     text = re.sub(r"<<[^<>\n]*>>|\[[^\]\n]*\]|\([^)\n]*\)", " ", text)  # the rule's own examples
-    return all(w in _FILLER or w in kind_words or w.isdigit() or w in _NUMBERS
-               for w in re.findall(r"[a-z']+", text.lower().replace("i.e.", " ").replace("e.g.", " ")))
+    return all(w in _FILLER or w in kind_words or w.isdigit() or w in NUMBER_WORDS
+               for w in lower_words(text.lower().replace("i.e.", " ").replace("e.g.", " ")))
 
 
 def _has(word: str, text: str) -> bool:
@@ -217,7 +209,7 @@ def _format_rule(text: str) -> FormatRule | None:
     if len(found) != 1:
         return None
     kind, m = found[0]
-    negated = _NEG.search(_QUOTED.sub(" ", text))
+    negated = NEGATION.search(_QUOTED.sub(" ", text))
     if kind == "no_comma" and not negated:
         return None
     if kind == "json" and negated and not re.search(r"\b(?:nothing else|anything (?:outside|before|else))\b", text, re.I):
@@ -229,13 +221,13 @@ def _format_rule(text: str) -> FormatRule | None:
         # an unquoted phrase ends the rule, whose full stop is the rule's ("...: Hope you agree with me.")
         phrase = quoted[0] if quoted else colon.group(1).rstrip(".") if colon else ""
         text = text[: colon.start(1)] if colon and not quoted else text
-        negated = _NEG.search(_NO_MORE.sub(" ", _QUOTED.sub(" ", text)))
+        negated = NEGATION.search(_NO_MORE.sub(" ", _QUOTED.sub(" ", text)))
     if kind not in ("no_comma", "json") and negated:
         return None
     if not _only_filler(text, _KIND_WORDS[kind]):
         return None
     if kind in ("placeholders", "bullets", "highlights"):
-        return FormatRule(kind, n=_num(m.group(1)))
+        return FormatRule(kind, n=number(m.group(1)))
     if kind == "postscript":
         return FormatRule(kind, phrase="P.P.S" if "P.P.S" in text else "P.S.")
     if kind == "end_phrase":
@@ -247,13 +239,13 @@ def _words_rule(text: str) -> RequiredWords | ForbiddenWords | None:
     words = tuple(w.strip() for w in _quoted(text) if w.strip())
     if not words:
         literal = _REQUIRED_LITERAL.search(text)
-        if literal is None or _NEG.search(text):
+        if literal is None or NEGATION.search(text):
             return None
         return _required(text, literal, (literal.group("url") or literal.group("code"),))
     if not _FORBIDDEN_HINT.search(text):
         return None
-    if _NEG.search(_QUOTED.sub(" ", text)):
-        if _CONDITION.search(_QUOTED.sub(" ", text)) or not _only_filler(text, _KIND_WORDS["forbidden"]):
+    if NEGATION.search(_QUOTED.sub(" ", text)):
+        if CONDITION.search(_QUOTED.sub(" ", text)) or not _only_filler(text, _KIND_WORDS["forbidden"]):
             return None
         return ForbiddenWords(words)
     m = _REQUIRED.search(text)
@@ -270,7 +262,7 @@ def _required(text: str, m: re.Match, words: tuple[str, ...]) -> RequiredWords |
         if (c := pattern.search(rest)) is not None:
             rest, conditional = rest[: c.start()] + " " + rest[c.end():], True
             break
-    if _CONDITION.search(_QUOTED.sub(" ", rest)) or not _only_filler(rest, _KIND_WORDS["required"]):
+    if CONDITION.search(_QUOTED.sub(" ", rest)) or not _only_filler(rest, _KIND_WORDS["required"]):
         return None
     return RequiredWords(words, conditional=conditional)
 
@@ -280,7 +272,7 @@ def parse(rule: str) -> FormatRule | RequiredWords | ForbiddenWords | None:
     """The rule as one checkable instruction (module doc), or ``None``: not only that, or a condition (a
     conditional required word is returned with ``conditional`` set: code checks only that a turn keeps it)."""
     text = " ".join(rule.split())
-    found = _format_rule(text) if not _CONDITION.search(_QUOTED.sub(" ", text)) else None
+    found = _format_rule(text) if not CONDITION.search(_QUOTED.sub(" ", text)) else None
     words = _words_rule(text)
     if found is not None and words is not None:
         return None  # two instructions in one rule: the cross-encoder reads it

@@ -30,25 +30,22 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from csrm.model.rule.limits import CONDITION
+from csrm.model.rule.wording import CONDITION, FILLER, NEGATION, lower_words
 
-_NEG = r"(?:never|not|no|don't|do not|avoid|without|must not|cannot|can't)"
 _ALL_CAPS = (r"(?:all[ -]?capital letters|all[ -]?caps|all[ -]?uppercase|capitali[sz]e all|in capitals|"
              r"only (?:use )?capital letters|in uppercase)")
-_SHOUTING_BAN = re.compile(rf"\b{_NEG}\b(?:\W+\w+){{0,6}}?\W+{_ALL_CAPS}", re.I)
+_SHOUTING_BAN = re.compile(rf"{NEGATION.pattern}(?:\W+\w+){{0,6}}?\W+{_ALL_CAPS}", re.I)
 _CAPITALS = re.compile(rf"\b{_ALL_CAPS}", re.I)
 _LOWERCASE = re.compile(r"\b(?:lower[ -]?case(?:d)?|lowercased)\b", re.I)
-_NO_CAPITALS = re.compile(rf"\b{_NEG}\b(?:\W+\w+){{0,8}}?\W+(?:capital letters?|capitali[sz](?:ed|ations?)|capitals)\b",
+_NO_CAPITALS = re.compile(rf"{NEGATION.pattern}(?:\W+\w+){{0,8}}?\W+(?:capital letters?|capitali[sz](?:ed|ations?)|capitals)\b",
                           re.I)
 _COUNTED = re.compile(r"\b(at least|at most|less than|fewer than|more than|times|\d+)\b", re.I)
 _SHOUT = re.compile(r"\b(?:[A-Z]{2,}[,.!?']*\s+){3,}[A-Z]{2,}\b")
-_FILLER = frozenset("""
-a an the your you each every any all response responses reply replies answer answers message messages output text
-entire whole write written writing use uses using used respond must should shall always please make sure be is are
-in of to and or at never not no don't do avoid without from only allowed permitted english letters letter capital
-capitals capitalized capitalised capitalize capitalise capitalization capitalizations lowercase lower case cased
-lowercased uppercase caps whatsoever single sentences sentence words word with shout shouting user users customer
-customers it its that this ensure contain contains it's
+_FILLER = FILLER | frozenset("""
+entire whole written writing used in or never not no don't do avoid without from allowed permitted english letters
+letter capital capitals capitalized capitalised capitalize capitalise capitalization capitalizations lowercase lower
+case cased lowercased uppercase caps whatsoever single sentences sentence words word with shout shouting user users
+customer customers it its that this ensure contain contains it's
 """.split())
 
 
@@ -91,6 +88,6 @@ def parse(rule: str) -> CaseRule | None:
         kind = "lowercase"
     else:
         return None
-    if any(w not in _FILLER for w in re.findall(r"[a-z']+", text.lower())):
+    if any(w not in _FILLER for w in lower_words(text)):
         return None
     return CaseRule(kind)

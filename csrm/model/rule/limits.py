@@ -24,22 +24,17 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-_NUMBERS = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
-    "seventeen eighteen nineteen twenty".split())}
-_NUM = r"(\d{1,6}|" + "|".join(_NUMBERS) + r")"
+from csrm.model.rule.wording import CONDITION, FILLER, NEGATION, NUMBER, lower_words, number
+
 _MIN = r"at least|no fewer than|no less than|a minimum of|minimum of|more than|over"
 _MAX = r"at most|no more than|not more than|fewer than|less than|up to|a maximum of|maximum of|under|exceed(?:ing)?"
-_LIMIT = re.compile(rf"\b({_MIN}|{_MAX})\s+{_NUM}\s+(words?|characters?|sentences?)\b", re.I)
-CONDITION = re.compile(r"\b(if|when|whenever|unless|in case|once|after|before|should the)\b", re.I)
-_NEGATION = re.compile(r"\b(never|not|don't|do not|avoid|must not|cannot|can't)\b", re.I)
+_LIMIT = re.compile(rf"\b({_MIN}|{_MAX})\s+{NUMBER}\s+(words?|characters?|sentences?)\b", re.I)
 # what may surround the limit: the verb, the thing limited, how often it holds; anything else (a keyword, a
 # topic, a format) makes the rule more than a limit, and the cross-encoder reads it
-_FILLER = frozenset("""
-a an the your you each every any all response responses reply replies answer answers message messages turn turns
-conversation conversations write use uses using respond must should shall always please make sure keep be is are
-contain contains have has with in of to and at least most no more than fewer less up maximum minimum over under
-exceed exceeding never not don't do avoid length long total overall only text output entire per
+_FILLER = FILLER | frozenset("""
+contain contains conversation conversations entire has have keep turn turns with avoid do don't never no not refrain
+from without exceed exceeding fewer least length less long maximum minimum more most over overall per than total
+under up
 """.split())
 
 
@@ -73,10 +68,6 @@ class Limit:
         return n < self.low - slack or (self.high is not None and n > self.high + slack)
 
 
-def _number(text: str) -> int:
-    return int(text) if text.isdigit() else _NUMBERS[text.lower()]
-
-
 @lru_cache(maxsize=16384)  # a policy's rules are parsed for its pairs and again for its counted violations
 def parse(rule: str) -> Limit | None:
     """The rule as a :class:`Limit`, or ``None`` when it is not only a length limit (module doc)."""
@@ -86,14 +77,14 @@ def parse(rule: str) -> Limit | None:
         return None
     match = found[0]
     rest = (text[: match.start()] + " " + text[match.end():]).lower()
-    if any(w not in _FILLER for w in re.findall(r"[a-z']+", rest)):
+    if any(w not in _FILLER for w in lower_words(rest)):
         return None
-    relation, n, unit = match.group(1).lower(), _number(match.group(2)), match.group(3).lower().rstrip("s") + "s"
+    relation, n, unit = match.group(1).lower(), number(match.group(2)), match.group(3).lower().rstrip("s") + "s"
     is_min = bool(re.fullmatch(_MIN, relation))
     strict = relation in ("more than", "over", "fewer than", "less than", "under") or relation.startswith("exceed")
     if relation.startswith("exceed"):
         is_min, strict = True, True  # "exceed N" is "more than N"; only its negation ("do not exceed") is a limit
-    if _NEGATION.search(text[: match.start()]):
+    if NEGATION.search(text[: match.start()]):
         is_min, strict = not is_min, not strict
     elif relation.startswith("exceed"):
         return None  # "exceed 50 words" without a negation asks for more than 50: rare and ambiguous, not read

@@ -32,6 +32,7 @@ from csrm.model.rule.format_rules import ForbiddenWords, FormatRule, RequiredWor
     ("The response must contain at least 3 placeholders represented by square brackets, such as [address].",
      FormatRule("placeholders", n=3)),
     ("Your answer must contain exactly 4 bullet points in markdown format.", FormatRule("bullets", n=4)),
+    ("Your answer must contain exactly twelve bullet points.", FormatRule("bullets", n=12)),
     ("Highlight at least 3 sections in your answer in markdown format.", FormatRule("highlights", n=3)),
     ('Include the keywords "Python" and "Java".', RequiredWords(("Python", "Java"))),
     ('Include the phrase "singing is life".', RequiredWords(("singing is life",))),

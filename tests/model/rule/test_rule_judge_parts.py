@@ -152,12 +152,17 @@ def test_select_never_keeps_a_rule_that_cannot_apply_and_gives_its_place_to_the_
     ("Do not exceed 40 words in a reply.", Limit("words", 0, 40)),
     ("Use no more than three sentences in any response.", Limit("sentences", 0, 3)),
     ("Keep every answer under 12 characters.", Limit("characters", 0, 11)),
+    # every negation of csrm.model.rule.wording flips it ("No ... more than 50" was once read as "at least 51")
+    ("No reply should have more than 50 words.", Limit("words", 0, 50)),
+    ("Refrain from using more than 3 sentences.", Limit("sentences", 0, 3)),
+    ("Answer without using more than 40 words.", Limit("words", 0, 40)),
     # more than a length limit, a condition, or a keyword count: left to the cross-encoder
     ("Include the word story at least twice.", None),
     ("Use at least 800 words and mention cats.", None),
     ("If the user asks about pizza, use at most 20 words.", None),
     ("Your answer must contain a title and be at least 100 words.", None),
     ("Exceed 50 words.", None),
+    ("Keep responses under 100 words where possible.", None),
 ])
 def test_a_rule_that_is_only_a_length_limit_is_read_as_one(rule, limit):
     assert parse_limit(rule) == limit
