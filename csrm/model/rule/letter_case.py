@@ -12,7 +12,8 @@ Three kinds, told apart by what the prohibition is about:
 - ``lowercase``: no upper-case letter anywhere ("in all lowercase letters", "no capital letters are allowed",
   "do not use capital letters", "not a single letter ... capitalized");
 - ``capitals``: no lower-case letter anywhere ("in all capital letters", "capitalize all your words", "only
-  use capital letters");
+  use capital letters", "do not use lowercase letters"; "not ... lowercase letters only" says nothing and is left
+  to the cross-encoder);
 - ``no_shouting``: no run of four or more words in capitals, the generated conduct family's own pattern (a
   prohibition of *all* capitals: "do not write in all capital letters", "never shout at the user in capitals",
   "no all-caps sentences"); one acronym ("the FAQ page") is not shouting.
@@ -37,6 +38,8 @@ _ALL_CAPS = (r"(?:all[ -]?capital letters|all[ -]?caps|all[ -]?uppercase|capital
 _SHOUTING_BAN = re.compile(rf"{NEGATION.pattern}(?:\W+\w+){{0,6}}?\W+{_ALL_CAPS}", re.I)
 _CAPITALS = re.compile(rf"\b{_ALL_CAPS}", re.I)
 _LOWERCASE = re.compile(r"\b(?:lower[ -]?case(?:d)?|lowercased)\b", re.I)
+# "no lowercase letters allowed" asks for capitals; "No response should use lowercase letters only" says nothing
+_NOT_LOWERCASE = re.compile(rf"{NEGATION.pattern}(?:\W+\w+){{0,4}}?\W+(?:lower[ -]?case(?:d)?|lowercased)\b", re.I)
 _NO_CAPITALS = re.compile(rf"{NEGATION.pattern}(?:\W+\w+){{0,8}}?\W+(?:capital letters?|capitali[sz](?:ed|ations?)|capitals)\b",
                           re.I)
 _COUNTED = re.compile(r"\b(at least|at most|less than|fewer than|more than|times|\d+)\b", re.I)
@@ -80,9 +83,12 @@ def parse(rule: str) -> CaseRule | None:
     text = " ".join(rule.split())
     if CONDITION.search(text) or _COUNTED.search(text):
         return None
+    no_lowercase = _NOT_LOWERCASE.search(text) is not None
+    if no_lowercase and re.search(r"\bonly\b", text, re.I):
+        return None
     if _SHOUTING_BAN.search(text):
         kind = "no_shouting"
-    elif _CAPITALS.search(text):
+    elif _CAPITALS.search(text) or no_lowercase:
         kind = "capitals"
     elif _LOWERCASE.search(text) or _NO_CAPITALS.search(text):
         kind = "lowercase"

@@ -227,6 +227,7 @@ def test_emoji_bans_agree_with_the_generated_conduct_labels():
     ("Your entire response should be in English, and in all capital letters.", "capitals"),
     ("Reply in English and capitalize all your words.", "capitals"),
     ("Your response must be in all capital letters, no lowercase letters allowed.", "capitals"),
+    ("Do not use lowercase letters.", "capitals"),  # no lower-case letter at all
     ("Use all lowercase letters.", "lowercase"),
     ("It should be in English, and no capital letters are allowed.", "lowercase"),
     ("Do not use capital letters.", "lowercase"),  # no capital at all: not the ban on shouting below
@@ -240,6 +241,7 @@ def test_emoji_bans_agree_with_the_generated_conduct_labels():
     ("If the user is angry, use all lowercase letters.", None),
     ("Use lowercase letters and mention cats.", None),
     ("Do not shout at customers.", None),  # a tone: capitals are not named
+    ("No response should use lowercase letters only.", None),  # once read as "all lowercase"
 ])
 def test_a_rule_that_is_only_about_letter_case_is_read_as_one(rule, kind):
     parsed = parse_case_rule(rule)
