@@ -210,8 +210,8 @@ def _format_rule(text: str) -> FormatRule | None:
         return None
     kind, m = found[0]
     negated = NEGATION.search(_QUOTED.sub(" ", text))
-    if kind == "no_comma" and not negated:
-        return None
+    if kind == "no_comma" and len(NEGATION.findall(_QUOTED.sub(" ", text))) != 1:
+        return None  # no negation asks for commas; two ("Never avoid commas") cancel
     if kind == "json" and negated and not re.search(r"\b(?:nothing else|anything (?:outside|before|else))\b", text, re.I):
         return None
     phrase = ""
