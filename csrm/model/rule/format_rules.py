@@ -260,6 +260,8 @@ def _required(text: str, m: re.Match, words: tuple[str, ...]) -> RequiredWords |
     conditional = False
     for pattern in (_COND_FRONT, _COND_BACK):
         if (c := pattern.search(rest)) is not None:
+            if re.search(r"\bonly\W*$", rest[: c.start()], re.I):
+                return None  # "include 'punk' only if ...": the word is allowed under the condition, not required
             rest, conditional = rest[: c.start()] + " " + rest[c.end():], True
             break
     if CONDITION.search(_QUOTED.sub(" ", rest)) or not _only_filler(rest, _KIND_WORDS["required"]):

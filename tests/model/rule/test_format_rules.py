@@ -69,6 +69,7 @@ def test_a_rule_that_is_only_a_format_instruction_is_read_as_one(rule, expected)
     'Do not use commas, and wrap your entire response in JSON format.',  # two kinds in one rule
     "Make sure not to include negative words such as 'sad', 'crazy', 'stress', etc.",  # examples, not a list
     "Never avoid commas.",                                         # two negations cancel: once read as a ban
+    "Include the word 'punk' only if the user mentions The Clash.",  # allowed then, never required: once kept by it
 ])
 def test_a_rule_with_anything_more_is_left_to_the_cross_encoder(rule):
     assert parse(rule) is None
