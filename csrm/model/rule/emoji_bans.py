@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from csrm.model.rule.wording import CONDITION, FILLER, NEGATION, lower_words
+from csrm.model.rule.wording import CONDITION, FILLER, MAX_NEGATIONS, lower_words, negations
 
 _EMOJI_WORD = re.compile(r"\bemojis?\b", re.I)
 _BANNED = re.compile(r"\b(keep\b.*\bout|free of|forbidden|prohibited|banned)\b", re.I)  # besides a negation
@@ -83,8 +83,9 @@ def _by_name(words: str) -> str | None:
 def parse(rule: str) -> EmojiBan | None:
     """The rule as an :class:`EmojiBan`, or ``None`` when it is not only an emoji ban (module doc)."""
     text = " ".join(rule.split())
-    if not _EMOJI_WORD.search(text) or not (NEGATION.search(text) or _BANNED.search(text)) or CONDITION.search(text):
-        return None
+    banned = negations(text) + len(_BANNED.findall(text))
+    if not _EMOJI_WORD.search(text) or not 0 < banned <= MAX_NEGATIONS or CONDITION.search(text):
+        return None  # "Emoji are not forbidden", "Never reply without an emoji": two negations, not a ban
     only = set(_emoji_in(text))
     rest = text
     named = _NAMED.search(text)

@@ -38,7 +38,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from csrm.model.rule.wording import CONDITION, FILLER, NEGATION, NUMBER, NUMBER_WORDS, lower_words, number
+from csrm.model.rule.wording import (
+    CONDITION,
+    FILLER,
+    MAX_NEGATIONS,
+    NEGATION,
+    NUMBER,
+    NUMBER_WORDS,
+    lower_words,
+    negations,
+    number,
+)
 
 _QUOTED = re.compile(r'"([^"\n]{1,80})"|“([^”\n]{1,80})”|(?<![\w])\'([^\'\n]{1,80})\'(?![\w])')
 _FILLER = FILLER | frozenset("""
@@ -210,8 +220,8 @@ def _format_rule(text: str) -> FormatRule | None:
         return None
     kind, m = found[0]
     negated = NEGATION.search(_QUOTED.sub(" ", text))
-    if kind == "no_comma" and len(NEGATION.findall(_QUOTED.sub(" ", text))) != 1:
-        return None  # no negation asks for commas; two ("Never avoid commas") cancel
+    if kind == "no_comma" and not negated or negations(_QUOTED.sub(" ", text)) > MAX_NEGATIONS:
+        return None  # no negation asks for commas; two ("Never avoid commas") may cancel
     if kind == "json" and negated and not re.search(r"\b(?:nothing else|anything (?:outside|before|else))\b", text, re.I):
         return None
     phrase = ""
@@ -245,7 +255,8 @@ def _words_rule(text: str) -> RequiredWords | ForbiddenWords | None:
     if not _FORBIDDEN_HINT.search(text):
         return None
     if NEGATION.search(_QUOTED.sub(" ", text)):
-        if CONDITION.search(_QUOTED.sub(" ", text)) or not _only_filler(text, _KIND_WORDS["forbidden"]):
+        if (CONDITION.search(_QUOTED.sub(" ", text)) or negations(_QUOTED.sub(" ", text)) > MAX_NEGATIONS
+                or not _only_filler(text, _KIND_WORDS["forbidden"])):
             return None
         return ForbiddenWords(words)
     m = _REQUIRED.search(text)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from csrm.model.rule.wording import CONDITION, FILLER, NEGATION, lower_words
+from csrm.model.rule.wording import CONDITION, FILLER, MAX_NEGATIONS, NEGATION, lower_words, negations
 
 _ALL_CAPS = (r"(?:all[ -]?capital letters|all[ -]?caps|all[ -]?uppercase|capitali[sz]e all|in capitals|"
              r"only (?:use )?capital letters|in uppercase)")
@@ -81,7 +81,7 @@ class CaseRule:
 def parse(rule: str) -> CaseRule | None:
     """The rule as a :class:`CaseRule`, or ``None`` when it is not only about letter case (module doc)."""
     text = " ".join(rule.split())
-    if CONDITION.search(text) or _COUNTED.search(text):
+    if CONDITION.search(text) or _COUNTED.search(text) or negations(text) > MAX_NEGATIONS:
         return None
     no_lowercase = _NOT_LOWERCASE.search(text) is not None
     if no_lowercase and re.search(r"\bonly\b", text, re.I):

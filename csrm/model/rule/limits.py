@@ -24,7 +24,16 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from csrm.model.rule.wording import CONDITION, FILLER, NEGATION, NUMBER, lower_words, number
+from csrm.model.rule.wording import (
+    CONDITION,
+    FILLER,
+    MAX_NEGATIONS,
+    NEGATION,
+    NUMBER,
+    lower_words,
+    negations,
+    number,
+)
 
 _MIN = r"at least|no fewer than|no less than|a minimum of|minimum of|more than|over"
 _MAX = r"at most|no more than|not more than|fewer than|less than|up to|a maximum of|maximum of|under|exceed(?:ing)?"
@@ -77,7 +86,7 @@ def parse(rule: str) -> Limit | None:
         return None
     match = found[0]
     rest = (text[: match.start()] + " " + text[match.end():]).lower()
-    if any(w not in _FILLER for w in lower_words(rest)):
+    if any(w not in _FILLER for w in lower_words(rest)) or negations(rest) > MAX_NEGATIONS:
         return None
     relation, n, unit = match.group(1).lower(), number(match.group(2)), match.group(3).lower().rstrip("s") + "s"
     is_min = bool(re.fullmatch(_MIN, relation))

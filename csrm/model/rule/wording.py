@@ -19,6 +19,9 @@ NUMBER = r"(\d{1,6}|" + "|".join(NUMBER_WORDS) + r")"
 # a negation anywhere in a rule turns a requirement into a ban ("Do not use commas", "No reply should exceed ...")
 NEGATION = re.compile(r"\b(never|not|no|don't|do not|doesn't|does not|avoid|without|refrain|must not|cannot|"
                       r"can't)\b", re.I)
+# two negations ("Never reply without an emoji", "Do not refrain from ...") may cancel: such a rule is left to the
+# cross-encoder by every kind, as is anything code could read backwards
+MAX_NEGATIONS = 1
 # a rule that holds one of these applies only sometimes, which code does not read (the cross-encoder does)
 CONDITION = re.compile(r"\b(if|when|whenever|unless|in case|once|after|before|should the|should a|where)\b", re.I)
 # the words around any instruction: whom it is for and the verbs that carry it
@@ -32,6 +35,11 @@ _WORD = re.compile(r"[a-z']+")
 def number(text: str) -> int:
     """The value of a :data:`NUMBER` match: "12" or "twelve"."""
     return int(text) if text.isdigit() else NUMBER_WORDS[text.lower()]
+
+
+def negations(text: str) -> int:
+    """How many negations ``text`` holds (more than :data:`MAX_NEGATIONS`: the parsers do not read the rule)."""
+    return len(NEGATION.findall(text))
 
 
 def lower_words(text: str) -> list[str]:
