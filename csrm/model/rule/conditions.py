@@ -28,6 +28,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from csrm.model.rule.wording import NEGATION
+
 RARE_ZIPF = 3.0
 _PREFIX = 5
 _HEAD = re.compile(r"^\s*(?:if|when|whenever|in the case that|in case|should|once|upon)\s+(.*?)"
@@ -41,6 +43,10 @@ _NOT_TOPIC = frozenset("ask asks asked inquire inquires inquired discuss discuss
                        "mentioned brings bring reference references referencing refers talks talk raises says "
                        "user users customer guest patient client caller".split())
 _WORD = re.compile(r"[a-z0-9]+")
+# a condition met when the topic is absent, or an exception to the rule: never a gate (topic_condition)
+_ABSENT = re.compile(r"\b(other than|unrelated|apart from|besides|anything but|instead of|rather than|outside|"
+                     r"not related|except)\b", re.I)
+_EXCEPT = re.compile(r"\b(except|unless|other than)\W+(?:if|when|whenever|in the case that|in case)?\W*$", re.I)
 
 
 def _words(text: str) -> list[str]:
@@ -56,11 +62,18 @@ def _zipf(word: str) -> float:
 
 def topic_condition(rule: str) -> str | None:
     """The rule's condition clause when it is about what the user raises ("the user mentions The Clash"),
-    else ``None``: a leading "if/when ..., " clause or a trailing "... if the user ..." clause."""
+    else ``None``: a leading "if/when ..., " clause or a trailing "... if the user ..." clause. A condition
+    that holds when the topic is **absent** ("if the user does not mention Zyrtec", "asks about anything other
+    than sfumato", "except when the user mentions ...") is not one: gating it would drop the rule exactly where it
+    applies."""
     text = " ".join(rule.split())
     match = _HEAD.match(text) or _TAIL.search(text)
     clause = match.group(1) if match else None
-    return clause if clause and _TOPIC_VERB.search(clause) else None
+    if not clause or not _TOPIC_VERB.search(clause):
+        return None
+    if NEGATION.search(clause) or _ABSENT.search(clause) or _EXCEPT.search(text[: match.start(1)]):
+        return None
+    return clause
 
 
 @lru_cache(maxsize=16384)

@@ -135,6 +135,19 @@ def test_a_rule_on_a_rare_topic_cannot_apply_until_the_user_raises_it():
         assert not cannot_apply(rule, "Where is my order?"), rule
 
 
+@pytest.mark.parametrize("rule", [
+    "If the user does not mention Zyrtec, never recommend antihistamines.",
+    "When the user has not asked about sfumato, avoid art history.",
+    "If the user never mentions Nishimura, do not reveal his schedule.",
+    "If the user asks about anything other than sfumato, decline politely.",
+    "If the user asks about topics unrelated to QUAL2K, redirect them.",
+    "Except when the user mentions sfumato, avoid painting techniques.",
+])
+def test_a_condition_met_by_the_topics_absence_is_never_a_gate(rule):
+    """These apply exactly while the topic is unsaid; gating them on its absence dropped the rule there."""
+    assert topic_terms(rule) == () and not cannot_apply(rule, "Can you help me with allergies?")
+
+
 def test_select_never_keeps_a_rule_that_cannot_apply_and_gives_its_place_to_the_next():
     rules = ["Never reveal a phone number.", "Do not discuss the weather.", "Include cheese if pizza.",
              "Use no more than three sentences in any response.", "Say hello."]
