@@ -14,7 +14,8 @@ frequency below :data:`RARE_ZIPF`: "sfumato", "Nishimura", "Verfremdungseffekt",
 "casting", "employee" or "steel"), and (3) none of them (compared on their first five letters, so "castings"
 meets "casting") occurs in the User turns up to that Agent turn. Only a rare word names a topic precisely
 enough: a condition in common words ("if employee information is requested by a user external to the
-company", "if a user repeats the same message 3 times") is never gated, and the cross-encoder reads it.
+company", "if a user repeats the same message 3 times") is never gated, and the cross-encoder reads it; nor is a
+condition met by the topic's absence ("if the user does not mention Zyrtec", "other than sfumato").
 
 The gate is one-sided: it removes (rule, turn) pairs that cannot be violations and never adds a verdict. It
 removes none of the 96 violated rules of the DynaBench dev half's FAIL items (for any threshold from Zipf 2.5
