@@ -220,8 +220,8 @@ def _format_rule(text: str) -> FormatRule | None:
         return None
     kind, m = found[0]
     negated = NEGATION.search(_QUOTED.sub(" ", text))
-    if kind == "no_comma" and not negated or negations(_QUOTED.sub(" ", text)) > MAX_NEGATIONS:
-        return None  # no negation asks for commas; two ("Never avoid commas") may cancel
+    if (kind == "no_comma" and not negated) or negations(_QUOTED.sub(" ", text)) > MAX_NEGATIONS:
+        return None  # no negation asks for commas; two ("Never avoid commas") may cancel, in any kind
     if kind == "json" and negated and not re.search(r"\b(?:nothing else|anything (?:outside|before|else))\b", text, re.I):
         return None
     phrase = ""
