@@ -44,6 +44,7 @@ def test_two_process_deepspeed_run_under_torchrun(tmp_path, stage):
     extra = [] if stage == "zero2" else ["backbone_config=null", f"model_name_or_path={saved_backbone(tmp_path / 'bb')}",
                                          "bf16=true", "learning_rate=3e-3"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1",
+           "PYTHONFAULTHANDLER": "1",  # a rank that aborts prints its Python stack into the assertion message
            "PYTHONPATH": str(PROJECT_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",  # = torchrun
                "--master_addr", "127.0.0.1", "--master_port", str(free_port()), "-m", "csrm.app.train",
