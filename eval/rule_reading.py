@@ -13,6 +13,9 @@ numbers are) or on generated rule data in the same schema (the contrasts are in 
   exactly 0.5. Removal is also split into "rules left" and "empty" (a single-rule policy emptied).
 - **AUROC**, **F1 dev-tuned**: on the test items, with the threshold chosen for best F1 on the benchmark's
   dev slice (:func:`eval.analysis.view_metrics`, the numbers ``csrm eval`` reports); always-FAIL F1 beside.
+  The AUROC carries a 95% interval from a bootstrap over the FAIL items' violated rules
+  (:mod:`eval.rule_clusters`): DynaBench's FAIL items break few distinct rules, so its AUROC is uncertain by
+  far more than its item count suggests.
 - **named rule**: for FAIL items, the share whose ``result.evidence.rule_number`` is in ``rules_violated``;
   ``None`` (printed n/a) when the scorer gives no evidence.
 - **length**: :mod:`eval.rule_length`.
@@ -35,6 +38,7 @@ from typing import Any
 from csrm.base.score_types import ScoreItem, ScoreResult
 from eval.analysis import Scored, view_metrics
 from eval.items import HEADLINE, TEST, EvalItem
+from eval.rule_clusters import cluster_keys, clustered_auroc_interval, violated_rule_key
 from eval.rule_length import score_length_test
 from eval.rule_report import BLANKED, LENGTHS, MODEL, RELEVANCE, TARGETS
 from eval.rule_tests import (
@@ -133,10 +137,15 @@ def measures(scorer, items: Sequence[EvalItem], results: Sequence[ScoreResult] |
         chosen = [(pv[c.index], q) for c, q in zip(removals, removal_pv, strict=True) if c.note == note]
         out["removal"][note.replace(" ", "_")] = {
             "n": len(chosen), "share": share_more_violating([a for a, _ in chosen], [b for _, b in chosen])}
-    view = view_metrics([Scored(it, r) for it, r in zip(all_items, all_results, strict=True)], HEADLINE)
+    scored = [Scored(it, r) for it, r in zip(all_items, all_results, strict=True)]
+    view = view_metrics(scored, HEADLINE)
     overall = view.get("overall") or {}
     out.update({"n_test": view["n_test"], "auroc": (overall.get("stored") or {}).get("auroc"),
                 "f1_tuned": (overall.get("tuned") or {}).get("f1"), "threshold": view["tuned_threshold"]})
+    test = [s for s in scored if s.item.split == TEST and HEADLINE in s.item.views]
+    out["auroc_interval"] = clustered_auroc_interval(
+        [s.item.views[HEADLINE] for s in test], [s.p_violation for s in test],
+        cluster_keys([violated_rule_key(s.item) for s in test]))
     if length_test:
         out["length"] = score_length_test(lambda batch: score(scorer, batch), threshold=view["tuned_threshold"])
     return out

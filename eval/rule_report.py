@@ -8,7 +8,8 @@ from typing import Any
 
 MODEL, BLANKED, LENGTHS, RELEVANCE = "model", "config blanked", "lengths-only probe", "rule-relevance probe"
 TARGETS = {"swap": 0.90, "removal": 0.85, "pairs": 0.95, "auroc": 0.80, "f1_tuned": 0.652, "named_rule": 0.70}
-HEADER = ["Scorer", "rule swap", "rule removal (rules left / empty)", "within-transcript pairs", "AUROC",
+HEADER = ["Scorer", "rule swap", "rule removal (rules left / empty)", "within-transcript pairs",
+          "AUROC [95% interval over violated rules]",
           "F1 dev-tuned", "named rule", "length: dP(comply) 115 -> 20k chars", "violation flagged, stored threshold (short / in 20k)"]
 
 
@@ -24,6 +25,14 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _auroc(m: dict[str, Any]) -> str:
+    """The AUROC and, where there is one, its interval over violated-rule clusters (:mod:`eval.rule_clusters`)."""
+    interval = m.get("auroc_interval")
+    if m.get("auroc") is None or not interval:
+        return _pct(m.get("auroc"))
+    return f"{_pct(m['auroc'])} [{_pct(interval['low'])}, {_pct(interval['high'])}]"
+
+
 def measure_cells(m: dict[str, Any]) -> list[str]:
     """The measure cells of one scorer's column (:func:`eval.rule_reading.measures`)."""
     removal = m.get("removal") or {}
@@ -36,7 +45,7 @@ def measure_cells(m: dict[str, Any]) -> list[str]:
         f"{_share(removal.get('share'))} ({_share((removal.get('rules_left') or {}).get('share'))} / "
         f"{_share((removal.get('empty') or {}).get('share'))})",
         _share((m.get("pairs") or {}).get("share")),
-        _pct(m.get("auroc")), _pct(m.get("f1_tuned")),
+        _auroc(m), _pct(m.get("f1_tuned")),
         "n/a" if named is None else _pct(named),
         "–" if "delta_benign" not in length else
         f"{length['delta_benign']:+.3f} ({length['p_comply']['benign']:.3f} -> {length['p_comply']['benign_long']:.3f})",
@@ -73,8 +82,17 @@ def counts_line(block: dict[str, Any]) -> str:
             f"({(removal.get('rules_left') or {}).get('n')} with rules left, {(removal.get('empty') or {}).get('n')} "
             f"single-rule, emptied), {(m.get('pairs') or {}).get('n')} within-transcript pairs; AUROC and F1 on "
             f"{m.get('n_test')} test items (threshold tuned on the dev slice); named rule over "
-            f"{(m.get('named_rule') or {}).get('n')} FAIL items. Shares: the original (FAIL) item scores more "
-            "violating than its copy or PASS twin, ties 1/2.")
+            f"{(m.get('named_rule') or {}).get('n')} FAIL items{_clusters(m)}. Shares: the original (FAIL) item scores "
+            "more violating than its copy or PASS twin, ties 1/2.")
+
+
+def _clusters(m: dict[str, Any]) -> str:
+    interval = m.get("auroc_interval")
+    if not interval:
+        return ""
+    return (f"; the AUROC interval resamples the test FAIL items' {interval['fail_clusters']} distinct violated "
+            f"rules (variants merged) (largest: {interval['largest_cluster']} of {interval['fail_items']} items) and the "
+            f"{interval['pass_items']} PASS items")
 
 
 def block_markdown(block: dict[str, Any], *, title: str, label: str = "") -> list[str]:
