@@ -12,7 +12,9 @@ one of them differently (results log, 2026-12-07 clusters). An interval that res
 least half; an item without ``rules_violated`` is its own cluster), PASS items one by one, each side with
 replacement (``scipy.stats.bootstrap``, two independent samples, percentile interval). The interval is what
 another draw of violated rules of the same kind could give, which is the variation the rule-reading targets
-are about. It is reported beside every AUROC of the rule-reading block (:mod:`eval.rule_reading`).
+are about. It is reported beside every AUROC of the rule-reading block (:mod:`eval.rule_reading`), with the
+AUROC of the largest clusters alone (``by_rule``: the share of PASS items scored below that rule's FAIL items)
+and of the other clusters together, which says which rules the number rests on.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from eval.rule_tests import violated
 
 LEVEL = 0.95
 DRAWS = 2000
+SHOWN = 4  # the largest clusters whose own AUROC is reported (the rest together)
 VARIANT_OVERLAP = 0.5  # word-set Jaccard at which two violated-rule texts are one rule's variants
 _WORD = re.compile(r"[a-z0-9']+")
 
@@ -100,6 +103,17 @@ def clustered_auroc_interval(labels: Sequence[int], p_violation: Sequence[float]
     result = bootstrap((np.arange(len(groups)), passed), statistic, n_resamples=draws, confidence_level=level,
                        method="percentile", vectorized=False, rng=np.random.default_rng(seed))
     interval = result.confidence_interval
+    ranked = sorted(members.items(), key=lambda kv: -len(kv[1]))
+    big = [(key, idx) for key, idx in ranked[:SHOWN] if len(idx) > 1]
+    rest = [i for _, idx in ranked[len(big):] for i in idx]
+
+    def pass_below(idx: Sequence[int]) -> float:
+        """Share of PASS items scored below these FAIL items (ties 1/2): the AUROC of this cluster alone."""
+        return auroc(np.r_[np.ones(len(idx), dtype=int), np.zeros(len(passed), dtype=int)], np.r_[p[list(idx)], p[passed]])
+
     return {"auroc": auroc(y, p), "low": float(interval.low), "high": float(interval.high), "level": level,
             "fail_clusters": len(groups), "fail_items": len(fail), "pass_items": len(passed),
-            "largest_cluster": max(len(g) for g in groups)}
+            "largest_cluster": max(len(g) for g in groups),
+            "by_rule": [{"rule": key[:120], "fail_items": len(idx), "pass_below": pass_below(idx)} for key, idx in big],
+            "other_rules": {"rules": len(groups) - len(big), "fail_items": len(rest),
+                            "pass_below": pass_below(rest) if rest else None}}

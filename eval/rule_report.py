@@ -95,6 +95,20 @@ def _clusters(m: dict[str, Any]) -> str:
             f"{interval['pass_items']} PASS items")
 
 
+def by_rule_line(m: dict[str, Any], who: str) -> list[str]:
+    """Which violated rules the AUROC rests on (:mod:`eval.rule_clusters`): each large cluster's own AUROC."""
+    interval = m.get("auroc_interval") or {}
+    if not interval.get("by_rule"):
+        return []
+    parts = [f"*{c['rule'][:70]}{'...' if len(c['rule']) > 70 else ''}* ({c['fail_items']} items) {_share(c['pass_below'])}"
+             for c in interval["by_rule"]]
+    other = interval.get("other_rules") or {}
+    if other.get("fail_items"):
+        parts.append(f"the other {other['rules']} rules ({other['fail_items']} items) {_share(other['pass_below'])}")
+    return ["", f"AUROC of {who} by violated rule (share of PASS items scored below that rule's FAIL items): "
+            + "; ".join(parts) + "."]
+
+
 def block_markdown(block: dict[str, Any], *, title: str, label: str = "") -> list[str]:
     """One block as a Markdown section: counts, the table (scorer columns then references)."""
     if block.get("status") != "ok":
@@ -105,7 +119,7 @@ def block_markdown(block: dict[str, Any], *, title: str, label: str = "") -> lis
         lines.append(_row([who if name == MODEL else f"{who}, {name}" if name == BLANKED else name,
                            *measure_cells(m)]))
     lines += reference_rows(block)
-    return lines
+    return lines + by_rule_line(block["columns"].get(MODEL) or {}, label or "this scorer")
 
 
 def run_rows(blocks: dict[str, dict[str, Any]]) -> list[str]:
@@ -126,4 +140,4 @@ def run_rows(blocks: dict[str, dict[str, Any]]) -> list[str]:
             who = {BLANKED: f"{first_label}, {name}", LENGTHS: f"{name} (fitted on the dev slice)",
                    RELEVANCE: f"{name} (zero-shot: rule-turn similarity, no violation judged)"}[name]
             lines.append(_row([who, *measure_cells(first["columns"][name])]))
-    return lines + reference_rows(first) + [""]
+    return lines + reference_rows(first) + by_rule_line(first["columns"][MODEL], first_label) + [""]

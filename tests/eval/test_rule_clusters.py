@@ -47,6 +47,13 @@ def test_the_interval_resamples_rules_not_items():
     assert clustered["high"] - clustered["low"] > 3 * (per_item["high"] - per_item["low"])
     assert clustered["low"] < 0.3 and clustered["high"] > 0.7  # either rule alone: a judge that reads all, or none
     assert per_item["low"] <= per_item["auroc"] <= per_item["high"]
+    # which rules the number rests on: each large cluster's own AUROC
+    read, missed = sorted(clustered["by_rule"], key=lambda c: c["rule"], reverse=True)
+    assert (read["rule"], read["fail_items"], missed["rule"], missed["fail_items"]) == ("read", 30, "missed", 30)
+    assert read["pass_below"] > 0.9 and missed["pass_below"] < 0.1
+    assert clustered["other_rules"] == {"rules": 0, "fail_items": 0, "pass_below": None}
+    assert per_item["by_rule"] == [] and per_item["other_rules"]["fail_items"] == 60
+    assert per_item["other_rules"]["pass_below"] == pytest.approx(per_item["auroc"])
 
 
 def test_no_interval_without_two_clusters_or_without_pass_items():
@@ -74,6 +81,7 @@ def test_the_rule_reading_block_reports_the_interval():
 
     text = "\n".join(block_markdown(benchmark_block(Reader(), items), title="t"))
     assert "| 100.0 [100.0, 100.0] |" in text and "3 distinct violated rules" in text
+    assert "AUROC of this scorer by violated rule" in text and '"fig2" at all costs.* (2 items) 1.000' in text
     # one rule template only: nothing to resample, and the AUROC cell says so by carrying no interval
     assert measures(Reader(), make_items(), length_test=False)["auroc_interval"] is None
 
