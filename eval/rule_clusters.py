@@ -4,12 +4,12 @@ DynaBench's FAIL items are not independent draws of rules. DynaBench expanded a 
 rules into variants, and the 96 FAIL items of the (Aug) dev half break 39 distinct rule texts, which
 :func:`cluster_keys` merges into 27 rules: 26 items break one of the employee-information rules (internal and
 external users, 12 wordings), 21 the rule about employees' GPS locations, 20 the one about a user repeating a
-message. A judge's AUROC there
-is mostly how it scores those few rules, and two trainings of one recipe differ by 30 points because they read
-one of them differently (results log, 2026-12-07 clusters). An interval that resampled items would count those
-21 GPS items as 21 pieces of evidence; this one resamples **clusters**: FAIL items grouped by the rules they break
-(:func:`cluster_keys`: the texts of the violated rules, variants merged when their word sets overlap by at
-least half; an item without ``rules_violated`` is its own cluster), PASS items one by one, each side with
+message. A judge's AUROC there is mostly how it scores those few rules, and two trainings of one recipe differ
+by 30 points because they read one of them differently (results log, 2026-12-07 clusters). An interval that
+resampled items would count those 21 GPS items as 21 pieces of evidence; this one resamples **clusters**: FAIL
+items grouped by the rules they break (:func:`cluster_keys`: the texts of the violated rules, variants merged
+when their word sets overlap by at least half; an item without ``rules_violated`` is its own cluster), PASS
+items one by one, each side with
 replacement (``scipy.stats.bootstrap``, two independent samples, percentile interval). The interval is what
 another draw of violated rules of the same kind could give, which is the variation the rule-reading targets
 are about. It is reported beside every AUROC of the rule-reading block (:mod:`eval.rule_reading`), with the
@@ -40,8 +40,8 @@ def violated_rule_key(item: EvalItem) -> str:
     """The cluster of a FAIL item: the texts of its violated rules (whitespace-normalised, sorted), ``""``
     when none can be located in its policy."""
     numbers = set(violated(item))
-    texts = sorted(" ".join(r.text.split()).lower() for r in split_rules(item.item.config) if r.number in numbers)
-    return re.sub(r"\s+", " ", " | ".join(texts)).strip()
+    return " | ".join(sorted(" ".join(r.text.split()).lower() for r in split_rules(item.item.config)
+                             if r.number in numbers))
 
 
 def cluster_keys(keys: Sequence[str], overlap: float = VARIANT_OVERLAP) -> list[str]:
@@ -67,7 +67,9 @@ def cluster_keys(keys: Sequence[str], overlap: float = VARIANT_OVERLAP) -> list[
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Mann-Whitney AUROC (ties one half) of ``scores`` for ``labels`` (1 = violation)."""
+    """Mann-Whitney AUROC (ties one half) of ``scores`` for ``labels`` (1 = violation): the value of
+    ``sklearn.metrics.roc_auc_score``, written out because the bootstrap calls it 2,000 times per column and
+    scikit-learn's input checks make each call several times slower (one 203-item interval: 4.8 s against 1.1 s)."""
     from scipy.stats import rankdata
 
     ranks = rankdata(scores)

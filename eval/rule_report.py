@@ -87,12 +87,13 @@ def counts_line(block: dict[str, Any]) -> str:
 
 
 def _clusters(m: dict[str, Any]) -> str:
+    """What the AUROC interval resamples (:mod:`eval.rule_clusters`), for the counts line."""
     interval = m.get("auroc_interval")
     if not interval:
         return ""
     return (f"; the AUROC interval resamples the test FAIL items' {interval['fail_clusters']} distinct violated "
-            f"rules (variants merged) (largest: {interval['largest_cluster']} of {interval['fail_items']} items) and the "
-            f"{interval['pass_items']} PASS items")
+            f"rules (variants merged; the largest holds {interval['largest_cluster']} of {interval['fail_items']} "
+            f"items) and the {interval['pass_items']} PASS items")
 
 
 def by_rule_line(m: dict[str, Any], who: str) -> list[str]:

@@ -1,5 +1,5 @@
-"""The AUROC interval over violated-rule clusters (eval/rule_clusters.py): the AUROC itself, the clusters, and
-an interval that widens when FAIL items repeat a few rules."""
+"""The AUROC interval over violated-rule clusters (eval/rule_clusters.py): the clusters, and an interval that
+widens when FAIL items repeat a few rules."""
 
 from __future__ import annotations
 
