@@ -213,14 +213,15 @@ class ForbiddenWords:
 
 
 def _format_rule(text: str) -> FormatRule | None:
-    found = [(kind, m) for kind, pattern in _PATTERNS.items() if (m := pattern.search(_QUOTED.sub(" ", text)))]
+    unquoted = _QUOTED.sub(" ", text)
+    found = [(kind, m) for kind, pattern in _PATTERNS.items() if (m := pattern.search(unquoted))]
     if any(kind == "postscript" for kind, _ in found):  # "add a postscript at the end": the end is the postscript's
         found = [(kind, m) for kind, m in found if kind != "end_phrase"]
     if len(found) != 1:
         return None
     kind, m = found[0]
-    negated = NEGATION.search(_QUOTED.sub(" ", text))
-    if (kind == "no_comma" and not negated) or negations(_QUOTED.sub(" ", text)) > MAX_NEGATIONS:
+    negated = NEGATION.search(unquoted)
+    if (kind == "no_comma" and not negated) or negations(unquoted) > MAX_NEGATIONS:
         return None  # no negation asks for commas; two ("Never avoid commas") may cancel, in any kind
     if kind == "json" and negated and not re.search(r"\b(?:nothing else|anything (?:outside|before|else))\b", text, re.I):
         return None
@@ -254,8 +255,9 @@ def _words_rule(text: str) -> RequiredWords | ForbiddenWords | None:
         return _required(text, literal, (literal.group("url") or literal.group("code"),))
     if not _FORBIDDEN_HINT.search(text):
         return None
-    if NEGATION.search(_QUOTED.sub(" ", text)):
-        if (CONDITION.search(_QUOTED.sub(" ", text)) or negations(_QUOTED.sub(" ", text)) > MAX_NEGATIONS
+    unquoted = _QUOTED.sub(" ", text)
+    if NEGATION.search(unquoted):
+        if (CONDITION.search(unquoted) or negations(unquoted) > MAX_NEGATIONS
                 or not _only_filler(text, _KIND_WORDS["forbidden"])):
             return None
         return ForbiddenWords(words)
