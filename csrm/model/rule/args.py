@@ -86,7 +86,9 @@ class RuleJudgeArgs:
                                             "lowercase letters': the tokenizer is uncased) or one of IFEval's "
                                             "format instructions ('wrap your response in JSON', 'do not use any "
                                             "commas', 'include the word \"river\"') is checked by code on each "
-                                            "Agent turn, not read by the cross-encoder; a turn holding the word "
+                                            "Agent turn, and a repetition trigger ('if a user repeats the same "
+                                            "message 3 times, respond with \"...\"') over the conversation, "
+                                            "not read by the cross-encoder; a turn holding the word "
                                             "a conditional rule requires is not read against it "
                                             "(csrm.model.rule.code_checks)")
     aggregation: Literal["max", "softmax"] = setting(

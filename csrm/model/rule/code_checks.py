@@ -9,6 +9,10 @@ its kind, so a rule with anything more stays with the cross-encoder. The predict
 the cross-encoder: an Agent turn that breaks it is a counted violation, and the check's ``describe`` is the
 evidence's ``reason``.
 
+One kind is checked over the whole conversation, not turn by turn (:mod:`csrm.model.rule.repetition`): "if the
+user repeats the same message 3 times, respond with "..."" is broken by the reply after the third time, which only
+the history shows; its ``breaches(turns, embed)`` names those replies.
+
 One kind is checked only halfway (:func:`parse_kept`): a required word under a condition ("if the user mentions
 The Clash, include the word 'punk'"). A turn that holds the word keeps the rule whatever the condition, so the
 predictor does not read the rule against it; a turn without it goes to the cross-encoder, which reads the
@@ -24,6 +28,8 @@ from csrm.model.rule.format_rules import RequiredWords
 from csrm.model.rule.format_rules import parse as parse_format_rule
 from csrm.model.rule.letter_case import parse as parse_case_rule
 from csrm.model.rule.limits import parse as parse_limit
+from csrm.model.rule.repetition import RepetitionTrigger
+from csrm.model.rule.repetition import parse as parse_repetition
 
 
 class CodeCheck(Protocol):
@@ -34,16 +40,18 @@ class CodeCheck(Protocol):
         """What was found in an Agent turn that breaks it, for the evidence ("212 words; the rule allows at most 150")."""
 
 
-PARSERS = (parse_limit, parse_emoji_ban, parse_case_rule, parse_format_rule)
+# a repetition trigger first: its quoted reply under a condition would otherwise read as a required word
+PARSERS = (parse_repetition, parse_limit, parse_emoji_ban, parse_case_rule, parse_format_rule)
 
 
-def _first(rule: str) -> CodeCheck | RequiredWords | None:
+def _first(rule: str) -> CodeCheck | RequiredWords | RepetitionTrigger | None:
     return next((check for parser in PARSERS if (check := parser(rule)) is not None), None)
 
 
-def parse(rule: str) -> CodeCheck | None:
-    """The rule's check when it is only a length limit, an emoji ban, a rule about letter case or one of IFEval's
-    format instructions (required words without a condition among them); else ``None``."""
+def parse(rule: str) -> CodeCheck | RepetitionTrigger | None:
+    """The rule's check when it is only a length limit, an emoji ban, a rule about letter case, one of IFEval's
+    format instructions (required words without a condition among them) or a repetition trigger (checked over the
+    conversation: :meth:`~csrm.model.rule.repetition.RepetitionTrigger.breaches`); else ``None``."""
     check = _first(rule)
     return None if isinstance(check, RequiredWords) and check.conditional else check
 

@@ -7,7 +7,8 @@ For one item (a policy and a transcript):
 2. rules whose topic condition has not been raised by the user yet are left out
    (:mod:`csrm.model.rule.conditions`), and candidate narrowing keeps, per window, the rules worth reading
    among the rest (:mod:`csrm.model.rule.candidates`); rules that are only a length limit, an emoji ban, a
-   rule about letter case or one of IFEval's format instructions are checked by code instead
+   rule about letter case, one of IFEval's format instructions or a repetition trigger ("if the user repeats the
+   same message 3 times, respond with ...", checked over the conversation) are checked by code instead
    (:mod:`csrm.model.rule.code_checks`), and a turn that holds the word a conditional rule requires is not read
    against it;
 3. the cross-encoder gives one logit per (rule, window) pair (:mod:`csrm.model.rule.modeling`), and each Agent
@@ -46,6 +47,7 @@ from csrm.model.rule.code_checks import parse as parse_code_check
 from csrm.model.rule.conditions import cannot_apply
 from csrm.model.rule.data import preceding_user
 from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
+from csrm.model.rule.repetition import RepetitionTrigger
 from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
 from csrm.model.sentence_embedder import Embed, SentenceEmbedder
 
@@ -86,6 +88,9 @@ class RulePredictor:
         self.model = model.eval()
         self.encoder, self.args = encoder, args
         self.calibration, self.threshold, self.embed = calibration or Calibration(), threshold, embed
+        # the frozen encoder that counts repeated User turns (csrm.model.rule.repetition), loaded on first use:
+        # the narrowing one when there is one
+        self.similar: Embed = embed if embed is not None else SentenceEmbedder()
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, narrowing: bool = True, **overrides) -> RulePredictor:
@@ -129,7 +134,7 @@ class RulePredictor:
                 t.role == "user" for t in turns) else []
         return judged
 
-    def checked_by_code(self, rules: list[Rule]) -> dict[int, CodeCheck]:
+    def checked_by_code(self, rules: list[Rule]) -> dict[int, CodeCheck | RepetitionTrigger]:
         """The rules checked by code instead of read by the cross-encoder (:mod:`csrm.model.rule.code_checks`;
         the setting that turns them off keeps its first name, ``count_limits``, so saved judges still load)."""
         if not self.args.count_limits:
@@ -143,11 +148,17 @@ class RulePredictor:
             return set()
         return {i for i, r in enumerate(rules) if (check := parse_kept(r.text)) is not None and check.kept_by(turn.text)}
 
-    def counted_violations(self, rules: list[Rule], turns: list[Turn]) -> list[tuple[int, int]]:
-        """(rule index, turn index) of every Agent turn that breaks a rule of the policy checked by code."""
-        checks = self.checked_by_code(rules)
-        return [(i, t) for t in self._judged(turns) if turns[t].role == "assistant"
-                for i, check in checks.items() if check.broken_by(turns[t].text)]
+    def counted_violations(self, rules: list[Rule], turns: list[Turn]) -> list[tuple[int, int, str]]:
+        """(rule index, turn index, what was found) of every Agent turn that breaks a rule of the policy checked
+        by code, turn by turn."""
+        judged = [t for t in self._judged(turns) if turns[t].role == "assistant"]
+        out = []
+        for i, check in self.checked_by_code(rules).items():
+            if isinstance(check, RepetitionTrigger):
+                out += [(i, t, reason) for t, reason in check.breaches(turns, self.similar)]
+            else:
+                out += [(i, t, check.describe(turns[t].text)) for t in judged if check.broken_by(turns[t].text)]
+        return sorted(out, key=lambda v: (v[1], v[0]))
 
     def pairs_for(self, rules: list[Rule], turns: list[Turn]) -> tuple[list[Pair], int]:
         """(pairs the cross-encoder judges, pair count without narrowing) for one item. Rules counted by
@@ -180,7 +191,7 @@ class RulePredictor:
         for (rules, turns), (pairs, total) in zip(inputs, per_item, strict=True):
             counted = self.counted_violations(rules, turns)
             z = list(logits[start: start + len(pairs)]) + [COUNTED_VIOLATION] * len(counted)
-            where = [(p.rule_index, p.turn_index) for p in pairs] + counted
+            where = [(p.rule_index, p.turn_index) for p in pairs] + [(i, t) for i, t, _ in counted]
             start += len(pairs)
             score, top = combine(z, method=self.args.aggregation, tau=self.args.tau)
             p = self.calibration(score) if math.isfinite(score) else 0.0
@@ -188,8 +199,7 @@ class RulePredictor:
             if top >= 0:
                 rule_index, turn_index = where[top]
                 rule = rules[rule_index]
-                reason = (self.checked_by_code(rules)[rule_index].describe(turns[turn_index].text)
-                          if top >= len(pairs) else "")  # a counted violation: say what was counted
+                reason = counted[top - len(pairs)][2] if top >= len(pairs) else ""  # a counted violation: what was counted
                 evidence = Evidence(rule_number=rule.number, rule_text=rule.text, turn_index=turn_index,
                                     p_violation=self.calibration(z[top]), reason=reason)
             out.append(Judgement(score, p, evidence, len(pairs), total))

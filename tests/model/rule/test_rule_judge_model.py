@@ -123,6 +123,34 @@ def test_a_rule_checked_by_code_is_never_read_and_says_what_it_found(rule, broke
     assert unread.complies  # the keyword pair model does not see it either: only the code did
 
 
+def test_a_repetition_trigger_is_counted_over_the_conversation_not_read():
+    """"If the user repeats the same message 3 times, respond with ...": the reply after the third time breaks it,
+    which only the history shows; the pair model never reads the rule, and the evidence says what was counted."""
+    escalate = "Let me connect you with a human agent."
+    policy = format_rules([PHONE_RULE, f'If a user repeats the same message 3 times, immediately respond with "{escalate}"'])
+    asked = []
+    for text in ("I was charged twice for my order.", "I was charged twice!", "Like I said, I was charged twice."):
+        asked += [{"role": "user", "content": text}, {"role": "assistant", "content": "What is the order number?"}]
+    asked = asked[:-1]  # the third time is the last User turn: the response answers it
+    judge = keyword_predictor()
+    rules = split_rules(policy)
+    pairs, _ = judge.pairs_for(rules, [Turn(m["role"], m["content"]) for m in asked] + [Turn("assistant", "ok")])
+    assert {p.rule_index for p in pairs} == {0}
+    missed, kept, waits, early = judge.score_items([
+        ScoreItem(config=policy, messages=asked, response="What is the order number?"),
+        ScoreItem(config=policy, messages=asked, response=f"I am sorry. {escalate}"),
+        ScoreItem(config=policy, messages=asked[:3], response="What is the order number?"),  # said twice so far
+        ScoreItem(config=policy, messages=asked[:3], response=escalate)])  # ... and escalated already
+    assert not missed.complies and missed.evidence.rule_number == 2 and missed.evidence.turn_index == 5
+    assert missed.evidence.reason == ("the user sent the same message 3 times (turns 0, 2, 4); the next reply does "
+                                      f'not say "{escalate}"')
+    assert kept.complies and waits.complies
+    assert not early.complies and early.evidence.turn_index == 3 and "2 times" in early.evidence.reason
+    unread, = keyword_predictor(count_limits=False).score_items(
+        [ScoreItem(config=policy, messages=asked, response="What is the order number?")])
+    assert unread.complies  # the pair model cannot count turns: only the code saw it
+
+
 def test_a_turn_holding_a_conditional_rules_word_is_not_read_against_it():
     """"When ..., include the word '555'": a turn that holds 555 keeps the rule whatever the condition, so the
     pair model (which fires on 'phone' in a rule and 555 in a reply) never reads it; without the word it does."""
