@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rule_reading_fixtures import Reader, make_items, row
 from sklearn.metrics import roc_auc_score
-from test_rule_reading import Reader, make_items, row
 
 from csrm.base.rule_text import format_rules
 from eval.rule_clusters import auroc, cluster_keys, clustered_auroc_interval, violated_rule_key
