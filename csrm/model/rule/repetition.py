@@ -23,9 +23,9 @@ the first time ("repeats ... 3 times": said three times), as DynaBench's labels 
 curly quotes and final punctuation aside). A later turn that says it does not mend the breach ("immediately"
 or not: the text answers that message). The trigger fires once per message: the user repeating it a fourth
 time asks nothing new of the rule. The scripted text belongs to the trigger, so a reply that says it **before**
-the N-th time breaks the rule too: the rule fixes when the agent escalates, not only that it does. That is how
-DynaBench's policy writers read it (its "number of turns" failures): 6 of the 21 FAIL items above escalate after
-the second message, and none of its PASS items says the text early. A policy whose scripted text is also a fair
+any message has reached the N-th time breaks the rule too: the rule fixes when the agent escalates, not only that it does. That is how
+DynaBench's policy writers read it (its "number of turns" failures): 7 of the 21 FAIL items above escalate
+before the third time, and none of its PASS items says the text early. A policy whose scripted text is also a fair
 answer to other requests ("Let me connect you with a human agent." to "can I talk to a person?") is read more
 strictly than its writer may mean.
 
@@ -85,7 +85,7 @@ class RepetitionTrigger:
 
     def breaches(self, turns: Sequence[Turn], embed: Embed) -> list[tuple[int, str]]:
         """(index of the Agent turn, reason) for every Agent turn that should have said ``response`` and did not,
-        and every one that said it before the N-th time (module doc)."""
+        and every one that said it before any message reached the N-th time (module doc)."""
         users = [i for i, t in enumerate(turns) if t.role == "user"]
         if not users:
             return []
@@ -104,7 +104,7 @@ class RepetitionTrigger:
                 continue
             said = self.said_by(turns[reply].text)
             if len(counted) < self.times:
-                if said:
+                if said and not fired:  # early; once a trigger has fired, a late escalation is no new breach
                     out.append((reply, f"the reply says \"{self.response}\" after the user sent the same message "
                                        f"{len(counted)} time{'s' * (len(counted) > 1)}; the rule asks for it at the "
                                        f"{_ordinal(self.times)}"))

@@ -75,6 +75,9 @@ def test_the_text_said_before_the_nth_time_breaks_the_rule_too():
     again = _dialogue("I was charged twice", "Order number?", "I was charged twice", "Order number?",
                       "I was charged twice", ESCALATE, "I was charged twice", ESCALATE)
     assert rule.breaches(again, _bag_embed) == []
+    late = _dialogue("I was charged twice", "Order number?", "I was charged twice", "Order number?",
+                     "I was charged twice", "Order number?", "Fine, anything else", ESCALATE)
+    assert [t for t, _ in rule.breaches(late, _bag_embed)] == [5]  # the missed escalation, not the late one
 
 
 def test_in_a_row_counts_only_consecutive_user_turns():
