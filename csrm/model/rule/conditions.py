@@ -15,11 +15,17 @@ frequency below :data:`RARE_ZIPF`: "sfumato", "Nishimura", "Verfremdungseffekt",
 meets "casting") occurs in the User turns up to that Agent turn. Only a rare word names a topic precisely
 enough: a condition in common words ("if employee information is requested by a user external to the
 company", "if a user repeats the same message 3 times") is never gated, and the cross-encoder reads it; nor is a
-condition met by the topic's absence ("if the user does not mention Zyrtec", "other than sfumato").
+condition met by the topic's absence ("if the user does not mention Zyrtec", "other than sfumato"). A name the
+rule puts in quotation marks is a topic too, however common its words ("asks about the fan reaction to an
+elimination on 'Survivor 18'", "references the textbook "Transport Phenomena""): its words count as the rare
+ones do, all but function words (Zipf :data:`FUNCTION_ZIPF` and above: "the", "of", "and"). Before quoted names
+counted, the Survivor rule (no rare word) fired on every transcript about employees' GPS locations, above the
+violated rule of the same transcript under a FAIL policy: 12 of the shipped judge's 137 within-transcript pairs.
 
 The gate is one-sided: it removes (rule, turn) pairs that cannot be violations and never adds a verdict. It
 removes none of the 96 violated rules of the DynaBench dev half's FAIL items (for any threshold from Zipf 2.5
-to 4) and none of the 1,805 violating pairs of the generated dev and test data, and it lifts four judges'
+to 4; with quoted names too) and none of the 1,805 violating pairs of the generated dev and test data (nor of
+the 5,969 of the current generator's data, with quoted names), and it lifts four judges'
 DynaBench AUROC by 5-12 points (``docs/results.md``, 2026-12-07). The threshold is a property of English, not
 fitted on any benchmark: Zipf 3 is one occurrence per million words.
 """
@@ -32,6 +38,7 @@ from functools import lru_cache
 from csrm.model.rule.wording import NEGATION
 
 RARE_ZIPF = 3.0
+FUNCTION_ZIPF = 6.0  # "the" 7.7, "of" 7.4, "with" 6.9, "her" 6.4: words of a quoted name that name nothing
 _PREFIX = 5
 _HEAD = re.compile(r"^\s*(?:if|when|whenever|in the case that|in case|should|once|upon)\s+(.*?)"
                    r"(?:,|:|\bdo the following\b|\bthen\b)", re.I | re.S)
@@ -44,6 +51,8 @@ _NOT_TOPIC = frozenset("ask asks asked inquire inquires inquired discuss discuss
                        "mentioned brings bring reference references referencing refers talks talk raises says "
                        "user users customer guest patient client caller".split())
 _WORD = re.compile(r"[a-z0-9]+")
+# a quoted name: straight or curly quotes, single ones only at word edges (not the apostrophe of "Elias's")
+_QUOTED = re.compile(r"(?<!\w)'([^'\n]{2,60}?)'(?!\w)|\"([^\"\n]{2,60})\"|“([^”\n]{2,60})”|‘([^’\n]{2,60})’")
 # a condition met when the topic is absent, or an exception to the rule: never a gate (topic_condition)
 _ABSENT = re.compile(r"\b(other than|unrelated|apart from|besides|anything but|instead of|rather than|outside|"
                      r"not related|except)\b", re.I)
@@ -79,12 +88,19 @@ def topic_condition(rule: str) -> str | None:
 
 @lru_cache(maxsize=16384)
 def topic_terms(rule: str) -> tuple[str, ...]:
-    """The rare words of the rule's topic condition (module doc); empty when there is none to check."""
+    """The rare words of the rule's topic condition and the words of the names it quotes (module doc); empty when
+    there is none to check."""
     clause = topic_condition(rule)
     if clause is None:
         return ()
-    return tuple(sorted({w for w in _words(clause)
-                         if len(w) >= 3 and not w.isdigit() and w not in _NOT_TOPIC and _zipf(w) < RARE_ZIPF}))
+    rare = {w for w in _words(clause) if _names(w) and _zipf(w) < RARE_ZIPF}
+    quoted = {w for m in _QUOTED.finditer(clause) for w in _words(next(g for g in m.groups() if g))
+              if _names(w) and _zipf(w) < FUNCTION_ZIPF}
+    return tuple(sorted(rare | quoted))
+
+
+def _names(word: str) -> bool:
+    return len(word) >= 3 and not word.isdigit() and word not in _NOT_TOPIC
 
 
 def cannot_apply(rule: str, user_text: str) -> bool:

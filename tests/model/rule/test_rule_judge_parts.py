@@ -135,6 +135,20 @@ def test_a_rule_on_a_rare_topic_cannot_apply_until_the_user_raises_it():
         assert not cannot_apply(rule, "Where is my order?"), rule
 
 
+def test_a_quoted_name_is_a_topic_however_common_its_words():
+    """'Survivor 18' holds no rare word; quoted, it names the topic (function words and numbers aside)."""
+    survivor = ("If the user asks about the fan reaction to a specific controversial elimination on 'Survivor 18', "
+                "mention online fan communities.")
+    assert topic_terms(survivor) == ("survivor",)
+    assert cannot_apply(survivor, "Is Leticia at the Denver office? Her GPS shows 39.7392, -104.9903.")
+    assert not cannot_apply(survivor, "Who got voted out on survivor last night?")
+    book = 'If the user references the textbook "Transport Phenomena" by Bird, cite its chapter.'
+    assert topic_terms(book) == ("phenomena", "transport")
+    # the apostrophe of a possessive opens no quotation; quotes outside the condition name nothing
+    assert topic_terms("If the user inquires about Elias's concept of civility, explain it.") == ()
+    assert topic_terms('Include the word "punk" when the user mentions The Clash.') == ()
+
+
 @pytest.mark.parametrize("rule", [
     "If the user does not mention Zyrtec, never recommend antihistamines.",
     "When the user has not asked about sfumato, avoid art history.",
