@@ -24,9 +24,9 @@ violated rule of the same transcript under a FAIL policy: 12 of the shipped judg
 
 The gate is one-sided: it removes (rule, turn) pairs that cannot be violations and never adds a verdict. It
 removes none of the 96 violated rules of the DynaBench dev half's FAIL items (for any threshold from Zipf 2.5
-to 4; with quoted names too) and none of the 1,805 violating pairs of the generated dev and test data (nor of
-the 5,969 of the current generator's data, with quoted names), and it lifts four judges'
-DynaBench AUROC by 5-12 points (``docs/results.md``, 2026-12-07). The threshold is a property of English, not
+to 4; with quoted names too) and none of the 1,805 violating pairs of the generated dev and test data (nor,
+with quoted names, any of the 5,969 of the current generator's data), and it lifts four judges' DynaBench AUROC
+by 5-12 points (``docs/results.md``, 2026-12-07). The threshold is a property of English, not
 fitted on any benchmark: Zipf 3 is one occurrence per million words.
 """
 

@@ -23,11 +23,11 @@ the first time ("repeats ... 3 times": said three times), as DynaBench's labels 
 curly quotes and final punctuation aside). A later turn that says it does not mend the breach ("immediately"
 or not: the text answers that message). The trigger fires once per message: the user repeating it a fourth
 time asks nothing new of the rule. The scripted text belongs to the trigger, so a reply that says it **before**
-any message has reached the N-th time breaks the rule too: the rule fixes when the agent escalates, not only that it does. That is how
-DynaBench's policy writers read it (its "number of turns" failures): 7 of the 21 FAIL items above escalate
-before the third time, and none of its PASS items says the text early. A policy whose scripted text is also a fair
-answer to other requests ("Let me connect you with a human agent." to "can I talk to a person?") is read more
-strictly than its writer may mean.
+any message has reached the N-th time breaks the rule too: the rule fixes when the agent escalates, not only
+that it does. That is how DynaBench's policy writers read it (its "number of turns" failures): 7 of the 21 FAIL
+items above escalate before the third time, and none of its PASS items says the text early. A policy whose
+scripted text is also a fair answer to other requests ("Let me connect you with a human agent." to "can I talk
+to a person?") is read more strictly than its writer may mean.
 
 Parsed only when the rule is nothing but this kind: a condition that the user repeats, rephrases or sends the
 same message (question, request, ...) a number of times, and an obligation to respond with one quoted text.
