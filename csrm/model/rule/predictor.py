@@ -150,7 +150,7 @@ class RulePredictor:
 
     def counted_violations(self, rules: list[Rule], turns: list[Turn]) -> list[tuple[int, int, str]]:
         """(rule index, turn index, what was found) of every Agent turn that breaks a rule of the policy checked
-        by code, turn by turn."""
+        by code, in turn order: per-turn checks read each Agent turn, a repetition trigger the whole conversation."""
         judged = [t for t in self._judged(turns) if turns[t].role == "assistant"]
         out = []
         for i, check in self.checked_by_code(rules).items():
