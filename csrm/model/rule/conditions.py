@@ -15,19 +15,26 @@ frequency below :data:`RARE_ZIPF`: "sfumato", "Nishimura", "Verfremdungseffekt",
 meets "casting") occurs in the User turns up to that Agent turn. Only a rare word names a topic precisely
 enough: a condition in common words ("if employee information is requested by a user external to the
 company", "if a user repeats the same message 3 times") is never gated, and the cross-encoder reads it; nor is a
-condition met by the topic's absence ("if the user does not mention Zyrtec", "other than sfumato"). A name the
-rule puts in quotation marks is a topic too, however common its words ("asks about the fan reaction to an
-elimination on 'Survivor 18'", "references the textbook "Transport Phenomena""): its words count as the rare
-ones do, all but function words (Zipf :data:`FUNCTION_ZIPF` and above: "the", "of", "and"). Before quoted names
-counted, the Survivor rule (no rare word) fired on every transcript about employees' GPS locations, above the
-violated rule of the same transcript under a FAIL policy: 12 of the shipped judge's 137 within-transcript pairs.
+condition met by the topic's absence ("if the user does not mention Zyrtec", "other than sfumato").
+
+**Names.** A name the condition quotes ("an elimination on 'Survivor 18'", "the textbook "Transport
+Phenomena"") or capitalises after its first word ("the musical group The Clash", "the films of David Lynch",
+"NEC Article 250") is a topic too, however common its words: each of its words rarer than one in 10,000 running
+words (Zipf below :data:`NAME_ZIPF`: "lynch" 3.9, "clash" 4.0, "survivor" 4.0; not "love" 5.8, "big" 5.7 or
+"david" 5.1) counts as a rare word does. A condition in title case or capitals capitalises every word and
+names nothing this way. Before quoted names counted, the Survivor rule fired on every transcript about
+employees' GPS locations, above the violated rule of the same transcript under a FAIL policy (12 of the shipped
+judge's 137 within-transcript pairs); before capitalised ones counted, the rules on David Lynch's films, NEC
+Article 250 grounding and post-colonial African cinema did the same for the recipe's rerun (83 of 137). The
+common words of a name stay out: "Love Island" named the topic of any transcript where the user would "love" a
+reply.
 
 The gate is one-sided: it removes (rule, turn) pairs that cannot be violations and never adds a verdict. It
 removes none of the 96 violated rules of the DynaBench dev half's FAIL items (for any threshold from Zipf 2.5
-to 4; with quoted names too) and none of the 1,805 violating pairs of the generated dev and test data (nor,
-with quoted names, any of the 5,969 of the current generator's data), and it lifts four judges' DynaBench AUROC
-by 5-12 points (``docs/results.md``, 2026-12-07). The threshold is a property of English, not
-fitted on any benchmark: Zipf 3 is one occurrence per million words.
+to 4; with names too) and none of the 1,805 violating pairs of the generated dev and test data (nor, with
+names, any of the 5,969 of the current generator's data), and it lifts four judges' DynaBench AUROC by 5-12
+points (``docs/results.md``, 2026-12-07; capitalised names 1.4-4.5 more for three judges). The thresholds are
+properties of English, not fitted on any benchmark: Zipf 3 is one occurrence per million words.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from functools import lru_cache
 from csrm.model.rule.wording import NEGATION
 
 RARE_ZIPF = 3.0
-FUNCTION_ZIPF = 6.0  # "the" 7.7, "of" 7.4, "with" 6.9, "her" 6.4: words of a quoted name that name nothing
+NAME_ZIPF = 5.0  # a word of a name names it when rarer than one in 10,000 words: "lynch" 3.9, not "love" 5.8
 _PREFIX = 5
 _HEAD = re.compile(r"^\s*(?:if|when|whenever|in the case that|in case|should|once|upon)\s+(.*?)"
                    r"(?:,|:|\bdo the following\b|\bthen\b)", re.I | re.S)
@@ -51,6 +58,7 @@ _NOT_TOPIC = frozenset("ask asks asked inquire inquires inquired discuss discuss
                        "mentioned brings bring reference references referencing refers talks talk raises says "
                        "user users customer guest patient client caller".split())
 _WORD = re.compile(r"[a-z0-9]+")
+_CASED_WORD = re.compile(r"[^\W_]+")
 # a quoted name: straight or curly quotes, single ones only at word edges (not the apostrophe of "Elias's")
 _QUOTED = re.compile(r"(?<!\w)'([^'\n]{2,60}?)'(?!\w)|\"([^\"\n]{2,60})\"|“([^”\n]{2,60})”|‘([^’\n]{2,60})’")
 # a condition met when the topic is absent, or an exception to the rule: never a gate (topic_condition)
@@ -94,9 +102,21 @@ def topic_terms(rule: str) -> tuple[str, ...]:
     if clause is None:
         return ()
     rare = {w for w in _words(clause) if _names(w) and _zipf(w) < RARE_ZIPF}
-    quoted = {w for m in _QUOTED.finditer(clause) for w in _words(next(g for g in m.groups() if g))
-              if _names(w) and _zipf(w) < FUNCTION_ZIPF}
-    return tuple(sorted(rare | quoted))
+    spans = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(clause)] + _capitalised(clause)
+    named = {w for span in spans for w in _words(span) if _names(w) and _zipf(w) < NAME_ZIPF}
+    return tuple(sorted(rare | named))
+
+
+def _capitalised(clause: str) -> list[str]:
+    """The words the condition capitalises after its first ("the musical group The Clash", "the films of David
+    Lynch", "NEC Article 250"): names, however common their words. A clause in title case or capitals names
+    nothing this way ("If The Customer Asks About Refunds"), so it gives none."""
+    words = _CASED_WORD.findall(clause)[1:]
+    capitalised = [w for w in words if w[0].isupper()]
+    long_words = [w for w in words if len(w) > 3]
+    if sum(w[0].isupper() for w in long_words) * 2 > len(long_words):
+        return []
+    return capitalised
 
 
 def _names(word: str) -> bool:

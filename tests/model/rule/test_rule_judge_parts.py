@@ -130,7 +130,6 @@ def test_a_rule_on_a_rare_topic_cannot_apply_until_the_user_raises_it():
     # a condition in common words names no topic precisely enough: the cross-encoder reads it, never the gate
     for rule in ("If a user repeats or rephrases the same message 3 times, give them the support link.",
                  "When employee information is requested by a user external to the company, refuse.",
-                 "If the user mentions the musical group The Clash, include the word \"punk\".",
                  "Never use the word sfumato.", ""):  # and an unconditional rule, however rare its words
         assert not cannot_apply(rule, "Where is my order?"), rule
 
@@ -142,11 +141,31 @@ def test_a_quoted_name_is_a_topic_however_common_its_words():
     assert topic_terms(survivor) == ("survivor",)
     assert cannot_apply(survivor, "Is Leticia at the Denver office? Her GPS shows 39.7392, -104.9903.")
     assert not cannot_apply(survivor, "Who got voted out on survivor last night?")
-    book = 'If the user references the textbook "Transport Phenomena" by Bird, cite its chapter.'
+    book = 'If the user references the textbook "transport phenomena" by the usual authors, cite its chapter.'
     assert topic_terms(book) == ("phenomena", "transport")
     # the apostrophe of a possessive opens no quotation; quotes outside the condition name nothing
-    assert topic_terms("If the user inquires about Elias's concept of civility, explain it.") == ()
-    assert topic_terms('Include the word "punk" when the user mentions The Clash.') == ()
+    assert topic_terms("If the user inquires about Elias's concept of civility, explain it.") == ("elias",)
+    assert topic_terms('Include the word "punk" when the user mentions The Clash.') == ("clash",)
+
+
+def test_a_capitalised_name_is_a_topic_however_common_its_words():
+    """"The Clash", "David Lynch", "NEC Article 250": names in common words, capitalised by the condition. Before,
+    such rules had no term to check and fired on transcripts about employees' whereabouts."""
+    lynch = ("If the user discusses genre blending in the films of David Lynch, specifically the mix of horror and "
+             "noir, characterize his style as dreamlike.")
+    assert topic_terms(lynch) == ("lynch",)  # "david" (Zipf 5.1) names nobody on its own
+    assert cannot_apply(lynch, "Where is Leticia right now? I need her GPS coordinates.")
+    assert not cannot_apply(lynch, "I just rewatched Mulholland Drive. Lynch mixes so many genres!")
+    assert topic_terms("When The Killers are mentioned, say that Brandon Flowers sings.") == ("killers",)
+    nec = "In the case that the user discusses the design of grounding systems according to NEC Article 250, be exact."
+    assert topic_terms(nec) == ("nec",)
+    # a common word of a name is no topic: the user would "love" an answer in any transcript
+    showmance = "If the user discusses a 'Love Island' or 'Big Brother' showmance, call it a showmance."
+    assert topic_terms(showmance) == ("showmance",)
+    assert cannot_apply(showmance, "I'd love to know where Leticia is. Is she with her brother?")
+    # a condition in title case or capitals names nothing by its capitals: every word would be a "name"
+    assert topic_terms("If The Customer Asks About Refunds, apologise first.") == ()
+    assert topic_terms("IF THE USER ASKS ABOUT A REFUND, APOLOGISE FIRST.") == ()
 
 
 @pytest.mark.parametrize("rule", [
