@@ -8,8 +8,9 @@ said "sfumato", and under the OR over rules one such rule decides a PASS item. R
 lexical question the code answers better than a 22M cross-encoder: has the topic been named?
 
 :func:`cannot_apply` says a rule **cannot** apply to an Agent turn when (1) the rule has a topic condition (an
-"if / when / in the case that" clause whose verb is one of asking, mentioning, discussing, referring, ...), (2)
-that clause holds **rare** words, words under one per million in running English text (``wordfreq``'s Zipf
+"if / when / in the case that" clause whose verb is one of asking, mentioning, discussing, referring, ..., with
+the clauses that narrow it: "..., specifically comparing RYGB with sleeve gastrectomy, do ..."; not an example,
+"for example U-matic tapes", which the user may leave out), (2) that clause holds **rare** words, words under one per million in running English text (``wordfreq``'s Zipf
 frequency below :data:`RARE_ZIPF`: "sfumato", "Nishimura", "Verfremdungseffekt", "QUAL2K", "rebar"; not
 "casting", "employee" or "steel"), and (3) none of them (compared on their first five letters, so "castings"
 meets "casting") occurs in the User turns up to that Agent turn. Only a rare word names a topic precisely
@@ -61,6 +62,11 @@ _WORD = re.compile(r"[a-z0-9]+")
 _CASED_WORD = re.compile(r"[^\W_]+")
 # a quoted name: straight or curly quotes, single ones only at word edges (not the apostrophe of "Elias's")
 _QUOTED = re.compile(r"(?<!\w)'([^'\n]{2,60}?)'(?!\w)|\"([^\"\n]{2,60})\"|“([^”\n]{2,60})”|‘([^’\n]{2,60})’")
+# a clause that narrows the condition it follows ("asks about surgery for obesity, specifically comparing RYGB
+# with sleeve gastrectomy, do ..."): part of the condition. Examples ("for example U-matic tapes") are not: the
+# user may raise the topic without them
+_NARROWING = re.compile(r"\s*((?:specifically|particularly|especially|in particular|namely|focusing)\b.*?)"
+                        r"(?=,|:|\bdo the following\b|\bthen\b)", re.I)
 # a condition met when the topic is absent, or an exception to the rule: never a gate (topic_condition)
 _ABSENT = re.compile(r"\b(other than|unrelated|apart from|besides|anything but|instead of|rather than|outside|"
                      r"not related|except)\b", re.I)
@@ -87,6 +93,10 @@ def topic_condition(rule: str) -> str | None:
     text = " ".join(rule.split())
     match = _HEAD.match(text) or _TAIL.search(text)
     clause = match.group(1) if match else None
+    if clause and match.re is _HEAD:
+        end = match.end(1)
+        while narrowed := _NARROWING.match(text, end + 1):
+            clause, end = f"{clause}, {narrowed.group(1)}", narrowed.end(1)
     if not clause or not _TOPIC_VERB.search(clause):
         return None
     if NEGATION.search(clause) or _ABSENT.search(clause) or _EXCEPT.search(text[: match.start(1)]):

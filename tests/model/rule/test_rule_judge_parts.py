@@ -168,6 +168,19 @@ def test_a_capitalised_name_is_a_topic_however_common_its_words():
     assert topic_terms("IF THE USER ASKS ABOUT A REFUND, APOLOGISE FIRST.") == ()
 
 
+def test_a_clause_that_narrows_the_condition_is_part_of_it_an_example_is_not():
+    """"..., specifically comparing RYGB with sleeve gastrectomy, do ..." narrows the condition; "..., for example
+    U-matic tapes, do ..." illustrates it, and the user may raise the topic without the example."""
+    surgery = ("If the user asks about the different surgical options for morbid obesity, specifically comparing "
+               "Roux-en-Y gastric bypass (RYGB) versus sleeve gastrectomy, do the following: frame the comparison.")
+    assert topic_terms(surgery) == ("gastrectomy", "roux", "rygb")
+    assert cannot_apply(surgery, "Where was Leticia at 3pm? I need her GPS location.")
+    assert not cannot_apply(surgery, "Is a gastric sleeve safer than a bypass?")  # "gastr-", first five letters
+    video = ("If the user inquires about the conservation challenges specific to early video art, for example the "
+             "degradation of magnetic tape formats (e.g., U-matic, VHS), do the following: mention digital migration.")
+    assert topic_terms(video) == ()
+
+
 @pytest.mark.parametrize("rule", [
     "If the user does not mention Zyrtec, never recommend antihistamines.",
     "When the user has not asked about sfumato, avoid art history.",
