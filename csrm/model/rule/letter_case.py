@@ -16,7 +16,13 @@ Three kinds, told apart by what the prohibition is about:
   to the cross-encoder);
 - ``no_shouting``: no run of four or more words in capitals, the generated conduct family's own pattern (a
   prohibition of *all* capitals: "do not write in all capital letters", "never shout at the user in capitals",
-  "no all-caps sentences"); one acronym ("the FAQ page") is not shouting.
+  "no all-caps sentences"); one acronym ("the FAQ page") is not shouting;
+- ``capital_start`` / ``lowercase_start``: the reply's first letter (after any bracket, quote or digit) in
+  capitals / lower case ("Always begin your response with a capital letter", "Never start the first word in a
+  conversation with a lowercase letter"). A rule about "a conversation" holds the first Agent turn only
+  (``conversation``); one about each sentence's first word is more than the reply's start and is left to the
+  cross-encoder. DynaBench's policies hold the conversation rule in 68 of 254 items and no item breaks it; the
+  cross-encoder, which sees no case, named it as the broken rule of PASS items.
 
 A rule is read when it has no condition and nothing else but filler; "in English" counts as filler: the language
 is not checked (IFEval's checker also asks ``langdetect``, which a scorer should not depend on for English
@@ -42,6 +48,9 @@ _LOWERCASE = re.compile(r"\b(?:lower[ -]?case(?:d)?|lowercased)\b", re.I)
 _NOT_LOWERCASE = re.compile(rf"{NEGATION.pattern}(?:\W+\w+){{0,4}}?\W+(?:lower[ -]?case(?:d)?|lowercased)\b", re.I)
 _NO_CAPITALS = re.compile(rf"{NEGATION.pattern}(?:\W+\w+){{0,8}}?\W+(?:capital letters?|capitali[sz](?:ed|ations?)|capitals)\b",
                           re.I)
+# "start / begin ... with a lowercase / capital letter": the reply's first letter (CaseRule kinds *_start)
+_START = re.compile(r"\b(?:start|starts|begin|begins)\b(?:\W+\w+){0,8}?\W+with\W+(?:an?\W+)?"
+                    r"(lower[ -]?case|upper[ -]?case|capital|capitali[sz]ed)\W+letter\b", re.I)
 _COUNTED = re.compile(r"\b(at least|at most|less than|fewer than|more than|times|\d+)\b", re.I)
 _SHOUT = re.compile(r"\b(?:[A-Z]{2,}[,.!?']*\s+){3,}[A-Z]{2,}\b")
 _FILLER = FILLER | frozenset("""
@@ -49,6 +58,7 @@ entire whole written writing used in or never not no don't do avoid without from
 letter capital capitals capitalized capitalised capitalize capitalise capitalization capitalizations lowercase lower
 case cased lowercased uppercase caps whatsoever single sentences sentence words word with shout shouting user users
 customer customers it its that this ensure contain contains it's
+start starts begin begins first conversation conversations
 """.split())
 
 
@@ -56,9 +66,13 @@ customer customers it its that this ensure contain contains it's
 class CaseRule:
     """One rule about letter case for every Agent turn (module doc)."""
 
-    kind: Literal["lowercase", "capitals", "no_shouting"]
+    kind: Literal["lowercase", "capitals", "no_shouting", "capital_start", "lowercase_start"]
+    conversation: bool = False  # the first Agent turn only ("... the first word in a conversation ...")
 
     def broken_by(self, text: str) -> bool:
+        if self.kind.endswith("_start"):
+            first = _first_letter(text)
+            return first is not None and (first.islower() if self.kind == "capital_start" else first.isupper())
         if self.kind == "lowercase":
             return any(c.isupper() for c in text)
         if self.kind == "capitals":
@@ -67,6 +81,9 @@ class CaseRule:
 
     def describe(self, text: str) -> str:
         """What broke the rule in an Agent turn, for the evidence."""
+        if self.kind.endswith("_start"):
+            asked = "a capital" if self.kind == "capital_start" else "a lower-case"
+            return f"the reply starts with {_first_letter(text)!r}; the rule asks for {asked} letter"
         if self.kind == "lowercase":
             n, first = sum(c.isupper() for c in text), next(w for w in text.split() if any(c.isupper() for c in w))
             return f"{n} capital letter{'s' * (n != 1)} (first in {first!r}); the rule asks for lowercase"
@@ -83,6 +100,8 @@ def parse(rule: str) -> CaseRule | None:
     text = " ".join(rule.split())
     if CONDITION.search(text) or _COUNTED.search(text) or negations(text) > MAX_NEGATIONS:
         return None
+    if start := _START.search(text):
+        return _start_rule(text, start)
     no_lowercase = _NOT_LOWERCASE.search(text) is not None
     if no_lowercase and re.search(r"\bonly\b", text, re.I):
         return None
@@ -97,3 +116,18 @@ def parse(rule: str) -> CaseRule | None:
     if any(w not in _FILLER for w in lower_words(text)):
         return None
     return CaseRule(kind)
+
+
+def _start_rule(text: str, start: re.Match) -> CaseRule | None:
+    """A rule about the reply's first letter (module doc); ``None`` when it says more or is about sentences."""
+    if re.search(r"\bsentences?\b", text, re.I) or any(w not in _FILLER for w in lower_words(text)):
+        return None
+    capital = not start.group(1).lower().startswith("lower")
+    if NEGATION.search(text):
+        capital = not capital
+    return CaseRule("capital_start" if capital else "lowercase_start",
+                    conversation=re.search(r"\bconversations?\b", text, re.I) is not None)
+
+
+def _first_letter(text: str) -> str | None:
+    return next((c for c in text if c.isalpha()), None)

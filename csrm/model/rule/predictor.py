@@ -46,6 +46,7 @@ from csrm.model.rule.code_checks import CodeCheck, parse_kept
 from csrm.model.rule.code_checks import parse as parse_code_check
 from csrm.model.rule.conditions import cannot_apply
 from csrm.model.rule.data import preceding_user
+from csrm.model.rule.letter_case import CaseRule
 from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
 from csrm.model.rule.repetition import RepetitionTrigger
 from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
@@ -156,8 +157,9 @@ class RulePredictor:
         for i, check in self.checked_by_code(rules).items():
             if isinstance(check, RepetitionTrigger):
                 out += [(i, t, reason) for t, reason in check.breaches(turns, self.similar)]
-            else:
-                out += [(i, t, check.describe(turns[t].text)) for t in judged if check.broken_by(turns[t].text)]
+            else:  # a rule on how "a conversation" starts holds its first Agent turn only
+                read = judged[:1] if isinstance(check, CaseRule) and check.conversation else judged
+                out += [(i, t, check.describe(turns[t].text)) for t in read if check.broken_by(turns[t].text)]
         return sorted(out, key=lambda v: (v[1], v[0]))
 
     def pairs_for(self, rules: list[Rule], turns: list[Turn]) -> tuple[list[Pair], int]:

@@ -107,6 +107,8 @@ def test_a_length_limit_is_counted_not_read():
      "the reply is not valid JSON"),
     ("Do not use any commas in your response.", "Ask at the desk, please.", "Ask at the desk.",
      "1 comma; the rule allows none"),
+    ("Always begin your response with a capital letter.", "ask at the desk.", "Ask at the desk.",
+     "the reply starts with 'a'; the rule asks for a capital letter"),
 ])
 def test_a_rule_checked_by_code_is_never_read_and_says_what_it_found(rule, broken, kept, reason):
     policy = format_rules([PHONE_RULE, rule])
@@ -121,6 +123,17 @@ def test_a_rule_checked_by_code_is_never_read_and_says_what_it_found(rule, broke
     unread, = keyword_predictor(count_limits=False).score_items([ScoreItem(config=policy, messages=ask,
                                                                            response=broken)])
     assert unread.complies  # the keyword pair model does not see it either: only the code did
+
+
+def test_a_rule_on_how_a_conversation_starts_holds_its_first_agent_turn_only():
+    policy = format_rules([PHONE_RULE, "Never start the first word in a conversation with a lowercase letter."])
+    judge = keyword_predictor()
+    late = [Turn("user", "Hi"), Turn("assistant", "Hello!"), Turn("user", "Desk?"), Turn("assistant", "ask there.")]
+    first = [Turn("user", "Hi"), Turn("assistant", "hello!"), Turn("user", "Desk?"), Turn("assistant", "Ask there.")]
+    rules = split_rules(policy)
+    assert judge.counted_violations(rules, late) == []
+    assert judge.counted_violations(rules, first) == [(1, 1, "the reply starts with 'h'; the rule asks for a capital "
+                                                             "letter")]
 
 
 def test_a_repetition_trigger_is_counted_over_the_conversation_not_read():

@@ -295,12 +295,18 @@ def test_emoji_bans_agree_with_the_generated_conduct_labels():
     ("Do not write in all capital letters.", "no_shouting"),
     ("Never shout at the user in capitals.", "no_shouting"),
     ("No all-caps sentences, please.", "no_shouting"),
+    ("Never start the first word in a conversation with a lowercase letter.", "capital_start"),
+    ("Always begin your response with a capital letter.", "capital_start"),
+    ("Start every reply with a lowercase letter.", "lowercase_start"),
+    ("Do not begin a response with a capital letter.", "lowercase_start"),
     # a count, a condition, more than case: left to the cross-encoder
     ("Use words in all capital letters at least 3 times to highlight key points.", None),
     ("If the user is angry, use all lowercase letters.", None),
     ("Use lowercase letters and mention cats.", None),
     ("Do not shout at customers.", None),  # a tone: capitals are not named
     ("No response should use lowercase letters only.", None),  # once read as "all lowercase"
+    ("Start each sentence with a capital letter.", None),  # every sentence, not the reply's start
+    ("Start your reply with a capital letter and mention the weather.", None),
 ])
 def test_a_rule_that_is_only_about_letter_case_is_read_as_one(rule, kind):
     parsed = parse_case_rule(rule)
@@ -331,6 +337,15 @@ def test_case_rules_agree_with_the_generators_checkers():
     assert all(parse_case_rule(text) == ban for text in conduct.KINDS["caps"].rules.texts)
     assert parse_case_rule("Use all lowercase letters.").describe("hello Sam") == (
         "1 capital letter (first in 'Sam'); the rule asks for lowercase")
+
+
+def test_the_first_letter_of_a_reply_is_its_first_alphabetic_character():
+    start = parse_case_rule("Always begin your response with a capital letter.")
+    assert not start.conversation
+    assert not start.broken_by('[API call] {"notes": "x"}') and not start.broken_by('"Welcome!" 3 specials today')
+    assert start.broken_by("3 specials today: ask at the desk.") and not start.broken_by("42")
+    assert start.describe("ok, sure") == "the reply starts with 'o'; the rule asks for a capital letter"
+    assert parse_case_rule("Never start the first word in a conversation with a lowercase letter.").conversation
 
 
 def test_code_checks_take_only_rules_that_are_nothing_but_their_kind():
