@@ -121,3 +121,22 @@ def test_lengths_probe_on_a_split_too_small_for_five_folds():
              "label": label} for k, label in enumerate(["FAIL"] * 3 + ["PASS"] * 7)]
     assert 0.0 <= lengths_probe_auroc(rows) <= 1.0  # three folds, not a crash
     assert math.isnan(lengths_probe_auroc(rows[2:]))  # one FAIL row: nothing to cross-validate
+
+
+def test_the_topic_gate_never_removes_a_violating_pair(generated):
+    """The gate (``csrm.model.rule.conditions``) is one-sided: a rule whose topic the User turns up to an Agent
+    turn have not named cannot be broken there. On the generator's violating (rule, turn) pairs, whose
+    conditions name Faker's people and companies ("If the user's message refers to Kelly-Horne, ..."), it never
+    says otherwise; some of them hold terms the gate checks, so a gate that reads too much fails here."""
+    from csrm.model.rule.conditions import cannot_apply, topic_terms
+
+    checked = 0
+    for rows in generated["rows"].values():
+        for row in rows:
+            rules = {r.number: r.text for r in split_rules(row["policy"])}
+            turns = split_turns(row["transcript"])
+            for number, turn in row["meta"]["violations"]:
+                said = " ".join(t.text for t in turns[: turn + 1] if t.role == "user")
+                checked += bool(topic_terms(rules[number]))
+                assert not cannot_apply(rules[number], said), (rules[number], said)
+    assert checked >= 10

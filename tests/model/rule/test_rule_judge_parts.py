@@ -355,3 +355,28 @@ def test_code_checks_take_only_rules_that_are_nothing_but_their_kind():
     assert parse_code_check("Never use emojis.") == EmojiBan()
     assert parse_code_check("Use all lowercase letters.").kind == "lowercase"
     assert parse_code_check("Never reveal a customer's phone number.") is None
+
+
+def test_the_topic_gate_never_removes_a_violated_dynabench_rule(shared_data):
+    """Every FAIL item of the DynaBench (Aug) dev half, read with all its User turns: the rule it breaks is never
+    one the gate says cannot apply. None of these rules names a topic the gate can check today (their conditions
+    are in common words: "if employee information is requested by a user external to the company"), so this pins
+    that the gate does not start reading such conditions; the generated data test the gate where it reads
+    (``tests/augmentation/test_rules_data.py``)."""
+    import json
+
+    from csrm.base.rule_text import split_rules, split_turns
+
+    checked = 0
+    for line in (shared_data / "dynabench" / "dynabench_aug_dev.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row["label"] != "FAIL":
+            continue
+        meta = json.loads(row["metadata"]) if isinstance(row["metadata"], str) else row["metadata"]
+        rules = {r.number: r.text for r in split_rules(row["policy"])}
+        said = " ".join(t.text for t in split_turns(row["transcript"]) if t.role == "user")
+        for number in meta["rules_violated"]:
+            if number in rules:
+                checked += 1
+                assert not cannot_apply(rules[number], said), rules[number]
+    assert checked >= 90  # 96 when this was written
