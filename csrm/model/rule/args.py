@@ -78,8 +78,9 @@ class RuleJudgeArgs:
     always_rules: bool = setting(True, help="candidate narrowing also keeps rules that apply to every turn "
                                             "(format, style, length, language, greeting rules)")
     condition_gate: bool = setting(True, help="scoring: leave out a rule whose topic condition names rare words "
-                                              "('when the user inquires about sfumato') or quotes a name "
-                                              "('on \'Survivor 18\'') that no User turn so far contains: it "
+                                              "('when the user inquires about sfumato') or quotes or "
+                                              "capitalises a name ('on \'Survivor 18\'', 'The Clash') that "
+                                              "no User turn so far contains: it "
                                               "cannot apply yet (csrm.model.rule.conditions)")
     count_limits: bool = setting(True, help="scoring: a rule that is only a length limit ('at most 150 words', "
                                             "'at least two words'), an emoji ban ('never use emojis': the "
