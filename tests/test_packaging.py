@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("csrm", "augmentation", "eval")
 UNDECLARED_OK: set[str] = set()
 EXTRAS_ONLY = ("deepspeed", "fastapi", "uvicorn", "trl", "peft", "gguf", "wandb", "faker", "lm_eval", "langdetect",
-               "immutabledict", "nltk")
+               "immutabledict")
 
 
 def normalize(name: str) -> str:

@@ -10,10 +10,14 @@ lexical question the code answers better than a 22M cross-encoder: has the topic
 :func:`cannot_apply` says a rule **cannot** apply to an Agent turn when (1) the rule has a topic condition (an
 "if / when / in the case that" clause whose verb is one of asking, mentioning, discussing, referring, ..., with
 the clauses that narrow it: "..., specifically comparing RYGB with sleeve gastrectomy, do ..."; not an example,
-"for example U-matic tapes", which the user may leave out), (2) that clause holds **rare** words, words under one per million in running English text (``wordfreq``'s Zipf
-frequency below :data:`RARE_ZIPF`: "sfumato", "Nishimura", "Verfremdungseffekt", "QUAL2K", "rebar"; not
-"casting", "employee" or "steel"), and (3) none of them (compared on their first five letters, so "castings"
-meets "casting") occurs in the User turns up to that Agent turn. Only a rare word names a topic precisely
+"for example U-matic tapes", which the user may leave out), (2) that clause holds **rare** words, words under
+one per million in running English text (``wordfreq``'s Zipf frequency below :data:`RARE_ZIPF`: "sfumato",
+"Nishimura", "Verfremdungseffekt", "QUAL2K", "rebar"; not "casting", "employee" or "steel"), and (3) none of
+them occurs in the User turns up to that Agent turn, compared as English Snowball stems (nltk), so "castings"
+meets "casting". Until 2026-12-07 they were compared on their first five letters, and "interested" met
+"interbody", "interface" and "intersectionality", "found" met "foundryman", "contact" met "contaminant": in
+DynaBench's transcripts such matches let topic rules be read against ~400 Agent turns whose user never named
+the topic. Only a rare word names a topic precisely
 enough: a condition in common words ("if employee information is requested by a user external to the
 company", "if a user repeats the same message 3 times") is never gated, and the cross-encoder reads it; nor is a
 condition met by the topic's absence ("if the user does not mention Zyrtec", "other than sfumato").
@@ -47,7 +51,6 @@ from csrm.model.rule.wording import NEGATION
 
 RARE_ZIPF = 3.0
 NAME_ZIPF = 5.0  # a word of a name names it when rarer than one in 10,000 words: "lynch" 3.9, not "love" 5.8
-_PREFIX = 5
 _HEAD = re.compile(r"^\s*(?:if|when|whenever|in the case that|in case|should|once|upon)\s+(.*?)"
                    r"(?:,|:|\bdo the following\b|\bthen\b)", re.I | re.S)
 _TAIL = re.compile(r"\b(?:if|when|whenever)\s+((?:the|a)\s+(?:user|customer|guest|patient|client|caller)\b.*?)"
@@ -138,11 +141,27 @@ def cannot_apply(rule: str, user_text: str) -> bool:
     terms = topic_terms(rule)
     if not terms:
         return False
-    said = _prefixes(user_text)
-    return not any(t[:_PREFIX] in said for t in terms)
+    said = _said(user_text)
+    return not any(t in said or _stem(t) in said for t in terms)
 
 
 @lru_cache(maxsize=256)
-def _prefixes(user_text: str) -> frozenset[str]:
-    """The word prefixes of the User turns so far, once per text (every rule of a policy asks about them)."""
-    return frozenset(w[:_PREFIX] for w in _words(user_text))
+def _said(user_text: str) -> frozenset[str]:
+    """The words of the User turns so far and their stems, once per text (every rule of a policy asks)."""
+    words = _words(user_text)
+    return frozenset(words) | frozenset(_stem(w) for w in words)
+
+
+@lru_cache(maxsize=65536)
+def _stem(word: str) -> str:
+    """English Snowball stem: "castings" and "casting" meet, "contact" and "contaminant" do not (nor
+    "interested" and "interface", which the first five letters once matched)."""
+    return _stemmer().stem(word)
+
+
+@lru_cache(maxsize=1)
+def _stemmer():
+    # importing nltk takes ~2 s: only where a condition is checked
+    from nltk.stem.snowball import SnowballStemmer
+
+    return SnowballStemmer("english")

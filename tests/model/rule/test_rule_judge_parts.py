@@ -127,6 +127,10 @@ def test_a_rule_on_a_rare_topic_cannot_apply_until_the_user_raises_it():
     tail = "Recommend ceramic foam filters if the user asks about gating systems for magnesium castings."
     assert topic_terms(tail) and not cannot_apply(tail, "My casting has inclusions.")  # first five letters
     assert cannot_apply(tail, "Where is my order?")
+    # a common word sharing the first five letters is no inflection of a rare term: "contact" is not "contaminant"
+    water = "If the user asks about Maximum Contaminant Levels for arsenic, state that MCLs are enforceable."
+    assert cannot_apply(water, "Who is the best contact for sales inquiries?")
+    assert not cannot_apply(water, "Which contaminants does the SDWA regulate?")
     # a condition in common words names no topic precisely enough: the cross-encoder reads it, never the gate
     for rule in ("If a user repeats or rephrases the same message 3 times, give them the support link.",
                  "When employee information is requested by a user external to the company, refuse.",
@@ -175,7 +179,7 @@ def test_a_clause_that_narrows_the_condition_is_part_of_it_an_example_is_not():
                "Roux-en-Y gastric bypass (RYGB) versus sleeve gastrectomy, do the following: frame the comparison.")
     assert topic_terms(surgery) == ("gastrectomy", "roux", "rygb")
     assert cannot_apply(surgery, "Where was Leticia at 3pm? I need her GPS location.")
-    assert not cannot_apply(surgery, "Is a gastric sleeve safer than a bypass?")  # "gastr-", first five letters
+    assert not cannot_apply(surgery, "Are sleeve gastrectomies safer than a bypass?")  # one stem
     video = ("If the user inquires about the conservation challenges specific to early video art, for example the "
              "degradation of magnetic tape formats (e.g., U-matic, VHS), do the following: mention digital migration.")
     assert topic_terms(video) == ()
