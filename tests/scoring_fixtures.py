@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -105,3 +106,24 @@ def serve(app):
         assert not thread.is_alive(), "uvicorn did not stop"
 
     return f"http://127.0.0.1:{port}", stop
+
+
+def write_input(path: Path, n: int = 60) -> list[dict]:
+    """A ``csrm score`` input file of ``n`` rows over the three configs: prompts, transcripts, one allow list."""
+    rows = []
+    for i in range(n):
+        row = {"id": f"item-{i}", "config": CONFIGS[i % 3], "response": RESPONSES[i % 5]}
+        if i % 4 == 0:
+            row["messages"] = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
+                               {"role": "user", "content": PROMPTS[i % 3] + " " + "detail " * (i % 7)}]
+        else:
+            row["prompt"] = PROMPTS[i % 3] + " " + "more " * (i % 11)
+        if i == 5:
+            row["config"] = {"name": "violence-ok", "allow": {"Violence": 2}}
+        rows.append(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return rows
+
+
+def read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from scoring_fixtures import save, tiny_encoder
-from test_score_cli import read_rows, write_input
+from scoring_fixtures import read_rows, save, tiny_encoder, write_input
 
 from csrm.app.score import main as score_main
 from csrm.scoring.distributed_score import merge_shards, shard_fingerprint, shard_path

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from scoring_fixtures import CONFIGS, PROMPTS, RESPONSES
+from scoring_fixtures import read_rows, write_input
 
 import csrm.scoring.scorer
 from csrm.app.cli import main as csrm_main
@@ -23,26 +23,6 @@ from csrm.scoring.score_file import CHUNK_ITEMS, read_done, read_items
 from csrm.scoring.scorer import Scorer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def write_input(path: Path, n: int = 60) -> list[dict]:
-    rows = []
-    for i in range(n):
-        row = {"id": f"item-{i}", "config": CONFIGS[i % 3], "response": RESPONSES[i % 5]}
-        if i % 4 == 0:
-            row["messages"] = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."},
-                               {"role": "user", "content": PROMPTS[i % 3] + " " + "detail " * (i % 7)}]
-        else:
-            row["prompt"] = PROMPTS[i % 3] + " " + "more " * (i % 11)
-        if i == 5:
-            row["config"] = {"name": "violence-ok", "allow": {"Violence": 2}}
-        rows.append(row)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return rows
-
-
-def read_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def run(encoder_model_dir: Path, inp: Path, out: Path, *extra: str) -> int:
