@@ -17,10 +17,10 @@ them occurs in the User turns up to that Agent turn, compared as English Snowbal
 meets "casting". Until 2026-12-07 they were compared on their first five letters, and "interested" met
 "interbody", "interface" and "intersectionality", "found" met "foundryman", "contact" met "contaminant": in
 DynaBench's transcripts such matches let topic rules be read against ~400 Agent turns whose user never named
-the topic. Only a rare word names a topic precisely
-enough: a condition in common words ("if employee information is requested by a user external to the
-company", "if a user repeats the same message 3 times") is never gated, and the cross-encoder reads it; nor is a
-condition met by the topic's absence ("if the user does not mention Zyrtec", "other than sfumato").
+the topic. Only a rare word names a topic precisely enough: a condition in common words ("if employee
+information is requested by a user external to the company", "if a user repeats the same message 3 times") is
+never gated, and the cross-encoder reads it; nor is a condition met by the topic's absence ("if the user does
+not mention Zyrtec", "other than sfumato").
 
 **Names.** A name the condition quotes ("an elimination on 'Survivor 18'", "the textbook "Transport
 Phenomena"") or capitalises after its first word ("the musical group The Clash", "the films of David Lynch",
@@ -38,7 +38,7 @@ The gate is one-sided: it removes (rule, turn) pairs that cannot be violations a
 removes none of the 96 violated rules of the DynaBench dev half's FAIL items (for any threshold from Zipf 2.5
 to 4; with names too) and none of the 1,805 violating pairs of the generated dev and test data (nor, with
 names, any of the 5,969 of the current generator's data), and it lifts four judges' DynaBench AUROC by 5-12
-points (``docs/results.md``, 2026-12-07; capitalised names 1.4-4.5 more for three judges). The thresholds are
+points (``docs/results.md``, 2026-12-07; names, narrowing clauses and stems 1.4-6.6 more for three judges). The thresholds are
 properties of English, not fitted on any benchmark: Zipf 3 is one occurrence per million words.
 """
 

@@ -7,7 +7,7 @@ leaves such rules out of training: ``metadata.case_dependent``). Case is a chara
 **only** about case is not read by the cross-encoder: :func:`parse` turns it into a :class:`CaseRule` that the
 predictor checks on each Agent turn as it checks a length limit (:mod:`csrm.model.rule.limits`).
 
-Three kinds, told apart by what the prohibition is about:
+Five kinds, told apart by what the rule is about:
 
 - ``lowercase``: no upper-case letter anywhere ("in all lowercase letters", "no capital letters are allowed",
   "do not use capital letters", "not a single letter ... capitalized");
@@ -64,7 +64,7 @@ start starts begin begins first conversation conversations
 
 @dataclass(frozen=True)
 class CaseRule:
-    """One rule about letter case for every Agent turn (module doc)."""
+    """One rule about letter case for every Agent turn, or for the first (``conversation``; module doc)."""
 
     kind: Literal["lowercase", "capitals", "no_shouting", "capital_start", "lowercase_start"]
     conversation: bool = False  # the first Agent turn only ("... the first word in a conversation ...")
