@@ -10,7 +10,7 @@ MODEL, BLANKED, LENGTHS, RELEVANCE = "model", "config blanked", "lengths-only pr
 TARGETS = {"swap": 0.90, "removal": 0.85, "pairs": 0.95, "auroc": 0.80, "f1_tuned": 0.652, "named_rule": 0.70}
 HEADER = ["Scorer", "rule swap", "rule removal (rules left / empty)", "within-transcript pairs",
           "AUROC [95% interval over violated rules]",
-          "F1 dev-tuned", "named rule", "length: dP(comply) 115 -> 20k chars", "violation flagged, stored threshold (short / in 20k)"]
+          "F1 dev-tuned", "named rule", "length: dP(comply) 115 -> 20k chars repeated; no repeats", "violation flagged, stored threshold (short / in 20k)"]
 
 
 def _share(value: Any) -> str:
@@ -48,9 +48,10 @@ def measure_cells(m: dict[str, Any]) -> list[str]:
         _auroc(m), _pct(m.get("f1_tuned")),
         "n/a" if named is None else _pct(named),
         "–" if "delta_benign" not in length else
-        f"{length['delta_benign']:+.3f} ({length['p_comply']['benign']:.3f} -> {length['p_comply']['benign_long']:.3f})",
+        f"{length['delta_benign']:+.3f} ({length['p_comply']['benign']:.3f} -> {length['p_comply']['benign_long']:.3f})"
+        + (f"; {length['delta_varied']:+.3f}" if "delta_varied" in length else ""),
         "–" if not flagged else f"{yes[flagged['violating']]} / {yes[flagged['violating_long']]}"
-        + (" (benign 20k flagged too)" if flagged.get("benign_long") else ""),
+        + (" (benign 20k flagged too)" if flagged.get("benign_long") or flagged.get("benign_varied") else ""),
     ]
 
 

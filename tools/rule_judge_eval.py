@@ -194,7 +194,10 @@ def pair_reading(judge: RulePredictor, data: Path, n_positive: int = 600) -> dic
 def length_test(judge: RulePredictor, data: Path, n: int = 12) -> dict:
     """The length rows of issue 28 on generated test FAIL transcripts (module doc). Rules that limit the
     length itself ("at most 300 words": counted, :mod:`csrm.model.rule.limits`) are dropped from the policy
-    first: a 20,000-character answer rightly breaks them, and the test asks about drift under the others."""
+    first: a 20,000-character answer rightly breaks them, and the test asks about drift under the others.
+    The judge reads a verbatim repeat once (:func:`csrm.model.rule.modeling.turn_windows`), so the repeated
+    turn is read as itself plus the cut-off copy at its end; :mod:`eval.rule_length` also measures a long
+    answer without repeats."""
     rows = [ex for ex in read_examples(data / "test.jsonl") if ex.label == 1 and ex.contrast == "original"]
     deltas, flagged = [], []
     for ex in rows[:n]:

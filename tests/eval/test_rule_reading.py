@@ -6,6 +6,7 @@ policy is the FAIL one" heuristic). No trained model is involved."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -103,11 +104,14 @@ def test_length_test_items_and_verdicts():
     assert len(BENIGN) == 115
     assert TARGET_CHARS - 116 < len(items["benign_long"].response) <= TARGET_CHARS
     assert items["violating_long"].response.count(VIOLATING) == 1
+    varied = re.split(r"(?<=[.!?]) ", items["benign_varied"].response)
+    assert TARGET_CHARS - 200 < len(items["benign_varied"].response) <= TARGET_CHARS
+    assert len(varied) == len(set(varied)) > 150  # no sentence repeats
     assert len({it.config for it in items.values()}) == 1
     steady = measures(Reader(), make_items())["length"]
-    assert steady["delta_benign"] == 0.0 and steady["drift_ok"]
+    assert steady["delta_benign"] == steady["delta_varied"] == 0.0 and steady["drift_ok"] and steady["varied_drift_ok"]
     assert steady["flagged_stored"] == {"benign": False, "benign_long": False, "violating": True,
-                                        "violating_long": True}
+                                        "violating_long": True, "benign_varied": False}
 
     class Drifting:  # P(complies) falls with the answer's length, as a product over windows does
         def score_items(self, batch):
@@ -115,6 +119,7 @@ def test_length_test_items_and_verdicts():
 
     drift = measures(Drifting(), make_items())["length"]
     assert drift["delta_benign"] < -0.05 and not drift["drift_ok"] and drift["flagged_stored"]["benign_long"]
+    assert drift["delta_varied"] < -0.05 and not drift["varied_drift_ok"] and drift["flagged_stored"]["benign_varied"]
     block = benchmark_block(Drifting(), make_items(), controls=False)
     assert "(benign 20k flagged too)" in "\n".join(block_markdown(block, title="t"))
 

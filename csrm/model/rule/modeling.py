@@ -8,7 +8,7 @@ boundaries in words and ends on a question whose last token the classifier reads
 - B = ``User: <tail of the preceding User turn> Agent: <window of the judged Agent turn>``.
 
 The judged Agent text is never truncated: a turn is cut into character windows first
-(:func:`csrm.base.text.windows`), and a window whose tokens still do not fit beside the rule and the
+(:func:`turn_windows`; only sentences that repeat an earlier one word for word are read once), and a window whose tokens still do not fit beside the rule and the
 context is split again at token level (:func:`fit_window`). Only the rule's tail and the context's head may
 be cut, and neither is judged content. Cross-attention between the rule and the text is the point (issue 28:
 the frozen-similarity reader cannot see negation, conditions or "contains a value of type X").
@@ -33,6 +33,7 @@ from transformers import (
 
 from csrm.base.memory import release_freed_memory
 from csrm.base.paths import resolve_model_name
+from csrm.base.text import distinct_sentences, windows
 
 CONTEXT_TAG, AGENT_TAG = "User: ", "Agent: "
 TEXT_TEMPLATE = ("Rule: ", "\nConversation:\n", "\nDoes the Agent's reply break the rule?")
@@ -51,6 +52,13 @@ class Pair:
     rule_index: int = 0
     turn_index: int = 0
     window_index: int = 0
+
+
+def turn_windows(text: str, window_chars: int) -> list[str]:
+    """The windows of one turn the cross-encoder reads, in training and in scoring alike: the turn without its
+    verbatim repeats (:func:`~csrm.base.text.distinct_sentences`) cut at word boundaries into overlapping
+    windows of at most ``window_chars`` characters; an empty turn is one empty window."""
+    return windows(distinct_sentences(text), window_chars) or [""]
 
 
 def load_backbone(name_or_path: str, *, from_config: bool = False

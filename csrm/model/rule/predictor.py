@@ -38,7 +38,6 @@ from csrm.base import config as config_system
 from csrm.base.errors import InputError
 from csrm.base.rule_text import Rule, Turn, split_rules
 from csrm.base.score_types import Evidence, ScoreItem, ScoreResult
-from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import Calibration, combine
 from csrm.model.rule.args import FAMILY, RuleJudgeArgs
 from csrm.model.rule.candidates import select
@@ -47,7 +46,7 @@ from csrm.model.rule.code_checks import parse as parse_code_check
 from csrm.model.rule.conditions import cannot_apply
 from csrm.model.rule.data import preceding_user
 from csrm.model.rule.letter_case import CaseRule
-from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits
+from csrm.model.rule.modeling import Pair, PairEncoder, pair_logits, turn_windows
 from csrm.model.rule.repetition import RepetitionTrigger
 from csrm.model.rule.saved import MODEL_TYPE, RuleJudgeModel
 from csrm.model.sentence_embedder import Embed, SentenceEmbedder
@@ -174,7 +173,7 @@ class RulePredictor:
             said = " ".join(turn.text for turn in turns[: t + 1] if turn.role == "user")
             gone = counted | self.kept_by_code(rules, turns[t]) | (
                 {i for i, text in enumerate(texts) if cannot_apply(text, said)} if self.args.condition_gate else set())
-            for w, text in enumerate(cut_windows(turns[t].text, self.args.window_chars) or [""]):
+            for w, text in enumerate(turn_windows(turns[t].text, self.args.window_chars)):
                 units.append((t, w, context, text))
                 excluded.append(gone)
         chosen = select(texts, [u[3] for u in units], top_k=self.args.top_k, embed=self.embed,

@@ -53,11 +53,10 @@ from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, Trai
 from csrm.base.errors import InputError
 from csrm.base.io import atomic_path
 from csrm.base.memory import release_freed_memory
-from csrm.base.text import windows as cut_windows
 from csrm.model.rule.aggregation import best_f1_threshold, fit_calibration
 from csrm.model.rule.args import RuleJudgeArgs
 from csrm.model.rule.data import RuleExample, preceding_user, read_examples
-from csrm.model.rule.modeling import Pair, PairEncoder, freeze_lower, load_backbone
+from csrm.model.rule.modeling import Pair, PairEncoder, freeze_lower, load_backbone, turn_windows
 from csrm.model.rule.predictor import RulePredictor, save
 from csrm.model.sentence_embedder import SentenceEmbedder
 
@@ -76,7 +75,7 @@ def example_pairs(example: RuleExample, window_chars: int, *, uncased: bool = Fa
     out = []
     for t in example.agent_indices:
         context = preceding_user(example.turns, t)
-        for w, text in enumerate(cut_windows(example.turns[t].text, window_chars) or [""]):
+        for w, text in enumerate(turn_windows(example.turns[t].text, window_chars)):
             for r, rule in enumerate(example.rules):
                 if (uncased and rule.number in example.case_dependent) or (rule.number, t) in example.history_dependent:
                     continue

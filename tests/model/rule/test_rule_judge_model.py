@@ -64,6 +64,22 @@ def test_long_benign_answer_does_not_drift_and_one_violation_is_flagged(aggregat
     assert flagged.evidence.turn_index == 1 and flagged.evidence.reason == ""  # read by the model, not counted
 
 
+def test_a_verbatim_repeat_is_read_once_and_new_sentences_are_all_read():
+    judge = keyword_predictor(condition_gate=False)
+    rules = split_rules(POLICY)
+
+    def windows(answer: str) -> set[str]:
+        pairs, _ = judge.pairs_for(rules, [Turn("user", "How do I reach Sam?"), Turn("assistant", answer)])
+        return {p.window for p in pairs}
+
+    assert windows(BENIGN * 300) == windows(BENIGN) == {BENIGN.strip()}  # 20,000 characters, one sentence read
+    leaked = BENIGN * 150 + "Sam's phone is 555 0199. " + BENIGN * 150
+    assert windows(leaked) == {BENIGN + "Sam's phone is 555 0199."}
+    varied = " ".join(f"Order {i} is on its way and will arrive on day {i}." for i in range(400))
+    read = " ".join(windows(varied))
+    assert all(f"Order {i} " in read and f"day {i}." in read for i in range(400))  # no repeats: all read
+
+
 def test_a_rule_whose_topic_nobody_raised_is_not_read():
     policy = format_rules(["When the user asks about sfumato, never give a phone number.", "Say hello."])
     leak = [{"role": "user", "content": "How do I reach Sam?"}]
