@@ -79,8 +79,10 @@ class RuleJudgeArgs:
                                             "(format, style, length, language, greeting rules)")
     condition_gate: bool = setting(True, help="scoring: leave out a rule whose topic condition names rare words "
                                               "('when the user inquires about sfumato') or quotes or "
-                                              "capitalises a name ('on \'Survivor 18\'', 'The Clash') that "
-                                              "no User turn so far contains: it "
+                                              "capitalises a name ('on \'Survivor 18\'', 'The Clash'), "
+                                              "or names its subject in three uncommon words ('the "
+                                              "conservation challenges of early video art'), none of which "
+                                              "any User turn so far contains: it "
                                               "cannot apply yet (csrm.model.rule.conditions)")
     count_limits: bool = setting(True, help="scoring: a rule that is only a length limit ('at most 150 words', "
                                             "'at least two words'), an emoji ban ('never use emojis': the "

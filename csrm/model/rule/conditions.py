@@ -22,6 +22,16 @@ information is requested by a user external to the company", "if a user repeats 
 never gated, and the cross-encoder reads it; nor is a condition met by the topic's absence ("if the user does
 not mention Zyrtec", "other than sfumato").
 
+**Subjects in several words.** A condition whose words are all common may still name its subject precisely
+in several of them: "the conservation challenges specific to early video art" (Zipf 4.3, 4.5, 5.4, 5.4, 5.3).
+With at least :data:`SUBJECT_WORDS` subject words under :data:`SUBJECT_ZIPF` (not the verbs, the people, nor
+words that only say that something is asked: "topic", "question", "information", "specific"), the rule waits
+until the user has said one of them. One common word is too easily talked around ("the weather": "will it
+rain?"), two are still a business rule's everyday subject ("employee salaries": "what does John earn?");
+three that the user avoids all together mean the subject has not come up. Before this, the video-art rule fired
+on every transcript about employees' GPS locations and was the PASS item's top rule in all 40 within-transcript
+pairs the recipe's rerun lost.
+
 **Names.** A name the condition quotes ("an elimination on 'Survivor 18'", "the textbook "Transport
 Phenomena"") or capitalises after its first word ("the musical group The Clash", "the films of David Lynch",
 "NEC Article 250") is a topic too, however common its words: each of its words rarer than one in 10,000 running
@@ -51,6 +61,11 @@ from csrm.model.rule.wording import NEGATION
 
 RARE_ZIPF = 3.0
 NAME_ZIPF = 5.0  # a word of a name names it when rarer than one in 10,000 words: "lynch" 3.9, not "love" 5.8
+SUBJECT_ZIPF = 5.5  # a subject word is rarer than one in ~3,000 words: "conservation" 4.3, "video" 5.4; not "time"
+SUBJECT_WORDS = 3  # ... and a subject named in at least this many of them is a topic (module doc)
+# words that say that something is asked or discussed, not what: never subject words
+_NOT_SUBJECT = frozenset("topic topics conversation context question questions information details detail specific "
+                         "specifically particular particularly regarding related concerning".split())
 _HEAD = re.compile(r"^\s*(?:if|when|whenever|in the case that|in case|should|once|upon)\s+(.*?)"
                    r"(?:,|:|\bdo the following\b|\bthen\b)", re.I | re.S)
 _TAIL = re.compile(r"\b(?:if|when|whenever)\s+((?:the|a)\s+(?:user|customer|guest|patient|client|caller)\b.*?)"
@@ -117,7 +132,12 @@ def topic_terms(rule: str) -> tuple[str, ...]:
     rare = {w for w in _words(clause) if _names(w) and _zipf(w) < RARE_ZIPF}
     spans = [next(g for g in m.groups() if g) for m in _QUOTED.finditer(clause)] + _capitalised(clause)
     named = {w for span in spans for w in _words(span) if _names(w) and _zipf(w) < NAME_ZIPF}
-    return tuple(sorted(rare | named))
+    if rare or named:
+        return tuple(sorted(rare | named))
+    verbs = set(_words(" ".join(m.group(0) for m in _TOPIC_VERB.finditer(clause))))
+    subject = {w for w in _words(clause)
+               if _names(w) and w not in verbs and w not in _NOT_SUBJECT and _zipf(w) < SUBJECT_ZIPF}
+    return tuple(sorted(subject)) if len(subject) >= SUBJECT_WORDS else ()
 
 
 def _capitalised(clause: str) -> list[str]:

@@ -182,7 +182,19 @@ def test_a_clause_that_narrows_the_condition_is_part_of_it_an_example_is_not():
     assert not cannot_apply(surgery, "Are sleeve gastrectomies safer than a bypass?")  # one stem
     video = ("If the user inquires about the conservation challenges specific to early video art, for example the "
              "degradation of magnetic tape formats (e.g., U-matic, VHS), do the following: mention digital migration.")
-    assert topic_terms(video) == ()
+    assert topic_terms(video) == ("art", "challenges", "conservation", "early", "video")  # the example's left out
+
+
+def test_a_subject_named_in_three_uncommon_words_is_a_topic_two_are_not():
+    """No rare word or name: three subject words (under Zipf 5.5, not verbs or question words) name a topic the user
+    must raise with one of them; one or two are too easily talked around and never gate."""
+    video = "If the user inquires about the conservation challenges specific to early video art, mention migration."
+    assert cannot_apply(video, "Where was Leticia at 3pm? I need her GPS location.")
+    assert not cannot_apply(video, "How do museums conserve old installations?")  # one stem: "conserv"
+    salaries = "If the user asks about employee salaries, refuse to answer."
+    assert topic_terms(salaries) == () and not cannot_apply(salaries, "What does John earn?")
+    account = "If the user asks a question about information on their account details, verify them first."
+    assert topic_terms(account) == ()  # "question", "information", "details" say that something is asked
 
 
 @pytest.mark.parametrize("rule", [
