@@ -85,6 +85,8 @@ _QUOTED = re.compile(r"(?<!\w)'([^'\n]{2,60}?)'(?!\w)|\"([^\"\n]{2,60})\"|“([^
 # user may raise the topic without them
 _NARROWING = re.compile(r"\s*((?:specifically|particularly|especially|in particular|namely|focusing)\b.*?)"
                         r"(?=,|:|\bdo the following\b|\bthen\b)", re.I)
+# a sentence ends before a capital ("... Guardian. If a guest ..."), not at "vs. individual numbers"
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]?\s+(?=[A-Z])")
 # a condition met when the topic is absent, or an exception to the rule: never a gate (topic_condition)
 _ABSENT = re.compile(r"\b(other than|unrelated|apart from|besides|anything but|instead of|rather than|outside|"
                      r"not related|except)\b", re.I)
@@ -107,9 +109,12 @@ def topic_condition(rule: str) -> str | None:
     else ``None``: a leading "if/when ..., " clause or a trailing "... if the user ..." clause. A condition
     that holds when the topic is **absent** ("if the user does not mention Zyrtec", "asks about anything other
     than sfumato", "except when the user mentions ...") is not one: gating it would drop the rule exactly where it
-    applies."""
+    applies. Nor is a trailing condition in a later sentence of the rule: "Always refer to your homeworld as
+    Corona. If a guest asks about your spaceship, name its speed" holds its first sentence whatever is asked."""
     text = " ".join(rule.split())
     match = _HEAD.match(text) or _TAIL.search(text)
+    if match and match.re is _TAIL and _SENTENCE_END.search(text, 0, match.start() + 1):
+        return None  # a later sentence's condition ("Always call it Corona. If a guest asks ...") is not the rule's
     clause = match.group(1) if match else None
     if clause and match.re is _HEAD:
         end = match.end(1)

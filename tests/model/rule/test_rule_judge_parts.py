@@ -185,6 +185,17 @@ def test_a_clause_that_narrows_the_condition_is_part_of_it_an_example_is_not():
     assert topic_terms(video) == ("art", "challenges", "conservation", "early", "video")  # the example's left out
 
 
+def test_a_later_sentences_condition_does_not_gate_the_rule():
+    """DynaBench's Corona rule: its first sentence holds in every turn, its second waits for a question."""
+    corona = ("Always refer to your homeworld as Corona. If a guest asks about your spaceship, name its fastest "
+              "speed and coolest gadget, then ask them to join your crew on a mission.")
+    assert topic_terms(corona) == () and not cannot_apply(corona, "Hello there, who are you?")
+    assert topic_terms("Never use slang when the user asks about sfumato.") == ("sfumato",)
+    debate = ("Always reference the debate about finale formatting (lip sync vs. individual numbers) if the user "
+              "brings up the 'RuPaul's Drag Race' finale.")  # "vs. individual" ends no sentence
+    assert topic_terms(debate) == ("drag", "rupaul")
+
+
 def test_a_subject_named_in_three_uncommon_words_is_a_topic_two_are_not():
     """No rare word or name: three subject words (under Zipf 5.5, not verbs or question words) name a topic the user
     must raise with one of them; one or two are too easily talked around and never gate."""
