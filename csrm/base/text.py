@@ -134,8 +134,8 @@ def distinct_sentences(text: str) -> str:
 
     A judge that reads a turn in windows reads the same sentence again in every copy, and a sentence repeated
     three times in one window reads to a cross-encoder trained on short turns like a broken reply: a benign
-    115-character answer repeated to 20,000 characters moved the shipped rule judge's P(complies) by 0.09 and
-    0.19 (issue 28's length test), through a tone rule. A verbatim repeat holds nothing new to judge against a
+    115-character answer repeated to 20,000 characters moved two rule judges' P(complies) by 0.09 and 0.18
+    (issue 28's length test), through a tone rule. A verbatim repeat holds nothing new to judge against a
     rule; rules about length and repetition are counted by code on the whole turn, not read from windows."""
     parts = _SENTENCE_END.split(text)  # sentence, separator, sentence, ...
     seen: set[str] = set()

@@ -6,10 +6,10 @@ item's score is
 - ``max``: ``max_i z_i``; or
 - ``softmax``: ``tau * log(mean_i exp(z_i / tau))``, a smooth max that tends to the max as ``tau -> 0``.
 
-Both are **unchanged when the set of pairs is repeated**, and one violating window still dominates the score however many
-benign windows surround it (the max exactly; the softmax up to ``tau * log(n)``). The noisy-OR ``1 - prod(1 -
-p_i)`` and a sum or product over windows are not used because they move with the number of windows: the
-clause scorer's product made p_comply fall from 0.98 to 0.49 on a repeated benign answer (issue 28). (A
+Both are **unchanged when the set of pairs is repeated**, and one violating window still dominates the score
+however many benign windows surround it (the max exactly; the softmax up to ``tau * log(n)``). The noisy-OR
+``1 - prod(1 - p_i)`` and a sum or product over windows are not used because they move with the number of
+windows: the clause scorer's product made p_comply fall from 0.98 to 0.49 on a repeated benign answer (issue 28). (A
 verbatim repeat does not even reach the OR: a turn's windows are read without it,
 :func:`csrm.model.rule.modeling.turn_windows`. A long answer without repeats gives more windows, and the max
 of more logits can only rise: issue 28's length test measures that drift on such an answer too.)

@@ -7,9 +7,9 @@ boundaries in words and ends on a question whose last token the classifier reads
 - A = the rule's text (its first ``rule_max_tokens`` tokens; DynaBench's median rule is ~290 characters);
 - B = ``User: <tail of the preceding User turn> Agent: <window of the judged Agent turn>``.
 
-The judged Agent text is never truncated: a turn is cut into character windows first
-(:func:`turn_windows`; only sentences that repeat an earlier one word for word are read once), and a window whose tokens still do not fit beside the rule and the
-context is split again at token level (:func:`fit_window`). Only the rule's tail and the context's head may
+The judged Agent text is never truncated: a turn is cut into character windows first (:func:`turn_windows`;
+only a sentence that repeats an earlier one word for word is read once), and a window whose tokens still do
+not fit beside the rule and the context is split again at token level (:func:`fit_window`). Only the rule's tail and the context's head may
 be cut, and neither is judged content. Cross-attention between the rule and the text is the point (issue 28:
 the frozen-similarity reader cannot see negation, conditions or "contains a value of type X").
 
