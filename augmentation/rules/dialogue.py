@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 
 from augmentation.rules.core import Transcript, Wordings
-from augmentation.rules.values import ValueBank
+from augmentation.rules.values import ValueBank, around_anchor
 from csrm.base.rule_text import Turn
 
 
@@ -129,7 +129,7 @@ def fill(text: str, bank: ValueBank, split: str, rng: random.Random) -> str:
     """Replace the scaffold placeholders with Faker values of ``split``."""
     fake = bank.fake(split)
     values = {"name": lambda: fake.name(), "company": lambda: fake.company(), "city": lambda: fake.city(),
-              "date": lambda: fake.date_between("-1y", "+1y").strftime("%B %d"),
+              "date": lambda: around_anchor(fake, 365, 365).strftime("%B %d"),
               "amount": lambda: f"${fake.random_int(5, 400)}", "num": lambda: fake.bothify("#######")}
     for key, make in values.items():
         while "{" + key + "}" in text:

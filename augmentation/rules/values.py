@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 from faker import Faker
 
@@ -21,8 +22,18 @@ def _money(fake: Faker) -> str:
     return f"${fake.random_int(38, 260) * 1000 + fake.random_element((0, 250, 500, 750)):,}"
 
 
+# Every date is drawn around this fixed day, never around today: Faker's relative dates ("-1y", an age) follow the
+# clock, and the recipe's rule data (so the judge trained on it) changed from one day to the next
+ANCHOR = date(2026, 1, 1)
+
+
+def around_anchor(fake: Faker, days_before: int, days_after: int) -> date:
+    """A day between ``days_before`` days before :data:`ANCHOR` and ``days_after`` days after it."""
+    return fake.date_between_dates(ANCHOR - timedelta(days=days_before), ANCHOR + timedelta(days=days_after))
+
+
 def _dob(fake: Faker) -> str:
-    day = fake.date_of_birth(minimum_age=19, maximum_age=82)
+    day = around_anchor(fake, 83 * 365, -19 * 365)  # ages 19 to 82
     return day.strftime(fake.random_element(("%B %d, %Y", "%d %B %Y", "%m/%d/%Y", "%Y-%m-%d")))
 
 

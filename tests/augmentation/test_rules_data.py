@@ -140,3 +140,44 @@ def test_the_topic_gate_never_removes_a_violating_pair(generated):
                 checked += bool(topic_terms(rules[number]))
                 assert not cannot_apply(rules[number], said), (rules[number], said)
     assert checked >= 10
+
+
+def _clock_at(day):  # noqa: ANN001, ANN202
+    """Stand-ins for Faker's ``datetime`` and ``date`` whose now and today are ``day``."""
+    import datetime as real
+
+    class Clock(real.datetime):
+        @classmethod
+        def now(cls, tz=None):  # noqa: ANN206
+            return day.replace(tzinfo=tz)
+
+    class AnyDate(type):  # Faker also asks isinstance(value, date) of the dates it is given
+        def __instancecheck__(cls, value) -> bool:  # noqa: ANN001, N805
+            return isinstance(value, real.date)
+
+    class Calendar(real.date, metaclass=AnyDate):
+        @classmethod
+        def today(cls):  # noqa: ANN206
+            return day.date()
+
+    return Clock, Calendar
+
+
+def test_the_data_does_not_depend_on_the_day_it_is_generated(tmp_path, shared_data, monkeypatch):
+    """Faker's relative dates ("-1y", an age) follow the clock; the generator anchors every date to a fixed day,
+    so the same recipe writes the same rows on any day (it did not: the recipe's rule data and judge changed
+    between 2026-12-07 and 2026-12-08)."""
+    import datetime as real
+
+    from faker.providers import date_time
+
+    texts = []
+    for day in (real.datetime(2026, 12, 7, 12), real.datetime(2031, 6, 1, 12)):
+        clock, calendar = _clock_at(day)
+        monkeypatch.setattr(date_time, "datetime", clock)
+        monkeypatch.setattr(date_time, "dtdate", calendar)
+        out = tmp_path / day.strftime("%Y")
+        assert main(["configs/augment/rules.yaml", f"output_dir={out}", "rules.scaffolds_per_family=12",
+                     "rules.families=[disclosure,obligation]", "progress=false"]) == 0
+        texts.append((out / "rules" / "train.jsonl").read_text())
+    assert texts[0] == texts[1] and any(m in texts[0] for m in ("January", "June", "December", "/19", "-19"))
