@@ -124,8 +124,11 @@ def windows(text: str, max_chars: int, overlap: int = WINDOW_OVERLAP_CHARS) -> l
     return [w for w in out if w]
 
 
+# a sentence ends at ".", "!" or "?" (a closing quote or bracket may follow) before a capital or a digit:
+# "... Guardian. If a guest ...", not "U.S. law" or "lip sync vs. individual numbers"
+SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
 MIN_REPEAT_CHARS = 20  # shorter pieces ("Yes.", "Step 1.", the "Dr." of "Dr. Who") may repeat: they are kept
-_SENTENCE_END = re.compile(r"((?<=[.!?])\s+|\s*\n\s*)")
+_PIECE_END = re.compile(r"((?<=[.!?])\s+|\s*\n\s*)")  # any sentence or line end: repeats are whole pieces
 
 
 def distinct_sentences(text: str) -> str:
@@ -137,7 +140,7 @@ def distinct_sentences(text: str) -> str:
     115-character answer repeated to 20,000 characters moved two rule judges' P(complies) by 0.09 and 0.18
     (issue 28's length test), through a tone rule. A verbatim repeat holds nothing new to judge against a
     rule; rules about length and repetition are counted by code on the whole turn, not read from windows."""
-    parts = _SENTENCE_END.split(text)  # sentence, separator, sentence, ...
+    parts = _PIECE_END.split(text)  # sentence, separator, sentence, ...
     seen: set[str] = set()
     kept = []
     for i in range(0, len(parts), 2):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from csrm.base.text import WINDOW_OVERLAP_CHARS, windows  # noqa: F401 - re-exported (clause features, tests)
+from csrm.base.text import SENTENCE_END, WINDOW_OVERLAP_CHARS, windows  # noqa: F401 - the last two re-exported
 
 MAX_CLAUSE_CHARS = 400
 MAX_SEGMENT_CHARS = 600
@@ -26,7 +26,7 @@ MAX_SEGMENT_CHARS = 600
 # a list marker needs a space after it ("3.5 percent" and "U.S. law" are text, not items); a table row a pipe
 _ITEM = re.compile(r"^\s*(?:(?:[-*•·]|\d{1,3}[.)]|\(?[a-zA-Z][.)])\s+|\|\s*)")
 _TABLE_RULE = re.compile(r"^\s*\|?[\s:|-]+\|?\s*$")
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]?\s+(?=[\"'(\[]?[A-Z0-9])")
+_SENTENCE_END = SENTENCE_END  # the remote copy (remote/modeling_csrm_clause.py) spells it out
 _SPACES = re.compile(r"\s+")
 
 

@@ -57,6 +57,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from csrm.base.text import SENTENCE_END
 from csrm.model.rule.wording import NEGATION
 
 RARE_ZIPF = 3.0
@@ -85,8 +86,6 @@ _QUOTED = re.compile(r"(?<!\w)'([^'\n]{2,60}?)'(?!\w)|\"([^\"\n]{2,60})\"|“([^
 # user may raise the topic without them
 _NARROWING = re.compile(r"\s*((?:specifically|particularly|especially|in particular|namely|focusing)\b.*?)"
                         r"(?=,|:|\bdo the following\b|\bthen\b)", re.I)
-# a sentence ends before a capital ("... Guardian. If a guest ..."), not at "vs. individual numbers"
-_SENTENCE_END = re.compile(r"[.!?][\"')\]]?\s+(?=[A-Z])")
 # a condition met when the topic is absent, or an exception to the rule: never a gate (topic_condition)
 _ABSENT = re.compile(r"\b(other than|unrelated|apart from|besides|anything but|instead of|rather than|outside|"
                      r"not related|except)\b", re.I)
@@ -113,7 +112,7 @@ def topic_condition(rule: str) -> str | None:
     Corona. If a guest asks about your spaceship, name its speed" holds its first sentence whatever is asked."""
     text = " ".join(rule.split())
     match = _HEAD.match(text) or _TAIL.search(text)
-    if match and match.re is _TAIL and _SENTENCE_END.search(text, 0, match.start() + 1):
+    if match and match.re is _TAIL and SENTENCE_END.search(text, 0, match.start() + 1):
         return None  # a later sentence's condition ("Always call it Corona. If a guest asks ...") is not the rule's
     clause = match.group(1) if match else None
     if clause and match.re is _HEAD:
